@@ -1,0 +1,37 @@
+"""bayes_se: Bayesian meta-analysis with a metafor-exact frequentist twin.
+
+Importing the package is cheap: NumPy/SciPy/pandas only. PyMC, ArviZ and matplotlib are imported
+when a sampler, a diagnostic or a plot is first needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access, PEP 562)
+_LAZY = {
+    "load_effects": "bayes_se.data",
+    "EffectData": "bayes_se.data",
+    "escalc": "bayes_se.effect_sizes",
+    "rma": "bayes_se.frequentist",
+    "rma_mv": "bayes_se.frequentist",
+    "BayesSEError": "bayes_se.errors",
+    "DataError": "bayes_se.errors",
+    "SpecError": "bayes_se.errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in {"frequentist", "effect_sizes", "data", "errors"}:
+        return importlib.import_module(f"bayes_se.{name}")
+    raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

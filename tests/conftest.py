@@ -1,0 +1,17 @@
+"""Shared test setup.
+
+All tests share one PyTensor compile directory so a model compiled by one test is reused by the
+next (and by the next run of the suite on the same machine).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+_COMPILEDIR = pathlib.Path(tempfile.gettempdir()) / "bayes_se_test_pytensor"
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_COMPILEDIR}")
+
+TESTS = pathlib.Path(__file__).parent
+REFERENCE = TESTS / "reference"
