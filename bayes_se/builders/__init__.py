@@ -1,0 +1,12 @@
+"""Bayesian model builders (PyMC) and the one-call fits built on them.
+
+Builders only build a model (:class:`MetaModel`); :func:`bayes_se.sampling.sample` samples it and
+:class:`bayes_se.results.BayesianFit` wraps the result.
+"""
+
+from __future__ import annotations
+
+from bayes_se.builders.random_effects import MetaModel, build_random_effects
+from bayes_se.builders.three_level import build_three_level
+
+__all__ = ["MetaModel", "build_random_effects", "build_three_level"]

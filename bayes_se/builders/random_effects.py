@@ -1,0 +1,323 @@
+"""PyMC model builders for the random-effects model and meta-regression.
+
+Normal random effects are integrated out (the *marginal* parameterisation),
+
+    y_i ~ N(x_i' beta, v_i + tau^2),
+
+so the sampler only sees beta (or mu) and tau; the study effects theta_i are drawn exactly from
+their conditional normals after sampling (see :mod:`bayes_se.sampling`). Student-t random effects
+do not integrate out and are written non-centred,
+
+    theta_i = x_i' beta + tau * u_i,  u_i ~ t_nu(0, 1),  y_i ~ N(theta_i, v_i).
+
+The builders only build a :class:`pymc.Model` (wrapped in :class:`MetaModel` with the data the
+post-processing needs); they never sample.
+
+References
+----------
+Higgins, J. P. T., Thompson, S. G. & Spiegelhalter, D. J. (2009). A re-evaluation of random-effects
+meta-analysis. JRSS A 172, 137-159.
+Baker, R. & Jackson, D. (2008). A new approach to outliers in meta-analysis. Health Care Manag Sci
+11, 121-131 (t-distributed random effects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_se.errors import DataError, SpecError
+
+#: Location and heterogeneity priors of the reference fits (tests/reference/README.md), used when
+#: bayes_se.priors is not available: each beta ~ N(0, 1), tau ~ half-N(0, 0.5).
+FALLBACK_PRIORS = {
+    "mu": lambda name, **kw: pm.Normal(name, 0.0, 1.0, **kw),
+    "beta": lambda name, **kw: pm.Normal(name, 0.0, 1.0, **kw),
+    "tau": lambda name, **kw: pm.HalfNormal(name, 0.5, **kw),
+    "nu": None,
+}
+
+#: Degrees of freedom of Student-t random effects when no prior is given for nu.
+DEFAULT_NU = 4.0
+
+EFFECTS = ("normal", "student_t")
+
+
+@dataclass
+class MetaModel:
+    """A built (unsampled) meta-analytic PyMC model and the data its post-processing needs.
+
+    Attributes
+    ----------
+    model : pymc.Model
+        The model; the observed effects are named ``y``.
+    kind : str
+        ``"random_effects"``, ``"student_t"`` or ``"three_level"``.
+    yi, vi : numpy.ndarray
+        Observed effects and their sampling variances.
+    X : numpy.ndarray or None
+        Design matrix (k x p); ``None`` for an intercept-only model, whose location is ``mu``.
+    coef_names : list of str
+        Column names of ``X`` (``["intercept"]`` when ``X`` is None).
+    study : list of str
+        Study labels (coordinate ``study``).
+    group_index : numpy.ndarray or None
+        Integer subgroup (random effects) or cluster (three-level) of each study.
+    group_labels : list of str or None
+        Labels of the subgroups or clusters.
+    nu : float or None
+        Fixed Student-t degrees of freedom (None when nu has a prior or effects are normal).
+    settings : dict
+        Plain description of the model and priors, stored with the fit.
+    """
+
+    model: pm.Model
+    kind: str
+    yi: np.ndarray
+    vi: np.ndarray
+    X: np.ndarray | None
+    coef_names: list
+    study: list
+    group_index: np.ndarray | None = None
+    group_labels: list | None = None
+    nu: float | None = None
+    settings: dict = field(default_factory=dict)
+
+    def location(self, posterior) -> np.ndarray:
+        """Fixed-effects part ``x_i' beta`` per draw, shape (chain, draw, study)."""
+        if self.X is None:
+            return np.asarray(posterior["mu"])[..., None] * np.ones(len(self.yi))
+        beta = np.asarray(posterior["beta"])
+        return np.einsum("cdp,kp->cdk", beta, self.X)
+
+
+def check_inputs(yi, vi, study=None) -> tuple[np.ndarray, np.ndarray, list]:
+    """Validate effects and variances; return them as float arrays with study labels.
+
+    Raises
+    ------
+    DataError
+        Naming the 1-based row and the column (``yi`` or ``vi``) of the first bad value.
+    """
+    try:
+        yi = np.asarray(yi, dtype=float).ravel()
+        vi = np.asarray(vi, dtype=float).ravel()
+    except (TypeError, ValueError) as err:
+        raise DataError(f"effects and variances must be numbers ({err})") from None
+    if yi.size != vi.size:
+        raise DataError(f"{yi.size} effects but {vi.size} variances", column="vi")
+    if yi.size < 2:
+        raise DataError("need at least two studies", column="yi")
+    for name, arr in (("yi", yi), ("vi", vi)):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise DataError("missing or non-finite value", row=int(bad[0]) + 1, column=name)
+    bad = np.flatnonzero(vi <= 0)
+    if bad.size:
+        raise DataError(f"sampling variance must be > 0, got {vi[bad[0]]}", row=int(bad[0]) + 1, column="vi")
+    if study is None:
+        study = [str(i + 1) for i in range(yi.size)]
+    study = [str(s) for s in study]
+    if len(study) != yi.size:
+        raise DataError(f"{len(study)} study labels for {yi.size} effects", column="study")
+    if len(set(study)) != len(study):
+        # coordinates must be unique: number repeated labels (e.g. several effects per study)
+        seen: dict = {}
+        out = []
+        for s in study:
+            seen[s] = seen.get(s, 0) + 1
+            out.append(s if seen[s] == 1 else f"{s} #{seen[s] - 1}")
+        study = out
+    return yi, vi, study
+
+
+def check_design(X, coef_names, k: int) -> tuple[np.ndarray | None, list]:
+    """Validate a design matrix; ``None`` (or a single all-ones column) means intercept only."""
+    if X is None:
+        return None, ["intercept"]
+    try:
+        X = np.asarray(X, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"design matrix must be numeric ({err})") from None
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != k:
+        raise DataError(f"design matrix has {X.shape[0]} rows for {k} effects")
+    names = [f"x{j}" for j in range(X.shape[1])] if coef_names is None else [str(c) for c in coef_names]
+    if len(names) != X.shape[1]:
+        raise SpecError(f"{len(names)} names for {X.shape[1]} columns", key="coef_names")
+    bad = np.argwhere(~np.isfinite(X))
+    if bad.size:
+        raise DataError("missing or non-finite moderator value", row=int(bad[0, 0]) + 1, column=names[bad[0, 1]])
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise DataError("design matrix is rank deficient (a moderator is constant or collinear)")
+    if X.shape[1] == 1 and np.allclose(X, 1.0):
+        return None, ["intercept"]
+    return X, names
+
+
+def resolve_prior(priors: dict | None, key: str):
+    """The prior for ``key``: from ``priors``, else bayes_se.priors' default preset, else the fallback."""
+    if priors and priors.get(key) is not None:
+        return priors[key]
+    try:  # the priors module is optional for the builders
+        from bayes_se.priors import preset
+    except ImportError:
+        return FALLBACK_PRIORS.get(key)
+    return preset("default").get(key, FALLBACK_PRIORS.get(key))
+
+
+def make_rv(prior, name: str, **dims):
+    """Create the random variable ``name`` from a Prior-like object (``to_pymc``) or a callable."""
+    if hasattr(prior, "to_pymc"):
+        return prior.to_pymc(name, **dims)
+    if callable(prior):
+        return prior(name, **dims)
+    raise SpecError(f"prior for '{name}' must have a to_pymc method or be callable, got {prior!r}", key=name)
+
+
+def scale_rv(prior, name: str, dims: str | None = None):
+    """A standard-deviation parameter ``name`` and its square ``name2`` (e.g. tau and tau2).
+
+    Uses ``bayes_se.priors.heterogeneity_rv`` (which may put the prior on the variance) when it is
+    available and the parameter is a scalar.
+    """
+    if dims is None and hasattr(prior, "to_pymc"):
+        try:
+            from bayes_se.priors import heterogeneity_rv
+        except ImportError:
+            heterogeneity_rv = None
+        if heterogeneity_rv is not None:
+            return heterogeneity_rv(prior, name=name)
+    kw = {"dims": dims} if dims else {}
+    sd = make_rv(prior, name, **kw)
+    pm.Deterministic(name + "2", pt.square(sd), **kw)
+    return sd
+
+
+def prior_text(prior) -> str:
+    """A one-line description of a prior for the stored settings."""
+    if prior is None:
+        return "none"
+    text = str(prior)
+    return "callable" if text.startswith("<function") else text
+
+
+def build_random_effects(
+    yi,
+    vi,
+    *,
+    X=None,
+    coef_names=None,
+    study=None,
+    priors: dict | None = None,
+    effects: str = "normal",
+    nu: float | None = None,
+    subgroup=None,
+) -> MetaModel:
+    """Build the Bayesian random-effects model or meta-regression (not sampled).
+
+    Model (normal effects, marginal): ``y_i ~ N(x_i' beta, v_i + tau_{g(i)}^2)``.
+
+    Parameters
+    ----------
+    yi, vi : array_like
+        Observed effects and their sampling variances (k each).
+    X : array_like, optional
+        Design matrix (k x p) including the intercept column; omitted: intercept only (``mu``).
+    coef_names : list of str, optional
+        Names of the columns of ``X`` (coordinate ``coef``), e.g. ``intercept``, ``guided[yes]``.
+    study : sequence, optional
+        Study labels (coordinate ``study``).
+    priors : dict, optional
+        Keys ``mu``, ``beta``, ``tau`` (and ``nu`` for Student-t effects): Prior objects with a
+        ``to_pymc(name, **dims)`` method or callables ``f(name, **dims)`` creating the variable.
+    effects : {"normal", "student_t"}
+        Distribution of the random effects.
+    nu : float, optional
+        Fixed degrees of freedom of Student-t effects (default 4) unless ``priors["nu"]`` is given.
+    subgroup : sequence, optional
+        One label per study: a separate tau per subgroup (``tau`` with dims ``subgroup``).
+
+    Returns
+    -------
+    MetaModel
+
+    References
+    ----------
+    Higgins, Thompson & Spiegelhalter (2009), JRSS A 172:137-159; Baker & Jackson (2008), Health
+    Care Manag Sci 11:121-131.
+    """
+    if effects not in EFFECTS:
+        raise SpecError(f"effects must be one of {EFFECTS}, got {effects!r}", key="effects")
+    yi, vi, study = check_inputs(yi, vi, study)
+    X, coef_names = check_design(X, coef_names, yi.size)
+
+    coords = {"study": study}
+    if X is not None:
+        coords["coef"] = coef_names
+    group_index = group_labels = None
+    if subgroup is not None:
+        groups = [str(g) for g in subgroup]
+        if len(groups) != yi.size:
+            raise DataError(f"{len(groups)} subgroup labels for {yi.size} effects", column="subgroup")
+        group_labels = sorted(set(groups))
+        if len(group_labels) < 2:
+            raise DataError("subgroup column has a single level", column="subgroup")
+        group_index = np.array([group_labels.index(g) for g in groups])
+        coords["subgroup"] = group_labels
+
+    priors = dict(priors or {})
+    chosen = {key: resolve_prior(priors, key) for key in ("mu", "beta", "tau", "nu")}
+    with pm.Model(coords=coords) as model:
+        if X is None:
+            loc = make_rv(chosen["mu"], "mu")
+        else:
+            beta = make_rv(chosen["beta"], "beta", dims="coef")
+            loc = pt.dot(pt.as_tensor_variable(X), beta)
+        if group_index is None:
+            tau = scale_rv(chosen["tau"], "tau")
+        else:
+            tau = scale_rv(chosen["tau"], "tau", dims="subgroup")[group_index]
+        if effects == "normal":
+            pm.Normal("y", mu=loc, sigma=pt.sqrt(vi + pt.square(tau)), observed=yi, dims="study")
+            nu_fixed = None
+        else:
+            if priors.get("nu") is not None:
+                nu_rv = make_rv(priors["nu"], "nu")
+                nu_fixed = None
+            else:
+                nu_rv = nu_fixed = float(DEFAULT_NU if nu is None else nu)
+                if nu_fixed <= 0:
+                    raise SpecError(f"nu must be > 0, got {nu_fixed}", key="nu")
+            u = pm.StudentT("u", nu=nu_rv, mu=0.0, sigma=1.0, dims="study")
+            theta = pm.Deterministic("theta", loc + tau * u, dims="study")
+            pm.Normal("y", mu=theta, sigma=np.sqrt(vi), observed=yi, dims="study")
+
+    settings = {
+        "model": "random_effects" if effects == "normal" else "student_t",
+        "effects": effects,
+        "k": int(yi.size),
+        "coef": coef_names,
+        "subgroup_tau": group_labels is not None,
+        "priors": {"location": prior_text(chosen["mu"] if X is None else chosen["beta"]),
+                   "tau": prior_text(chosen["tau"])},
+    }
+    if effects == "student_t":
+        settings["nu"] = nu_fixed if nu_fixed is not None else prior_text(priors.get("nu"))
+    return MetaModel(
+        model=model,
+        kind="random_effects" if effects == "normal" else "student_t",
+        yi=yi,
+        vi=vi,
+        X=X,
+        coef_names=coef_names,
+        study=study,
+        group_index=group_index,
+        group_labels=group_labels,
+        nu=nu_fixed,
+        settings=settings,
+    )

@@ -1,0 +1,281 @@
+"""The one place that runs samplers, and the exact post-sampling draws.
+
+:func:`sample` runs NUTS on a built model (refitting once with a higher ``target_accept`` if there
+were divergences), adds prior draws and the prior predictive, and, for a
+:class:`~bayes_se.builders.random_effects.MetaModel`, the quantities that are drawn exactly given
+each posterior draw rather than sampled:
+
+* study effects ``theta_i | beta, tau, y ~ N((y_i/v_i + m_i/tau^2)/(1/v_i + 1/tau^2),
+  1/(1/v_i + 1/tau^2))`` (written in the equivalent form that stays finite at tau = 0);
+* a new study's effect ``pred = mu + tau * z``;
+* for the three-level model, cluster effects ``u_j | y`` and effect-level ``w_ij | u_j, y``;
+* the pointwise log-likelihood with the study (cluster) effects integrated out, for LOO;
+* replicate effects ``y_rep`` from the marginal model (posterior predictive).
+
+References
+----------
+Hoffman, M. D. & Gelman, A. (2014). The No-U-Turn sampler. JMLR 15, 1593-1623.
+Gelman, A. et al. (2013). Bayesian Data Analysis, 3rd ed., sec. 5.4 (conditional normal of the
+study effects in the normal-normal model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import numpy as np
+from scipy import special, stats
+
+from bayes_se.errors import SpecError
+
+#: target_accept of the automatic refit after divergences.
+REFIT_TARGET_ACCEPT = 0.99
+#: Number of prior (predictive) draws stored with each fit.
+PRIOR_DRAWS = 500
+#: Generalised Gauss-Laguerre nodes for the Student-t marginal likelihood (a smooth 1-D integral
+#: over the normal scale mixture; 64 nodes give about 1e-8 relative accuracy).
+LAGUERRE_NODES = 64
+#: Attribute marking posterior variables drawn exactly (not by MCMC): diagnostics skip them.
+EXACT_ATTR = "exact_conditional_draw"
+SAMPLERS = ("pymc", "nutpie")
+
+
+def sample(
+    model,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    target_accept: float = 0.9,
+    seed: int,
+    sampler: str = "pymc",
+    progressbar: bool = False,
+):
+    """Sample a built model with NUTS and return a complete InferenceData.
+
+    Parameters
+    ----------
+    model : MetaModel or pymc.Model
+        From a bayes_se builder (gets exact study effects, marginal log-likelihood and ``y_rep``)
+        or any PyMC model (gets PyMC's own log-likelihood and posterior predictive).
+    draws, tune, chains, cores : int
+        As in :func:`pymc.sample`.
+    target_accept : float
+        NUTS target acceptance; raised to ``REFIT_TARGET_ACCEPT`` for one refit after divergences.
+    seed : int
+        Seeds the sampler and every post-sampling draw: the same seed gives identical draws.
+    sampler : {"pymc", "nutpie"}
+        ``"nutpie"`` only when nutpie is installed.
+    progressbar : bool
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups posterior, sample_stats, observed_data, prior, prior_predictive,
+        posterior_predictive (``y_rep``) and log_likelihood (``y``). ``attrs["refit_reason"]``
+        says why a refit happened.
+
+    References
+    ----------
+    Hoffman & Gelman (2014), JMLR 15:1593-1623.
+    """
+    import pymc as pm
+
+    from bayes_se.builders.random_effects import MetaModel
+
+    if sampler not in SAMPLERS:
+        raise SpecError(f"sampler must be one of {SAMPLERS}, got {sampler!r}", key="sampler")
+    if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
+        raise SpecError("sampler 'nutpie' needs the nutpie package, which is not installed", key="sampler")
+    if not 0.0 < target_accept < 1.0:
+        raise SpecError(f"target_accept must be in (0, 1), got {target_accept}", key="target_accept")
+    meta = model if isinstance(model, MetaModel) else None
+    pm_model = meta.model if meta is not None else model
+
+    def run(accept):
+        kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                      progressbar=progressbar, target_accept=accept, compute_convergence_checks=False,
+                      idata_kwargs={"log_likelihood": False})
+        if sampler == "nutpie":
+            kwargs["nuts_sampler"] = "nutpie"
+        with pm_model, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
+            return pm.sample(**kwargs)
+
+    idata = run(target_accept)
+    n_div = int(idata.sample_stats["diverging"].sum())
+    if n_div and target_accept < REFIT_TARGET_ACCEPT:
+        idata = run(REFIT_TARGET_ACCEPT)
+        idata.attrs["refit_reason"] = (
+            f"{n_div} divergent transitions at target_accept={target_accept}; "
+            f"refit once with target_accept={REFIT_TARGET_ACCEPT}"
+        )
+    idata.attrs["target_accept"] = REFIT_TARGET_ACCEPT if "refit_reason" in idata.attrs else target_accept
+    idata.attrs["seed"] = int(seed)
+    idata.attrs["sampler"] = sampler
+
+    with pm_model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
+        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, random_seed=seed)
+    idata.extend(prior)
+    if meta is None:
+        with pm_model:
+            pm.compute_log_likelihood(idata, progressbar=False)
+            pm.sample_posterior_predictive(idata, random_seed=seed, extend_inferencedata=True,
+                                           progressbar=False)
+        return idata
+    add_exact_draws(idata, meta, seed)
+    return idata
+
+
+def add_exact_draws(idata, meta, seed: int):
+    """Add exact conditional draws, marginal log-likelihood and ``y_rep`` to ``idata`` in place.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a posterior of ``meta``'s free parameters.
+    meta : MetaModel
+    seed : int
+        Seeds a NumPy Generator (independent of the sampler's streams).
+
+    Returns
+    -------
+    arviz.InferenceData
+        The same object.
+    """
+    import xarray as xr
+
+    from bayes_se.builders.three_level import cluster_logp
+
+    rng = np.random.default_rng([int(seed), 20240601])
+    post = idata.posterior
+    loc = meta.location(post)
+    shape = loc.shape  # (chain, draw, k)
+    dims3 = ("chain", "draw", "study")
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "study": meta.study}
+    new = {}
+    if meta.kind == "three_level":
+        s2c = np.asarray(post["sigma_cluster"]) ** 2
+        s2e = np.asarray(post["sigma_effect"]) ** 2
+        ind = (meta.group_index[None, :] == np.arange(len(meta.group_labels))[:, None]).astype(float)
+        resid = meta.yi - loc
+        # u_j | y: precision 1/s2c + sum_i 1/d_i, d_i = v_i + s2e (w and e integrated out);
+        # multiplying through by s2c keeps it finite as s2c -> 0.
+        d = meta.vi + s2e[..., None]
+        s_j = (1.0 / d) @ ind.T
+        a_j = (resid / d) @ ind.T
+        denom = 1.0 + s2c[..., None] * s_j
+        u_mean = s2c[..., None] * a_j / denom
+        u_var = s2c[..., None] / denom
+        u = u_mean + np.sqrt(u_var) * rng.standard_normal(u_mean.shape)
+        # w_ij | u_j, y: normal-normal with prior variance s2e and data variance v_i
+        r = resid - u[..., meta.group_index]
+        w_mean = r * s2e[..., None] / (meta.vi + s2e[..., None])
+        w_var = meta.vi * s2e[..., None] / (meta.vi + s2e[..., None])
+        w = w_mean + np.sqrt(w_var) * rng.standard_normal(shape)
+        theta = loc + u[..., meta.group_index] + w
+        new["u_cluster"] = xr.DataArray(u, dims=("chain", "draw", "cluster"),
+                                        coords={**{k: coords[k] for k in ("chain", "draw")},
+                                                "cluster": meta.group_labels})
+        new["w_effect"] = xr.DataArray(w, dims=dims3, coords=coords)
+        new["theta"] = xr.DataArray(theta, dims=dims3, coords=coords)
+        loglik = cluster_logp(resid, meta.vi, s2c, s2e, ind)
+        ll = xr.DataArray(loglik, dims=("chain", "draw", "cluster"),
+                          coords={"chain": coords["chain"], "draw": coords["draw"], "cluster": meta.group_labels})
+        y_rep = (loc + np.sqrt(s2c)[..., None] * rng.standard_normal(u.shape)[..., meta.group_index]
+                 + np.sqrt(s2e)[..., None] * rng.standard_normal(shape)
+                 + np.sqrt(meta.vi) * rng.standard_normal(shape))
+        if meta.X is None:
+            z = rng.standard_normal((2,) + shape[:2])
+            new["pred"] = xr.DataArray(np.asarray(post["mu"]) + np.sqrt(s2c) * z[0] + np.sqrt(s2e) * z[1],
+                                       dims=("chain", "draw"), coords={k: coords[k] for k in ("chain", "draw")})
+    else:
+        tau = np.asarray(post["tau"])
+        tau_i = tau[..., meta.group_index] if meta.group_index is not None else tau[..., None]
+        tau2_i = tau_i**2
+        if meta.kind == "random_effects":
+            theta_var = meta.vi * tau2_i / (meta.vi + tau2_i)
+            theta_mean = (meta.yi * tau2_i + loc * meta.vi) / (meta.vi + tau2_i)
+            theta = theta_mean + np.sqrt(theta_var) * rng.standard_normal(shape)
+            new["theta"] = xr.DataArray(theta, dims=dims3, coords=coords)
+            loglik = stats.norm.logpdf(meta.yi, loc, np.sqrt(meta.vi + tau2_i))
+            effects = tau_i * rng.standard_normal(shape)
+        else:
+            nu = meta.nu if meta.nu is not None else np.asarray(post["nu"])
+            loglik = student_t_marginal_logpdf(meta.yi, loc, meta.vi, tau_i, nu)
+            nu_b = nu if np.ndim(nu) == 0 else np.asarray(nu)[..., None]
+            effects = tau_i * rng.standard_t(np.broadcast_to(nu_b, shape))
+        ll = xr.DataArray(loglik, dims=dims3, coords=coords)
+        y_rep = loc + effects + np.sqrt(meta.vi) * rng.standard_normal(shape)
+        if meta.X is None:
+            mu = np.asarray(post["mu"])
+            if meta.kind == "random_effects":
+                z = rng.standard_normal(tau.shape)
+            else:
+                z = rng.standard_t(meta.nu if meta.nu is not None else np.asarray(post["nu"]), size=mu.shape)
+                z = z[..., None] if meta.group_index is not None else z
+            pred = mu[..., None] + tau * z if meta.group_index is not None else mu + tau * z
+            pdims = ("chain", "draw", "subgroup") if meta.group_index is not None else ("chain", "draw")
+            pcoords = {k: coords[k] for k in ("chain", "draw")}
+            if meta.group_index is not None:
+                pcoords["subgroup"] = meta.group_labels
+            new["pred"] = xr.DataArray(pred, dims=pdims, coords=pcoords)
+
+    for name, arr in new.items():
+        if name in post:  # Student-t theta is sampled (deterministic of u), keep it
+            continue
+        arr.attrs[EXACT_ATTR] = 1
+        idata.posterior[name] = arr
+    log_lik = xr.Dataset({"y": ll})
+    y_rep_ds = xr.Dataset({"y_rep": xr.DataArray(y_rep, dims=dims3, coords=coords)})
+    for group, ds in (("log_likelihood", log_lik), ("posterior_predictive", y_rep_ds)):
+        if group in idata.groups():
+            delattr(idata, group)
+        idata.add_groups({group: ds})
+    if "observed_data" not in idata.groups():
+        idata.add_groups({"observed_data": xr.Dataset(
+            {"y": xr.DataArray(meta.yi, dims=("study",), coords={"study": meta.study})})})
+    return idata
+
+
+def student_t_marginal_logpdf(y, loc, v, tau, nu):
+    """log of ``int N(y; loc + tau u, v) t_nu(u) du``, the Student-t random-effects marginal.
+
+    Uses the normal scale mixture ``t_nu = int N(0, 1/lambda) Gamma(lambda; nu/2, nu/2) dlambda``,
+    so the marginal is ``E_lambda[N(y; loc, v + tau^2/lambda)]``: a smooth integral in lambda,
+    done with generalised Gauss-Laguerre quadrature (hand-written because SciPy has no vectorised
+    quadrature over arrays of parameters).
+
+    Parameters
+    ----------
+    y, loc, v, tau : array_like
+        Broadcastable arrays.
+    nu : float or array_like
+        Degrees of freedom (scalar, or broadcastable to ``tau[..., 0]`` per draw).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    y, loc, v, tau = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (y, loc, v, tau)))
+    if np.ndim(nu) == 0:
+        return _t_marginal_fixed_nu(y, loc, v, tau, float(nu))
+    nu = np.broadcast_to(np.asarray(nu, dtype=float)[..., None], y.shape)
+    out = np.empty(y.shape)
+    for value in np.unique(nu):
+        mask = nu == value
+        out[mask] = _t_marginal_fixed_nu(y[mask], loc[mask], v[mask], tau[mask], float(value))
+    return out
+
+
+def _t_marginal_fixed_nu(y, loc, v, tau, nu):
+    half = nu / 2.0
+    x, w = special.roots_genlaguerre(LAGUERRE_NODES, half - 1.0)
+    # lambda = x / half; weights for Gamma(half, rate=half) are w / Gamma(half)
+    lam = x / half
+    var = v[..., None] + tau[..., None] ** 2 / lam
+    logn = -0.5 * (np.log(2 * np.pi * var) + (y - loc)[..., None] ** 2 / var)
+    return special.logsumexp(logn + np.log(w), axis=-1) - special.gammaln(half)
