@@ -1,0 +1,28 @@
+"""Frequentist meta-analysis engine: a metafor 3.8-1 twin.
+
+``rma`` (univariate, metafor ``rma.uni``), ``regtest`` / ``ranktest`` (funnel asymmetry),
+``leave1out``; ``rma_mv`` (multilevel/multivariate) lives in :mod:`.multilevel` and is imported
+on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from bayes_se.frequentist.bias import RanktestResult, RegtestResult, ranktest, regtest
+from bayes_se.frequentist.influence import leave1out
+from bayes_se.frequentist.rma import RMAResult, rma
+
+__all__ = ["rma", "RMAResult", "regtest", "RegtestResult", "ranktest", "RanktestResult", "leave1out", "rma_mv"]
+
+
+def __getattr__(name: str):
+    if name == "rma_mv":
+        try:
+            module = importlib.import_module("bayes_se.frequentist.multilevel")
+        except ModuleNotFoundError as exc:
+            if exc.name == "bayes_se.frequentist.multilevel":
+                raise AttributeError("rma_mv is not available (bayes_se.frequentist.multilevel missing)") from None
+            raise
+        return module.rma_mv
+    raise AttributeError(f"module 'bayes_se.frequentist' has no attribute {name!r}")
