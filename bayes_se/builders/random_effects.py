@@ -182,17 +182,14 @@ def make_rv(prior, name: str, **dims):
 def scale_rv(prior, name: str, dims: str | None = None):
     """A standard-deviation parameter ``name`` and its square ``name2`` (e.g. tau and tau2).
 
-    Uses ``bayes_se.priors.heterogeneity_rv`` (which may put the prior on the variance) when it is
-    available and the parameter is a scalar.
+    A Prior object goes through ``bayes_se.priors.heterogeneity_rv`` (which may put the prior on
+    the variance); a callable creates the standard deviation itself.
     """
-    if dims is None and hasattr(prior, "to_pymc"):
-        try:
-            from bayes_se.priors import heterogeneity_rv
-        except ImportError:
-            heterogeneity_rv = None
-        if heterogeneity_rv is not None:
-            return heterogeneity_rv(prior, name=name)
     kw = {"dims": dims} if dims else {}
+    if hasattr(prior, "to_pymc"):
+        from bayes_se.priors import heterogeneity_rv
+
+        return heterogeneity_rv(prior, name=name, **kw)
     sd = make_rv(prior, name, **kw)
     pm.Deterministic(name + "2", pt.square(sd), **kw)
     return sd
