@@ -10,7 +10,9 @@ Grammar (our own tokenizer; nothing is ever evaluated)::
 A leading ``0 +`` drops the intercept. Numeric columns (int/float, also 0/1) enter as they are;
 strings, booleans and pandas Categoricals are coded with treatment (reference) contrasts, the
 reference being the first level in sorted order (as R's ``factor``) or, for a pandas Categorical,
-the first category. Column names follow the pattern ``intercept``, ``NAME``, ``NAME[LEVEL]`` and
+the first category. As in R, a factor inside an interaction whose margin (the interaction without
+that factor) is not in the model gets one indicator per level, and without an intercept the first
+categorical main effect does too. Column names follow the pattern ``intercept``, ``NAME``, ``NAME[LEVEL]`` and
 ``A:B`` for interactions.
 
 References
@@ -182,6 +184,14 @@ def _coding(series: pd.Series, name: str, full: bool) -> tuple[np.ndarray, list[
     return cols, [f"{name}[{lev}]" for lev in used]
 
 
+def _full_coded(frame: pd.DataFrame, terms) -> str | None:
+    """Without an intercept, R codes the first categorical main effect with one dummy per level."""
+    for term in terms:
+        if len(term) == 1 and term[0] in frame.columns and _is_categorical(frame[term[0]]):
+            return term[0]
+    return None
+
+
 def _collinear_message(X: np.ndarray, names: list[str]) -> str:
     for j in range(1, X.shape[1]):
         A = X[:, :j]
@@ -230,16 +240,19 @@ def design_matrix(
     n = len(frame)
     blocks = [np.ones((n, 1))] if has_intercept else []
     names = ["intercept"] if has_intercept else []
-    full_used = has_intercept
+    for term in terms:
+        for var in term:
+            _check_column(frame, var)
+    full_var = None if has_intercept else _full_coded(frame, terms)
+    term_sets = {frozenset(t) for t in terms}
     for term in terms:
         cols, cnames = np.ones((n, 1)), [""]
         for var in term:
-            series = _check_column(frame, var)
-            # without an intercept, the first categorical main effect gets full dummy coding (as R)
-            full = (not full_used) and len(term) == 1 and _is_categorical(series)
-            if full:
-                full_used = True
-            vcols, vnames = _coding(series.reset_index(drop=True), var, full)
+            if len(term) == 1:
+                full = var == full_var
+            else:  # R's rule: a factor is fully coded when its margin (the term without it) is absent
+                full = frozenset(term) - {var} not in term_sets
+            vcols, vnames = _coding(frame[var].reset_index(drop=True), var, full)
             cols = np.column_stack([cols[:, a] * vcols[:, b] for a in range(cols.shape[1]) for b in range(vcols.shape[1])])
             cnames = [f"{a}:{b}" if a else b for a in cnames for b in vnames]
         blocks.append(cols)
@@ -276,7 +289,7 @@ def describe_coding(frame: pd.DataFrame, expr: str | None) -> list[str]:
             series = frame[var]
             if _is_categorical(series):
                 levels = _levels(series)
-                if not has_intercept and term == terms[0]:
+                if not has_intercept and var == _full_coded(frame, terms):
                     lines.append(f"{var}: one indicator per level ({', '.join(map(repr, map(str, levels)))})")
                 else:
                     lines.append(f"{var}: treatment coding, reference level {str(levels[0])!r}")
