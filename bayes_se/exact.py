@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from numpy.polynomial import Chebyshev
+from numpy.polynomial import chebyshev
 from scipy import optimize, special
 
 from bayes_se.errors import ConvergenceWarning, DataError, SpecError
@@ -44,11 +44,12 @@ __all__ = ["ExactPosterior", "exact_posterior", "half_normal_logpdf"]
 DEFAULT_TAU_SCALE = 0.5  # half-N(0, 0.5) on tau: weakly informative on log-OR / SMD scales
 TAIL_NATS = 50.0  # the grid covers tau where the density is within e^-50 of its maximum
 SCAN_DECADES = (-8.0, 4.0)  # first scan: tau from 1e-8 to 1e4 times the data's scale
-SCAN_POINTS = 97
-REFINE_POINTS = 65
-CHEB_START = 48
+SCAN_POINTS = 49  # 4 per decade; then REFINE_POINTS between the neighbours of the best one
+REFINE_POINTS = 33
+CHEB_START = 24
 CHEB_MAX = 1536
 CHEB_TOL = 1e-13  # relative size of the last quarter of Chebyshev coefficients at convergence
+NOISE_ULPS = 64  # ... or that many rounding errors of the log density, whichever is larger
 QUANTILE_RTOL = 1e-14
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -96,27 +97,37 @@ class _NormalModel:
         self.prec = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, s) ** 2)
         self.m = np.where(flat, 0.0, m)
         self.r = y - X @ self.m
-        k = y.shape[0]
+        k, p = X.shape
         self.const = -0.5 * (k * LOG_2PI + float(np.sum(np.log(s[~flat] ** 2))))
+        # per-study outer products and cross-products, so each tau costs three (G x k) matmuls
+        self._XX = (X[:, :, None] * X[:, None, :]).reshape(k, p * p)
+        self._Xr = X * self.r[:, None]
+        self._rr = np.square(self.r)
 
     def conditional(self, tau):
         """Log marginal likelihood ``log p(y | tau)`` and ``beta | tau, y ~ N(b, A^-1)``.
 
         ``log p(y|tau) = -1/2 [log|D| + log|S| + log|A| + r'D^-1 r - r'D^-1 X A^-1 X'D^-1 r] + const``
         with ``D = V + tau^2 I``, ``A = X'D^-1 X + S^-1``, ``r = y - X m`` (Woodbury identity), so no
-        k x k matrix is ever formed.
+        k x k matrix is ever formed. Vectorised over tau: returns shapes (G,), (G, p), (G, p, p).
         """
+        p = self.X.shape[1]
         d = self.v + np.square(tau)[:, None]
         w = 1.0 / d
-        Xw = w[:, :, None] * self.X
-        A = np.einsum("gkp,kq->gpq", Xw, self.X)
+        logdet_d = np.sum(np.log(d), axis=1)
+        A = (w @ self._XX).reshape(-1, p, p)
         A += np.diag(self.prec)
-        rhs = np.einsum("gkp,k->gp", Xw, self.r)
-        Ainv = np.linalg.inv(A)
-        u = np.einsum("gpq,gq->gp", Ainv, rhs)
-        logdet_A = np.linalg.slogdet(A)[1]
-        quad = w @ np.square(self.r) - np.sum(rhs * u, axis=1)
-        loglik = self.const - 0.5 * (np.sum(np.log(d), axis=1) + logdet_A + quad)
+        rhs = w @ self._Xr
+        if p == 1:  # scalar case written out: np.linalg on (G, 1, 1) stacks costs more than it does
+            Ainv = 1.0 / A
+            u = Ainv[:, :, 0] * rhs
+            logdet_A = np.log(A[:, 0, 0])
+        else:
+            Ainv = np.linalg.inv(A)
+            u = np.einsum("gpq,gq->gp", Ainv, rhs)
+            logdet_A = np.linalg.slogdet(A)[1]
+        quad = w @ self._rr - np.sum(rhs * u, axis=1)
+        loglik = self.const - 0.5 * (logdet_d + logdet_A + quad)
         return loglik, self.m + u, Ainv
 
 
@@ -171,6 +182,7 @@ class ExactPosterior:
         order = np.argsort(taus)
         taus, g = taus[order], np.concatenate([g1, g2])[order]
         c = float(taus[np.argmax(g)])
+        core = taus[g > g.max() - 2.0]  # about +-2 sd of a normal-shaped peak
         inside = np.flatnonzero(g > g.max() - TAIL_NATS)
         if inside[-1] == taus.size - 1:
             raise SpecError(
@@ -180,11 +192,14 @@ class ExactPosterior:
             )
         tau_lo = taus[inside[0] - 1] if inside[0] > 0 else 0.0
         lo = 0.0 if tau_lo < 0.25 * c else float(np.arcsinh(tau_lo / c))
-        return c, lo, float(np.arcsinh(taus[inside[-1] + 1] / c))
+        hi = float(np.arcsinh(taus[inside[-1] + 1] / c))
+        # nodes needed grow with the interval's width in units of the peak's width
+        width = (np.arcsinh(core[-1] / c) - np.arcsinh(core[0] / c)) / 4.0
+        ratio = (hi - lo) / max(width, 1e-300)
+        return c, lo, hi, CHEB_START * 2 ** max(0, min(6, int(np.ceil(np.log2(ratio / 6.0)))))
 
     def _build(self, scale):
-        c, lo, hi = self._scan(scale)
-        n = CHEB_START
+        c, lo, hi, n = self._scan(scale)
         while True:
             s, to_coef, fejer = _fejer(n)
             x = 0.5 * (lo + hi) + 0.5 * (hi - lo) * s
@@ -195,7 +210,8 @@ class ExactPosterior:
             h = np.exp(lh - top)
             coef = to_coef @ h
             tail = np.abs(coef[-(n // 4):]).max()
-            if tail <= CHEB_TOL * np.abs(coef).max():
+            noise = NOISE_ULPS * np.finfo(float).eps * np.abs(lh).max()
+            if tail <= max(CHEB_TOL, noise) * np.abs(coef).max():
                 break
             if 2 * n > CHEB_MAX:
                 warnings.warn(
@@ -212,7 +228,9 @@ class ExactPosterior:
         self.tau_grid = tau
         self.tau_weights = w / total
         self._b, self._Ainv = b, Ainv
-        self._cdf_x = Chebyshev(coef / total, domain=[lo, hi]).integ(lbnd=lo)
+        self._cdf_coef = chebyshev.chebint(coef / total, lbnd=-1.0, scl=0.5 * (hi - lo))
+        self._degrees = np.arange(self._cdf_coef.size, dtype=float)
+        self._tau_q = {}
         self.log_marginal_likelihood = self._log_z if self._model.proper else math.nan
 
     # -- normal mixtures -------------------------------------------------------------------
@@ -282,13 +300,23 @@ class ExactPosterior:
             out[ok] = np.exp(self._logpost(tau[ok])[0] - self._log_z)
         return out
 
+    def _cdf_x(self, x):
+        """Cdf of ``x = asinh(tau / c)`` on the grid's interval (the integrated interpolant)."""
+        s = (2.0 * np.asarray(x, dtype=float) - (self._lo + self._hi)) / (self._hi - self._lo)
+        if s.ndim == 0:  # T_n(s) = cos(n arccos s): one vector product, not chebval's loop over n
+            theta = math.acos(min(1.0, max(-1.0, float(s))))
+            return float(np.cos(theta * self._degrees) @ self._cdf_coef)
+        return chebyshev.chebval(np.clip(s, -1.0, 1.0), self._cdf_coef)
+
     def _tau_cdf(self, tau):
         x = np.arcsinh(np.asarray(tau, dtype=float) / self._c)
         return np.where(x <= self._lo, 0.0, np.where(x >= self._hi, 1.0, self._cdf_x(x)))
 
     def _tau_quantile(self, q):
-        x = optimize.brentq(lambda x: self._cdf_x(x) - q, self._lo, self._hi, xtol=1e-15, rtol=QUANTILE_RTOL)
-        return self._c * math.sinh(x)
+        if q not in self._tau_q:  # memoised: tau2's quantiles are tau's squared
+            x = optimize.brentq(lambda x: self._cdf_x(x) - q, self._lo, self._hi, xtol=1e-15, rtol=QUANTILE_RTOL)
+            self._tau_q[q] = self._c * math.sinh(x)
+        return self._tau_q[q]
 
     # -- public ----------------------------------------------------------------------------
     def cdf(self, name: str, x):
