@@ -159,3 +159,30 @@ def test_huge_file_refused_unread(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_effects(tmp_path / "nope.csv")
+
+
+# ------------------------------------------------------------------ the bundled Metapsy dataset
+
+REPO = REFERENCE.parents[1]
+METAPSY = REPO / "data" / "metapsy_depression_selfguided.csv"
+
+
+def test_metapsy_depression_selfguided_loads_nested():
+    dat = load_effects(METAPSY, study="study", cluster="study_id")
+    assert dat.k == 118 and dat.n_clusters == 92  # counts documented in data/README.md
+    np.testing.assert_array_equal(dat.vi, dat.frame["sei"].to_numpy() ** 2)
+    assert set(dat.frame["support"]) == {"pure", "tech", "auto", "demand", "human"}
+    assert dat.frame["year"].dtype.kind == "i" and dat.frame["rob"].between(0, 4).all()
+
+
+def test_metapsy_curation_script_is_deterministic(tmp_path):
+    import subprocess
+    import sys
+
+    script = REPO / "scripts" / "curate_metapsy.py"
+    for name in ("a.csv", "b.csv"):
+        subprocess.run([sys.executable, str(script), "--out", str(tmp_path / name)], check=True,
+                       capture_output=True, timeout=120)
+    first = (tmp_path / "a.csv").read_bytes()
+    assert first == (tmp_path / "b.csv").read_bytes()
+    assert first == METAPSY.read_bytes()  # the committed file is what the script writes
