@@ -871,3 +871,125 @@ def _profile_ci(result, j, level):
         return {"estimate": est, "ci_lb": lower, "ci_ub": math.inf}
     upper = optimize.brentq(gap, est, upper_bracket, xtol=1e-15, rtol=1e-13, maxiter=500)
     return {"estimate": est, "ci_lb": lower, "ci_ub": upper}
+
+
+# ----------------------------------------------------------------------------------------------
+# regression from a pooled correlation matrix (two-stage path models)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class MatregResult:
+    """Standardized regression coefficients from a correlation matrix, with delta-method errors."""
+
+    coef_names: list
+    beta: np.ndarray
+    se: np.ndarray
+    zval: np.ndarray
+    pval: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+    vcov: np.ndarray
+    QM: float
+    QM_p: float
+    R2: float
+    level: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary."""
+        coefs = {n: {"estimate": self.beta[j], "se": self.se[j], "zval": self.zval[j],
+                     "pval": self.pval[j], "ci_lb": self.ci_lb[j], "ci_ub": self.ci_ub[j]}
+                 for j, n in enumerate(self.coef_names)}
+        return _json({"model": "matreg", "coefficients": coefs, "vcov": self.vcov, "QM": self.QM,
+                      "QM_p": self.QM_p, "R2": self.R2, "level": self.level})
+
+
+def _index(which, names, p, key):
+    if isinstance(which, (int, np.integer)) and not isinstance(which, bool):
+        if not 0 <= which < p:
+            raise SpecError(f"index {which} is outside 0..{p - 1}", key=key)
+        return int(which)
+    if names is None or which not in names:
+        raise SpecError(f"unknown variable {which!r}; variables are {names}", key=key)
+    return names.index(which)
+
+
+def matreg(R, vcov, y, x=None, *, names=None, level=0.95) -> MatregResult:
+    """Regression of ``y`` on ``x`` from a (pooled) correlation matrix, as metafor's ``matreg``.
+
+    Model: ``b = R_xx^-1 r_xy`` with ``Var(b) = A V A'``, ``A = d b / d vech(R)`` (multivariate
+    delta method), where ``V`` is the covariance of the lower-triangle correlations of ``R`` in
+    column-major order (e.g. the ``vcov`` of an :func:`rma_mv` fit of those correlations).
+
+    Parameters
+    ----------
+    R : array_like or pandas.DataFrame, shape (p, p)
+        Correlation matrix (lower triangle used; diagonal set to 1). A DataFrame names its
+        variables by its columns.
+    vcov : array_like, shape (p(p-1)/2, p(p-1)/2)
+        Covariance matrix of the lower-triangle elements, column-major.
+    y : str or int
+        Outcome variable (name, or 0-based index).
+    x : sequence of str or int, optional
+        Predictors (default: all other variables).
+    names : sequence of str, optional
+        Variable names when ``R`` is a plain array.
+    level : float
+        Confidence level of the Wald intervals.
+
+    Returns
+    -------
+    MatregResult
+
+    References
+    ----------
+    Becker, B. J. (1992). *J. Educ. Stat.*, 17, 341-362; Viechtbauer, W. (2010). metafor's
+    ``matreg``.
+    """
+    if names is None and hasattr(R, "columns"):
+        names = [str(c) for c in R.columns]
+    names = None if names is None else [str(n) for n in names]
+    R = np.array(R, dtype=float)
+    if R.ndim != 2 or R.shape[0] != R.shape[1]:
+        raise DataError(f"R must be a square matrix, got shape {R.shape}", column="R")
+    p = R.shape[0]
+    if names is not None and len(names) != p:
+        raise SpecError(f"{len(names)} names for a {p} x {p} matrix", key="names")
+    if not 0 < float(level) < 1:
+        raise SpecError(f"level must lie in (0, 1), got {level!r}", key="level")
+    lower = np.tril(R, -1)
+    R = lower + lower.T + np.eye(p)
+    iy = _index(y, names, p, "y")
+    ix = [j for j in range(p) if j != iy] if x is None else [_index(v, names, p, "x") for v in x]
+    if iy in ix or len(set(ix)) != len(ix) or not ix:
+        raise SpecError("x must be distinct variables other than y", key="x")
+    s = p * (p - 1) // 2
+    V = np.asarray(vcov, dtype=float)
+    if V.shape != (s, s):
+        raise DataError(f"vcov must be {s} x {s} for a {p} x {p} matrix, got {V.shape}", column="vcov")
+    Rxx, rxy = R[np.ix_(ix, ix)], R[ix, iy]
+    try:
+        inv = linalg.cho_solve(linalg.cho_factor(Rxx), np.eye(len(ix)))
+    except linalg.LinAlgError:
+        raise DataError("R[x, x] is not positive definite", column="R") from None
+    b = inv @ rxy
+    # Jacobian of b over the lower-triangle elements (column-major), perturbing R symmetrically
+    A = np.zeros((len(ix), s))
+    pairs = [(i, j) for j in range(p) for i in range(j + 1, p)]
+    pos = {v: a for a, v in enumerate(ix)}
+    for col, (i, j) in enumerate(pairs):
+        if i in pos and j in pos:
+            D = np.zeros((len(ix), len(ix)))
+            D[pos[i], pos[j]] = D[pos[j], pos[i]] = 1.0
+            A[:, col] = -inv @ D @ b
+        elif iy in (i, j) and (i in pos or j in pos):
+            A[:, col] = inv[:, pos[j if i == iy else i]]
+    vb = A @ V @ A.T
+    se = np.sqrt(np.diag(vb))
+    zval = b / se
+    crit = float(stats.norm.isf((1 - float(level)) / 2))
+    QM = float(b @ np.linalg.solve(vb, b))
+    labels = [names[j] if names else str(j) for j in ix]
+    return MatregResult(labels, b, se, zval, 2 * stats.norm.sf(np.abs(zval)), b - crit * se,
+                        b + crit * se, vb, QM, float(stats.chi2.sf(QM, len(ix))), float(b @ rxy),
+                        float(level))
