@@ -282,3 +282,24 @@ def test_bcg_too_many_coefficients_and_bad_spec():
         rma(frame["yi"], frame["vi"], test="t")
     with pytest.raises(SpecError, match="mods"):
         rma(frame["yi"], frame["vi"], mods="ablat")  # a formula needs a data frame
+
+
+METAFOR_DEFAULT_THRESHOLD = 1e-5  # metafor's default control$threshold for Fisher scoring
+# Same start, same steps, same stopping rule: the very same iterate, so agreement is limited only by
+# the 10 significant digits of the JSON (tight- and default-control tau^2 differ by ~1e-7 relative,
+# so ITERATIVE_RTOL could not tell them apart).
+SAME_ITERATE_RTOL = 1e-8
+
+DEFAULT_CONTROL_CASES = [
+    pytest.param(name, method, id=f"{name}-{method}") for name in DATASETS for method in ("REML", "ML", "EB")
+]
+
+
+@pytest.mark.parametrize(("dataset", "method"), DEFAULT_CONTROL_CASES)
+def test_fisher_scoring_reproduces_metafor_default_control(dataset, method):
+    """With metafor's default threshold our Fisher scoring stops at the same iterate as metafor's."""
+    ref_all, frame = _CACHE[dataset]
+    ref = ref_all["rma"][method]["z"]
+    res = rma(frame["yi"], frame["vi"], method=method, threshold=METAFOR_DEFAULT_THRESHOLD)
+    close(res.beta[0], ref["estimate_default_control"], SAME_ITERATE_RTOL, f"{dataset} {method} estimate")
+    close(res.tau2, ref["tau2_default_control"], SAME_ITERATE_RTOL, f"{dataset} {method} tau2")

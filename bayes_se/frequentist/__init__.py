@@ -1,6 +1,6 @@
 """Frequentist meta-analysis engine: a metafor 3.8-1 twin.
 
-``rma`` (univariate, metafor ``rma.uni``), ``regtest`` / ``ranktest`` (funnel asymmetry),
+``rma`` (univariate, metafor ``rma.uni``), ``regtest`` / ``ranktest`` / ``trimfill`` (funnel asymmetry),
 ``leave1out``; ``rma_mv`` (multilevel/multivariate) lives in :mod:`.multilevel` and is imported
 on first access.
 """
@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import importlib
 
-from bayes_se.frequentist.bias import RanktestResult, RegtestResult, ranktest, regtest
+from bayes_se.frequentist.bias import (
+    RanktestResult,
+    RegtestResult,
+    TrimfillResult,
+    ranktest,
+    regtest,
+    trimfill,
+)
 from bayes_se.frequentist.influence import leave1out
 from bayes_se.frequentist.rma import RMAResult, rma
 
-__all__ = ["rma", "RMAResult", "regtest", "RegtestResult", "ranktest", "RanktestResult", "leave1out", "rma_mv"]
+__all__ = ["rma", "RMAResult", "regtest", "RegtestResult", "ranktest", "RanktestResult", "trimfill", "TrimfillResult",
+           "leave1out", "rma_mv"]
 
 
 def __getattr__(name: str):

@@ -43,7 +43,8 @@ def leave1out(res) -> pd.DataFrame:
     rows = []
     for i in range(res.k):
         keep = np.arange(res.k) != i
-        fit = rma(res.yi[keep], res.vi[keep], method=res.method, test=res.test, level=res.level, r2=False)
+        fit = rma(res.yi[keep], res.vi[keep], method=res.method, test=res.test, level=res.level, r2=False,
+                  threshold=res.threshold)
         rows.append({
             "estimate": fit.beta[0], "se": fit.se[0], "stat": fit.stat[0], "pval": fit.pval[0],
             "ci_lower": fit.ci_lower[0], "ci_upper": fit.ci_upper[0], "Q": fit.QE, "Q_p": fit.QE_p,

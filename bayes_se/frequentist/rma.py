@@ -25,6 +25,7 @@ from bayes_se.errors import DataError, SpecError
 from bayes_se.formula import describe_coding, design_matrix
 from bayes_se.frequentist.tau2 import (
     METHODS,
+    THRESHOLD,
     estimate_tau2,
     hat_residual_matrix,
     profile_likelihood_ci,
@@ -57,7 +58,7 @@ class RMAResult:
     ``tau``, ``I2``, ``H2``, ``QE``, ``QE_df``, ``QE_p``, ``QM``, ``QM_df``, ``QM_p``, ``R2``,
     ``weights`` (percent), ``fit_stats`` (DataFrame, rows ll/dev/AIC/BIC/AICc, columns ML/REML),
     ``vcov``, ``s2w`` (Knapp-Hartung scale factor), ``df`` (t/F denominator df, None for z),
-    ``yi``, ``vi``, ``X``, ``slab``, ``level``.
+    ``yi``, ``vi``, ``X``, ``slab``, ``level``, ``threshold``.
     """
 
     def __init__(self, **fields):
@@ -330,6 +331,7 @@ def rma(
     coef_names=None,
     intercept: bool = True,
     r2: bool = True,
+    threshold: float = THRESHOLD,
 ) -> RMAResult:
     """Fit a fixed-, random- or mixed-effects meta-analysis exactly as metafor 3.8-1 ``rma.uni``.
 
@@ -361,6 +363,9 @@ def rma(
         Add an intercept.
     r2 : bool, default True
         Compute the pseudo-R^2 (needs a second fit without moderators).
+    threshold : float, default 1e-12
+        Convergence threshold of Fisher scoring for ML/REML/EB (metafor's ``control$threshold``,
+        whose metafor default is 1e-5).
 
     Returns
     -------
@@ -395,7 +400,7 @@ def rma(
     if n_par > k:
         raise DataError(f"{n_par} parameters to estimate from {k} studies: too few studies for this model")
 
-    est = estimate_tau2(yi, vi, Xm, method)
+    est = estimate_tau2(yi, vi, Xm, method, threshold=threshold)
     tau2 = est.tau2
     w = 1.0 / (vi + tau2)
     XtWX = Xm.T @ (Xm * w[:, None])
@@ -458,7 +463,7 @@ def rma(
 
     R2 = None
     if r2 and has_int and not int_only:
-        R2 = _pseudo_r2(yi, vi, Xm, method, test, tau2, w)
+        R2 = _pseudo_r2(yi, vi, Xm, method, tau2, w, threshold)
 
     return RMAResult(
         k=k, p=p, method=method, test=test, level=level, intercept=has_int,
@@ -467,11 +472,11 @@ def rma(
         tau2=tau2, se_tau2=est.se_tau2, tau=math.sqrt(tau2), I2=I2, H2=H2, vt=vt,
         QE=QE, QE_df=k - p, QE_p=QE_p, QM=QM, QM_df=QM_df, QM_p=QM_p, R2=R2,
         weights=100 * w / w.sum(), fit_stats=fit_stats,
-        yi=yi, vi=vi, X=Xm, slab=slab, coding=coding,
+        yi=yi, vi=vi, X=Xm, slab=slab, coding=coding, threshold=threshold,
     )
 
 
-def _pseudo_r2(yi, vi, X, method, test, tau2, w):
+def _pseudo_r2(yi, vi, X, method, tau2, w, threshold):
     """metafor's pseudo-R^2: ``(tau2_RE - tau2_ME) / tau2_RE`` in percent, truncated at 0.
 
     For EE, the adjusted R^2 of the weighted least-squares regression (metafor ``lm(yi ~ X,
@@ -479,7 +484,7 @@ def _pseudo_r2(yi, vi, X, method, test, tau2, w):
     """
     k, p = X.shape
     if method != "EE":
-        tau2_re = estimate_tau2(yi, vi, np.ones((k, 1)), method).tau2
+        tau2_re = estimate_tau2(yi, vi, np.ones((k, 1)), method, threshold=threshold).tau2
         if tau2_re == 0:
             return 0.0
         return max(0.0, 100 * (tau2_re - tau2) / tau2_re)

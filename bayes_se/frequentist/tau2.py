@@ -92,7 +92,7 @@ def default_tau2_max(yi: np.ndarray) -> float:
     return max(TAU2_MAX_FLOOR, 10 * mad**2)
 
 
-def _fisher_scoring(ymc, vi, X, method, tau2):
+def _fisher_scoring(ymc, vi, X, method, tau2, threshold):
     """Fisher scoring (ML, REML) or the EB fixed-point step, with metafor's step halving at 0."""
     k, p = X.shape
     for it in range(1, MAXITER + 2):
@@ -109,13 +109,13 @@ def _fisher_scoring(ymc, vi, X, method, tau2):
         while tau2 + adj < 0:
             adj /= 2
         tau2 = tau2 + adj
-        if abs(old - tau2) <= THRESHOLD:
+        if abs(old - tau2) <= threshold:
             return tau2, it
     warnings.warn(f"{method} Fisher scoring did not converge in {MAXITER} iterations", ConvergenceWarning)
     return tau2, MAXITER
 
 
-def estimate_tau2(yi, vi, X, method: str = "REML") -> Tau2Estimate:
+def estimate_tau2(yi, vi, X, method: str = "REML", *, threshold: float = THRESHOLD) -> Tau2Estimate:
     """Estimate ``tau^2`` by ``method`` exactly as metafor 3.8-1 ``rma.uni`` does.
 
     Parameters
@@ -126,6 +126,9 @@ def estimate_tau2(yi, vi, X, method: str = "REML") -> Tau2Estimate:
         Design matrix (full column rank).
     method : {"EE", "DL", "REML", "ML", "PM", "EB", "SJ", "HS", "HE"}
         ``EE`` returns 0.
+    threshold : float, default 1e-12
+        Fisher scoring (ML, REML, EB) stops when tau^2 changes by at most this much (metafor's
+        ``control$threshold``; metafor's own default is 1e-5).
 
     Returns
     -------
@@ -162,8 +165,8 @@ def estimate_tau2(yi, vi, X, method: str = "REML") -> Tau2Estimate:
             tau2 = max(0.0, tau2)
             se = np.sqrt((2 * np.sum(PV * PV.T) + 4 * tau2 * tr_pv + 2 * tau2**2 * (k - p)) / (k - p) ** 2)
             return Tau2Estimate(tau2, float(se))
-        tau2, iterations = _fisher_scoring(ymc, vi, X, method, max(0.0, tau2))
-        if method in ("ML", "REML") and tau2 > THRESHOLD:
+        tau2, iterations = _fisher_scoring(ymc, vi, X, method, max(0.0, tau2), threshold)
+        if method in ("ML", "REML") and tau2 > threshold:
             reml = method == "REML"
             # metafor's ll0check: is the (RE)ML likelihood higher at tau2 = 0?
             if log_likelihood(0.0, ymc, vi, X, reml) - log_likelihood(tau2, ymc, vi, X, reml) > THRESHOLD:
