@@ -85,7 +85,13 @@ class EffectData:
 
         Raises :class:`~bayes_se.errors.DataError` when fewer than 2 effects remain.
         """
-        index = np.arange(self.k)[np.asarray(mask)]
+        mask = np.asarray(mask)
+        if mask.dtype == bool and mask.shape != (self.k,):
+            raise DataError(f"the subset mask has shape {mask.shape}; expected ({self.k},)")
+        try:
+            index = np.arange(self.k)[mask]
+        except IndexError as err:
+            raise DataError(f"bad subset index: {err}") from None
         frame = self.frame.iloc[index].reset_index(drop=True)
         if len(frame) < 2:
             raise DataError(f"the subset keeps {len(frame)} effect(s); at least 2 are needed")

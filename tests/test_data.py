@@ -89,6 +89,8 @@ def test_subset_design_and_checksum():
     assert sub.k == 7 and sub.frame.index.tolist() == list(range(7))
     with pytest.raises(DataError, match="at least 2"):
         dat.subset(np.arange(dat.k) == 0)
+    with pytest.raises(DataError, match="shape"):
+        dat.subset([True, False])
     text = dat.frame.to_csv(index=False, lineterminator="\n", float_format="%.17g")
     assert dat.checksum() == hashlib.sha256(text.encode()).hexdigest()
     X, names = dat.design("ablat")  # bayes_se.formula.design_matrix on .frame
