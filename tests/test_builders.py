@@ -1,0 +1,214 @@
+"""Model builders without sampling: graph shapes, log densities against SciPy, exact conditionals."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+from scipy import integrate, stats
+
+from bayes_se.builders import build_random_effects, build_three_level
+from bayes_se.builders.three_level import cluster_logp
+from bayes_se.errors import DataError, SpecError
+from bayes_se.sampling import add_exact_draws, normal_conditional, student_t_marginal_logpdf
+from conftest import REFERENCE
+
+LOGP_RTOL = 1e-10  # same closed form evaluated two ways: rounding only
+QUADRATURE_RTOL = 1e-9  # trapezoid in log(lambda) (~1e-13) against adaptive quad (epsrel 1e-12)
+MOMENT_RTOL = 1e-9  # numerical integration of a normal-normal product on a fine grid
+
+
+def normal(name, **kw):
+    return pm.Normal(name, 0.0, 1.0, **kw)
+
+
+def half_normal(name, **kw):
+    return pm.HalfNormal(name, 0.5, **kw)
+
+
+PRIORS = {"mu": normal, "beta": normal, "tau": half_normal}
+
+
+@pytest.fixture(scope="module")
+def bcg():
+    return pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
+
+
+@pytest.fixture(scope="module")
+def konstantopoulos():
+    return pd.read_csv(REFERENCE / "data" / "dat.konstantopoulos2011.csv")
+
+
+def _logp_at(model, point, var="y"):
+    """log density of ``var`` at a point given on the natural scale of the free variables."""
+    ip = model.initial_point()
+    for rv in model.free_RVs:
+        value_name = model.rvs_to_values[rv].name
+        raw = np.asarray(point[rv.name], dtype=float)
+        ip[value_name] = np.log(raw) if value_name.endswith("_log__") else raw
+    fn = model.compile_logp(vars=[model[var]], jacobian=False)
+    return float(fn(ip))
+
+
+def test_bcg_random_effects_graph(bcg):
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS)
+    model = meta.model
+    assert sorted(rv.name for rv in model.free_RVs) == ["mu", "tau"]
+    assert len(model.coords["study"]) == 13
+    assert "tau2" in model.named_vars and "beta" not in model.named_vars
+    assert [rv.name for rv in model.observed_RVs] == ["y"]
+    assert model.named_vars_to_dims["y"] == ("study",)
+
+
+def test_bcg_marginal_logp_equals_scipy(bcg):
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS)
+    mu, tau = -0.7, 0.55
+    expected = stats.norm.logpdf(bcg.yi, mu, np.sqrt(bcg.vi + tau**2)).sum()
+    assert _logp_at(meta.model, {"mu": mu, "tau": tau}) == pytest.approx(expected, rel=LOGP_RTOL)
+
+
+def test_bangertdrowns2004_metaregression_logp_equals_scipy():
+    dat = pd.read_csv(REFERENCE / "data" / "dat.bangertdrowns2004.csv").dropna(subset=["meta"])
+    X = np.column_stack([np.ones(len(dat)), dat.meta])
+    meta = build_random_effects(dat.yi, dat.vi, X=X, coef_names=["intercept", "meta"], study=dat.study,
+                                priors=PRIORS)
+    assert meta.model.coords["coef"] == ("intercept", "meta")
+    assert "mu" not in meta.model.named_vars
+    beta, tau = np.array([0.12, 0.23]), 0.2
+    expected = stats.norm.logpdf(dat.yi, X @ beta, np.sqrt(dat.vi + tau**2)).sum()
+    assert _logp_at(meta.model, {"beta": beta, "tau": tau}) == pytest.approx(expected, rel=LOGP_RTOL)
+
+
+def test_subgroup_tau_uses_each_groups_tau(bcg):
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS, subgroup=bcg.alloc)
+    assert meta.model.coords["subgroup"] == tuple(sorted(set(bcg.alloc)))
+    taus = np.array([0.3, 0.6, 0.9])
+    tau_i = taus[meta.group_index]
+    expected = stats.norm.logpdf(bcg.yi, -0.7, np.sqrt(bcg.vi + tau_i**2)).sum()
+    assert _logp_at(meta.model, {"mu": -0.7, "tau": taus}) == pytest.approx(expected, rel=LOGP_RTOL)
+
+
+def test_student_t_effects_are_non_centred(bcg):
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS, effects="student_t")
+    assert sorted(rv.name for rv in meta.model.free_RVs) == ["mu", "tau", "u"]
+    assert meta.nu == 4.0
+    u = np.linspace(-1, 1, 13)
+    expected = stats.norm.logpdf(bcg.yi, -0.7 + 0.5 * u, np.sqrt(bcg.vi)).sum()
+    got = _logp_at(meta.model, {"mu": -0.7, "tau": 0.5, "u": u})
+    assert got == pytest.approx(expected, rel=LOGP_RTOL)
+
+
+def test_real_prior_objects_are_accepted(bcg):
+    priors_mod = pytest.importorskip("bayes_se.priors")
+    priors = {"mu": priors_mod.parse_prior("normal(0, 1)"), "tau": priors_mod.parse_prior("half_normal(0.5)")}
+    meta = build_random_effects(bcg.yi, bcg.vi, priors=priors)
+    assert sorted(rv.name for rv in meta.model.free_RVs) == ["mu", "tau"]
+    assert "tau2" in meta.model.named_vars
+
+
+def test_konstantopoulos2011_cluster_logp_equals_scipy_mvn(konstantopoulos):
+    dat = konstantopoulos
+    meta = build_three_level(dat.yi, dat.vi, dat.district, study=dat.es_id, priors=PRIORS)
+    mu, s_c, s_e = 0.18, 0.25, 0.18
+    expected = []
+    for label in meta.group_labels:
+        rows = dat[dat.district.astype(str) == label]
+        cov = np.diag(rows.vi + s_e**2) + s_c**2
+        expected.append(stats.multivariate_normal(np.full(len(rows), mu), cov).logpdf(rows.yi))
+    ind = (meta.group_index[None, :] == np.arange(len(meta.group_labels))[:, None]).astype(float)
+    got = cluster_logp(dat.yi.to_numpy() - mu, dat.vi.to_numpy(), s_c**2, s_e**2, ind)
+    np.testing.assert_allclose(got, expected, rtol=LOGP_RTOL)
+    total = _logp_at(meta.model, {"mu": mu, "sigma_cluster": s_c, "sigma_effect": s_e}, var="y")
+    assert total == pytest.approx(sum(expected), rel=LOGP_RTOL)
+
+
+def test_theta_conditional_matches_brute_force_product():
+    y, v, m, s2 = 0.4, 0.09, -0.1, 0.25
+    grid = np.linspace(-4, 4, 200_001)
+    dens = stats.norm.pdf(y, grid, np.sqrt(v)) * stats.norm.pdf(grid, m, np.sqrt(s2))
+    z = integrate.simpson(dens, x=grid)
+    mean = integrate.simpson(grid * dens, x=grid) / z
+    var = integrate.simpson((grid - mean) ** 2 * dens, x=grid) / z
+    got_mean, got_var = normal_conditional(y, v, m, s2)
+    assert got_mean == pytest.approx(mean, rel=MOMENT_RTOL)
+    assert got_var == pytest.approx(var, rel=MOMENT_RTOL)
+    # tau = 0: the study effect is the location exactly
+    assert normal_conditional(y, v, m, 0.0) == (pytest.approx(m), 0.0)
+
+
+@pytest.mark.parametrize("nu", [1.5, 4.0, 30.0])
+@pytest.mark.parametrize("tau", [0.02, 0.5, 3.0])
+def test_student_t_marginal_matches_quad(nu, tau):
+    y, loc, v = 0.7, -0.2, 0.05
+
+    def integrand(u):
+        return stats.norm.pdf(y, loc + tau * u, np.sqrt(v)) * stats.t.pdf(u, nu)
+
+    expected = np.log(integrate.quad(integrand, -np.inf, np.inf, epsabs=0, epsrel=1e-12, limit=500)[0])
+    got = student_t_marginal_logpdf(y, loc, v, tau, nu)
+    assert got == pytest.approx(expected, rel=QUADRATURE_RTOL)
+
+
+def _fake_posterior(meta, draws, values):
+    return az.from_dict(posterior={k: np.broadcast_to(v, (2, draws) + np.shape(v)).copy()
+                                   for k, v in values.items()},
+                        coords={"study": meta.study}, dims={"u": ["study"]})
+
+
+def test_exact_draws_follow_the_conditional_normal(bcg):
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS)
+    draws = 20_000
+    idata = _fake_posterior(meta, draws, {"mu": -0.7, "tau": 0.55})
+    add_exact_draws(idata, meta, seed=1)
+    theta = idata.posterior["theta"]
+    assert theta.dims == ("chain", "draw", "study")
+    mean, var = normal_conditional(bcg.yi, bcg.vi, -0.7, 0.55**2)
+    se = np.sqrt(var / (2 * draws))
+    assert np.all(np.abs(theta.mean(("chain", "draw")).values - mean) < 5 * se)  # 5 SE: 13 z-tests
+    np.testing.assert_allclose(theta.var(("chain", "draw")).values, var, rtol=0.05)  # sd of a variance ~1%
+    ll = idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "study")
+    np.testing.assert_allclose(ll.values[0, 0], stats.norm.logpdf(bcg.yi, -0.7, np.sqrt(bcg.vi + 0.55**2)))
+    assert idata.posterior_predictive["y_rep"].shape == (2, draws, 13)
+    assert idata.posterior["pred"].dims == ("chain", "draw")
+    again = _fake_posterior(meta, draws, {"mu": -0.7, "tau": 0.55})
+    add_exact_draws(again, meta, seed=1)
+    np.testing.assert_array_equal(again.posterior["theta"].values, theta.values)
+
+
+def test_three_level_exact_draws_and_cluster_loglik(konstantopoulos):
+    dat = konstantopoulos
+    meta = build_three_level(dat.yi, dat.vi, dat.district, study=dat.es_id, priors=PRIORS)
+    idata = _fake_posterior(meta, 4000, {"mu": 0.18, "sigma_cluster": 0.25, "sigma_effect": 0.18})
+    add_exact_draws(idata, meta, seed=2)
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "cluster")
+    assert idata.posterior["u_cluster"].shape == (2, 4000, 11)
+    assert idata.posterior["theta"].shape == (2, 4000, 56)
+    # E[theta | y] = mu + Cov(theta, y) V^-1 (y - mu), cluster by cluster (brute force)
+    rows = dat[dat.district.astype(str) == meta.group_labels[0]]
+    cov_y = np.diag(rows.vi + 0.18**2) + 0.25**2
+    cov_ty = np.diag(np.full(len(rows), 0.18**2)) + 0.25**2
+    expected = 0.18 + cov_ty @ np.linalg.solve(cov_y, rows.yi - 0.18)
+    post_var = np.diag(cov_ty + 0 - cov_ty @ np.linalg.solve(cov_y, cov_ty.T))
+    got = idata.posterior["theta"].values[..., rows.index.to_numpy()].reshape(-1, len(rows))
+    se = np.sqrt(post_var / got.shape[0])
+    assert np.all(np.abs(got.mean(axis=0) - expected) < 5 * se)
+
+
+def test_bad_input_names_row_and_column(bcg):
+    vi = bcg.vi.to_numpy().copy()
+    vi[3] = -1.0
+    with pytest.raises(DataError, match="row 4.*'vi'"):
+        build_random_effects(bcg.yi, vi, priors=PRIORS)
+    yi = bcg.yi.to_numpy().copy()
+    yi[0] = np.nan
+    with pytest.raises(DataError, match="row 1.*'yi'"):
+        build_random_effects(yi, bcg.vi, priors=PRIORS)
+    with pytest.raises(SpecError, match="effects"):
+        build_random_effects(bcg.yi, bcg.vi, effects="cauchy", priors=PRIORS)
+    with pytest.raises(DataError, match="rank deficient"):
+        build_random_effects(bcg.yi, bcg.vi, X=np.ones((13, 2)), priors=PRIORS)
+    with pytest.raises(SpecError, match="prior for 'mu'"):
+        build_random_effects(bcg.yi, bcg.vi, priors={"mu": 3.0})
