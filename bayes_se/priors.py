@@ -121,10 +121,11 @@ class Prior:
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise SpecError(_unknown_family_message(self.family))
-        params = _check_args(self.family, dict(self.params), str(self))
+        params = _check_args(self.family, dict(self.params))
         object.__setattr__(self, "params", types.MappingProxyType(params))
         if not self.target:
-            object.__setattr__(self, "target", _default_target(self.family))
+            target = "mu" if self.kind == "real" else _default_target(self.family)
+            object.__setattr__(self, "target", target)
 
     def __hash__(self):
         return hash((self.family, tuple(sorted(self.params.items())), self.target))
@@ -157,6 +158,14 @@ class Prior:
     def spec_text(self) -> str:
         """The short keyword-free form a spec file uses, e.g. ``half_normal(0.5)``."""
         return f"{self.family}({', '.join(_fmt(v) for v in self.params.values())})"
+
+    @property
+    def kind(self) -> str:
+        """``"real"``, ``"positive"`` or ``"variance"``: what the density is on (a uniform with a
+        negative lower bound is real)."""
+        if self.family == "uniform" and self.params["lower"] < 0:
+            return "real"
+        return _kind(self.family)
 
     @property
     def on_variance(self) -> bool:
@@ -227,7 +236,7 @@ class Prior:
             polynomially in log tau, slower than 1/tau grows).
         """
         tau = np.asarray(tau, dtype=float)
-        if _kind(self.family) == "real":
+        if self.kind == "real":
             raise SpecError(f"'{self}' is a prior on a real-valued parameter, not on a standard deviation",
                             key=self.target)
         pos = tau > 0
@@ -283,6 +292,11 @@ class Prior:
         return mean, sd
 
     # -- PyMC --------------------------------------------------------------------------------------
+    def _float64_params(self) -> dict:
+        # numpy float64, not Python floats: PyTensor stores a Python float that float32 holds exactly
+        # (0.5, 1.0) as a float32 constant, which costs ~1e-9 in the log density's constants.
+        return {k: np.float64(v) for k, v in self.params.items()}
+
     def pymc_dist(self):
         """An unnamed PyMC distribution (``pm.X.dist``) of the target, for log densities.
 
@@ -291,7 +305,7 @@ class Prior:
         """
         import pymc as pm
 
-        p = self.params
+        p = self._float64_params()
         f = self.family
         if f in ("normal", "log_normal"):
             return pm.Normal.dist(mu=p["mu"], sigma=p["sigma"])
@@ -328,7 +342,7 @@ class Prior:
         """
         import pymc as pm
 
-        p = self.params
+        p = self._float64_params()
         f = self.family
         ctor = {
             "normal": lambda n: pm.Normal(n, mu=p["mu"], sigma=p["sigma"], **dims),
@@ -387,7 +401,7 @@ def _unknown_family_message(name: str) -> str:
     return f"unknown prior family '{name}'{hint}; known families: {', '.join(FAMILIES)}"
 
 
-def _check_args(family: str, params: dict, where: str) -> dict:
+def _check_args(family: str, params: dict) -> dict:
     names = FAMILIES[family][0]
     if set(params) != set(names):
         raise SpecError(f"{family} takes arguments ({', '.join(names)}), got ({', '.join(params)})")
@@ -430,7 +444,7 @@ def assign_prior(param: str, prior: Prior) -> Prior:
         ``tau``, a lower bound < 0 for a standard deviation, ...).
     """
     _check_param_name(param)
-    kind = _kind(prior.family)
+    kind = prior.kind
     is_location = param in ("mu", "beta") or param.startswith("beta[")
     if is_location:
         if kind == "variance" or (kind == "positive" and prior.family != "uniform"):
@@ -443,6 +457,9 @@ def assign_prior(param: str, prior: Prior) -> Prior:
                             "the standard deviation as tau = ...", key=param)
         target = "tau2"
     else:  # tau, sigma_cluster, sigma_effect, nu
+        if prior.family == "uniform" and prior.params["lower"] < 0:
+            raise SpecError(f"'{param}' is positive: uniform lower bound must be >= 0, got "
+                            f"{_fmt(prior.params['lower'])}", key=param)
         if kind == "real":
             raise SpecError(f"'{param}' is positive: {prior.family} puts mass below 0; use half_normal, "
                             "half_cauchy, half_student_t, exponential or uniform", key=param)
@@ -452,9 +469,6 @@ def assign_prior(param: str, prior: Prior) -> Prior:
                                 key=param)
             target = param + "2"
         else:
-            if prior.family == "uniform" and prior.params["lower"] < 0:
-                raise SpecError(f"'{param}' is positive: uniform lower bound must be >= 0, got "
-                                f"{_fmt(prior.params['lower'])}", key=param)
             target = param
     return dataclasses.replace(prior, target=target)
 
@@ -500,7 +514,7 @@ class _Parser:
     def take(self, kind, value=None, what=None):
         tok = self.peek()
         if tok[0] != kind or (value is not None and tok[1] != value):
-            self.fail(f"expected {what or value or kind}", tok)
+            self.fail(f"expected {what or (repr(value) if value else kind)}", tok)
         self.i += 1
         return tok
 
@@ -705,11 +719,12 @@ def heterogeneity_rv(prior: Prior, name: str = "tau", **dims):
     """
     import pymc as pm
 
-    kind = _kind(prior.family)
+    kind = prior.kind
     d = dims.get("dims")
     if kind == "real":
         raise SpecError(f"'{prior}' cannot be a heterogeneity prior: use a prior for a positive "
                         "quantity (half_normal, ...) or for the variance (inverse_gamma, ...)", key=name)
+    p = prior._float64_params()
     if kind == "positive":
         tau = prior.to_pymc(name, **dims)
         pm.Deterministic(f"{name}2", tau**2, dims=d)
@@ -717,7 +732,6 @@ def heterogeneity_rv(prior: Prior, name: str = "tau", **dims):
     if prior.family == "inverse_gamma":
         tau2 = prior.to_pymc(f"{name}2", **dims)
         return pm.Deterministic(name, pm.math.sqrt(tau2), dims=d)
-    p = prior.params
     if prior.family == "log_normal":
         log_tau2 = pm.Normal(f"log_{name}2", mu=p["mu"], sigma=p["sigma"], **dims)
     else:
