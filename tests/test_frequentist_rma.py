@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import REFERENCE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayes_se.errors import DataError, SpecError
 from bayes_se.frequentist import rma
@@ -303,3 +307,35 @@ def test_fisher_scoring_reproduces_metafor_default_control(dataset, method):
     res = rma(frame["yi"], frame["vi"], method=method, threshold=METAFOR_DEFAULT_THRESHOLD)
     close(res.beta[0], ref["estimate_default_control"], SAME_ITERATE_RTOL, f"{dataset} {method} estimate")
     close(res.tau2, ref["tau2_default_control"], SAME_ITERATE_RTOL, f"{dataset} {method} tau2")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(3, 12),
+    method=st.sampled_from(["REML", "ML", "DL", "PM", "EB", "SJ", "HS", "HE", "EE"]),
+    shift=st.floats(-5, 5),
+)
+def test_rma_is_invariant_to_study_order_and_shifts_with_location(seed, k, method, shift):
+    rng = np.random.default_rng(seed)
+    vi = rng.uniform(0.01, 0.5, k)
+    yi = rng.normal(0.3, np.sqrt(vi + 0.1))
+    res = rma(yi, vi, method=method)
+    perm = rng.permutation(k)
+    res_perm = rma(yi[perm], vi[perm], method=method)
+    res_shift = rma(yi + shift, vi, method=method)
+    rtol = rtol_for(method)
+    assert res_perm.beta[0] == pytest.approx(res.beta[0], rel=rtol, abs=ZERO_ATOL)
+    assert res_perm.tau2 == pytest.approx(res.tau2, rel=rtol, abs=ZERO_ATOL)
+    assert res_shift.beta[0] == pytest.approx(res.beta[0] + shift, rel=rtol, abs=1e-9)
+    assert res_shift.tau2 == pytest.approx(res.tau2, rel=rtol, abs=ZERO_ATOL)
+    assert res.tau2 >= 0 and 0 <= res.I2 < 100
+
+
+def test_frequentist_import_stays_light():
+    code = (
+        "import sys, bayes_se.frequentist, bayes_se.formula; "
+        "print(sorted(m for m in ('pymc', 'arviz', 'matplotlib', 'pytensor') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
-from bayes_se.errors import SpecError
+from bayes_se.errors import DataError, SpecError
 
 __all__ = ["regtest", "RegtestResult", "ranktest", "RanktestResult", "trimfill", "TrimfillResult"]
 
@@ -225,7 +225,7 @@ def trimfill(
         k0 = int(max(0, np.round(k0)))
         se_k0 = max(0.0, float(se_k0))
     else:
-        raise ValueError(f"trim-and-fill did not converge in {maxiter} iterations")
+        raise DataError(f"trim-and-fill did not converge in {maxiter} iterations")
     if estimator == "R0":
         m = np.arange(-1, k0)
         p_k0 = float(1 - np.sum(special.comb(m + 1, m + 1) * 0.5 ** (m + 2)))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from bayes_se.errors import ConvergenceWarning
+from bayes_se.errors import ConvergenceWarning, DataError
 
 __all__ = [
     "METHODS",
@@ -211,7 +211,7 @@ def estimate_tau2(yi, vi, X, method: str = "REML", *, threshold: float = THRESHO
         if f(0.0) < 0:
             tau2 = 0.0
         elif f(tau2_max) > 0:
-            raise ValueError(f"PM estimate exceeds tau2_max = {tau2_max:g}; use another method")
+            raise DataError(f"the PM estimate of tau^2 exceeds the search bound {tau2_max:g}; use another method")
         else:
             tau2 = optimize.brentq(f, 0.0, tau2_max, xtol=ROOT_XTOL, rtol=4 * np.finfo(float).eps, maxiter=MAXITER)
         w = 1.0 / (vi + tau2)
