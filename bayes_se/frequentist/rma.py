@@ -306,7 +306,11 @@ def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):
             raise DataError("missing or non-finite moderator value", row=int(bad[0, 0]) + 1, column=names[bad[0, 1]])
         if np.linalg.matrix_rank(Xm) < Xm.shape[1]:
             raise DataError("design matrix X is not of full column rank")
-        has_int = intercept or bool(np.any(np.all(Xm == 1.0, axis=0)))
+        ones = np.flatnonzero(np.all(Xm == 1.0, axis=0))
+        has_int = intercept or ones.size > 0
+        if not intercept and ones.size and ones[0] != 0:  # as metafor: the intercept goes first
+            order = [ones[0]] + [j for j in range(Xm.shape[1]) if j != ones[0]]
+            Xm, names = Xm[:, order], [names[j] for j in order]
     else:
         Xm, names, has_int = np.ones((k, 1)), ["intercept"], True
     if slab is None:
