@@ -1,0 +1,423 @@
+"""Model specifications as data: TOML files read with ``tomllib``, validated, never executed.
+
+A spec has five sections (all optional; every key has a default)::
+
+    [model]    type, effects, mods, subgroup_tau
+    [data]     effect, variance, se, study, cluster          (column names)
+    [priors]   preset, and a prior string per parameter       ("mu" = "normal(0, 1)", ...)
+    [sampler]  engine, chains, draws, tune, target_accept, seed
+    [summary]  smallest_effect, level
+
+:func:`load_spec` reads a file or TOML text into a frozen :class:`ModelSpec`; every problem is a
+:class:`~bayes_se.errors.SpecError` naming the key (``model.type``, ``priors.tau``, ...), with the
+closest known name for a misspelt one. ``ModelSpec.to_toml()`` writes it back (round trip).
+``docs/model_spec.md`` is the reference for every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import pathlib
+import re
+import tomllib
+import types
+from typing import Any, Mapping
+
+from bayes_se.errors import SpecError
+from bayes_se.priors import PRESETS, Prior, assign_prior, preset, prior_for
+
+MODEL_TYPES = ("random_effects", "meta_regression", "three_level", "mediation")
+EFFECTS = ("normal", "student_t")
+ENGINES = ("mcmc", "exact")
+# parameters a [priors] table may name, besides "preset" and beta[NAME]
+PRIOR_KEYS = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
+
+_COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_MODS_CHARS_RE = re.compile(r"[^A-Za-z0-9_.+:* ]")
+_BETA_KEY_RE = re.compile(r"^beta\[(.+)\]$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """``[model]``: which model. ``mods`` is a formula over data columns (names, ``+ : *``, ``0``)."""
+
+    type: str = "random_effects"
+    effects: str = "normal"
+    mods: str = ""
+    subgroup_tau: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    """``[data]``: column names of the effect-size table ('' = not used)."""
+
+    effect: str = "yi"
+    variance: str = "vi"
+    se: str = ""
+    study: str = "study"
+    cluster: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSection:
+    """``[sampler]``: engine and MCMC settings (the exact engine ignores chains/draws/tune)."""
+
+    engine: str = "mcmc"
+    chains: int = 4
+    draws: int = 1000
+    tune: int = 1000
+    target_accept: float = 0.9
+    seed: int = 20251121
+
+
+@dataclasses.dataclass(frozen=True)
+class SummarySection:
+    """``[summary]``: what is reported. P(mu > smallest_effect) and level-credible intervals."""
+
+    smallest_effect: float = 0.0
+    level: float = 0.95
+
+
+_SECTIONS = {
+    "model": ModelSection,
+    "data": DataSection,
+    "sampler": SamplerSection,
+    "summary": SummarySection,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A validated model specification.
+
+    Attributes
+    ----------
+    model, data, sampler, summary : frozen section dataclasses
+    preset : str
+        Name of the prior preset (:data:`bayes_se.priors.PRESETS`) that fills in unset priors.
+    priors : Mapping[str, Prior]
+        The priors given explicitly in ``[priors]``, by parameter (``mu``, ``tau``, ``beta[x]``, ...).
+    """
+
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    preset: str = "default"
+    priors: Mapping[str, Prior] = dataclasses.field(default_factory=dict)
+    sampler: SamplerSection = SamplerSection()
+    summary: SummarySection = SummarySection()
+
+    def __post_init__(self):
+        object.__setattr__(self, "priors", types.MappingProxyType(dict(self.priors)))
+        _validate(self)
+
+    # -- derived -----------------------------------------------------------------------------------
+    def resolved_priors(self) -> dict[str, Prior]:
+        """Every prior the model uses: the preset's ``mu``/``beta``/``tau``, overridden by ``[priors]``.
+
+        A ``tau2`` entry replaces the preset's ``tau`` (both describe the heterogeneity); it is
+        returned under ``tau`` (its ``target`` says ``tau2``).
+        """
+        out = preset(self.preset)
+        for key, prior in self.priors.items():
+            out["tau" if key == "tau2" else key] = prior
+        return out
+
+    def with_priors(self, priors: Mapping[str, Prior | str]) -> "ModelSpec":
+        """A copy with the given priors set (values: Prior objects or prior strings; the key
+        ``preset`` changes the preset)."""
+        new = dict(self.priors)
+        preset_name = self.preset
+        for key, value in priors.items():
+            if key == "preset":
+                preset_name = _coerce("priors.preset", value, str)
+                continue
+            # tau and tau2 both describe the heterogeneity: a new one replaces the other
+            new.pop({"tau": "tau2", "tau2": "tau"}.get(key, ""), None)
+            new[key] = _prior_value(key, value)
+        return dataclasses.replace(self, preset=preset_name, priors=new)
+
+    def with_mods(self, expr: str) -> "ModelSpec":
+        """A copy with moderator formula ``expr`` ('' removes the moderators).
+
+        A random-effects spec given moderators becomes a meta-regression, a meta-regression whose
+        moderators are removed becomes a random-effects model.
+        """
+        mtype = self.model.type
+        if expr and mtype == "random_effects":
+            mtype = "meta_regression"
+        elif not expr and mtype == "meta_regression":
+            mtype = "random_effects"
+        model = dataclasses.replace(self.model, mods=expr, type=mtype)
+        return dataclasses.replace(self, model=model)
+
+    # -- TOML ----------------------------------------------------------------------------------------
+    def to_toml(self) -> str:
+        """The spec as TOML text that :func:`load_spec` reads back to an equal spec.
+
+        Hand-written because ``tomllib`` only reads; the values are strings, integers and floats.
+        """
+        lines = []
+        for section in ("model", "data", "priors", "sampler", "summary"):
+            lines.append(f"[{section}]")
+            if section == "priors":
+                items = [("preset", self.preset)] + [(k, p.spec_text()) for k, p in self.priors.items()]
+            else:
+                obj = getattr(self, section)
+                items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+            for key, value in items:
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+def load_spec(path_or_text: str | pathlib.Path) -> ModelSpec:
+    """Read a model spec from a TOML file or TOML text.
+
+    Parameters
+    ----------
+    path_or_text : str or pathlib.Path
+        A path (a ``Path``, or a one-line string ending in ``.toml`` or naming an existing file),
+        else the TOML text itself.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    SpecError
+        TOML syntax errors (with tomllib's line and column), unknown sections or keys (with the
+        closest known name), wrong types, bad values, unparsable priors; the message names the key.
+    """
+    text = _read(path_or_text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"not valid TOML: {exc}") from None
+    return spec_from_dict(raw)
+
+
+def _read(path_or_text) -> str:
+    if isinstance(path_or_text, pathlib.Path):
+        path = path_or_text
+    elif isinstance(path_or_text, str) and "\n" not in path_or_text and (
+            path_or_text.endswith(".toml") or pathlib.Path(path_or_text).is_file()):
+        path = pathlib.Path(path_or_text)
+    elif isinstance(path_or_text, str):
+        return path_or_text
+    else:
+        raise SpecError(f"a spec is a path or TOML text, got {type(path_or_text).__name__}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file '{path}': {exc.strerror or exc}") from None
+
+
+def _closest(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a parsed TOML table (what ``tomllib.loads`` returns)."""
+    known = list(_SECTIONS) + ["priors"]
+    for section in raw:
+        if section not in known:
+            raise SpecError(f"unknown section [{section}]{_closest(section, known)}; sections are "
+                            f"{', '.join(f'[{s}]' for s in known)}", key=section)
+        if not isinstance(raw[section], dict):
+            raise SpecError(f"[{section}] must be a table of keys, got a {_type_name(raw[section])}",
+                            key=section)
+    parts = {name: _section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
+    data_raw = raw.get("data", {})
+    if data_raw.get("se") and "variance" not in data_raw:
+        parts["data"] = dataclasses.replace(parts["data"], variance="")
+    preset_name, priors = _priors_section(raw.get("priors", {}))
+    return ModelSpec(model=parts["model"], data=parts["data"], preset=preset_name, priors=priors,
+                     sampler=parts["sampler"], summary=parts["summary"])
+
+
+def _type_name(value) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", dict: "table",
+            list: "array"}.get(type(value), type(value).__name__)
+
+
+def _section(name: str, cls, table: Mapping[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise SpecError(f"unknown key{_closest(key, fields)}; [{name}] takes "
+                            f"{', '.join(fields)}", key=f"{name}.{key}")
+        values[key] = _coerce(f"{name}.{key}", value, type(fields[key].default))
+    return cls(**values)
+
+
+def _coerce(key: str, value, want: type):
+    if want is str:
+        if not isinstance(value, str):
+            raise SpecError(f"must be a string, got {_type_name(value)} {value!r}", key=key)
+        return value
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"must be an integer, got {_type_name(value)} {value!r}", key=key)
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"must be a number, got {_type_name(value)} {value!r}", key=key)
+    return float(value)
+
+
+def _prior_value(key: str, value) -> Prior:
+    if not (key in PRIOR_KEYS or _BETA_KEY_RE.match(key)):
+        raise SpecError(f"unknown prior parameter{_closest(key, ('preset',) + PRIOR_KEYS)}; [priors] "
+                        f"takes preset, {', '.join(PRIOR_KEYS)} and beta[NAME]", key=f"priors.{key}")
+    try:
+        if isinstance(value, Prior):
+            return assign_prior(key, value)
+        if not isinstance(value, str):
+            raise SpecError(f"must be a prior string such as 'normal(0, 1)', got {_type_name(value)} "
+                            f"{value!r}")
+        return prior_for(key, value)
+    except SpecError as exc:
+        message = str(exc).removeprefix(f"spec key '{exc.key}': ") if exc.key else str(exc)
+        raise SpecError(message, key=f"priors.{key}") from None
+
+
+def _priors_section(table: Mapping[str, Any]) -> tuple[str, dict[str, Prior]]:
+    preset_name = _coerce("priors.preset", table.get("preset", "default"), str)
+    priors = {key: _prior_value(key, value) for key, value in table.items() if key != "preset"}
+    return preset_name, priors
+
+
+# ---------------------------------------------------------------------------------------------
+# validation of the whole spec
+# ---------------------------------------------------------------------------------------------
+def _choice(key: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise SpecError(f"'{value}' is not one of {', '.join(allowed)}{_closest(value, allowed)}", key=key)
+
+
+def _mods_columns(expr: str) -> set[str]:
+    """Column names in a moderator formula (after the character check)."""
+    return {tok for tok in re.split(r"[+:* ]+", expr) if tok and tok != "0"}
+
+
+def check_mods(expr: str, key: str = "model.mods") -> None:
+    """Check a moderator formula: only names, ``+``, ``:``, ``*``, spaces and ``0``.
+
+    Raises
+    ------
+    SpecError
+        Naming the first other character and its position, or the formula module's complaint.
+    """
+    bad = _MODS_CHARS_RE.search(expr)
+    if bad:
+        raise SpecError(f"character {bad.group()!r} at position {bad.start() + 1} of '{expr}' is not "
+                        "allowed; a moderator formula holds only column names, '+', ':', '*', "
+                        "spaces and '0'", key=key)
+    from bayes_se.formula import parse_formula  # structure (e.g. 'a + + b') is the formula's job
+
+    try:
+        parse_formula(expr)
+    except SpecError as exc:
+        message = str(exc).removeprefix(f"spec key '{exc.key}': ") if exc.key else str(exc)
+        raise SpecError(message, key=key) from None
+
+
+def _validate(spec: ModelSpec) -> None:
+    m, d, s, q = spec.model, spec.data, spec.sampler, spec.summary
+    _choice("model.type", m.type, MODEL_TYPES)
+    _choice("model.effects", m.effects, EFFECTS)
+    _choice("sampler.engine", s.engine, ENGINES)
+    if m.mods.strip():
+        check_mods(m.mods)
+    elif m.type == "meta_regression":
+        raise SpecError("type = 'meta_regression' needs moderators: set mods = \"COLUMN + ...\"",
+                        key="model.mods")
+    for key, column in (("model.subgroup_tau", m.subgroup_tau), ("data.effect", d.effect),
+                        ("data.variance", d.variance), ("data.se", d.se), ("data.study", d.study),
+                        ("data.cluster", d.cluster)):
+        if column and not _COLUMN_RE.match(column):
+            raise SpecError(f"'{column}' is not a column name (letters, digits, '_' and '.', not "
+                            "starting with a digit)", key=key)
+    if not d.effect:
+        raise SpecError("the effect-size column must be named", key="data.effect")
+    if not d.variance and not d.se:
+        raise SpecError("name the sampling variance column (variance = \"vi\") or the standard error "
+                        "column (se = \"sei\")", key="data.variance")
+    if d.variance and d.se:
+        raise SpecError(f"give either variance = \"{d.variance}\" or se = \"{d.se}\", not both "
+                        "(set variance = \"\" to use the standard errors)", key="data.se")
+    if m.type == "three_level" and not d.cluster:
+        raise SpecError("type = 'three_level' needs the cluster column: set cluster = \"...\"",
+                        key="data.cluster")
+    # sampler and summary values
+    for key, value, low in (("sampler.chains", s.chains, 1), ("sampler.draws", s.draws, 1),
+                            ("sampler.tune", s.tune, 0), ("sampler.seed", s.seed, 0)):
+        if value < low:
+            raise SpecError(f"must be >= {low}, got {value}", key=key)
+    for key, value in (("sampler.target_accept", s.target_accept), ("summary.level", q.level)):
+        if not 0.0 < value < 1.0:
+            raise SpecError(f"must be strictly between 0 and 1, got {value}", key=key)
+    if not math.isfinite(q.smallest_effect):
+        raise SpecError(f"must be a finite number, got {q.smallest_effect}", key="summary.smallest_effect")
+    _validate_priors(spec)
+
+
+def _validate_priors(spec: ModelSpec) -> None:
+    m = spec.model
+    if spec.preset not in PRESETS:
+        preset(spec.preset)  # raises with the known names
+    keys = set(spec.priors)
+    if {"tau", "tau2"} <= keys:
+        raise SpecError("give the heterogeneity prior once: as tau or as tau2, not both", key="priors.tau2")
+    if keys & {"sigma_cluster", "sigma_effect"} and m.type != "three_level":
+        key = sorted(keys & {"sigma_cluster", "sigma_effect"})[0]
+        raise SpecError(f"{key} is a three-level SD; this model is type = '{m.type}'", key=f"priors.{key}")
+    if "nu" in keys and m.effects != "student_t":
+        raise SpecError("nu is the degrees of freedom of Student-t effects; set effects = 'student_t'",
+                        key="priors.nu")
+    columns = _mods_columns(m.mods) if m.mods.strip() else set()
+    for key in keys:
+        if key == "beta" or key.startswith("beta["):
+            if not columns:
+                raise SpecError("a coefficient prior needs moderators (model.mods is empty)", key=f"priors.{key}")
+            inner = _BETA_KEY_RE.match(key)
+            if inner:
+                names = {re.sub(r"\[.*\]$", "", part) for part in inner.group(1).split(":")}
+                unknown = sorted(names - columns)
+                if unknown:
+                    raise SpecError(f"'{unknown[0]}' is not a moderator in mods = '{m.mods}'"
+                                    f"{_closest(unknown[0], columns)}", key=f"priors.{key}")
+    if spec.sampler.engine == "exact":
+        if m.effects != "normal" or m.type not in ("random_effects", "meta_regression"):
+            raise SpecError("engine = 'exact' solves the normal-normal random-effects model and "
+                            f"meta-regression only; this spec has type = '{m.type}', effects = "
+                            f"'{m.effects}'", key="sampler.engine")
+        if m.subgroup_tau:
+            raise SpecError("engine = 'exact' has one tau; subgroup_tau needs engine = 'mcmc'",
+                            key="sampler.engine")
+        for key, prior in spec.resolved_priors().items():
+            if (key == "mu" or key.startswith("beta")) and prior.family != "normal":
+                raise SpecError(f"engine = 'exact' needs normal priors on the coefficients; {key} has "
+                                f"'{prior}'", key=f"priors.{key}")
