@@ -1,0 +1,193 @@
+"""Small seeded NUTS fits checked against the exact quadrature posterior and brms.
+
+Tolerances are Monte Carlo standard errors, not fixed numbers: a statistic of ours must lie within
+``MCSE_MULTIPLE`` combined MCSEs of brms (ours from ArviZ and brms's stored one, added in
+quadrature) and within ``MCSE_MULTIPLE`` of our own MCSEs of the exact value. The fits are seeded,
+so the outcome is deterministic on a given platform.
+"""
+
+from __future__ import annotations
+
+import json
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+
+from bayes_se.results import BayesianFit, fit_random_effects, fit_three_level
+from conftest import REFERENCE
+
+pytestmark = pytest.mark.mcmc
+
+MCSE_MULTIPLE = 3.0  # a 3-sigma band on each Monte Carlo error (brief: "within 3 MCSEs")
+#: Three-level posterior medians vs metafor REML: not the same estimator (the prior and the
+#: posterior median of a skewed SD differ from the REML mode), so only a sanity band in units of
+#: the posterior SD.
+REML_SANITY_SDS = 1.0
+SEED = 20240601
+STATS = ("mean", "sd", "q2.5", "q50", "q97.5")
+
+
+def normal(name, **kw):
+    return pm.Normal(name, 0.0, 1.0, **kw)
+
+
+def half_normal(name, **kw):
+    return pm.HalfNormal(name, 0.5, **kw)
+
+
+#: The priors of the exact and brms references: each beta ~ N(0, 1), tau ~ half-N(0, 0.5).
+REFERENCE_PRIORS = {"mu": normal, "beta": normal, "tau": half_normal}
+FIT = dict(seed=SEED, draws=1000, tune=1000, chains=4, cores=1)
+
+
+def _load(name):
+    return json.loads((REFERENCE / name).read_text())
+
+
+def _mcse_sd(draws):
+    """MCSE of the posterior sd: ArviZ 0.23's own ``mcse(method="sd")`` fails under NumPy >= 2.4
+    (``float()`` of a 1-element array), so this repeats its formula (Vehtari et al. 2021)."""
+    centred2 = (draws - draws.mean()) ** 2
+    ess = float(az.ess(centred2, method="mean"))
+    var = centred2.mean()
+    return float(np.sqrt(((centred2**2).mean() - var**2) / ess / var / 4))
+
+
+def _ours(fit, var, coef=None):
+    """Our statistics and their MCSEs for one scalar parameter."""
+    da = fit.idata.posterior[var]
+    if coef is not None:
+        da = da.sel(coef=coef)
+    ds = da.to_dataset(name="x")
+    x = da.values.ravel()
+    stats = {"mean": x.mean(), "sd": x.std(ddof=1)}
+    mcse = {"mean": float(az.mcse(ds, method="mean")["x"]), "sd": _mcse_sd(da.values)}
+    for key, prob in (("q2.5", 0.025), ("q50", 0.5), ("q97.5", 0.975)):
+        stats[key] = np.quantile(x, prob)
+        mcse[key] = float(az.mcse(ds, method="quantile", prob=prob)["x"])
+    return stats, mcse
+
+
+def _compare(fit, mapping, exact, brms):
+    """Check each (our variable, coef) against the reference entries; return the failures."""
+    failures = []
+    for ref_name, (var, coef) in mapping.items():
+        ours, mcse = _ours(fit, var, coef)
+        for stat in STATS:
+            ex = exact["summary"][ref_name][stat]
+            if abs(ours[stat] - ex) > MCSE_MULTIPLE * mcse[stat]:
+                failures.append(f"exact {ref_name} {stat}: {ours[stat]:.5f} vs {ex:.5f} (mcse {mcse[stat]:.5f})")
+            br = brms["summary"][ref_name]
+            both = np.hypot(mcse[stat], br[f"mcse_{stat}"])
+            if abs(ours[stat] - br[stat]) > MCSE_MULTIPLE * both:
+                failures.append(f"brms {ref_name} {stat}: {ours[stat]:.5f} vs {br[stat]:.5f} (mcse {both:.5f})")
+    return failures
+
+
+@pytest.fixture(scope="module")
+def bcg():
+    return pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
+
+
+@pytest.fixture(scope="module")
+def bcg_fit(bcg):
+    return fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, **FIT)
+
+
+def test_bcg_matches_exact_and_brms(bcg_fit):
+    assert bcg_fit.diagnostics.passed, bcg_fit.diagnostics.problems
+    assert bcg_fit.diagnostics.divergences == 0
+    mapping = {"mu": ("mu", None), "tau": ("tau", None), "tau2": ("tau2", None)}
+    failures = _compare(bcg_fit, mapping, _load("exact/bcg.json"), _load("brms/bcg_summary.json"))
+    assert not failures, failures
+
+
+def test_bcg_exact_theta_draws_match_quadrature(bcg_fit):
+    exact = _load("exact/bcg.json")["theta"]
+    theta = bcg_fit.idata.posterior["theta"]
+    assert list(theta["study"].values) == exact["study"]
+    mcse = az.mcse(theta.to_dataset(name="theta"), method="mean")["theta"].values
+    diff = np.abs(theta.mean(("chain", "draw")).values - np.array(exact["mean"]))
+    assert np.all(diff <= MCSE_MULTIPLE * mcse), diff / mcse
+
+
+def test_bcg_result_object(bcg_fit, tmp_path):
+    table = bcg_fit.summary(smallest_effect=0.1)
+    assert {"mu", "tau", "tau2", "pred", "I2", "theta[Aronson 1948]"} <= set(table.index)
+    assert list(table.columns[:8]) == ["mean", "sd", "q2.5", "q50", "q97.5", "ess_bulk", "ess_tail", "r_hat"]
+    assert table.loc["mu", "prob_below"] > 0.99  # BCG vaccine lowers the risk ratio
+    assert np.isnan(table.loc["tau", "prob_above"])
+    assert list(bcg_fit.summary(level=0.9).columns[2:5]) == ["q5", "q50", "q95"]
+    assert bcg_fit.prob_positive()["mu"] < 0.01
+    assert 0.0 < table.loc["I2", "q50"] < 1.0
+    out = bcg_fit.to_dict()
+    json.dumps(out)
+    assert set(out["parameters"]["mu"]) >= {"mean", "sd", "q2.5", "q50", "q97.5", "ess_bulk", "ess_tail", "r_hat"}
+    assert out["diagnostics"]["passed"] is True
+    text = bcg_fit.print_summary()
+    assert "DIAGNOSTICS FAILED" not in text
+    path = bcg_fit.to_netcdf(tmp_path / "bcg.nc")
+    back = az.from_netcdf(path)
+    assert int(back.attrs["seed"]) == SEED
+    assert back.attrs["pymc_version"] == pm.__version__
+    assert len(back.attrs["data_sha256"]) == 64
+    np.testing.assert_array_equal(back.posterior["theta"].values, bcg_fit.idata.posterior["theta"].values)
+    assert {"prior", "prior_predictive", "posterior_predictive", "log_likelihood", "observed_data"} <= set(
+        bcg_fit.idata.groups())
+    loo = az.loo(bcg_fit.idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_bangertdrowns2004_meta_matches_exact_and_brms():
+    dat = pd.read_csv(REFERENCE / "data" / "dat.bangertdrowns2004.csv").dropna(subset=["meta"])
+    X = np.column_stack([np.ones(len(dat)), dat.meta])
+    fit = fit_random_effects(dat.yi, dat.vi, X=X, coef_names=["intercept", "meta"], study=dat.study,
+                             priors=REFERENCE_PRIORS, **FIT)
+    assert fit.diagnostics.passed, fit.diagnostics.problems
+    # brms/exact name the intercept "mu" and the moderator's coefficient "beta"
+    mapping = {"mu": ("beta", "intercept"), "beta": ("beta", "meta"), "tau": ("tau", None)}
+    failures = _compare(fit, mapping, _load("exact/bangertdrowns2004_meta.json"),
+                        _load("brms/bangertdrowns2004_meta_summary.json"))
+    assert not failures, failures
+    assert {"beta[intercept]", "beta[meta]"} <= set(fit.summary().index)
+
+
+def test_same_seed_gives_identical_draws(bcg):
+    small = dict(seed=7, draws=150, tune=150, chains=2, cores=1)
+    a = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, **small)
+    b = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, **small)
+    for var in ("mu", "tau", "theta", "pred"):
+        np.testing.assert_array_equal(a.idata.posterior[var].values, b.idata.posterior[var].values)
+    np.testing.assert_array_equal(a.idata.posterior_predictive["y_rep"].values,
+                                  b.idata.posterior_predictive["y_rep"].values)
+
+
+def test_bcg_student_t_effects_fit_and_converge(bcg):
+    fit = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, effects="student_t",
+                             seed=SEED, draws=1000, tune=700, chains=4, cores=1)
+    assert fit.diagnostics.passed, fit.diagnostics.problems
+    assert fit.idata.log_likelihood["y"].dims == ("chain", "draw", "study")
+    # heavy-tailed effects leave the pooled estimate near the normal model's (exact: -0.688, sd 0.18)
+    assert abs(float(fit.idata.posterior["mu"].median()) - (-0.688)) < 0.18
+
+
+def test_konstantopoulos2011_three_level_fit():
+    dat = pd.read_csv(REFERENCE / "data" / "dat.konstantopoulos2011.csv")
+    fit = fit_three_level(dat.yi, dat.vi, dat.district, study=dat.es_id, priors=REFERENCE_PRIORS,
+                          seed=SEED, draws=600, tune=600, chains=4, cores=1)
+    assert isinstance(fit, BayesianFit)
+    assert fit.diagnostics.passed, fit.diagnostics.problems
+    assert fit.idata.log_likelihood["y"].dims == ("chain", "draw", "cluster")
+    reml = _load("metafor/dat.konstantopoulos2011.json")["rma_mv"]["multilevel_REML"]
+    post = fit.idata.posterior
+    targets = {
+        "mu": reml["coefficients"]["intrcpt"]["estimate"],
+        "sigma_cluster": np.sqrt(reml["sigma2"]["values"][0]),
+        "sigma_effect": np.sqrt(reml["sigma2"]["values"][1]),
+    }
+    for var, value in targets.items():
+        median, sd = float(post[var].median()), float(post[var].std())
+        assert abs(median - value) < REML_SANITY_SDS * sd, (var, median, value, sd)
