@@ -387,7 +387,10 @@ def _validate(spec: ModelSpec) -> None:
 def _validate_priors(spec: ModelSpec) -> None:
     m = spec.model
     if spec.preset not in PRESETS:
-        preset(spec.preset)  # raises with the known names
+        try:
+            preset(spec.preset)
+        except SpecError as exc:  # name the key as the spec file spells it
+            raise SpecError(str(exc).removeprefix("spec key 'preset': "), key="priors.preset") from None
     keys = set(spec.priors)
     if {"tau", "tau2"} <= keys:
         raise SpecError("give the heterogeneity prior once: as tau or as tau2, not both", key="priors.tau2")
