@@ -3,15 +3,20 @@ the PyMC bridge against the same densities, and the presets' published numbers."
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
+from conftest import REFERENCE
+
 from bayes_se.errors import SpecError
+from bayes_se.exact import exact_posterior
 from bayes_se.priors import (
     FAMILIES,
     PRESETS,
@@ -464,3 +469,16 @@ def test_unknown_preset():
 def test_families_table_is_complete():
     assert set(FAMILIES) == {"normal", "student_t", "half_normal", "half_cauchy", "half_student_t",
                              "exponential", "uniform", "inverse_gamma", "log_normal", "log_t"}
+
+
+EXACT_RTOL = 1e-7  # reference: quadrature ~1e-9 accurate, rounded to 10 significant digits
+
+
+def test_default_tau_prior_reproduces_the_exact_reference_normand1999():
+    """The default preset's tau prior, handed to the exact engine through tau_logpdf, gives the
+    independent R quadrature reference (tests/reference/exact, tau ~ half-N(0, 0.5))."""
+    data = pd.read_csv(REFERENCE / "data" / "dat.normand1999.csv")
+    ref = json.loads((REFERENCE / "exact" / "normand1999.json").read_text())
+    post = exact_posterior(data["yi"].to_numpy(), data["vi"].to_numpy(), tau_prior=preset("default")["tau"])
+    assert post.log_marginal_likelihood == pytest.approx(ref["log_marginal_likelihood"], rel=EXACT_RTOL)
+    assert post.mean("tau") == pytest.approx(ref["summary"]["tau"]["mean"], rel=EXACT_RTOL)
