@@ -136,18 +136,17 @@ class Prior:
 
     def __str__(self):
         p = dict(self.params)
-        args = lambda *names: ", ".join(_fmt(p[n]) for n in names)  # noqa: E731
         target = self.target or _default_target(self.family)
         f = self.family
-        if f == "log_normal":
-            return f"log({target}) ~ Normal({args('mu', 'sigma')})"
-        if f == "log_t":
-            return f"log({target}) ~ t_{_fmt(p['nu'])}({args('mu', 'sigma')})"
-        if f == "student_t":
-            return f"{target} ~ t_{_fmt(p['nu'])}({args('mu', 'sigma')})"
-        if f == "half_student_t":
-            return f"{target} ~ HalfT_{_fmt(p['nu'])}({args('sigma')})"
-        return f"{target} ~ {_DISPLAY[f]}({args(*FAMILIES[f][0])})"
+        names = FAMILIES[f][0]
+        if "nu" in p and "e" not in _fmt(p["nu"]):  # t_5(mu, sigma); an exponent cannot sit in a name
+            names = tuple(n for n in names if n != "nu")
+            display = ("HalfT_" if f == "half_student_t" else "t_") + _fmt(p["nu"])
+        else:
+            display = {"student_t": "StudentT", "log_t": "StudentT", "half_student_t": "HalfStudentT",
+                       "log_normal": "Normal"}.get(f) or _DISPLAY[f]
+        lhs = f"log({target})" if f in ("log_normal", "log_t") else target
+        return f"{lhs} ~ {display}({', '.join(_fmt(p[n]) for n in names)})"
 
     # -- text ------------------------------------------------------------------------------------
     @classmethod

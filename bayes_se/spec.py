@@ -404,7 +404,8 @@ def _validate_priors(spec: ModelSpec) -> None:
     for key in keys:
         if key == "beta" or key.startswith("beta["):
             if not columns:
-                raise SpecError("a coefficient prior needs moderators (model.mods is empty)", key=f"priors.{key}")
+                raise SpecError("a coefficient prior needs moderators (model.mods is empty)",
+                                key=f"priors.{key}")
             inner = _BETA_KEY_RE.match(key)
             if inner:
                 names = {re.sub(r"\[.*\]$", "", part) for part in inner.group(1).split(":")}

@@ -482,3 +482,10 @@ def test_default_tau_prior_reproduces_the_exact_reference_normand1999():
     post = exact_posterior(data["yi"].to_numpy(), data["vi"].to_numpy(), tau_prior=preset("default")["tau"])
     assert post.log_marginal_likelihood == pytest.approx(ref["log_marginal_likelihood"], rel=EXACT_RTOL)
     assert post.mean("tau") == pytest.approx(ref["summary"]["tau"]["mean"], rel=EXACT_RTOL)
+
+
+def test_round_trip_when_nu_needs_an_exponent():
+    for prior in (Prior("log_t", {"nu": 1e-5, "mu": -1, "sigma": 2}),
+                  Prior("half_student_t", {"nu": 3e-7, "sigma": 2})):
+        assert "StudentT(" in str(prior)
+        assert parse_prior(str(prior)) == prior
