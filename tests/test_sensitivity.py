@@ -1,0 +1,141 @@
+"""Prior sensitivity grids: each row must be the exact posterior under that row's prior."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bayes_se.data import load_effects
+from bayes_se.errors import SpecError
+from bayes_se.exact import exact_posterior
+from bayes_se.priors import preset, prior_for
+from bayes_se.sensitivity import coefficient_priors, parse_grid_entry, sensitivity
+from conftest import REFERENCE
+
+SAME_COMPUTATION_RTOL = 1e-12  # the grid calls the same exact engine: only rounding may differ
+LEVEL = 0.95
+GRID = [
+    "default",
+    "vague",
+    "rhodes2015_general",
+    "rhodes2015_mental_nonpharm_vs_control",
+    "rhodes2015_mental_pharm_vs_placebo",
+    "rover2021_smd",
+    ["tau=half_cauchy(0.5)"],
+    "mu=normal(0, 10); tau=half_normal(1)",
+    "tau=exponential(2)",
+    "tau2=inverse_gamma(1, 0.1)",
+    "vague; tau=uniform(0, 5)",
+    "mu ~ normal(-0.5, 0.5); tau ~ half_student_t(3, 0.5)",
+]
+
+
+@pytest.fixture(scope="module")
+def bcg():
+    return load_effects(REFERENCE / "data" / "dat.bcg.csv", moderators=["ablat", "year", "alloc"])
+
+
+@pytest.fixture(scope="module")
+def bcg_grid(bcg):
+    return sensitivity(bcg, GRID, smallest_effect=-0.2, level=LEVEL)
+
+
+def _direct(bcg, label_priors, X=None, names=("intercept",)):
+    coef = coefficient_priors(label_priors, names)
+    return exact_posterior(bcg.yi, bcg.vi, X, coef_names=list(names) if X is not None else None, study=bcg.study,
+                           beta_mean=[p.params["mu"] for p in coef], beta_sd=[p.params["sigma"] for p in coef],
+                           tau_prior=label_priors["tau"], level=LEVEL)
+
+
+def test_bcg_grid_rows_equal_direct_exact_posterior(bcg, bcg_grid):
+    table = bcg_grid.table
+    assert len(table) == len(GRID)
+    assert list(table.columns[:12]) == ["prior", "engine", "mu_mean", "mu_lower", "mu_upper", "tau_mean",
+                                        "tau_lower", "tau_upper", "p_positive", "p_gt_smallest", "bf_mu0",
+                                        "bf_tau0"]
+    assert set(table.engine) == {"exact"}
+    for entry, (_, row) in zip(GRID, table.iterrows()):
+        post = _direct(bcg, parse_grid_entry(entry)[1])
+        lo, hi = post.quantile("mu", [0.025, 0.975])
+        tlo, thi = post.quantile("tau", [0.025, 0.975])
+        expected = {"mu_mean": post.mean("mu"), "mu_lower": lo, "mu_upper": hi, "tau_mean": post.mean("tau"),
+                    "tau_lower": tlo, "tau_upper": thi, "p_positive": post.prob("mu", ">", 0.0),
+                    "p_gt_smallest": post.prob("mu", ">", -0.2), "bf_mu0": post.bayes_factor("mu0")}
+        for col, value in expected.items():
+            assert row[col] == pytest.approx(value, rel=SAME_COMPUTATION_RTOL, abs=1e-300), (row.prior, col)
+        if math.isnan(row.bf_tau0):  # only priors with no finite, positive density at tau = 0
+            assert parse_grid_entry(entry)[1]["tau"].family in ("log_t", "log_normal", "inverse_gamma")
+        else:
+            assert row.bf_tau0 == pytest.approx(post.bayes_factor("tau0"), rel=SAME_COMPUTATION_RTOL)
+
+
+def test_bcg_default_row_matches_exact_reference(bcg_grid):
+    """The default preset is the prior of tests/reference/exact (half-N(0, 0.5), N(0, 1))."""
+    import json
+
+    ref = json.loads((REFERENCE / "exact" / "bcg.json").read_text())
+    row = bcg_grid.table.set_index("prior").loc["default"]
+    summary = ref["summary"]
+    mu = summary["mu"] if "mu" in summary else summary[next(k for k in summary if k.startswith("beta"))]
+    assert row.mu_mean == pytest.approx(mu["mean"], rel=1e-6)  # the reference stores 10 digits
+
+
+def test_bcg_meta_regression_grid_has_beta_columns(bcg):
+    res = sensitivity(bcg, ["default", "tau=half_cauchy(0.5)"], mods="ablat")
+    table = res.table
+    assert {"beta[ablat]_mean", "beta[ablat]_lower", "beta[ablat]_upper", "beta[ablat]_p_positive"} <= set(table)
+    X, names = bcg.design("ablat")
+    post = _direct(bcg, parse_grid_entry("tau=half_cauchy(0.5)")[1], X=X, names=names)
+    row = table.iloc[1]
+    assert row["beta[ablat]_mean"] == pytest.approx(post.mean("beta[ablat]"), rel=SAME_COMPUTATION_RTOL)
+    assert row["mu_mean"] == pytest.approx(post.mean("beta[intercept]"), rel=SAME_COMPUTATION_RTOL)
+    assert "p_gt_smallest" not in table
+
+
+def test_grid_syntax():
+    label, pri = parse_grid_entry(" vague ;tau = half_normal(1) ")
+    assert label == "vague; tau = half_normal(1)"
+    assert pri["mu"] == preset("vague")["mu"]
+    assert pri["tau"] == prior_for("tau", "half_normal(1)")
+    label, pri = parse_grid_entry(["tau2=inverse_gamma(1, 0.1)", "beta[ablat]=normal(0, 0.1)"])
+    assert pri["tau"].target == "tau2" and pri["mu"] == preset("default")["mu"]
+    assert coefficient_priors(pri, ["intercept", "ablat", "year"]) == [
+        pri["mu"], prior_for("beta[ablat]", "normal(0, 0.1)"), pri["beta"]]
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ("default; vague", "2 presets"),
+    ("defualt", "did you mean 'default'"),
+    ("tau=normal(0, 1)", "tau"),
+    ("", "empty"),
+    (3, "string"),
+])
+def test_grid_errors_name_the_entry(entry, fragment):
+    with pytest.raises(SpecError, match="priors") as err:
+        parse_grid_entry(entry)
+    assert fragment in str(err.value)
+
+
+def test_exact_engine_refuses_non_normal_location_prior(bcg):
+    with pytest.raises(SpecError, match="needs MCMC"):
+        sensitivity(bcg, ["mu=student_t(3, 0, 1)"], engine="exact")
+    with pytest.raises(SpecError, match="given twice"):
+        sensitivity(bcg, ["default", " default"])
+    with pytest.raises(SpecError, match="engine"):
+        sensitivity(bcg, ["default"], engine="laplace")
+
+
+@pytest.mark.mcmc
+def test_bcg_student_t_mu_prior_goes_to_mcmc(bcg):
+    """A Student-t prior on mu has no exact engine: the row is sampled and lands near the exact
+    row of a normal prior with the same scale (a t_30 is close to a normal)."""
+    res = sensitivity(bcg, ["default", "mu=student_t(30, 0, 1)"], seed=7,
+                      mcmc={"draws": 500, "tune": 500, "chains": 2})
+    exact_row, mcmc_row = res.table.iloc[0], res.table.iloc[1]
+    assert mcmc_row.engine == "mcmc" and np.isnan(mcmc_row.bf_mu0) and np.isnan(mcmc_row.bf_tau0)
+    post = res.fits["default"]
+    # 4 posterior SDs / sqrt(~500 effective draws) ~ 0.18 SD: a loose Monte Carlo band
+    assert abs(mcmc_row.mu_mean - exact_row.mu_mean) < 0.25 * post.sd("mu")
+    assert abs(mcmc_row.tau_mean - exact_row.tau_mean) < 0.25 * post.sd("tau")
