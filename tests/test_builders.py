@@ -212,3 +212,22 @@ def test_bad_input_names_row_and_column(bcg):
         build_random_effects(bcg.yi, bcg.vi, X=np.ones((13, 2)), priors=PRIORS)
     with pytest.raises(SpecError, match="prior for 'mu'"):
         build_random_effects(bcg.yi, bcg.vi, priors={"mu": 3.0})
+
+
+def test_student_t_with_nu_prior_and_subgroup_post_processing(bcg):
+    gamma = {"nu": lambda name, **kw: pm.Gamma(name, 2.0, 0.1, **kw)}
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors={**PRIORS, **gamma},
+                                effects="student_t")
+    assert "nu" in [rv.name for rv in meta.model.free_RVs] and meta.nu is None
+    nu = np.random.default_rng(0).uniform(2, 10, (2, 5))
+    idata = az.from_dict(posterior={"mu": np.full((2, 5), -0.7), "tau": np.full((2, 5), 0.5), "nu": nu})
+    add_exact_draws(idata, meta, seed=1)
+    np.testing.assert_allclose(idata.log_likelihood["y"].values[1, 3],
+                               student_t_marginal_logpdf(bcg.yi, -0.7, bcg.vi, 0.5, nu[1, 3]), rtol=LOGP_RTOL)
+
+    meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS, subgroup=bcg.alloc)
+    idata = az.from_dict(posterior={"mu": np.full((2, 5), -0.7), "tau": np.full((2, 5, 3), 0.5)},
+                         coords={"subgroup": meta.group_labels}, dims={"tau": ["subgroup"]})
+    add_exact_draws(idata, meta, seed=1)
+    assert idata.posterior["pred"].dims == ("chain", "draw", "subgroup")
+    assert idata.posterior["theta"].shape == (2, 5, 13)
