@@ -1,0 +1,325 @@
+"""Forest plot: observed effects, shrunken study effects, the pooled effect and its prediction.
+
+Model: ``y_i ~ N(theta_i, v_i)``, ``theta_i ~ N(x_i' beta, tau^2)``. Each study row shows the
+observed effect with its ``level`` confidence interval ``y_i +- z sqrt(v_i)`` and the posterior
+of ``theta_i`` (mean and central credible interval); the pooled effect is a diamond and the
+prediction interval of a new study's effect ``x' beta + tau z`` a bar.
+
+:func:`posterior_draws` is the small adapter that the plots share: it turns a
+:class:`~bayes_se.results.BayesianFit` or an :class:`~bayes_se.exact.ExactPosterior` (with its
+data) into flat draws.
+
+References
+----------
+Lewis, S. & Clarke, M. (2001). Forest plots: trying to see the wood and the trees. BMJ 322, 1479.
+Higgins, J. P. T., Thompson, S. G. & Spiegelhalter, D. J. (2009). A re-evaluation of random-effects
+meta-analysis. JRSS A 172, 137-159 (prediction intervals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bayes_se.errors import DataError, SpecError
+from bayes_se.plots import style
+
+#: Draws taken from an ExactPosterior (its draws are iid, so a few thousand give smooth intervals).
+EXACT_DRAWS = 4000
+#: Row height (mm) of a forest plot: 7 pt labels are 2.5 mm tall.
+ROW_MM = 3.2
+#: Room (mm) for the axis, its label and the legend.
+MARGIN_MM = 24.0
+
+
+@dataclass
+class PosteriorDraws:
+    """Flat posterior draws of a random-effects model (n draws in the first axis).
+
+    Attributes
+    ----------
+    yi, vi : numpy.ndarray
+        Observed effects and sampling variances (k).
+    study : list of str
+    coef_names : list of str
+    location_name : {"mu", "beta"}
+    coef : numpy.ndarray
+        (n, p) draws of mu or beta.
+    tau : numpy.ndarray
+        (n, G) draws of tau (G > 1 with a separate tau per subgroup).
+    tau_groups : list of str or None
+        Subgroup labels of the columns of ``tau``.
+    theta : numpy.ndarray
+        (n, k) draws of the study effects.
+    location : numpy.ndarray or None
+        (n, k) draws of ``x_i' beta`` (None where the design is unknown).
+    pred : numpy.ndarray or None
+        (n,) draws of a new study's effect, when the source has them.
+    X : numpy.ndarray or None
+    prior : dict
+        name -> (m, ...) prior draws (empty when the source stores none).
+    idata : arviz.InferenceData or None
+    """
+
+    yi: np.ndarray
+    vi: np.ndarray
+    study: list
+    coef_names: list
+    location_name: str
+    coef: np.ndarray
+    tau: np.ndarray
+    tau_groups: list | None
+    theta: np.ndarray
+    location: np.ndarray | None
+    pred: np.ndarray | None = None
+    X: np.ndarray | None = None
+    prior: dict = field(default_factory=dict)
+    idata: object = None
+
+
+def _flat(values) -> np.ndarray:
+    """(chain, draw, ...) -> (chain * draw, ...)."""
+    arr = np.asarray(values, dtype=float)
+    return arr.reshape((-1,) + arr.shape[2:])
+
+
+def _data_arrays(data, k: int):
+    """yi, vi from a DataFrame (columns yi, vi) or an object with ``.yi`` and ``.vi``."""
+    if data is None:
+        raise SpecError("an ExactPosterior carries no data: pass data= (columns yi and vi)", key="data")
+    try:
+        yi = np.asarray(data["yi"] if isinstance(data, pd.DataFrame) else data.yi, dtype=float)
+        vi = np.asarray(data["vi"] if isinstance(data, pd.DataFrame) else data.vi, dtype=float)
+    except (KeyError, AttributeError):
+        raise DataError("data needs columns 'yi' and 'vi'", column="yi") from None
+    if yi.size != k or vi.size != k:
+        raise DataError(f"data has {yi.size} rows but the posterior has {k} studies", column="yi")
+    return yi, vi
+
+
+def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0) -> PosteriorDraws:
+    """Flat draws of a BayesianFit (random-effects models) or an ExactPosterior.
+
+    Parameters
+    ----------
+    fit : BayesianFit or ExactPosterior
+    data : pandas.DataFrame or EffectData, optional
+        Needed for an ExactPosterior: its ``yi`` and ``vi`` in the posterior's study order.
+    n_draws, seed : int
+        Number of exact draws from an ExactPosterior and their seed (unused for a BayesianFit).
+
+    Returns
+    -------
+    PosteriorDraws
+    """
+    if hasattr(fit, "idata"):
+        post = fit.idata.posterior
+        meta = fit.meta
+        if meta is None or "theta" not in post or "tau" not in post:
+            raise SpecError("the plot needs a random-effects fit (tau and theta in the posterior)", key="fit")
+        name = "mu" if "mu" in post else "beta"
+        coef = _flat(post[name])
+        coef = coef[:, None] if coef.ndim == 1 else coef
+        tau = _flat(post["tau"])
+        tau = tau[:, None] if tau.ndim == 1 else tau
+        prior = {}
+        if hasattr(fit.idata, "prior"):
+            prior = {v: _flat(fit.idata.prior[v]) for v in fit.idata.prior.data_vars}
+        return PosteriorDraws(
+            yi=np.asarray(meta.yi, float), vi=np.asarray(meta.vi, float), study=[str(s) for s in meta.study],
+            coef_names=list(meta.coef_names), location_name=name, coef=coef, tau=tau,
+            tau_groups=list(meta.group_labels) if tau.shape[1] > 1 else None,
+            theta=_flat(post["theta"]), location=_flat(meta.location(post)),
+            pred=_flat(post["pred"]) if "pred" in post else None, X=meta.X, prior=prior, idata=fit.idata)
+    if hasattr(fit, "tau_grid") and hasattr(fit, "draws"):
+        study = [str(s) for s in fit.study]
+        yi, vi = _data_arrays(data, len(study))
+        d = fit.draws(int(n_draws), rng=seed)
+        intercept_only = "mu" in d
+        return PosteriorDraws(
+            yi=yi, vi=vi, study=study, coef_names=list(fit.coef_names),
+            location_name="mu" if intercept_only else "beta", coef=d["beta"], tau=d["tau"][:, None],
+            tau_groups=None, theta=d["theta"],
+            location=np.repeat(d["mu"][:, None], len(study), axis=1) if intercept_only else None,
+            pred=d["pred"])
+    raise SpecError(f"expected a BayesianFit or an ExactPosterior, got {type(fit).__name__}", key="fit")
+
+
+def _interval(draws, level):
+    a = 0.5 * (1.0 - level)
+    lo, hi = np.quantile(draws, [a, 1.0 - a], axis=0)
+    return np.mean(draws, axis=0), lo, hi
+
+
+def _groups(group, data, k):
+    if group is None:
+        return None
+    if isinstance(group, str):
+        if not isinstance(data, pd.DataFrame) or group not in data.columns:
+            raise SpecError(f"group column {group!r} is not in data", key="group")
+        group = data[group]
+    labels = [str(g) for g in group]
+    if len(labels) != k:
+        raise DataError(f"{len(labels)} group labels for {k} studies", column="group")
+    return np.array(labels, dtype=object)
+
+
+def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The numbers a forest plot draws, one row per study, pooled effect and prediction interval.
+
+    Parameters
+    ----------
+    fit : BayesianFit or ExactPosterior
+    data : pandas.DataFrame, optional
+        Needed for an ExactPosterior (columns ``yi``, ``vi``) or to name a ``group`` column.
+    group : str or sequence, optional
+        A column of ``data`` or one label per study: studies are blocked by group, and where the
+        fit's fitted location differs between groups (the group is a moderator) each block gets
+        its pooled effect, the posterior of the mean of ``x_i' beta`` over its studies.
+    level : float
+        Level of the observed confidence and the credible intervals.
+    seed : int
+        Seeds the normal deviates of prediction intervals computed here (and ExactPosterior draws).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``row`` ("study", "pooled", "prediction"), ``label``, ``group``, ``yi``, ``vi``,
+        ``obs_lower``, ``obs_upper`` (``yi -+ z sqrt(vi)``), ``estimate``, ``lower``, ``upper``
+        (posterior mean and quantiles of theta_i, of the pooled effect or of a new effect).
+    """
+    if not 0.0 < level < 1.0:
+        raise SpecError(f"level must be in (0, 1), got {level}", key="level")
+    d = posterior_draws(fit, data, seed=seed)
+    k = len(d.study)
+    groups = _groups(group, data, k)
+    z = stats.norm.ppf(0.5 + 0.5 * level)
+    est, lo, hi = _interval(d.theta, level)
+    normal = np.random.default_rng(seed).standard_normal(d.theta.shape[0])
+
+    def study_rows(idx):
+        return [{"row": "study", "label": d.study[i], "group": "" if groups is None else groups[i],
+                 "yi": d.yi[i], "vi": d.vi[i], "obs_lower": d.yi[i] - z * np.sqrt(d.vi[i]),
+                 "obs_upper": d.yi[i] + z * np.sqrt(d.vi[i]), "estimate": est[i], "lower": lo[i],
+                 "upper": hi[i]} for i in idx]
+
+    def pooled_rows(mask, label, grp, tau):
+        loc = d.location[:, mask].mean(axis=1)
+        out = [("pooled", label, loc)]
+        if tau is not None:
+            new = d.pred if (mask.all() and d.pred is not None and d.location_name == "mu"
+                             and d.tau.shape[1] == 1) else loc + tau * normal
+            out.append(("prediction", "Prediction interval", new))
+        return [{"row": r, "label": lab, "group": grp, "yi": np.nan, "vi": np.nan, "obs_lower": np.nan,
+                 "obs_upper": np.nan, **dict(zip(("estimate", "lower", "upper"), _interval(x, level)))}
+                for r, lab, x in out]
+
+    if groups is None:
+        rows = study_rows(range(k))
+    else:
+        levels = list(pd.unique(groups))
+        by_group = d.location is not None and np.ptp(
+            [d.location[:, groups == g].mean() for g in levels]) > 0
+        rows = []
+        for g in levels:
+            rows += study_rows(np.flatnonzero(groups == g))
+            if by_group:  # the group is a moderator: its own pooled effect
+                tau = (d.tau[:, 0] if d.tau.shape[1] == 1 else
+                       d.tau[:, d.tau_groups.index(g)] if d.tau_groups and g in d.tau_groups else None)
+                rows += pooled_rows(groups == g, f"Pooled ({g})", g, tau)
+    if d.location is not None:
+        label = "Pooled effect (mu)" if d.location_name == "mu" else "Mean fitted effect"
+        rows += pooled_rows(np.ones(k, bool), label, "", d.tau[:, 0] if d.tau.shape[1] == 1 else None)
+    return pd.DataFrame(rows)
+
+
+def _diamond(ax, y, est, lo, hi, color, half_height=0.35):
+    from matplotlib.patches import Polygon
+
+    ax.add_patch(Polygon([(lo, y), (est, y + half_height), (hi, y), (est, y - half_height)],
+                         closed=True, facecolor=color, edgecolor=color, zorder=3))
+
+
+def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, width=None):
+    """Draw the forest plot of :func:`forest_table`.
+
+    Parameters
+    ----------
+    fit : BayesianFit or ExactPosterior
+    data, group, level
+        As in :func:`forest_table`.
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes; otherwise a new figure whose height grows with the number of rows.
+    width : {"single", "double"} or float, optional
+        Width of a new figure; default double column when labels are long.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.lines import Line2D
+
+    table = forest_table(fit, data, group=group, level=level)
+    # y positions, top to bottom: [group header], studies, [group pooled, prediction], gap, overall
+    ypos, headers, y = [], [], 0.0
+    for g, block in table.groupby("group", sort=False):
+        if g:
+            headers.append((y, g))
+            y += 1.0
+        for _ in range(len(block)):
+            ypos.append(y)
+            y += 1.0
+        y += 0.5 if g else 0.0
+    ypos = np.array(ypos)
+    # the overall rows have group "" and come last; put a gap before them
+    overall = (table["group"] == "").to_numpy() & (table["row"] != "study").to_numpy()
+    if overall.any() and (~overall).any():
+        ypos[overall] += 0.5
+    n_rows = ypos.max() + 1.0
+    longest = max(len(s) for s in table["label"])
+    if width is None:
+        width = "double" if longest > 28 else "single"
+    with style.style():
+        fig, ax = style.figure_and_axes(ax, width, height_mm=MARGIN_MM + ROW_MM * n_rows)
+        studies = (table["row"] == "study").to_numpy()
+        ys = ypos[studies]
+        s = table[studies]
+        ax.hlines(ys - 0.15, s["obs_lower"], s["obs_upper"], color=style.OBSERVED, lw=0.8)
+        ax.plot(s["yi"], ys - 0.15, "s", color=style.OBSERVED, ms=2.5)
+        ax.hlines(ys + 0.15, s["lower"], s["upper"], color=style.POSTERIOR, lw=0.8)
+        ax.plot(s["estimate"], ys + 0.15, "o", color=style.POSTERIOR, ms=2.5)
+        for yy, (_, r) in zip(ypos[~studies], table[~studies].iterrows()):
+            color = style.POOLED if r["group"] == "" else style.OKABE_ITO["bluish_green"]
+            if r["row"] == "pooled":
+                _diamond(ax, yy, r["estimate"], r["lower"], r["upper"], color)
+            else:
+                ax.errorbar(r["estimate"], yy, xerr=[[r["estimate"] - r["lower"]], [r["upper"] - r["estimate"]]],
+                            fmt="none", ecolor=color, elinewidth=2.0, capsize=2.0)
+        ax.axvline(0.0, color="0.5", lw=0.6, ls=":", zorder=0)
+        pooled = table[(table["row"] == "pooled") & (table["group"] == "")]
+        if len(pooled):
+            ax.axvline(pooled["estimate"].iloc[0], color=style.POOLED, lw=0.6, ls="--", zorder=0)
+        labels = list(table["label"])
+        ticks = list(ypos)
+        for yy, g in headers:
+            ticks.append(yy)
+            labels.append(g)
+        ax.set_yticks(ticks, labels)
+        for tick in ax.get_yticklabels()[len(ypos):]:  # the group headers
+            tick.set_fontweight("bold")
+        ax.tick_params(axis="y", length=0)
+        ax.spines["left"].set_visible(False)
+        ax.set_ylim(n_rows - 0.3, -0.8)
+        ax.set_xlabel("Effect size")
+        handles = [Line2D([], [], color=style.OBSERVED, marker="s", ms=3, lw=0.8,
+                          label=f"Observed ({100 * level:g}% CI)"),
+                   Line2D([], [], color=style.POSTERIOR, marker="o", ms=3, lw=0.8,
+                          label=f"Shrunken ({100 * level:g}% CrI)"),
+                   Line2D([], [], color=style.POOLED, marker="D", ls="none", ms=4, label="Pooled"),
+                   Line2D([], [], color=style.POOLED, lw=2.0, label="Prediction")]
+        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
+                  borderaxespad=0.2, handlelength=1.5)
+    return fig
