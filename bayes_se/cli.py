@@ -71,6 +71,39 @@ def cmd_freq(args) -> int:
     return 0
 
 
+def _spec_columns(args):
+    """Column overrides given on the command line (None where not given)."""
+    return {k: getattr(args, k) for k in ("effect", "variance", "se", "study", "cluster")
+            if getattr(args, k, None) is not None}
+
+
+def cmd_fit(args) -> int:
+    import dataclasses
+
+    from bayes_se import api
+    from bayes_se.outputs import write_fit_outputs
+
+    spec = api.resolve_spec(args.spec, priors=args.prior, mods=args.mods, engine=args.engine,
+                            seed=args.seed)
+    cols = _spec_columns(args)
+    if cols:
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
+    if args.out:
+        from bayes_se.outputs import check_out_dir
+
+        check_out_dir(args.out, force=args.force)
+    res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+    if args.out:
+        write_fit_outputs(res, spec, args.out, force=args.force)
+    if args.json:
+        _print_json(res.to_dict())
+    else:
+        print(res.print_summary())
+        if args.out:
+            print(f"\nwrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-se",
@@ -89,6 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_column_args(p)
     p.set_defaults(func=cmd_freq)
+
+    p = sub.add_parser("fit", help="Bayesian random-effects model, meta-regression or three-level model")
+    p.add_argument("spec", nargs="?", default=None,
+                   help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
+    p.add_argument("--data", required=True, help="CSV file of effect sizes")
+    p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
+                   help='override a prior, e.g. --prior "mu=normal(0, 1)" --prior "tau=half_normal(0.5)" '
+                        '--prior "beta[guided]=normal(0, 0.5)" --prior "preset=rhodes2015_general"')
+    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
+    p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
+    p.add_argument("--draws", type=int, default=None, help="draws per chain (default: the spec's)")
+    p.add_argument("--tune", type=int, default=None, help="tuning steps per chain (default: the spec's)")
+    p.add_argument("--chains", type=int, default=None, help="chains (default: the spec's)")
+    p.add_argument("--out", default=None, help="folder for the InferenceData, summary CSV and spec used")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    g = p.add_argument_group("column mapping (overrides the spec's [data])")
+    for name in ("effect", "variance", "se", "study", "cluster"):
+        g.add_argument(f"--{name}", default=None)
+    p.set_defaults(func=cmd_fit)
     return parser
 
 

@@ -1,0 +1,293 @@
+"""One entry point for a Bayesian fit: data + spec (+ overrides) -> a result object.
+
+:func:`fit` reads the spec (a :class:`bayes_se.spec.ModelSpec`, a TOML path or text, or the default
+random-effects spec), applies the caller's overrides (priors, moderators, engine, seed), builds the
+design matrix once and hands the numbers to the engine the spec asks for:
+
+* ``engine = "exact"``: :func:`bayes_se.exact.exact_posterior` (normal-normal models with normal
+  priors on mu/beta; quadrature over tau, no sampling) wrapped in :class:`ExactFit`;
+* ``engine = "mcmc"``: :func:`bayes_se.results.fit_random_effects` or
+  :func:`bayes_se.results.fit_three_level` (PyMC), returning :class:`bayes_se.results.BayesianFit`.
+
+This module only wires; the maths lives in the engines.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bayes_se.errors import DataError, SpecError
+
+#: Spec used when none is given: ``models/random_effects.toml`` has the same values.
+DEFAULT_SPEC_TEXT = """
+[model]
+type = "random_effects"
+"""
+
+
+def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
+    """The :class:`~bayes_se.spec.ModelSpec` to fit, with the caller's overrides applied.
+
+    Parameters
+    ----------
+    spec : ModelSpec, path, TOML text or None
+    priors : sequence of str or mapping, optional
+        ``["mu=normal(0, 1)", "tau=half_normal(0.5)"]`` (brms-like strings; ``preset=NAME`` picks a
+        preset) or a mapping ``{"mu": Prior or str}``.
+    mods : str, optional
+        Moderator formula; replaces the spec's.
+    engine : {"mcmc", "exact"}, optional
+    seed : int, optional
+    """
+    import dataclasses
+
+    from bayes_se.priors import parse_assignment
+    from bayes_se.spec import ModelSpec, load_spec
+
+    if spec is None:
+        spec = load_spec(DEFAULT_SPEC_TEXT)
+    elif not isinstance(spec, ModelSpec):
+        spec = load_spec(spec)
+    if mods is not None:
+        spec = spec.with_mods(mods)
+    if priors:
+        if isinstance(priors, str):
+            priors = [priors]
+        if not hasattr(priors, "items"):
+            mapping = {}
+            for text in priors:
+                key, _, value = str(text).partition("=")
+                if key.strip() == "preset":
+                    mapping["preset"] = value.strip()
+                    continue
+                name, prior = parse_assignment(text)
+                mapping[name] = prior
+            priors = mapping
+        spec = spec.with_priors(priors)
+    if engine is not None or seed is not None:
+        sampler = spec.sampler
+        if engine is not None:
+            sampler = dataclasses.replace(sampler, engine=engine)
+        if seed is not None:
+            sampler = dataclasses.replace(sampler, seed=int(seed))
+        spec = dataclasses.replace(spec, sampler=sampler)
+    return spec
+
+
+def load_data(data, spec):
+    """An :class:`~bayes_se.data.EffectData` from a path/DataFrame (column names from ``spec.data``)."""
+    from bayes_se.data import EffectData, load_effects
+
+    if isinstance(data, EffectData):
+        return data
+    cols = spec.data
+    return load_effects(
+        data,
+        effect=cols.effect,
+        variance=cols.variance or "vi",
+        se=cols.se or None,
+        study=cols.study,
+        cluster=cols.cluster or None,
+    )
+
+
+def coefficient_priors(spec, coef_names):
+    """One prior per coefficient: ``mu`` for the intercept, ``beta[NAME]`` or else ``beta``.
+
+    Raises :class:`SpecError` for a ``beta[NAME]`` that names no coefficient of the design.
+    """
+    resolved = spec.resolved_priors()
+    for key in resolved:
+        if key.startswith("beta[") and key[5:-1] not in coef_names:
+            raise SpecError(
+                f"no coefficient named '{key[5:-1]}'; the design has {', '.join(coef_names)}",
+                key=f"priors.{key}",
+            )
+    out = []
+    for name in coef_names:
+        if name == "intercept":
+            out.append(resolved["mu"])
+        else:
+            out.append(resolved.get(f"beta[{name}]", resolved["beta"]))
+    return out
+
+
+def _beta_vector_prior(priors):
+    """A builder callable creating ``beta`` (dims ``coef``) with one prior per coefficient."""
+
+    def make(name, **dims):
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        if all(p.family == "normal" for p in priors):
+            mu = np.array([p.params["mu"] for p in priors], dtype=float)
+            sigma = np.array([p.params["sigma"] for p in priors], dtype=float)
+            return pm.Normal(name, mu=mu, sigma=sigma, **dims)
+        parts = [p.to_pymc(f"{name}_{j}") for j, p in enumerate(priors)]
+        return pm.Deterministic(name, pt.stack(parts), **dims)
+
+    return make
+
+
+@dataclass
+class ExactFit:
+    """A normal-normal model solved by quadrature (:mod:`bayes_se.exact`): no sampling, no MCMC
+    diagnostics to fail. ``posterior`` is the :class:`~bayes_se.exact.ExactPosterior`."""
+
+    posterior: object
+    data: object
+    spec: object
+    coef_names: list = field(default_factory=list)
+
+    def summary(self, theta: bool = True) -> pd.DataFrame:
+        return self.posterior.summary(theta=theta)
+
+    def prob_greater(self, x: float = 0.0) -> dict:
+        names = ["mu"] if self.coef_names == ["intercept"] else [f"beta[{c}]" for c in self.coef_names]
+        return {n: self.posterior.prob(n, ">", x) for n in names}
+
+    @property
+    def log_marginal_likelihood(self) -> float:
+        return float(self.posterior.log_marginal_likelihood)
+
+    def bayes_factors(self) -> dict:
+        """BF01 for mu = 0 (intercept-only models) and for tau = 0."""
+        out = {"tau0": float(self.posterior.bayes_factor("tau0"))}
+        out["mu0"] = float(self.posterior.bayes_factor("mu0")) if self.coef_names == ["intercept"] else None
+        return out
+
+    def to_dict(self) -> dict:
+        table = self.summary()
+        params = {name: {col: float(row[col]) for col in table.columns} for name, row in table.iterrows()}
+        return {
+            "engine": "exact",
+            "k": int(self.data.k),
+            "parameters": params,
+            "diagnostics": {"divergences": 0, "max_r_hat": None, "min_ess_bulk": None,
+                            "min_ess_tail": None, "passed": True,
+                            "note": "exact quadrature: no Monte Carlo error, no sampler diagnostics"},
+            "log_marginal_likelihood": self.log_marginal_likelihood,
+            "bayes_factors": self.bayes_factors(),
+            "prob_greater": {
+                "0": self.prob_greater(0.0),
+                str(self.spec.summary.smallest_effect): self.prob_greater(self.spec.summary.smallest_effect),
+            },
+            "priors": {k: str(v) for k, v in self.spec.resolved_priors().items()},
+        }
+
+    def print_summary(self) -> str:
+        table = self.summary(theta=False)
+        lines = [
+            f"Bayesian random-effects model, exact engine (quadrature over tau; k = {self.data.k})",
+            "priors: " + "; ".join(str(v) for k, v in self.spec.resolved_priors().items()
+                                   if k in ("mu", "tau") or (k.startswith("beta") and len(self.coef_names) > 1)),
+            "",
+            table.to_string(float_format=lambda v: f"{v:.4f}"),
+            "",
+        ]
+        smallest = self.spec.summary.smallest_effect
+        for name, p in self.prob_greater(0.0).items():
+            lines.append(f"P({name} > 0) = {p:.4f}" + (
+                f"    P({name} > {smallest:g}) = {self.prob_greater(smallest)[name]:.4f}" if smallest else ""))
+        bf = self.bayes_factors()
+        lines.append(f"log marginal likelihood = {self.log_marginal_likelihood:.4f}")
+        if bf["mu0"] is not None:
+            lines.append(f"BF01 (mu = 0 vs mu free) = {bf['mu0']:.4g}")
+        lines.append(f"BF01 (tau = 0 vs tau free) = {bf['tau0']:.4g}")
+        return "\n".join(lines)
+
+    def to_netcdf(self, path) -> str:
+        raise SpecError("the exact engine stores no draws; use --out to write its summary CSV",
+                        key="sampler.engine")
+
+
+def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
+        chains=None):
+    """Fit the Bayesian meta-analysis a spec describes.
+
+    Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
+    ``u_i ~ N(0, tau^2)``; three-level: ``u_j + w_ij`` with two SDs.
+
+    Parameters
+    ----------
+    data : EffectData, path or DataFrame
+    spec : ModelSpec, path, TOML text or None (the default random-effects spec)
+    priors, mods, engine, seed :
+        Overrides of the spec (see :func:`resolve_spec`).
+    draws, tune, chains : int, optional
+        Overrides of the spec's sampler settings (MCMC only).
+
+    Returns
+    -------
+    ExactFit or bayes_se.results.BayesianFit
+    """
+    spec = resolve_spec(spec, priors=priors, mods=mods, engine=engine, seed=seed)
+    data = load_data(data, spec)
+    mtype = spec.model.type
+    if mtype == "mediation":
+        raise SpecError("mediation specs take a correlation table: use bayes_se.mediation", key="model.type")
+    if mtype == "three_level" and data.cluster is None:
+        raise DataError("a three-level model needs a cluster column (spec [data] cluster or --cluster)",
+                        column="cluster")
+    if spec.model.mods:
+        X, coef_names = data.design(spec.model.mods)
+    else:
+        X, coef_names = np.ones((data.k, 1)), ["intercept"]
+    coef_priors = coefficient_priors(spec, coef_names)
+    resolved = spec.resolved_priors()
+
+    if spec.sampler.engine == "exact":
+        if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:
+            raise SpecError("the exact engine solves normal random-effects models and meta-regressions "
+                            "only; use engine = \"mcmc\"", key="sampler.engine")
+        from bayes_se.exact import exact_posterior
+
+        post = exact_posterior(data, X=X, coef_names=coef_names, beta_prior=coef_priors,
+                               tau_prior=resolved["tau"], level=spec.summary.level)
+        return ExactFit(posterior=post, data=data, spec=spec, coef_names=coef_names)
+
+    from bayes_se import results
+
+    sampler = dict(
+        seed=spec.sampler.seed,
+        draws=draws or spec.sampler.draws,
+        tune=tune or spec.sampler.tune,
+        chains=chains or spec.sampler.chains,
+        target_accept=spec.sampler.target_accept,
+    )
+    Xarg = None if coef_names == ["intercept"] else X
+    names = None if Xarg is None else coef_names
+    if mtype == "three_level":
+        model_priors = {"sigma_cluster": resolved.get("sigma_cluster"),
+                        "sigma_effect": resolved.get("sigma_effect"), "tau": resolved["tau"]}
+        if Xarg is None:
+            model_priors["mu"] = coef_priors[0]
+        else:
+            model_priors["beta"] = _beta_vector_prior(coef_priors)
+        res = results.fit_three_level(data.yi, data.vi, data.cluster, X=Xarg, coef_names=names,
+                                      study=data.study, priors=model_priors, **sampler)
+    else:
+        model_priors = {"tau": resolved["tau"]}
+        if Xarg is None:
+            model_priors["mu"] = coef_priors[0]
+        else:
+            model_priors["beta"] = _beta_vector_prior(coef_priors)
+        if "nu" in resolved:
+            model_priors["nu"] = resolved["nu"]
+        subgroup = None
+        if spec.model.subgroup_tau:
+            col = spec.model.subgroup_tau
+            if col not in data.frame.columns:
+                raise DataError(f"subgroup column not found; columns are {', '.join(map(str, data.frame.columns))}",
+                                column=col)
+            subgroup = data.frame[col].astype(str).tolist()
+        res = results.fit_random_effects(data.yi, data.vi, X=Xarg, coef_names=names, study=data.study,
+                                         priors=model_priors, effects=spec.model.effects,
+                                         subgroup=subgroup, **sampler)
+    res.settings["spec_toml"] = spec.to_toml()
+    res.settings["data_sha256"] = data.checksum()
+    return res

@@ -1,0 +1,83 @@
+"""Writing a fit's outputs to a folder: atomically, never over a user's files without ``force``.
+
+The folder holds ``summary.csv``, ``spec.toml`` (the spec actually used, overrides applied),
+``provenance.json`` (data checksum, seed, package versions) and, for MCMC fits, ``idata.nc``
+(ArviZ InferenceData). It is built in a temporary sibling folder and renamed into place, so an
+interrupted run leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import tempfile
+from importlib import metadata
+
+from bayes_se.errors import BayesSEError
+
+#: Packages whose versions every output records.
+RECORDED_PACKAGES = ("bayes_se", "numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "arviz",
+                     "matplotlib")
+
+
+def package_versions() -> dict:
+    """Installed versions of the packages a result depends on (None where absent)."""
+    out = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def check_out_dir(path, *, force: bool = False) -> pathlib.Path:
+    """Refuse an existing non-empty folder unless ``force``; refuse a path that is a file."""
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise BayesSEError(f"output path '{path}' is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise BayesSEError(f"output folder '{path}' exists and is not empty; use --force to replace it")
+    return path
+
+
+def atomic_dir(path, write, *, force: bool = False) -> pathlib.Path:
+    """Call ``write(tmp_dir)`` to fill a temporary sibling folder, then move it to ``path``."""
+    path = check_out_dir(path, force=force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def write_fit_outputs(res, spec, path, *, force: bool = False) -> pathlib.Path:
+    """Write a Bayesian fit (exact or MCMC) and its provenance record to ``path``."""
+
+    def write(tmp: pathlib.Path) -> None:
+        res.summary().to_csv(tmp / "summary.csv")
+        (tmp / "spec.toml").write_text(spec.to_toml(), encoding="utf-8")
+        record = {
+            "engine": spec.sampler.engine,
+            "seed": spec.sampler.seed,
+            "data_sha256": res.data.checksum() if hasattr(res, "data") else res.settings.get("data_sha256"),
+            "versions": package_versions(),
+        }
+        if hasattr(res, "idata"):
+            res.to_netcdf(tmp / "idata.nc")
+            record["diagnostics"] = res.diagnostics.to_dict()
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+
+    return atomic_dir(path, write, force=force)
