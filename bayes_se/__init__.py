@@ -17,6 +17,23 @@ _LAZY = {
     "escalc": "bayes_se.effect_sizes",
     "rma": "bayes_se.frequentist",
     "rma_mv": "bayes_se.frequentist",
+    "matreg": "bayes_se.frequentist",
+    "regtest": "bayes_se.frequentist",
+    "ranktest": "bayes_se.frequentist",
+    "trimfill": "bayes_se.frequentist",
+    "Prior": "bayes_se.priors",
+    "parse_prior": "bayes_se.priors",
+    "preset": "bayes_se.priors",
+    "load_spec": "bayes_se.spec",
+    "ModelSpec": "bayes_se.spec",
+    "fit": "bayes_se.api",
+    "ExactFit": "bayes_se.api",
+    "exact_posterior": "bayes_se.exact",
+    "fit_random_effects": "bayes_se.results",
+    "fit_three_level": "bayes_se.results",
+    "BayesianFit": "bayes_se.results",
+    "sensitivity": "bayes_se.sensitivity",
+    "compare_frequentist": "bayes_se.compare",
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
@@ -28,7 +45,8 @@ __all__ = sorted(_LAZY) + ["__version__"]
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in {"frequentist", "effect_sizes", "data", "errors"}:
+    if name in {"frequentist", "effect_sizes", "data", "errors", "priors", "spec", "exact", "api",
+                "formula", "diagnostics", "results", "sampling", "plots", "report"}:
         return importlib.import_module(f"bayes_se.{name}")
     raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
 

@@ -21,16 +21,13 @@ from bayes_se.frequentist.influence import leave1out
 from bayes_se.frequentist.rma import RMAResult, rma
 
 __all__ = ["rma", "RMAResult", "regtest", "RegtestResult", "ranktest", "RanktestResult", "trimfill", "TrimfillResult",
-           "leave1out", "rma_mv"]
+           "leave1out", "rma_mv", "RmaMvResult", "matreg", "MatregResult"]
+
+
+_MULTILEVEL = ("rma_mv", "RmaMvResult", "matreg", "MatregResult")
 
 
 def __getattr__(name: str):
-    if name == "rma_mv":
-        try:
-            module = importlib.import_module("bayes_se.frequentist.multilevel")
-        except ModuleNotFoundError as exc:
-            if exc.name == "bayes_se.frequentist.multilevel":
-                raise AttributeError("rma_mv is not available (bayes_se.frequentist.multilevel missing)") from None
-            raise
-        return module.rma_mv
+    if name in _MULTILEVEL:
+        return getattr(importlib.import_module("bayes_se.frequentist.multilevel"), name)
     raise AttributeError(f"module 'bayes_se.frequentist' has no attribute {name!r}")
