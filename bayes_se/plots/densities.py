@@ -1,0 +1,134 @@
+"""Prior and posterior densities of the location (mu or each beta) and of tau.
+
+Posterior densities are kernel density estimates of the draws (ArviZ ``az.kde``, with boundary
+correction at tau = 0), or the exact mixture density of an :class:`~bayes_se.exact.ExactPosterior`.
+Prior densities are exact when Prior objects are given (``Prior.logpdf``, ``Prior.tau_logpdf``),
+otherwise a KDE of the fit's prior draws. A posterior much narrower than its prior means the data
+dominate; a posterior that follows the prior means they say little about that parameter.
+
+References
+----------
+Gabry, J., Simpson, D., Vehtari, A., Betancourt, M. & Gelman, A. (2019). Visualization in Bayesian
+workflow. JRSS A 182, 389-402.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayes_se.errors import SpecError
+from bayes_se.plots import style
+from bayes_se.plots.forest import posterior_draws
+
+#: Points of exact density curves.
+GRID = 256
+#: The x range covers the posterior's central POSTERIOR_MASS, widened by WIDEN of its span per side.
+POSTERIOR_MASS = 0.998
+WIDEN = 0.5
+
+
+def _kde(values, bounded: bool):
+    import arviz as az
+
+    x, density = az.kde(np.asarray(values, float), bound_correction=bounded)
+    return x, density
+
+
+def _parameters(d):
+    if d.location_name == "mu":
+        return [("mu", "mu", 0)]
+    return [(f"beta[{name}]", "beta", j) for j, name in enumerate(d.coef_names)]
+
+
+def _range(draws, bounded):
+    a = 0.5 * (1.0 - POSTERIOR_MASS)
+    lo, hi = np.quantile(draws, [a, 1.0 - a])
+    lo, hi = lo - WIDEN * (hi - lo), hi + WIDEN * (hi - lo)
+    return (max(lo, 0.0) if bounded else lo), hi
+
+
+def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame:
+    """Prior and posterior density curves of mu (or each beta) and tau.
+
+    Parameters
+    ----------
+    fit : BayesianFit or ExactPosterior
+    priors : dict, optional
+        Prior objects by key ``mu``, ``beta`` (one Prior for every coefficient, or a dict by
+        coefficient name) and ``tau``: drawn exactly. Without them the fit's ``prior`` group is
+        smoothed; an ExactPosterior then gets no prior curves.
+    data : pandas.DataFrame, optional
+        The data of an ExactPosterior (columns ``yi``, ``vi``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``parameter`` (``mu``, ``beta[NAME]``, ``tau``), ``source`` ("prior",
+        "posterior"), ``x``, ``density``.
+    """
+    priors = dict(priors or {})
+    d = posterior_draws(fit, data)
+    exact = not hasattr(fit, "idata")
+    rows = []
+    params = _parameters(d) + [("tau", "tau", 0)]
+    if d.tau.shape[1] > 1:
+        raise SpecError("prior/posterior densities need a single tau (the fit has one per subgroup)", key="fit")
+    for label, key, j in params:
+        bounded = key == "tau"
+        draws = d.tau[:, 0] if bounded else d.coef[:, j]
+        lo, hi = _range(draws, bounded)
+        grid = np.linspace(lo, hi, GRID)
+        if exact:
+            rows.append((label, "posterior", grid, np.asarray(fit.pdf(label, grid), float)))
+        else:
+            x, dens = _kde(draws, bounded)
+            rows.append((label, "posterior", x, dens))
+        prior = priors.get(key)
+        if isinstance(prior, dict):
+            prior = prior.get(label[5:-1]) if key == "beta" else None
+        if prior is not None:
+            if not hasattr(prior, "logpdf"):
+                raise SpecError(f"prior for {key!r} must be a Prior object (with logpdf)", key=key)
+            logp = prior.tau_logpdf(grid) if bounded else prior.logpdf(grid)
+            rows.append((label, "prior", grid, np.exp(logp)))
+        elif key in d.prior:
+            pdraws = d.prior[key]
+            pdraws = pdraws if pdraws.ndim == 1 else pdraws[:, j]
+            x, dens = _kde(pdraws, bounded)
+            rows.append((label, "prior", x, dens))
+    return pd.concat([pd.DataFrame({"parameter": p, "source": s, "x": x, "density": y}) for p, s, x, y in rows],
+                     ignore_index=True)
+
+
+def plot_densities(fit, priors: dict | None = None, *, data=None, width="double"):
+    """Draw :func:`density_table`: one panel per parameter, prior and posterior overlaid.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    table = density_table(fit, priors, data=data)
+    names = list(pd.unique(table["parameter"]))
+    ncols = min(len(names), 3)
+    nrows = int(np.ceil(len(names) / ncols))
+    with style.style():
+        fig, axes = style.new_figure(width, height_mm=48.0 * nrows + 8.0, nrows=nrows, ncols=ncols,
+                                     squeeze=False)
+        for ax, name in zip(axes.ravel(), names):
+            post = table[(table["parameter"] == name) & (table["source"] == "posterior")]
+            prior = table[(table["parameter"] == name) & (table["source"] == "prior")]
+            ax.plot(post["x"], post["density"], color=style.POSTERIOR, lw=1.2, label="Posterior")
+            ax.fill_between(post["x"], post["density"], color=style.POSTERIOR, alpha=0.15, lw=0)
+            if len(prior):
+                ax.plot(prior["x"], prior["density"], color=style.PRIOR, lw=1.2, ls="--", label="Prior")
+            ax.set_xlim(post["x"].min(), post["x"].max())
+            ax.set_ylim(bottom=0.0)
+            ax.set_xlabel(name)
+            ax.set_yticks([])
+            ax.spines["left"].set_visible(False)
+        for ax in axes.ravel()[len(names):]:
+            ax.set_visible(False)
+        fig.legend(*axes.ravel()[0].get_legend_handles_labels(), loc="outside upper center", ncol=2,
+                   handlelength=1.8)
+    return fig
