@@ -1,0 +1,412 @@
+"""A self-contained report of one Bayesian meta-analysis: HTML, Markdown, figures and tables.
+
+:func:`write_report` writes into a new directory::
+
+    report.html     one page, CSS inline, figures embedded as base64 PNG, no JavaScript
+    report.md       the same content in Markdown, figures linked from figures/
+    figures/*.png   (and *.svg) every figure drawn
+    tables/*.csv    every table shown
+
+Sections, in order: title and one-line verdict; convergence diagnostics (first, and loud when a
+check failed); data; model and priors; posterior summary; forest plot; posterior-predictive
+checks; leave-one-out and influential studies; prior vs posterior; prior sensitivity; Bayesian vs
+frequentist; mediation and box-score (when given); a methods paragraph following the Bayesian
+Analysis Reporting Guidelines (Kruschke 2021); the reproducibility record.
+
+Figures come from :mod:`bayes_se.plots`; a plot that is not installed or fails for this fit is
+replaced by a visible note, never by a crash.
+
+References
+----------
+Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+import pandas as pd
+
+from bayes_se.errors import BayesSEError
+from bayes_se.report.html import render_html
+from bayes_se.report.markdown import render_markdown
+from bayes_se.report.methods import methods_paragraph, package_versions
+
+__all__ = ["write_report", "SECTION_IDS"]
+
+#: Section ids in report order (mediation and boxscore only when given).
+SECTION_IDS = ("diagnostics", "data", "model", "posterior", "forest", "ppc", "loo", "prior-posterior",
+               "sensitivity", "frequentist", "mediation", "boxscore", "methods", "reproducibility")
+FIGURE_FORMATS = ("png", "svg")
+BOXSCORE_NOTE = ("A box-score counts studies by the sign or significance of their results. Vote counts are "
+                 "not evidence of an effect's size: a pile of small non-significant studies can hide a real "
+                 "effect, and a few significant ones can come from chance (Hedges & Olkin 1980).")
+
+
+class _Builder:
+    """Collects sections, figure files and table files in a staging directory."""
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        (root / "figures").mkdir()
+        (root / "tables").mkdir()
+        self.sections = []
+
+    def section(self, sid, title, blocks):
+        self.sections.append({"id": sid, "title": title, "blocks": [b for b in blocks if b is not None]})
+
+    def table(self, name, df, caption, index=True):
+        """Write ``tables/NAME.csv`` and return the table block."""
+        df.to_csv(self.root / "tables" / f"{name}.csv", index=index)
+        return ("table", df, caption)
+
+    def figure(self, name, caption, func_name, *args, width="single", **kwargs):
+        """Draw ``bayes_se.plots.FUNC_NAME(*args)``, save it, return the block (or a 'missing' note)."""
+        try:
+            func = getattr(importlib.import_module("bayes_se.plots"), func_name)
+        except (ImportError, AttributeError):
+            return ("missing", f"Figure skipped ({caption}): bayes_se.plots.{func_name} is not available in this "
+                               "installation.")
+        params = inspect.signature(func).parameters
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+        try:
+            fig = func(*args, **kwargs)
+            try:
+                from bayes_se.plots.style import save_figure
+
+                save_figure(fig, self.root / "figures" / name, width=width, formats=FIGURE_FORMATS)
+            except ImportError:
+                for fmt in FIGURE_FORMATS:
+                    fig.savefig(self.root / "figures" / f"{name}.{fmt}", dpi=200)
+        except Exception as exc:  # a plot must never sink the report; the note says what failed
+            return ("missing", f"Figure skipped ({caption}): {func_name} failed for this fit "
+                               f"({type(exc).__name__}: {exc}).")
+        return ("figure", name, caption, (self.root / "figures" / f"{name}.png").read_bytes(), width)
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces of content
+# ---------------------------------------------------------------------------------------------
+def _is_exact(fit) -> bool:
+    return hasattr(fit, "tau_weights")
+
+
+def _posterior_table(fit, level, smallest):
+    if _is_exact(fit):
+        table = fit.summary(theta=True, pred=True)
+        if smallest is not None:
+            locs = [n for n in table.index if n not in ("tau", "tau2")]
+            table["prob_above"] = [fit.prob(n, ">", smallest) if n in locs else np.nan for n in table.index]
+            table["prob_below"] = [fit.prob(n, "<", -smallest) if n in locs else np.nan for n in table.index]
+        return table
+    return fit.summary(smallest_effect=smallest, level=level)
+
+
+def _verdict(fit, table, level, diagnostics_failed):
+    pct = f"{100 * level:g}%"
+    lo, hi = table.columns[2], table.columns[4]
+    locs = [n for n in table.index if n == "mu" or n.startswith("beta[")]
+    parts = []
+    for name in locs[:3]:
+        r = table.loc[name]
+        parts.append(f"{name} = {r['q50']:.3g} ({pct} CrI {r[lo]:.3g} to {r[hi]:.3g})")
+    if "tau" in table.index:
+        r = table.loc["tau"]
+        parts.append(f"tau = {r['q50']:.3g} ({r[lo]:.3g} to {r[hi]:.3g})")
+    if "mu" in table.index:
+        p = fit.prob("mu", ">", 0.0) if _is_exact(fit) else float(fit.prob_positive()["mu"])
+        parts.append(f"P(mu > 0) = {p:.3g}")
+    text = "; ".join(parts) + "."
+    return ("DIAGNOSTICS FAILED, do not trust these estimates. " + text) if diagnostics_failed else text
+
+
+def _diagnostics_blocks(fit, b):
+    if _is_exact(fit):
+        return [("ok", "Exact posterior by quadrature over tau: no Markov chains were run, so R-hat, effective "
+                       "sample sizes and divergences do not apply.")], True
+    d = fit.diagnostics
+    stats = pd.DataFrame({"value": [d.max_r_hat, d.min_ess_bulk, d.min_ess_tail, float(d.divergences), d.min_bfmi],
+                          "threshold": ["≤ 1.01", "≥ 400", "≥ 400", "0", "≥ 0.3"]},
+                         index=pd.Index(["max R-hat", "min bulk ESS", "min tail ESS", "divergences", "min E-BFMI"],
+                                        name="check"))
+    blocks = []
+    if d.passed:
+        blocks.append(("ok", "All convergence checks passed."))
+    else:
+        blocks.append(("alert", "DIAGNOSTICS FAILED: do not trust these estimates. " + " ".join(d.problems)))
+        blocks.append(("list", list(d.problems)))
+    reason = fit.idata.attrs.get("refit_reason") if hasattr(fit, "idata") else None
+    if reason:
+        blocks.append(("p", f"Note: {reason}"))
+    blocks.append(b.table("diagnostics", stats, "Convergence checks (Vehtari et al. 2021; Betancourt 2016)"))
+    blocks.append(b.figure("trace", "Trace plots of the sampled parameters", "plot_trace", fit, width="double"))
+    return blocks, d.passed
+
+
+def _data_blocks(data, b, mods):
+    frame = data.frame
+    mod_cols = [c for c in frame.columns if c not in ("yi", "vi", "study", "cluster")]
+    se = np.sqrt(np.asarray(data.vi, float))
+    rows = {"effects (k)": str(data.k),
+            "clusters": str(data.n_clusters) if data.cluster is not None else "none (independent effects)",
+            "effect range": f"{np.min(data.yi):.4g} to {np.max(data.yi):.4g}",
+            "standard error range": f"{se.min():.4g} to {se.max():.4g}",
+            "moderator columns": ", ".join(map(str, mod_cols)) if mod_cols else "none",
+            "moderators in the model": mods or "none"}
+    df = pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="item"))
+    return [b.table("data_summary", df, "Data"),
+            b.table("data", frame, "The effects as read", index=False)]
+
+
+def _priors(fit, spec, priors):
+    if priors:
+        return {k: str(v) for k, v in priors.items()}
+    if spec is not None:
+        return {k: str(v) for k, v in spec.resolved_priors().items()}
+    if hasattr(fit, "settings"):
+        return {k: str(v) for k, v in fit.settings.get("priors", {}).items()}
+    return {}
+
+
+def _model_blocks(fit, mods, priors):
+    kind = getattr(fit, "settings", {}).get("model", "random_effects")
+    if kind == "three_level":
+        lines = ["y_ij ~ N(θ_ij, v_ij),  θ_ij = x_ij′β + u_j + w_ij,  u_j ~ N(0, σ_cluster²),  w_ij ~ N(0, σ_effect²)"]
+    elif kind == "student_t":
+        lines = ["y_i ~ N(θ_i, v_i),  θ_i = " + ("x_i′β" if mods else "μ") + " + τ·u_i,  u_i ~ t_ν(0, 1)"]
+    elif mods:
+        lines = ["y_i ~ N(θ_i, v_i),  θ_i ~ N(x_i′β, τ²),  i = 1, …, k"]
+    else:
+        lines = ["y_i ~ N(θ_i, v_i),  θ_i ~ N(μ, τ²),  i = 1, …, k"]
+    blocks = [("p", "Each observed effect y_i has a known sampling variance v_i; the true effects θ_i vary "
+                    "between studies with standard deviation τ (the heterogeneity)"
+                    + (f"; x_i holds the moderators of the formula '{mods}'." if mods else "."))]
+    blocks += [("math", line) for line in lines]
+    if priors:
+        blocks.append(("p", "Priors:"))
+        blocks += [("math", text) for text in priors.values()]
+    else:
+        blocks.append(("missing", "The priors of this fit were not recorded; pass spec= or priors= to "
+                                  "write_report."))
+    engine = "exact quadrature over τ (no sampling)" if _is_exact(fit) else "MCMC (NUTS, PyMC)"
+    blocks.append(("p", f"Engine: {engine}."))
+    return blocks
+
+
+def _object_table(obj):
+    """A DataFrame from a result object: itself, ``.table``, or ``.summary()``."""
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    if isinstance(getattr(obj, "table", None), pd.DataFrame):
+        return obj.table
+    summary = getattr(obj, "summary", None)
+    if callable(summary):
+        out = summary()
+        if isinstance(out, pd.DataFrame):
+            return out
+    return None
+
+
+def _checksum(data) -> str:
+    if hasattr(data, "checksum"):
+        return data.checksum()
+    digest = hashlib.sha256()
+    for arr in (data.yi, data.vi):
+        digest.update(np.ascontiguousarray(arr, dtype=float).tobytes())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, mediation=None, boxscore=None,
+                 title: str = "Bayesian meta-analysis", force: bool = False, mods: str | None = None,
+                 priors: dict | None = None, level: float | None = None,
+                 smallest_effect: float | None = None) -> pathlib.Path:
+    """Write the report of a fit into a new directory and return its path.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        Created; must not exist or be empty unless ``force``.
+    data : EffectData
+        The effects the fit used.
+    fit : ExactPosterior or BayesianFit
+    spec : ModelSpec, optional
+        Its priors, moderators, level and smallest effect are reported, and its TOML text is
+        recorded.
+    freq : ComparisonResult, optional
+        From :func:`bayes_se.compare.compare_frequentist`; computed here when omitted (two-level
+        models).
+    sensitivity : SensitivityResult, optional
+        From :func:`bayes_se.sensitivity.sensitivity`.
+    mediation : object, optional
+        A mediation result (a DataFrame, or an object with ``.table`` or ``.summary()``).
+    boxscore : object, optional
+        A box-score table or result (same forms).
+    title : str
+    force : bool
+        Replace an existing non-empty ``out_dir``.
+    mods, priors, level, smallest_effect : optional
+        Override what ``spec`` says (priors: parameter -> Prior or text).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    BayesSEError
+        ``out_dir`` exists and is not empty (and ``force`` is False), or is a file.
+
+    References
+    ----------
+    Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291.
+    """
+    out = pathlib.Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BayesSEError(f"report directory '{out}' exists and is a file")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise BayesSEError(f"report directory '{out}' exists and is not empty; choose a new directory or pass "
+                           "force=True (--force) to replace it")
+    if spec is not None:
+        mods = spec.model.mods if mods is None else mods
+        level = spec.summary.level if level is None else level
+        smallest_effect = spec.summary.smallest_effect if smallest_effect is None else smallest_effect
+    level = 0.95 if level is None else float(level)
+    mods = mods or None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _build(stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
+               boxscore=boxscore, title=title, mods=mods, priors=priors, level=level, smallest=smallest_effect)
+        _swap_in(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out
+
+
+def _swap_in(stage: pathlib.Path, out: pathlib.Path):
+    """Replace ``out`` by ``stage`` with renames (atomic on one file system)."""
+    old = None
+    if out.exists():
+        if any(out.iterdir()):
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        else:
+            out.rmdir()
+    os.replace(stage, out)
+    os.chmod(out, 0o755)  # mkdtemp makes the stage private (0700)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, title, mods, priors, level,
+           smallest):
+    b = _Builder(root)
+    pct = f"{100 * level:g}%"
+    diag_blocks, passed = _diagnostics_blocks(fit, b)
+    b.section("diagnostics", "Convergence diagnostics", diag_blocks)
+    b.section("data", "Data", _data_blocks(data, b, mods))
+    prior_text = _priors(fit, spec, priors)
+    b.section("model", "Model and priors", _model_blocks(fit, mods, prior_text))
+
+    table = _posterior_table(fit, level, smallest)
+    shown = table.loc[[n for n in table.index if not str(n).startswith("theta[")]]
+    b.table("posterior_full", table, "")
+    b.section("posterior", "Posterior summary", [
+        ("p", f"Posterior means, SDs, medians (q50) and central {pct} credible intervals. Study effects θ_i are "
+              "in tables/posterior_full.csv."),
+        b.table("posterior", shown, "Posterior summary")])
+    verdict = _verdict(fit, table, level, not passed)
+
+    b.section("forest", "Forest plot", [
+        b.figure("forest", f"Observed effects with {pct} intervals, shrunken study estimates and the pooled "
+                           "effect", "plot_forest", fit, data=data, level=level, width="double")])
+    b.section("ppc", "Posterior-predictive checks", [
+        ("p", "Replicated data from the fitted model should look like the observed effects; LOO-PIT values "
+              "should be uniform."),
+        b.figure("ppc_density", "Observed effects against posterior-predictive replicates", "plot_ppc_density",
+                 fit, data=data),
+        b.figure("loo_pit", "LOO probability integral transform", "plot_loo_pit", fit, data=data)])
+    loo_blocks = [("p", "Pareto k > 0.7 marks a study whose removal would change the posterior a lot (PSIS-LOO, "
+                        "Vehtari et al. 2017)."),
+                  b.figure("pareto_k", "Pareto k of each study", "plot_pareto_k", fit, data=data)]
+    try:
+        pk = importlib.import_module("bayes_se.plots").pareto_k_table(fit)
+        loo_blocks.append(b.table("pareto_k", pk, "Pareto k per study"))
+    except Exception as exc:  # optional table from another module, see _Builder.figure
+        loo_blocks.append(("missing", f"Pareto-k table skipped ({type(exc).__name__}: {exc})."))
+    b.section("loo", "Leave-one-out and influential studies", loo_blocks)
+    b.section("prior-posterior", "Prior vs posterior", [
+        b.figure("densities", "Prior and posterior densities of the main parameters", "plot_densities", fit,
+                 data=data)])
+
+    if sensitivity is not None:
+        sens = [("p", f"The same model under {len(sensitivity.table)} prior settings (grid syntax: see "
+                      "docs/reporting.md)."),
+                b.table("sensitivity", sensitivity.table.set_index("prior"), "Prior sensitivity"),
+                b.figure("sensitivity", "Posterior of mu and tau under each prior", "plot_sensitivity", sensitivity,
+                         width="double")]
+    else:
+        sens = [("missing", "No prior sensitivity analysis was run. BARG asks for one: run "
+                            "bayes_se.sensitivity.sensitivity (bayes-se sensitivity) and pass it to the report.")]
+    b.section("sensitivity", "Prior sensitivity", sens)
+
+    if freq is None:
+        try:
+            from bayes_se.compare import compare_frequentist
+
+            freq = compare_frequentist(fit, data, mods=mods, level=level)
+        except BayesSEError as exc:
+            freq_blocks = [("missing", f"No frequentist comparison for this model ({exc}).")]
+    if freq is not None:
+        freq_blocks = [b.table("comparison", freq.table, "Bayesian vs frequentist estimates")]
+        freq_blocks.append(("list", freq.notes) if freq.notes else
+                           ("p", "The methods agree within the thresholds of bayes_se.compare."))
+    b.section("frequentist", "Bayesian vs frequentist", freq_blocks)
+
+    if mediation is not None:
+        mt = _object_table(mediation)
+        blocks = [b.table("mediation", mt, "Mediation") if mt is not None else
+                  ("missing", "The mediation result has no table.")]
+        blocks.append(b.figure("paths", "Path diagram", "plot_paths", mediation, width="double"))
+        b.section("mediation", "Mediation", blocks)
+    if boxscore is not None:
+        bt = _object_table(boxscore)
+        blocks = [("p", BOXSCORE_NOTE)]
+        blocks.append(b.table("boxscore", bt, "Box-score") if bt is not None else
+                      ("missing", "The box-score result has no table."))
+        blocks.append(b.figure("boxscore", "Box-score", "plot_boxscore", boxscore))
+        b.section("boxscore", "Box-score (vote counting)", blocks)
+
+    versions = package_versions()
+    settings = dict(getattr(fit, "settings", {}) or {})
+    if spec is not None and not settings.get("seed") and not _is_exact(fit):
+        settings.setdefault("seed", spec.sampler.seed)
+    methods = methods_paragraph(fit=fit, k=data.k, priors=prior_text, preset=spec.preset if spec else None,
+                                mods=mods, settings=settings, diagnostics=getattr(fit, "diagnostics", None),
+                                sensitivity=sensitivity, compared=freq is not None, versions=versions, level=level)
+    b.section("methods", "Methods (paste into a paper)", [("p", methods)])
+
+    seed = settings.get("seed")
+    record = [("p", f"Data SHA-256: {_checksum(data)}"),
+              ("p", f"Seed: {seed if seed is not None else 'none (exact engine: no randomness)'}"),
+              b.table("versions", pd.DataFrame({"version": list(versions.values())},
+                                               index=pd.Index(list(versions), name="package")), "Versions"),
+              ("p", "Model specification:"),
+              ("code", spec.to_toml() if spec is not None else "(no spec file: the fit was made in Python)")]
+    if settings:
+        record += [("p", "Fit settings:"), ("code", json.dumps(settings, indent=2, sort_keys=True, default=str))]
+    b.section("reproducibility", "Reproducibility record", record)
+
+    (root / "report.html").write_text(render_html(title, verdict, b.sections), encoding="utf-8")
+    (root / "report.md").write_text(render_markdown(title, verdict, b.sections), encoding="utf-8")

@@ -1,0 +1,147 @@
+"""The methods paragraph of a report: text a user can paste into a paper.
+
+It follows the Bayesian Analysis Reporting Guidelines (BARG; Kruschke 2021): the model, the
+priors and why they were chosen, the software and its versions, the sampler settings, the
+convergence diagnostics and their thresholds, and the sensitivity analysis.
+
+References
+----------
+Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291.
+doi:10.1038/s41562-021-01177-7
+Röver C (2020). Bayesian random-effects meta-analysis using the bayesmeta R package. J Stat Softw
+93(6). doi:10.18637/jss.v093.i06
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+
+__all__ = ["methods_paragraph", "package_versions", "PRESET_REASONS"]
+
+#: Why a preset's priors are reasonable, one clause each (sources in bayes_se.priors.PRESETS_DOC).
+PRESET_REASONS = {
+    "default": "weakly informative priors on the standardised-mean-difference scale, on which effects beyond "
+               "+-2 and heterogeneity SDs above 1 are implausible",
+    "vague": "vague priors (a normal prior with SD 10 on the average effect and a half-Cauchy(1) prior on tau, "
+             "Gelman 2006)",
+    "rhodes2015_general": "the empirical predictive distribution of heterogeneity in Cochrane meta-analyses of "
+                          "continuous outcomes (Rhodes, Turner & Higgins 2015, Table 3, general)",
+    "rhodes2015_mental_pharm_vs_placebo": "the empirical predictive distribution of heterogeneity for "
+                                          "mental-health outcomes, pharmacological vs placebo (Rhodes et al. 2015)",
+    "rhodes2015_mental_pharm_vs_pharm": "the empirical predictive distribution of heterogeneity for mental-health "
+                                        "outcomes, pharmacological vs pharmacological (Rhodes et al. 2015)",
+    "rhodes2015_mental_nonpharm_vs_control": "the empirical predictive distribution of heterogeneity for "
+                                             "mental-health outcomes, non-pharmacological interventions (Rhodes et "
+                                             "al. 2015, location as printed)",
+    "rhodes2015_mental_nonpharm_vs_control_corrected": "the empirical predictive distribution of heterogeneity "
+                                                       "for mental-health outcomes, non-pharmacological "
+                                                       "interventions (Rhodes et al. 2015, location corrected to "
+                                                       "the table's additive pattern)",
+    "rover2021_smd": "unit-information priors for standardised mean differences (Röver et al. 2021)",
+    "rover2021_smd_total_n": "unit-information priors for standardised mean differences, unit = one participant "
+                             "of the total sample (Röver et al. 2021)",
+}
+PACKAGES = ("bayes_se", "pymc", "pytensor", "arviz", "numpy", "scipy", "pandas", "matplotlib")
+
+
+def package_versions() -> dict:
+    """Installed versions of Python and the packages an analysis uses (read from package
+    metadata, so nothing heavy is imported)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _join(items):
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | None = None,
+                      mods: str | None = None, settings: dict | None = None, diagnostics=None,
+                      sensitivity=None, compared: bool = False, versions: dict | None = None,
+                      level: float = 0.95) -> str:
+    """A paragraph describing the analysis in the order BARG asks for (Kruschke 2021).
+
+    Parameters
+    ----------
+    fit : ExactPosterior or BayesianFit
+    k : int
+        Number of effects.
+    priors : dict, optional
+        Parameter -> prior text (``tau ~ HalfNormal(0.5)``).
+    preset : str, optional
+        Name of the prior preset, to say why the priors were chosen.
+    mods : str, optional
+        Moderator formula.
+    settings : dict, optional
+        Sampler settings (``chains``, ``draws``, ``tune``, ``target_accept``, ``seed``).
+    diagnostics : Verdict, optional
+    sensitivity : SensitivityResult, optional
+    compared : bool
+        Whether a frequentist comparison is reported.
+    versions : dict, optional
+        Default :func:`package_versions`.
+    level : float
+
+    Returns
+    -------
+    str
+    """
+    v = versions or package_versions()
+    exact = hasattr(fit, "tau_weights")
+    pct = f"{100 * level:g}%"
+    s = []
+    if mods:
+        s.append(f"We fitted a Bayesian random-effects meta-regression to k = {k} effect sizes, with moderators "
+                 f"{mods}: y_i ~ N(x_i'β + u_i, v_i), u_i ~ N(0, τ²), where v_i is the known sampling variance of "
+                 "effect i.")
+    else:
+        s.append(f"We fitted a Bayesian random-effects meta-analysis to k = {k} effect sizes: y_i ~ N(θ_i, v_i), "
+                 "θ_i ~ N(μ, τ²), where v_i is the known sampling variance of effect i.")
+    if priors:
+        text = _join([str(p) for p in priors.values()])
+        why = f", {PRESET_REASONS[preset]}" if preset in PRESET_REASONS else ""
+        s.append(f"Priors were {text}{why}.")
+    if exact:
+        s.append(f"The posterior was computed without sampling, by numerical integration over τ (the "
+                 f"normal-normal model is conjugate given τ; Röver 2020), with bayes_se {v['bayes_se']} (Python "
+                 f"{v['python']}, NumPy {v['numpy']}, SciPy {v['scipy']}); the quadrature was refined until its "
+                 "Chebyshev coefficients decayed below 1e-13, so no Monte Carlo error or convergence diagnostics "
+                 "apply.")
+    else:
+        st = settings or {}
+        s.append(f"The model was fitted with bayes_se {v['bayes_se']} using the No-U-Turn sampler of PyMC "
+                 f"{v['pymc']} (PyTensor {v['pytensor']}; Python {v['python']}), {st.get('chains', '?')} chains of "
+                 f"{st.get('tune', '?')} warm-up and {st.get('draws', '?')} sampling iterations, target acceptance "
+                 f"{st.get('target_accept', '?')}, random seed {st.get('seed', '?')}.")
+        if diagnostics is not None:
+            d = diagnostics
+            s.append(f"Convergence was checked with ArviZ {v['arviz']} against the thresholds rank-normalised "
+                     f"split R-hat ≤ 1.01, bulk and tail effective sample sizes ≥ 400 (Vehtari et al. 2021), no "
+                     f"divergent transitions and E-BFMI ≥ 0.3: the maximum R-hat was {d.max_r_hat:.3f}, the minimum "
+                     f"bulk and tail ESS {d.min_ess_bulk:.0f} and {d.min_ess_tail:.0f}, there were {d.divergences} "
+                     f"divergent transitions, and the diagnostics "
+                     f"{'passed' if d.passed else 'FAILED (see the diagnostics section)'}.")
+    s.append(f"We report posterior medians with central {pct} credible intervals and posterior probabilities of "
+             "effects.")
+    if sensitivity is not None:
+        t = sensitivity.table
+        labels = _join([str(x) for x in t["prior"]])
+        span = ""
+        if "mu_mean" in t and t["mu_mean"].notna().any():
+            span = (f"; across them the posterior mean of μ ranged from {t['mu_mean'].min():.3g} to "
+                    f"{t['mu_mean'].max():.3g} and that of τ from {t['tau_mean'].min():.3g} to "
+                    f"{t['tau_mean'].max():.3g}")
+        s.append(f"In a prior sensitivity analysis the model was refitted under {len(t)} prior settings ({labels})"
+                 f"{span}.")
+    if compared:
+        s.append("For comparison we report frequentist estimates (DerSimonian-Laird, REML with Wald-type and "
+                 "Knapp-Hartung intervals, Q-profile intervals for τ) computed to match metafor 3.8-1.")
+    s.append("Reporting follows the Bayesian Analysis Reporting Guidelines (Kruschke 2021).")
+    return " ".join(s)
