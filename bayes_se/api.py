@@ -22,10 +22,17 @@ import pandas as pd
 
 from bayes_se.errors import DataError, SpecError
 
-#: Spec used when none is given: ``models/random_effects.toml`` has the same values.
+#: Spec used when none is given: the values of ``models/random_effects.toml`` (a test keeps the
+#: two equal), built in so that an installed package needs no file from the repository.
 DEFAULT_SPEC_TEXT = """
 [model]
 type = "random_effects"
+[priors]
+preset = "default"
+mu = "normal(0, 1)"
+tau = "half_normal(0.5)"
+[summary]
+smallest_effect = 0.2
 """
 
 

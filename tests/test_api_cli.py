@@ -1,0 +1,216 @@
+"""The fit API and the command line: spec resolution, engine dispatch, JSON keys, errors, outputs.
+
+The exact-engine numbers are checked against the shared exact quadrature reference (an
+independent R solver); MCMC through the CLI is exercised once per spec with small settings.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from bayes_se import cli
+from bayes_se.api import coefficient_priors, fit, resolve_spec
+from bayes_se.exact import exact_posterior
+from bayes_se.spec import load_spec
+
+from conftest import REFERENCE
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+BCG = REFERENCE / "data" / "dat.bcg.csv"
+KONST = REFERENCE / "data" / "dat.konstantopoulos2011.csv"
+METAPSY = ROOT / "data" / "metapsy_depression_selfguided.csv"
+
+EXACT_RTOL = 1e-6  # exact engine vs the R quadrature reference (issue: 1e-6)
+SAME_CODE_RTOL = 1e-12  # the API and a direct engine call run the same arithmetic
+
+FREQ_KEYS = {"k", "method", "test", "estimate", "se", "ci_lower", "ci_upper", "tau2", "tau2_ci_lower",
+             "tau2_ci_upper", "I2", "H2", "Q", "Q_p", "pi_lower", "pi_upper"}
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# -- spec resolution ------------------------------------------------------------------------------
+
+def test_default_spec_is_models_random_effects():
+    assert resolve_spec(None) == load_spec(MODELS / "random_effects.toml")
+
+
+def test_overrides_apply_mods_before_coefficient_priors():
+    spec = resolve_spec(None, mods="ablat", priors=["beta[ablat]=normal(0, 0.1)", "tau=half_cauchy(0.3)"],
+                        engine="exact", seed=7)
+    assert spec.model.type == "meta_regression"
+    assert spec.sampler.engine == "exact" and spec.sampler.seed == 7
+    pri = coefficient_priors(spec, ["intercept", "ablat"])
+    assert str(pri[0]) == str(spec.resolved_priors()["mu"])
+    assert pri[1].params["sigma"] == 0.1
+    assert spec.resolved_priors()["tau"].family == "half_cauchy"
+
+
+def test_preset_override():
+    spec = resolve_spec(None, priors=["preset=rhodes2015_general"])
+    assert spec.preset == "rhodes2015_general"
+
+
+# -- exact engine through the API -------------------------------------------------------------------
+
+def test_exact_fit_matches_reference_bcg():
+    ref = json.loads((REFERENCE / "exact" / "bcg.json").read_text())
+    res = fit(BCG, engine="exact")
+    table = res.summary()
+    for par in ("mu", "tau", "tau2"):
+        for stat in ("mean", "sd", "q2.5", "q50", "q97.5"):
+            assert table.loc[par, stat] == pytest.approx(ref["summary"][par][stat], rel=EXACT_RTOL)
+    assert res.log_marginal_likelihood == pytest.approx(ref["log_marginal_likelihood"], rel=EXACT_RTOL)
+
+
+def test_exact_fit_uses_coefficient_priors():
+    res = fit(BCG, engine="exact", mods="ablat", priors=["beta[ablat]=normal(0, 0.1)"])
+    from bayes_se.data import load_effects
+
+    data = load_effects(BCG)
+    X, names = data.design("ablat")
+    direct = exact_posterior(data, X=X, coef_names=names, beta_mean=[0, 0], beta_sd=[1, 0.1])
+    got, want = res.summary(theta=False), direct.summary(theta=False)
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=SAME_CODE_RTOL)
+
+
+def test_exact_engine_refuses_three_level():
+    from bayes_se.errors import SpecError
+
+    with pytest.raises(SpecError, match="sampler.engine.*three_level"):
+        fit(KONST, MODELS / "three_level.toml", engine="exact")
+
+
+# -- CLI: freq ------------------------------------------------------------------------------------
+
+def test_cli_freq_json_keys(capsys):
+    code, out, err = run_cli(capsys, "freq", BCG, "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert FREQ_KEYS <= set(obj)
+    assert obj["method"] == "REML" and obj["k"] == 13
+
+
+def test_cli_freq_moderators_json(capsys):
+    code, out, _ = run_cli(capsys, "freq", BCG, "--mods", "ablat + alloc", "--test", "knha", "--json")
+    assert code == 0
+    obj = json.loads(out)
+    assert {"coefficients", "QM", "QM_p", "R2"} <= set(obj)
+    assert set(obj["coefficients"]) == {"intercept", "ablat", "alloc[random]", "alloc[systematic]"}
+    assert set(obj["coefficients"]["ablat"]) == {"estimate", "se", "ci_lower", "ci_upper", "p"}
+
+
+def test_cli_freq_three_level_matches_metafor(capsys):
+    ref = json.loads((REFERENCE / "metafor" / "dat.konstantopoulos2011.json").read_text())
+    want = ref["rma_mv"]["multilevel_REML"]
+    code, out, _ = run_cli(capsys, "freq", KONST, "--cluster", "district", "--json")
+    assert code == 0
+    obj = json.loads(out)
+    assert obj["estimate"] == pytest.approx(want["coefficients"]["intrcpt"]["estimate"], rel=1e-5)
+    assert obj["sigma2"]["values"] == pytest.approx(want["sigma2"]["values"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["freq", "no_such_file.csv"], "no_such_file.csv"),
+        (["freq", BCG, "--mods", "nope"], "nope"),
+        (["freq", BCG, "--mods", "ablat; rm"], "mods"),
+        (["freq", BCG, "--effect", "missing_col"], "missing_col"),
+        (["freq", BCG, "--method", "XX"], "XX"),
+        (["fit", "--data", BCG, "--prior", "mu=normal(0, -1)"], "mu"),
+        (["fit", "--data", BCG, "--prior", "tau=wibble(1)"], "wibble"),
+        (["fit", "--data", BCG, "--mods", "ablat", "--prior", "beta[foo]=normal(0, 1)"], "foo"),
+    ],
+)
+def test_cli_bad_input_one_line_exit_2(capsys, argv, needle):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bayes-se: error:")
+    assert needle in lines[0]
+
+
+def test_cli_bad_row_named(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("study,yi,vi\nA,0.1,0.02\nB,0.3,-0.01\nC,0.2,0.03\n")
+    code, _, err = run_cli(capsys, "freq", path)
+    assert code == 2
+    assert "row 2" in err and "'vi'" in err
+
+
+# -- CLI: fit -----------------------------------------------------------------------------------------
+
+def test_cli_fit_exact_json(capsys):
+    code, out, err = run_cli(capsys, "fit", "--data", BCG, "--engine", "exact", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert {"mu", "tau", "tau2", "pred", "theta[Aronson 1948]"} <= set(obj["parameters"])
+    assert set(obj["parameters"]["mu"]) == {"mean", "sd", "q2.5", "q50", "q97.5"}
+    assert {"divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "passed"} <= set(obj["diagnostics"])
+    assert set(obj["bayes_factors"]) == {"mu0", "tau0"}
+    assert np.isfinite(obj["log_marginal_likelihood"])
+
+
+def test_cli_fit_out_is_atomic_and_never_overwrites(tmp_path, capsys):
+    out_dir = tmp_path / "fit1"
+    code, _, err = run_cli(capsys, "fit", "--data", BCG, "--engine", "exact", "--out", out_dir)
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["provenance.json", "spec.toml", "summary.csv"]
+    record = json.loads((out_dir / "provenance.json").read_text())
+    assert record["seed"] == 20251121 and len(record["data_sha256"]) == 64
+    assert record["versions"]["numpy"]
+    assert load_spec((out_dir / "spec.toml").read_text()).sampler.engine == "exact"
+    before = (out_dir / "summary.csv").read_bytes()
+    code, _, err = run_cli(capsys, "fit", "--data", BCG, "--engine", "exact", "--seed", "3", "--out", out_dir)
+    assert code == 2 and "--force" in err
+    assert (out_dir / "summary.csv").read_bytes() == before
+    code, _, _ = run_cli(capsys, "fit", "--data", BCG, "--engine", "exact", "--seed", "3", "--out", out_dir,
+                         "--force")
+    assert code == 0
+    assert json.loads((out_dir / "provenance.json").read_text())["seed"] == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+@pytest.fixture(scope="module")
+def metapsy_guided(tmp_path_factory):
+    """The bundled Metapsy table with a 0/1 ``guided`` column: 1 where the database codes human
+    encouragement (the closest it has to guidance; all its trials are self-guided)."""
+    import pandas as pd
+
+    frame = pd.read_csv(METAPSY)
+    frame["guided"] = (frame["support"] == "human").astype(int)
+    path = tmp_path_factory.mktemp("guided") / "metapsy_guided.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.mcmc
+@pytest.mark.parametrize(
+    "spec, extra",
+    [
+        ("random_effects.toml", []),
+        ("guidance_moderator.toml", []),
+        ("three_level.toml", ["--cluster", "study_id"]),
+    ],
+)
+def test_cli_fit_mcmc_each_spec_on_bundled_data(capsys, metapsy_guided, spec, extra):
+    """Every shipped spec fits the bundled Metapsy data from the CLI (small sampler settings)."""
+    code, out, err = run_cli(capsys, "fit", MODELS / spec, "--data", metapsy_guided, "--json", "--chains", "2",
+                             "--draws", "300", "--tune", "300", *extra)
+    assert code == 0, err
+    obj = json.loads(out)
+    params = obj["parameters"]
+    assert "tau" in params or "sigma_cluster" in params
+    assert {"ess_bulk", "ess_tail", "r_hat"} <= set(next(iter(params.values())))
+    assert obj["diagnostics"]["divergences"] == 0
