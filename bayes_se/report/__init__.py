@@ -46,6 +46,7 @@ __all__ = ["write_report", "SECTION_IDS"]
 SECTION_IDS = ("diagnostics", "data", "model", "posterior", "forest", "ppc", "loo", "prior-posterior",
                "sensitivity", "frequentist", "mediation", "boxscore", "methods", "reproducibility")
 FIGURE_FORMATS = ("png", "svg")
+PLOTS_MODULE = "bayes_se.plots"  # where figures come from (a test points this at a stand-in)
 BOXSCORE_NOTE = ("A box-score counts studies by the sign or significance of their results. Vote counts are "
                  "not evidence of an effect's size: a pile of small non-significant studies can hide a real "
                  "effect, and a few significant ones can come from chance (Hedges & Olkin 1980).")
@@ -71,7 +72,7 @@ class _Builder:
     def figure(self, name, caption, func_name, *args, width="single", **kwargs):
         """Draw ``bayes_se.plots.FUNC_NAME(*args)``, save it, return the block (or a 'missing' note)."""
         try:
-            func = getattr(importlib.import_module("bayes_se.plots"), func_name)
+            func = getattr(importlib.import_module(PLOTS_MODULE), func_name)
         except (ImportError, AttributeError):
             return ("missing", f"Figure skipped ({caption}): bayes_se.plots.{func_name} is not available in this "
                                "installation.")
@@ -341,7 +342,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, tit
                         "Vehtari et al. 2017)."),
                   b.figure("pareto_k", "Pareto k of each study", "plot_pareto_k", fit, data=data)]
     try:
-        pk = importlib.import_module("bayes_se.plots").pareto_k_table(fit)
+        pk = importlib.import_module(PLOTS_MODULE).pareto_k_table(fit)
         loo_blocks.append(b.table("pareto_k", pk, "Pareto k per study"))
     except Exception as exc:  # optional table from another module, see _Builder.figure
         loo_blocks.append(("missing", f"Pareto-k table skipped ({type(exc).__name__}: {exc})."))
