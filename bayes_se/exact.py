@@ -247,30 +247,44 @@ class ExactPosterior:
         known = self._par + ["tau", "tau2", "pred", "theta[STUDY]"]
         raise SpecError(f"unknown parameter {name!r}; known: {', '.join(known)}", key="parameter")
 
-    def _theta_moments(self):
-        """Means and sds (grid x study) of ``theta_i | tau, y``: ``theta_i | beta, tau, y`` is
-        ``N(B y_i + (1 - B) x_i'beta, B v_i)`` with ``B = tau^2 / (v_i + tau^2)``, then beta is
-        integrated out."""
-        if "theta" not in self._mixtures:
-            X, v, y = self._model.X, self._model.v, self._model.y
-            t2 = np.square(self.tau_grid)[:, None]
-            B = t2 / (v + t2)
-            xb = self._b @ X.T
-            xAx = np.einsum("kp,gpq,kq->gk", X, self._Ainv, X)
-            mean = B * y + (1.0 - B) * xb
-            sd = np.sqrt(B * v + np.square(1.0 - B) * xAx)
-            self._mixtures["theta"] = (mean, sd)
-        return self._mixtures["theta"]
+    def _normal_moments(self, kind, j, tau, b, Ainv):
+        """Mean and sd of a parameter given tau (vectorised over tau; j=None: all studies).
 
-    def _mixture(self, kind, j):
+        ``theta_i | beta, tau, y ~ N(B y_i + (1 - B) x_i'beta, B v_i)`` with
+        ``B = tau^2 / (v_i + tau^2)``; beta is then integrated out against ``N(b, A^-1)``.
+        """
         if kind == "coef":
-            return self._b[:, j], np.sqrt(self._Ainv[:, j, j])
+            return b[:, j], np.sqrt(Ainv[:, j, j])
         if kind == "pred":
             x0 = self._newx
-            var = np.einsum("p,gpq,q->g", x0, self._Ainv, x0) + np.square(self.tau_grid)
-            return self._b @ x0, np.sqrt(var)
-        mean, sd = self._theta_moments()
+            return b @ x0, np.sqrt(np.einsum("p,gpq,q->g", x0, Ainv, x0) + np.square(tau))
+        X, v, y = self._model.X, self._model.v, self._model.y
+        if j is not None:
+            X, v, y = X[j:j + 1], v[j:j + 1], y[j:j + 1]
+        t2 = np.square(tau)[:, None]
+        B = t2 / (v + t2)
+        mean = B * y + (1.0 - B) * (b @ X.T)
+        sd = np.sqrt(B * v + np.square(1.0 - B) * np.einsum("kp,gpq,kq->gk", X, Ainv, X))
+        return (mean, sd) if j is None else (mean[:, 0], sd[:, 0])
+
+    def _mixture(self, kind, j):
+        if kind != "theta":
+            return self._normal_moments(kind, j, self.tau_grid, self._b, self._Ainv)
+        if "theta" not in self._mixtures:  # all studies at once, on first use
+            self._mixtures["theta"] = self._normal_moments("theta", None, self.tau_grid, self._b, self._Ainv)
+        mean, sd = self._mixtures["theta"]
         return mean[:, j], sd[:, j]
+
+    def conditional(self, name: str, tau):
+        """Mean and sd of the normal ``name | tau, y`` (mu/beta, theta, pred), vectorised over tau."""
+        kind, j = self._resolve(name)
+        if kind in ("tau", "tau2"):
+            raise SpecError(f"{name!r} is not conditionally normal given tau", key="parameter")
+        tau = np.atleast_1d(np.asarray(tau, dtype=float))
+        if np.any(tau < 0):
+            raise SpecError("tau must be >= 0", key="tau")
+        _, b, Ainv = self._model.conditional(tau)
+        return self._normal_moments(kind, j, tau, b, Ainv)
 
     def _mix_moments(self, kind, j):
         m, s = self._mixture(kind, j)
