@@ -174,9 +174,9 @@ def _failed_fit():
 def test_failed_diagnostics_come_first_and_loud(bcg, tmp_path):
     out = write_report(tmp_path / "r", data=bcg, fit=_failed_fit())
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert re.search(r'<p class="verdict">DIAGNOSTICS FAILED', html)
+    assert re.search(r"<p class=\"verdict failed\">DIAGNOSTICS FAILED", html)
     first = html.index('<section id="diagnostics">')
-    assert first < html.index("<section", first + 1) - 0  # the first section
+    assert _section_ids(html)[0] == "diagnostics"
     alert = html.index('class="alert"')
     assert first < alert < html.index('<section id="data">')
     assert "12 divergent transitions" in html[alert:html.index('<section id="data">')]

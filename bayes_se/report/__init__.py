@@ -142,7 +142,7 @@ def _diagnostics_blocks(fit, b):
     if d.passed:
         blocks.append(("ok", "All convergence checks passed."))
     else:
-        blocks.append(("alert", "DIAGNOSTICS FAILED: do not trust these estimates. " + " ".join(d.problems)))
+        blocks.append(("alert", "DIAGNOSTICS FAILED: do not trust these estimates. The failed checks:"))
         blocks.append(("list", list(d.problems)))
     reason = fit.idata.attrs.get("refit_reason") if hasattr(fit, "idata") else None
     if reason:
@@ -409,5 +409,5 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, tit
         record += [("p", "Fit settings:"), ("code", json.dumps(settings, indent=2, sort_keys=True, default=str))]
     b.section("reproducibility", "Reproducibility record", record)
 
-    (root / "report.html").write_text(render_html(title, verdict, b.sections), encoding="utf-8")
+    (root / "report.html").write_text(render_html(title, verdict, b.sections, failed=not passed), encoding="utf-8")
     (root / "report.md").write_text(render_markdown(title, verdict, b.sections), encoding="utf-8")

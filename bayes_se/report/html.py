@@ -21,7 +21,8 @@ import pandas as pd
 
 __all__ = ["render_html", "format_value", "CSS"]
 
-TEXT_TD = '<td class="text">'  # text cells align left, numbers right
+TEXT_TD = '<td class="text">'  # text columns align left, numbers right
+TEXT_TH = '<th class="text">'
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60rem;
@@ -44,7 +45,8 @@ figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figure.single img { width: 32rem; }
 figure.double img { width: 100%; }
-td.text { text-align: left; }
+td.text, th.text { text-align: left; }
+p.verdict.failed { color: #b00020; font-weight: 700; }
 figcaption { font-size: .9rem; color: #444; }
 pre { background: #f7f7f7; border: 1px solid #ddd; padding: .6rem; overflow-x: auto; font-size: .8rem;
       white-space: pre-wrap; }
@@ -67,11 +69,13 @@ def _table(df: pd.DataFrame, caption: str) -> str:
     e = html.escape
     index_name = df.index.name or ""
     show_index = not isinstance(df.index, pd.RangeIndex)
-    head = ([f"<th>{e(str(index_name))}</th>"] if show_index else []) + [f"<th>{e(str(c))}</th>" for c in df.columns]
+    text_cols = [not pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    head = ([f"<th>{e(str(index_name))}</th>"] if show_index else [])
+    head += [(TEXT_TH if t else "<th>") + e(str(c)) + "</th>" for c, t in zip(df.columns, text_cols)]
     rows = []
     for idx, row in df.iterrows():
         cells = ([f"<th scope=\"row\">{e(str(idx))}</th>"] if show_index else [])
-        cells += [(TEXT_TD if isinstance(v, str) else "<td>") + e(format_value(v)) + "</td>" for v in row.tolist()]
+        cells += [(TEXT_TD if t else "<td>") + e(format_value(v)) + "</td>" for v, t in zip(row.tolist(), text_cols)]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{e(caption)}</caption>" if caption else ""
     return (f"<div class=\"table-wrap\"><table>{cap}<thead><tr>{''.join(head)}</tr></thead>"
@@ -106,13 +110,14 @@ def _block(block) -> str:
     raise ValueError(f"unknown block kind {kind!r}")
 
 
-def render_html(title: str, verdict: str, sections: list) -> str:
-    """The whole page as text (UTF-8), title and verdict at the top, then one ``<section>`` each."""
+def render_html(title: str, verdict: str, sections: list, failed: bool = False) -> str:
+    """The whole page as text (UTF-8), title and verdict at the top (red when ``failed``), then one
+    ``<section>`` each."""
     e = html.escape
     parts = ["<!DOCTYPE html>", "<html lang=\"en\">", "<head>", "<meta charset=\"utf-8\">",
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
              f"<title>{e(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-             f"<header><h1>{e(title)}</h1><p class=\"verdict\">{e(verdict)}</p></header>"]
+             f"<header><h1>{e(title)}</h1><p class=\"verdict{' failed' if failed else ''}\">{e(verdict)}</p></header>"]
     for sec in sections:
         parts.append(f"<section id=\"{e(sec['id'])}\"><h2>{e(sec['title'])}</h2>")
         parts.extend(_block(b) for b in sec["blocks"])
