@@ -84,8 +84,9 @@ def width_inches(width) -> float:
 def style():
     """A context manager applying :data:`RC` (``with style(): ...``)."""
     import matplotlib
+    from cycler import cycler
 
-    return matplotlib.rc_context(RC)
+    return matplotlib.rc_context({**RC, "axes.prop_cycle": cycler(color=CYCLE)})
 
 
 def new_figure(width="single", height_mm: float = 70.0, **subplots):
