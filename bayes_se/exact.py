@@ -267,12 +267,16 @@ class ExactPosterior:
         sd = np.sqrt(B * v + np.square(1.0 - B) * np.einsum("kp,gpq,kq->gk", X, Ainv, X))
         return (mean, sd) if j is None else (mean[:, 0], sd[:, 0])
 
+    def _theta_all(self):
+        """Means and sds (grid x study) of every theta_i given tau, computed on first use."""
+        if "theta" not in self._mixtures:
+            self._mixtures["theta"] = self._normal_moments("theta", None, self.tau_grid, self._b, self._Ainv)
+        return self._mixtures["theta"]
+
     def _mixture(self, kind, j):
         if kind != "theta":
             return self._normal_moments(kind, j, self.tau_grid, self._b, self._Ainv)
-        if "theta" not in self._mixtures:  # all studies at once, on first use
-            self._mixtures["theta"] = self._normal_moments("theta", None, self.tau_grid, self._b, self._Ainv)
-        mean, sd = self._mixtures["theta"]
+        mean, sd = self._theta_all()
         return mean[:, j], sd[:, j]
 
     def conditional(self, name: str, tau):
@@ -304,6 +308,27 @@ class ExactPosterior:
         return optimize.brentq(
             lambda x: self._mix_cdf(kind, j, x) - q, lo, hi, xtol=xtol, rtol=QUANTILE_RTOL
         )
+
+    def _quantiles_all(self, m, s, q):
+        """Quantile ``q`` of J mixtures at once, ``m``, ``s`` of shape (G, J): Newton's method kept
+        inside a bisection bracket, vectorised over mixtures (the theta summaries of a large k would
+        otherwise cost J Python-level brentq searches)."""
+        w = self.tau_weights
+        mean = w @ m
+        sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
+        lo, hi = (m - 12 * s).min(axis=0), (m + 12 * s).max(axis=0)
+        x = np.clip(mean + sd * special.ndtri(q), lo, hi)
+        for _ in range(200):
+            z = (x - m) / s
+            F = w @ special.ndtr(z) - q
+            lo, hi = np.where(F < 0, x, lo), np.where(F > 0, x, hi)
+            new = x - F / (w @ (np.exp(-0.5 * z * z) / s)) * math.sqrt(2 * math.pi)
+            new = np.where((new >= lo) & (new <= hi), new, 0.5 * (lo + hi))
+            done = np.abs(new - x) <= 1e-13 * sd
+            x = new
+            if done.all():
+                break
+        return x
 
     # -- tau -------------------------------------------------------------------------------
     def _tau_pdf(self, tau):
@@ -435,11 +460,21 @@ class ExactPosterior:
         a = 0.5 * (1.0 - self.level)
         probs = (a, 0.5, 1.0 - a)
         cols = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
-        names = list(self._par) + ["tau", "tau2"]
-        names += [f"theta[{s}]" for s in self.study] if theta else []
-        names += ["pred"] if pred else []
+        names = list(self._par) + ["tau", "tau2"] + (["pred"] if pred else [])
         rows = [list(self._moments(n)) + list(self.quantile(n, probs)) for n in names]
-        return pd.DataFrame(rows, index=pd.Index(names, name="parameter"), columns=cols)
+        out = pd.DataFrame(rows, index=pd.Index(names, name="parameter"), columns=cols)
+        if not theta:
+            return out
+        m, s = self._theta_all()
+        w = self.tau_weights
+        mean = w @ m
+        block = np.column_stack([mean, np.sqrt(w @ (np.square(s) + np.square(m - mean)))]
+                                + [self._quantiles_all(m, s, p) for p in probs])
+        theta_rows = pd.DataFrame(block, index=[f"theta[{st}]" for st in self.study], columns=cols)
+        order = list(self._par) + ["tau", "tau2"] + list(theta_rows.index) + (["pred"] if pred else [])
+        out = pd.concat([out, theta_rows]).loc[order]
+        out.index.name = "parameter"
+        return out
 
     def draws(self, n: int, rng=None) -> dict:
         """``n`` exact iid posterior draws: tau by inverting its cdf, then ``beta | tau, y``, then
