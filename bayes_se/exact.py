@@ -45,6 +45,7 @@ DEFAULT_TAU_SCALE = 0.5  # half-N(0, 0.5) on tau: weakly informative on log-OR /
 TAIL_NATS = 50.0  # the grid covers tau where the density is within e^-50 of its maximum
 SCAN_DECADES = (-8.0, 4.0)  # first scan: tau from 1e-8 to 1e4 times the data's scale
 SCAN_POINTS = 49  # 4 per decade; then REFINE_POINTS between the neighbours of the best one
+SCAN_MAX_DECADE = 16.0  # heavy tails (flat priors, small k) are followed this far before giving up
 REFINE_POINTS = 33
 CHEB_START = 24
 CHEB_MAX = 1536
@@ -181,22 +182,46 @@ class ExactPosterior:
         taus = np.concatenate([tau1, tau2])
         order = np.argsort(taus)
         taus, g = taus[order], np.concatenate([g1, g2])[order]
+        top = SCAN_DECADES[1]
+        while g[-1] > g.max() - TAIL_NATS:  # the tail has not decayed yet: follow it further
+            if top >= SCAN_MAX_DECADE:
+                raise SpecError(
+                    "the posterior of tau is improper or too heavy-tailed to integrate; "
+                    "use a proper tau prior",
+                    key="tau_prior",
+                )
+            more = scale * np.logspace(top + 0.25, top + 4.0, 16)
+            taus, g = np.append(taus, more), np.append(g, self._logpost(more)[0] + np.log(more))
+            top += 4.0
         c = float(taus[np.argmax(g)])
         core = taus[g > g.max() - 2.0]  # about +-2 sd of a normal-shaped peak
         inside = np.flatnonzero(g > g.max() - TAIL_NATS)
-        if inside[-1] == taus.size - 1:
-            raise SpecError(
-                "the posterior of tau is improper or too heavy-tailed to integrate; "
-                "use a proper tau prior",
-                key="tau_prior",
-            )
         tau_lo = taus[inside[0] - 1] if inside[0] > 0 else 0.0
+        tau_hi = taus[inside[-1] + 1]
+        # a prior with bounded support (e.g. uniform) ends the grid exactly at its edge, so the
+        # interpolated density stays smooth
+        if inside[0] > 0 and np.isneginf(g[inside[0] - 1]):
+            tau_lo = self._support_edge(taus[inside[0]], tau_lo)
+        if np.isneginf(g[inside[-1] + 1]):
+            tau_hi = self._support_edge(taus[inside[-1]], tau_hi)
         lo = 0.0 if tau_lo < 0.25 * c else float(np.arcsinh(tau_lo / c))
-        hi = float(np.arcsinh(taus[inside[-1] + 1] / c))
+        hi = float(np.arcsinh(tau_hi / c))
         # nodes needed grow with the interval's width in units of the peak's width
         width = (np.arcsinh(core[-1] / c) - np.arcsinh(core[0] / c)) / 4.0
         ratio = (hi - lo) / max(width, 1e-300)
         return c, lo, hi, CHEB_START * 2 ** max(0, min(6, int(np.ceil(np.log2(ratio / 6.0)))))
+
+    def _support_edge(self, inside, outside):
+        """Where the tau prior's support ends, between a point inside and one outside it (bisection)."""
+        for _ in range(80):
+            mid = 0.5 * (inside + outside)
+            if np.isfinite(np.asarray(self._logprior(np.array([mid])), dtype=float)).all():
+                inside = mid
+            else:
+                outside = mid
+            if abs(outside - inside) <= 4 * np.finfo(float).eps * outside:
+                break
+        return inside
 
     def _build(self, scale):
         c, lo, hi, n = self._scan(scale)

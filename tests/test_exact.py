@@ -202,6 +202,24 @@ def test_raudenbush1985_weeksc_regression_bayes_factor_for_slope():
                                                                  rel=ML_RTOL)
 
 
+def test_bcg_uniform_tau_prior_with_bounded_support():
+    """A U(0, 0.6) prior cuts the posterior off inside its bulk: the grid must end at the edge."""
+    data = pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
+    y, v = data.yi.to_numpy(), data.vi.to_numpy()
+    upper = 0.6
+    post = exact_posterior(y, v, tau_prior=lambda tau: np.where((tau >= 0) & (tau <= upper), -math.log(upper), -np.inf))
+    ones = np.ones((y.size, y.size))
+
+    def f(tau):
+        return math.exp(_log_mvn(y, np.diag(v + tau**2) + ones) + 15.0) / upper
+
+    z = integrate.quad(f, 0, upper, epsabs=0, epsrel=1e-12)[0]
+    mean = integrate.quad(lambda t: t * f(t), 0, upper, epsabs=0, epsrel=1e-12)[0] / z
+    assert post.mean("tau") == pytest.approx(mean, rel=ML_RTOL)
+    assert post.log_marginal_likelihood == pytest.approx(math.log(z) - 15.0, rel=ML_RTOL)
+    assert post.cdf("tau", upper) == pytest.approx(1.0, abs=1e-12)
+
+
 def test_bcg_draws_match_summary():
     data = pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
     post = exact_posterior(data.yi, data.vi, study=data.study)
