@@ -1,0 +1,76 @@
+"""Light imports: the exact and frequentist paths never load PyMC, PyTensor, ArviZ or matplotlib.
+
+Each check runs in a fresh interpreter (``sys.modules`` of the test process already holds
+whatever other tests imported) and prints the heavy modules found in ``sys.modules`` afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+DATA = pathlib.Path(__file__).parent / "reference" / "data"
+HEAVY = ("pymc", "arviz", "matplotlib", "pytensor")
+#: A fresh interpreter importing numpy/scipy/pandas and fitting a small table takes about 2 s
+#: here; generous so that a loaded 2-core machine does not fail the test.
+SUBPROCESS_TIMEOUT_S = 120
+
+REPORT = f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter; return the heavy modules it left in sys.modules."""
+    script = "import json, sys\n" + textwrap.dedent(code) + "\n" + REPORT + "\n"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_package_is_light():
+    assert _heavy_modules_after("import bayes_se") == []
+
+
+def test_exact_fit_through_api_is_light():
+    code = """
+        import bayes_se, bayes_se.exact, bayes_se.frequentist, bayes_se.data, bayes_se.api
+        import bayes_se.spec, bayes_se.priors
+        import pandas as pd
+        table = pd.DataFrame({"study": list("abcde"), "yi": [0.1, 0.3, 0.2, 0.5, -0.1],
+                              "vi": [0.01, 0.02, 0.03, 0.04, 0.05]})
+        res = bayes_se.fit(table, engine="exact")
+        assert abs(res.summary().loc["mu", "mean"]) < 1
+    """
+    assert _heavy_modules_after(code) == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "--engine", "exact", "--data", str(DATA / "dat.bcg.csv"), "--json"],
+    ["freq", str(DATA / "dat.bcg.csv"), "--json"],
+    ["freq", str(DATA / "dat.bcg.csv"), "--method", "DL", "--test", "knha"],
+], ids=["fit-exact-bcg", "freq-reml-bcg", "freq-dl-knha-bcg"])
+def test_cli_exact_and_freq_paths_are_light(argv):
+    code = f"""
+        import contextlib, io
+        from bayes_se import cli
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = cli.main({argv!r})
+        assert rc == 0, rc
+    """
+    assert _heavy_modules_after(code) == []
+
+
+def test_simulate_module_is_light():
+    """The simulation study's default methods (exact + DL/REML/KH) stay on the light path."""
+    code = """
+        import os, tempfile
+        from bayes_se.simulate import simulate
+        out = os.path.join(tempfile.mkdtemp(), "sim.csv")
+        simulate({"k": [5], "tau": [0.2]}, reps=2, out=out, seed=1, workers=1, progress=False)
+    """
+    assert _heavy_modules_after(code) == []
