@@ -669,6 +669,10 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
         logprior = tau_prior
     else:
         raise SpecError("must be a prior with tau_logpdf() or a callable log density", key="tau_prior")
+    if np.any(np.asarray(logprior(np.zeros(1)), dtype=float) == np.inf):
+        # a pole at 0 (e.g. log-t on tau2) would need a log-tau grid near 0; refuse rather than guess
+        raise SpecError("the tau prior density is infinite at tau = 0; the exact engine needs it finite",
+                        key="tau_prior")
     ones = np.all(X == 1.0, axis=0)
     x0 = _vector(np.where(ones, 1.0, 0.0) if newx is None else newx, p, "newx")
     intercept_only = p == 1 and bool(ones[0])

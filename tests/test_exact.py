@@ -279,6 +279,8 @@ def test_prior_object_and_effectdata_like_inputs():
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "beta_sd": 0.0}, SpecError, "beta_sd"),
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "X": [[1, 0], [1, np.nan]]}, DataError, "row 2"),
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "tau_prior": "half-normal"}, SpecError, "tau_prior"),
+        ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "tau_prior": lambda t: np.where(t == 0, np.inf, -t)},
+         SpecError, "infinite at tau = 0"),
         # k = 2 with flat priors on mu and tau: p(tau | y) ~ 1/tau, not integrable
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "beta_sd": np.inf, "tau_prior": lambda t: 0.0 * t},
          SpecError, "improper"),
