@@ -164,7 +164,8 @@ def plot_boxscore(table, *, pooled: dict | None = None, width="double"):
         ax.tick_params(axis="y", length=0)
         ax.set_xlabel("Number of studies")
         ax.set_xlim(0, max(left.max(), 1) * 1.02)
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=5,
+        wide = style.width_inches(width) * style.MM_PER_INCH > 120.0
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=5 if wide else 3,
                    handlelength=1.5, columnspacing=1.0)
         if pooled:
             pax = axes[0, 1]

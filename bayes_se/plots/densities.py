@@ -110,7 +110,7 @@ def plot_densities(fit, priors: dict | None = None, *, data=None, width="double"
     """
     table = density_table(fit, priors, data=data)
     names = list(pd.unique(table["parameter"]))
-    ncols = min(len(names), 3)
+    ncols = min(len(names), 3 if style.width_inches(width) * style.MM_PER_INCH > 120.0 else 2)
     nrows = int(np.ceil(len(names) / ncols))
     with style.style():
         fig, axes = style.new_figure(width, height_mm=48.0 * nrows + 8.0, nrows=nrows, ncols=ncols,

@@ -161,8 +161,10 @@ def plot_ppc_stats(fit, *, width="double"):
     draws = ppc_stat_draws(fit)
     labels = {"Q": "Q", "I2": "I² (%)", "min": "Smallest effect", "max": "Largest effect"}
     with style.style():
-        fig, axes = style.new_figure(width, height_mm=45.0, nrows=1, ncols=len(STATISTICS))
-        for ax, s in zip(axes, STATISTICS):
+        wide = style.width_inches(width) * style.MM_PER_INCH > 120.0
+        fig, axes = style.new_figure(width, height_mm=45.0 if wide else 80.0, nrows=1 if wide else 2,
+                                     ncols=len(STATISTICS) if wide else 2)
+        for ax, s in zip(axes.ravel(), STATISTICS):
             ax.hist(draws[s], bins=30, color=style.REPLICATED, edgecolor="white", linewidth=0.3)
             ax.axvline(table.loc[s, "observed"], color=style.OBSERVED, lw=1.2)
             ax.set_title(f"p = {table.loc[s, 'p_value']:.2f}", loc="left")
