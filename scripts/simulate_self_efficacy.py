@@ -155,7 +155,7 @@ def _effects(t: pd.DataFrame, sizes, rng) -> pd.DataFrame:
     rows = []
     for j, trial in t.iterrows():
         for arm in range(1, trial.n_arms + 1):
-            # extra arms of multi-arm trials: alternately the other guidance format or the same
+            # arm 2 of trials with an even 0-based index is the other guidance format
             guided = bool(trial.guided) if arm == 1 else bool(trial.guided) ^ (arm % 2 == 0 and j % 2 == 0)
             for measure in (1, 2) if trial.second_measure else (1,):
                 rows.append({"j": j, "arm": arm, "measure": measure, "guided": guided})
