@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_se.errors import DataError, SpecError
+from bayes_se.priors import coefficient_priors
 
 #: Spec used when none is given: the values of ``models/random_effects.toml`` (a test keeps the
 #: two equal), built in so that an installed package needs no file from the repository.
@@ -100,44 +101,6 @@ def load_data(data, spec):
         study=cols.study,
         cluster=cols.cluster or None,
     )
-
-
-def coefficient_priors(spec, coef_names):
-    """One prior per coefficient: ``mu`` for the intercept, ``beta[NAME]`` or else ``beta``.
-
-    Raises :class:`SpecError` for a ``beta[NAME]`` that names no coefficient of the design.
-    """
-    resolved = spec.resolved_priors()
-    for key in resolved:
-        if key.startswith("beta[") and key[5:-1] not in coef_names:
-            raise SpecError(
-                f"no coefficient named '{key[5:-1]}'; the design has {', '.join(coef_names)}",
-                key=f"priors.{key}",
-            )
-    out = []
-    for name in coef_names:
-        if name == "intercept":
-            out.append(resolved["mu"])
-        else:
-            out.append(resolved.get(f"beta[{name}]", resolved["beta"]))
-    return out
-
-
-def _beta_vector_prior(priors):
-    """A builder callable creating ``beta`` (dims ``coef``) with one prior per coefficient."""
-
-    def make(name, **dims):
-        import pymc as pm
-        import pytensor.tensor as pt
-
-        if all(p.family == "normal" for p in priors):
-            mu = np.array([p.params["mu"] for p in priors], dtype=float)
-            sigma = np.array([p.params["sigma"] for p in priors], dtype=float)
-            return pm.Normal(name, mu=mu, sigma=sigma, **dims)
-        parts = [p.to_pymc(f"{name}_{j}") for j, p in enumerate(priors)]
-        return pm.Deterministic(name, pt.stack(parts), **dims)
-
-    return make
 
 
 @dataclass
@@ -244,8 +207,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         X, coef_names = data.design(spec.model.mods)
     else:
         X, coef_names = np.ones((data.k, 1)), ["intercept"]
-    coef_priors = coefficient_priors(spec, coef_names)
     resolved = spec.resolved_priors()
+    coef_priors = coefficient_priors(resolved, coef_names)
 
     if spec.sampler.engine == "exact":
         if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:
@@ -271,18 +234,12 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if mtype == "three_level":
         model_priors = {"sigma_cluster": resolved.get("sigma_cluster"),
                         "sigma_effect": resolved.get("sigma_effect"), "tau": resolved["tau"]}
-        if Xarg is None:
-            model_priors["mu"] = coef_priors[0]
-        else:
-            model_priors["beta"] = _beta_vector_prior(coef_priors)
+        model_priors.update({k: v for k, v in resolved.items() if k in ("mu", "beta") or k.startswith("beta[")})
         res = results.fit_three_level(data.yi, data.vi, data.cluster, X=Xarg, coef_names=names,
                                       study=data.study, priors=model_priors, **sampler)
     else:
         model_priors = {"tau": resolved["tau"]}
-        if Xarg is None:
-            model_priors["mu"] = coef_priors[0]
-        else:
-            model_priors["beta"] = _beta_vector_prior(coef_priors)
+        model_priors.update({k: v for k, v in resolved.items() if k in ("mu", "beta") or k.startswith("beta[")})
         if "nu" in resolved:
             model_priors["nu"] = resolved["nu"]
         subgroup = None

@@ -34,7 +34,7 @@ import difflib
 import math
 import re
 import types
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -841,3 +841,54 @@ def preset(name: str) -> dict[str, Prior]:
 
 
 preset.__doc__ += "\n" + PRESETS_DOC
+
+
+def coefficient_priors(priors: Mapping[str, Prior], coef_names: Sequence[str]) -> list[Prior]:
+    """The prior of each regression coefficient, by one rule used everywhere.
+
+    The intercept takes ``mu`` (the mean effect at the reference level), a coefficient ``NAME``
+    takes ``beta[NAME]`` if given, else ``beta``.
+
+    Parameters
+    ----------
+    priors : mapping
+        Resolved priors (e.g. :meth:`bayes_se.spec.ModelSpec.resolved_priors`): ``mu``, ``beta``
+        and any ``beta[NAME]``.
+    coef_names : sequence of str
+        Names of the design's columns (``intercept``, ``guided[yes]``, ...).
+
+    Returns
+    -------
+    list of Prior
+
+    Raises
+    ------
+    SpecError
+        A ``beta[NAME]`` names no coefficient of the design.
+    """
+    names = list(coef_names)
+    for key in priors:
+        if key.startswith("beta[") and key[5:-1] not in names:
+            raise SpecError(f"no coefficient named '{key[5:-1]}'; the design has {', '.join(names)}",
+                            key=f"priors.{key}")
+    return [priors[f"beta[{n}]"] if f"beta[{n}]" in priors
+            else (priors["mu"] if n == "intercept" else priors["beta"]) for n in names]
+
+
+def coefficient_vector_rv(priors: Sequence[Prior], name: str = "beta", **dims):
+    """Create a vector of coefficients with one prior per element in the current PyMC model.
+
+    All-normal (or all-Student-t) priors become one vectorised RV ``name``; a mix of families
+    becomes one RV per element (``name_0``, ``name_1``, ...) stacked into the Deterministic
+    ``name``, so the posterior always carries ``name`` with the given dims.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    families = {p.family for p in priors}
+    if families <= {"normal"} or families <= {"student_t"}:
+        params = {k: np.array([p._float64_params()[k] for p in priors], dtype=float) for k in priors[0].params}
+        dist = pm.Normal if priors[0].family == "normal" else pm.StudentT
+        return dist(name, **params, **dims)
+    parts = [p.to_pymc(f"{name}_{j}") for j, p in enumerate(priors)]
+    return pm.Deterministic(name, pt.stack(parts), **dims)

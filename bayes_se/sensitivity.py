@@ -48,9 +48,9 @@ import pandas as pd
 
 from bayes_se.errors import DataError, SpecError
 from bayes_se.exact import exact_posterior
-from bayes_se.priors import PRESETS, Prior, parse_assignment, preset
+from bayes_se.priors import PRESETS, Prior, coefficient_priors, parse_assignment, preset
 
-__all__ = ["SensitivityResult", "sensitivity", "parse_grid_entry", "coefficient_priors"]
+__all__ = ["SensitivityResult", "sensitivity", "parse_grid_entry"]
 
 DEFAULT_PRESET = "default"
 ENGINES = ("auto", "exact", "mcmc")
@@ -112,15 +112,6 @@ def parse_grid_entry(entry: str | Sequence[str]) -> tuple[str, dict[str, Prior]]
             raise SpecError(f"grid entry '{'; '.join(pieces)}': {exc}", key="priors") from None
         priors["tau" if param == "tau2" else param] = prior
     return "; ".join(pieces), priors
-
-
-def coefficient_priors(priors: dict, coef_names: Sequence[str]) -> list[Prior]:
-    """The prior of each coefficient: ``beta[NAME]`` if given, else ``mu`` for the intercept and
-    ``beta`` for the others."""
-    out = []
-    for name in coef_names:
-        out.append(priors.get(f"beta[{name}]") or (priors["mu"] if name == "intercept" else priors["beta"]))
-    return out
 
 
 def _exact_ok(coef: list[Prior], effects: str, three_level: bool) -> bool:
@@ -224,31 +215,12 @@ def _exact_row(data, X, names, coef, tau_prior, level, smallest):
     return post, row
 
 
-def _beta_prior_callable(coef: list[Prior]):
-    """A PyMC constructor for a vector of coefficients with per-coefficient priors of one family.
-
-    Hand-written because :meth:`Prior.to_pymc` takes one prior for the whole vector.
-    """
-    import pymc as pm
-
-    families = {p.family for p in coef}
-    if len(families) != 1 or coef[0].family not in ("normal", "student_t"):
-        raise SpecError("per-coefficient priors of different families (or not normal / student_t) need one "
-                        "family for every coefficient under MCMC", key="beta")
-    params = {k: np.array([p.params[k] for p in coef], dtype=float) for k in coef[0].params}
-    if coef[0].family == "normal":
-        return lambda name, **kw: pm.Normal(name, mu=params["mu"], sigma=params["sigma"], **kw)
-    return lambda name, **kw: pm.StudentT(name, nu=params["nu"], mu=params["mu"], sigma=params["sigma"], **kw)
-
-
 def _mcmc_row(data, X, names, coef, priors, effects, three_level, level, smallest, seed, mcmc):
     from bayes_se.results import fit_random_effects, fit_three_level
 
     opts = dict(MCMC_DEFAULTS, **(mcmc or {}))
-    if X is None:
-        pri = {"mu": coef[0], "tau": priors["tau"]}
-    else:
-        pri = {"beta": coef[0] if len(set(coef)) == 1 else _beta_prior_callable(coef), "tau": priors["tau"]}
+    # the builders apply the same coefficient rule (mu / beta[NAME] / beta) to these priors
+    pri = {k: v for k, v in priors.items() if k in ("mu", "beta", "tau") or k.startswith("beta[")}
     if three_level:
         if data.cluster is None:
             raise DataError("a three-level model needs a cluster column", column="cluster")

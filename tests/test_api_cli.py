@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bayes_se import cli
-from bayes_se.api import coefficient_priors, fit, resolve_spec
+from bayes_se.api import fit, resolve_spec
+from bayes_se.priors import coefficient_priors
 from bayes_se.exact import exact_posterior
 from bayes_se.spec import load_spec
 
@@ -49,7 +50,7 @@ def test_overrides_apply_mods_before_coefficient_priors():
                         engine="exact", seed=7)
     assert spec.model.type == "meta_regression"
     assert spec.sampler.engine == "exact" and spec.sampler.seed == 7
-    pri = coefficient_priors(spec, ["intercept", "ablat"])
+    pri = coefficient_priors(spec.resolved_priors(), ["intercept", "ablat"])
     assert str(pri[0]) == str(spec.resolved_priors()["mu"])
     assert pri[1].params["sigma"] == 0.1
     assert spec.resolved_priors()["tau"].family == "half_cauchy"

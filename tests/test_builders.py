@@ -231,3 +231,22 @@ def test_student_t_with_nu_prior_and_subgroup_post_processing(bcg):
     add_exact_draws(idata, meta, seed=1)
     assert idata.posterior["pred"].dims == ("chain", "draw", "subgroup")
     assert idata.posterior["theta"].shape == (2, 5, 13)
+
+
+def test_coefficient_priors_follow_one_rule():
+    """Prior objects: mu for the intercept, beta[NAME] where given, else beta (as bayes_se.priors says)."""
+    import pymc as pm
+    from scipy import stats
+
+    from bayes_se.builders.random_effects import build_random_effects
+    from bayes_se.priors import parse_prior
+
+    X = np.column_stack([np.ones(4), [0, 1, 0, 1], [1.0, 2.0, 3.0, 4.0]])
+    priors = {"mu": parse_prior("normal(0.3, 1)"), "beta": parse_prior("normal(0, 0.5)"),
+              "beta[x2]": parse_prior("normal(0, 0.1)"), "tau": parse_prior("half_normal(0.5)")}
+    meta = build_random_effects([0.1, 0.4, 0.2, 0.5], [0.02] * 4, X=X, coef_names=["intercept", "x1", "x2"],
+                                priors=priors)
+    value = np.array([0.2, -0.4, 0.05])
+    got = pm.logp(meta.model["beta"], value).eval()
+    want = [stats.norm(0.3, 1).logpdf(0.2), stats.norm(0, 0.5).logpdf(-0.4), stats.norm(0, 0.1).logpdf(0.05)]
+    np.testing.assert_allclose(got, want, rtol=LOGP_RTOL)

@@ -179,6 +179,24 @@ def make_rv(prior, name: str, **dims):
     raise SpecError(f"prior for '{name}' must have a to_pymc method or be callable, got {prior!r}", key=name)
 
 
+def coefficient_rv(priors: dict, coef_names, name: str = "beta"):
+    """The coefficient vector ``beta`` (dims ``coef``).
+
+    A callable ``priors["beta"]`` creates it as it likes; Prior objects follow the one rule of
+    :func:`bayes_se.priors.coefficient_priors`: ``mu`` for the intercept, ``beta[NAME]`` or else
+    ``beta`` for the others.
+    """
+    given = priors.get("beta")
+    if given is not None and not hasattr(given, "to_pymc"):
+        return make_rv(given, name, dims="coef")
+    from bayes_se.priors import coefficient_priors, coefficient_vector_rv
+
+    resolved = {key: value for key, value in priors.items() if key.startswith("beta[") and value is not None}
+    resolved["mu"] = resolve_prior(priors, "mu")
+    resolved["beta"] = resolve_prior(priors, "beta")
+    return coefficient_vector_rv(coefficient_priors(resolved, coef_names), name, dims="coef")
+
+
 def scale_rv(prior, name: str, dims: str | None = None):
     """A standard-deviation parameter ``name`` and its square ``name2`` (e.g. tau and tau2).
 
@@ -273,7 +291,7 @@ def build_random_effects(
         if X is None:
             loc = make_rv(chosen["mu"], "mu")
         else:
-            beta = make_rv(chosen["beta"], "beta", dims="coef")
+            beta = coefficient_rv(priors, coef_names)
             loc = pt.dot(pt.as_tensor_variable(X), beta)
         if group_index is None:
             tau = scale_rv(chosen["tau"], "tau")

@@ -29,6 +29,7 @@ import pytensor.tensor as pt
 
 from bayes_se.builders.random_effects import (
     MetaModel,
+    coefficient_rv,
     check_design,
     check_inputs,
     make_rv,
@@ -143,7 +144,7 @@ def build_three_level(
         if X is None:
             loc = make_rv(loc_prior, "mu")
         else:
-            loc = pt.dot(pt.as_tensor_variable(X), make_rv(loc_prior, "beta", dims="coef"))
+            loc = pt.dot(pt.as_tensor_variable(X), coefficient_rv(priors, coef_names))
         sigma_cluster = scale_rv(sc_prior, "sigma_cluster")
         sigma_effect = scale_rv(se_prior, "sigma_effect")
         logp = _cluster_logp_tensor(
