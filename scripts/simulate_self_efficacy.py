@@ -139,7 +139,7 @@ def _trials(rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _arm_sizes(t: pd.DataFrame, rng: np.random.Generator) -> list[np.ndarray]:
-    """Sizes of [control, intervention arm 1, ...] per trial, scaled to N_PARTICIPANTS in total."""
+    """Sizes of [control, intervention arm 1, ...] per trial, scaled to ``n_participants`` in total."""
     raw = [t.per_arm[j] * rng.uniform(0.85, 1.15, t.n_arms[j] + 1) for j in range(len(t))]
     scale = GENERATING["n_participants"] / sum(a.sum() for a in raw)
     sizes = [np.maximum(np.round(a * scale).astype(int), 10) for a in raw]
@@ -149,7 +149,7 @@ def _arm_sizes(t: pd.DataFrame, rng: np.random.Generator) -> list[np.ndarray]:
     return sizes
 
 
-def _effects(t: pd.DataFrame, sizes, rng) -> pd.DataFrame:
+def _effects(t: pd.DataFrame, rng) -> pd.DataFrame:
     """One row per comparison x measure with its true theta."""
     g = GENERATING
     rows = []
@@ -168,7 +168,10 @@ def _effects(t: pd.DataFrame, sizes, rng) -> pd.DataFrame:
 
 
 def _participants(t, sizes, e, rng):
-    """Individual pre/post scores of every arm: {(j, arm): (pre, post1, post2 or None)}."""
+    """Individual pre/post scores of every arm (arm 0 = control).
+
+    Returns ``{(j, arm): (pre, post1, post2)}``, ``post2`` None without a second measure.
+    """
     g = GENERATING
     data = {}
     for j, trial in t.iterrows():
@@ -191,7 +194,8 @@ def _participants(t, sizes, e, rng):
     return data
 
 
-def _r2(x):
+def _round2(x):
+    """Two decimals, as trial reports give means, SDs and correlations."""
     return np.round(np.asarray(x, float), 2)
 
 
@@ -217,12 +221,12 @@ def _between(t, sizes, e, data) -> pd.DataFrame:
             })
     out = pd.DataFrame(rows)
     for col in ("m1i", "sd1i", "m2i", "sd2i"):
-        out[col] = _r2(out[col])
+        out[col] = _round2(out[col])
     out["yi"], out["vi"] = smd(out.m1i, out.sd1i, out.n1i, out.m2i, out.sd2i, out.n2i)
     return out
 
 
-def _within(t, sizes, between, data, rng) -> pd.DataFrame:
+def _within(t, between, data, rng) -> pd.DataFrame:
     chosen = np.sort(rng.choice(len(t), N_WITHIN, replace=False))
     rows = []
     for j in chosen:
@@ -238,7 +242,7 @@ def _within(t, sizes, between, data, rng) -> pd.DataFrame:
             })
     out = pd.DataFrame(rows)
     for col in ("m_pre", "sd_pre", "m_post", "sd_post", "ri"):
-        out[col] = _r2(out[col])
+        out[col] = _round2(out[col])
     out.loc[np.sort(rng.choice(len(out), N_RI_MISSING, replace=False)), "ri"] = np.nan
     r_used = out.ri.fillna(DEFAULT_PRE_POST_R)
     out["yi"], out["vi"] = smcr(out.m_post, out.m_pre, out.sd_pre, out.ni, r_used)
@@ -348,10 +352,10 @@ def simulate() -> dict:
     rng = np.random.default_rng(SEED)
     t = _trials(rng)
     sizes = _arm_sizes(t, rng)
-    e = _effects(t, sizes, rng)
+    e = _effects(t, rng)
     data = _participants(t, sizes, e, rng)
     between = _between(t, sizes, e, data)
-    within = _within(t, sizes, between, data, rng)
+    within = _within(t, between, data, rng)
     mediation, truth = _mediation(t, sizes, e, data, rng)
     findings = _findings(t, sizes, mediation, rng)
     truth_theta = [{"study": s, "theta": float(th)} for s, th in zip(between.study, e.theta)]
