@@ -485,21 +485,20 @@ class ExactPosterior:
         a = 0.5 * (1.0 - self.level)
         probs = (a, 0.5, 1.0 - a)
         cols = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
-        names = list(self._par) + ["tau", "tau2"] + (["pred"] if pred else [])
-        rows = [list(self._moments(n)) + list(self.quantile(n, probs)) for n in names]
-        out = pd.DataFrame(rows, index=pd.Index(names, name="parameter"), columns=cols)
-        if not theta:
-            return out
-        m, s = self._theta_all()
-        w = self.tau_weights
-        mean = w @ m
-        block = np.column_stack([mean, np.sqrt(w @ (np.square(s) + np.square(m - mean)))]
-                                + [self._quantiles_all(m, s, p) for p in probs])
-        theta_rows = pd.DataFrame(block, index=[f"theta[{st}]" for st in self.study], columns=cols)
-        order = list(self._par) + ["tau", "tau2"] + list(theta_rows.index) + (["pred"] if pred else [])
-        out = pd.concat([out, theta_rows]).loc[order]
-        out.index.name = "parameter"
-        return out
+        head = list(self._par) + ["tau", "tau2"]
+        blocks = [np.array([list(self._moments(n)) + list(self.quantile(n, probs)) for n in head])]
+        names = list(head)
+        if theta:
+            m, s = self._theta_all()
+            w = self.tau_weights
+            mean = w @ m
+            sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
+            blocks.append(np.column_stack([mean, sd] + [self._quantiles_all(m, s, p) for p in probs]))
+            names += [f"theta[{st}]" for st in self.study]
+        if pred:
+            blocks.append(np.array([list(self._moments("pred")) + list(self.quantile("pred", probs))]))
+            names.append("pred")
+        return pd.DataFrame(np.vstack(blocks), index=pd.Index(names, name="parameter"), columns=cols)
 
     def draws(self, n: int, rng=None) -> dict:
         """``n`` exact iid posterior draws: tau by inverting its cdf, then ``beta | tau, y``, then
