@@ -175,8 +175,9 @@ def compare_frequentist(fit, data, *, mods: str | None = None, level: float = 0.
 
     Parameters
     ----------
-    fit : ExactPosterior or BayesianFit
-        The Bayesian fit of the same data and moderators.
+    fit : ExactFit, ExactPosterior or BayesianFit
+        The Bayesian fit of the same data and moderators (an ExactFit brings its spec's moderators
+        and tau prior).
     data : EffectData
         The effects (with the moderator columns when ``mods`` is given).
     mods : str, optional
@@ -196,6 +197,10 @@ def compare_frequentist(fit, data, *, mods: str | None = None, level: float = 0.
     """
     if not 0.0 < float(level) < 1.0:
         raise SpecError(f"level must lie strictly between 0 and 1, got {level}", key="level")
+    if hasattr(getattr(fit, "posterior", None), "tau_weights"):  # bayes_se.api.ExactFit: spec + posterior
+        mods = (fit.spec.model.mods or None) if mods is None else mods
+        tau_prior = str(fit.spec.resolved_priors()["tau"]) if tau_prior is None else tau_prior
+        fit = fit.posterior
     brow, sd, names = _bayes_row(fit, level)
     freq = {
         "DL": rma(data, mods=mods, method="DL", level=level),

@@ -238,7 +238,8 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         Created; must not exist or be empty unless ``force``.
     data : EffectData
         The effects the fit used.
-    fit : ExactPosterior or BayesianFit
+    fit : ExactFit, ExactPosterior or BayesianFit
+        (an ExactFit brings its spec)
     spec : ModelSpec, optional
         Its priors, moderators, level and smallest effect are reported, and its TOML text is
         recorded.
@@ -271,6 +272,9 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     ----------
     Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291.
     """
+    if hasattr(getattr(fit, "posterior", None), "tau_weights"):  # bayes_se.api.ExactFit: spec + posterior
+        spec = fit.spec if spec is None else spec
+        fit = fit.posterior
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BayesSEError(f"report directory '{out}' exists and is a file")
