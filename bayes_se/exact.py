@@ -24,6 +24,8 @@ Röver C (2020). Bayesian random-effects meta-analysis using the bayesmeta R pac
 Statistical Software 93(6), 1-51. doi:10.18637/jss.v093.i06
 Trefethen LN (2013). Approximation Theory and Approximation Practice. SIAM, ch. 19.
 Gelman A et al. (2013). Bayesian Data Analysis, 3rd ed., sec. 5.4 (the conditional posteriors).
+Dickey JM (1971). The weighted likelihood ratio, linear hypotheses on normal location parameters.
+Annals of Mathematical Statistics 42(1), 204-223 (the Savage-Dickey density ratio).
 """
 
 from __future__ import annotations
@@ -148,6 +150,10 @@ class ExactPosterior:
         undefined). It assumes the tau prior density is normalised.
     coef_names, study : tuple of str
     level : float
+
+    Marginals: ``summary()``, ``mean``, ``sd``, ``cdf``, ``pdf``, ``quantile``, ``prob``; given tau:
+    ``conditional``; tests: ``bayes_factor``; iid draws: ``draws``. theta summaries are computed on
+    first use, so a fit that never asks for them stays fast.
     """
 
     def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only):
@@ -378,7 +384,8 @@ class ExactPosterior:
 
     def _tau_quantile(self, q):
         if q not in self._tau_q:  # memoised: tau2's quantiles are tau's squared
-            x = optimize.brentq(lambda x: self._cdf_x(x) - q, self._lo, self._hi, xtol=1e-15, rtol=QUANTILE_RTOL)
+            x = optimize.brentq(lambda x: self._cdf_x(x) - q, self._lo, self._hi, xtol=1e-15,
+                                rtol=QUANTILE_RTOL)
             self._tau_q[q] = self._c * math.sinh(x)
         return self._tau_q[q]
 
@@ -466,7 +473,8 @@ class ExactPosterior:
             return self.posterior_tau_density_at_0 / float(np.exp(self._logprior(np.zeros(1)))[0])
         name = h[:-1]
         if not h.endswith("0"):
-            raise SpecError(f"hypothesis must be 'tau0', 'mu0' or 'beta[NAME]=0', not {hypothesis!r}", key="hypothesis")
+            raise SpecError(f"hypothesis must be 'tau0', 'mu0' or 'beta[NAME]=0', not {hypothesis!r}",
+                            key="hypothesis")
         kind, j = self._resolve(name)
         if kind != "coef":
             raise SpecError(f"no point-null Bayes factor for {name!r}", key="hypothesis")
@@ -546,9 +554,11 @@ def _unique_labels(labels):
 
 
 def _vector(value, p, key):
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (p,)) if np.ndim(value) == 0 else np.asarray(value, dtype=float)
+    arr = np.asarray(value, dtype=float)
+    arr = np.full(p, float(arr)) if arr.ndim == 0 else arr
     if arr.shape != (p,):
-        raise SpecError(f"needs one value or {p} values (one per coefficient), got {np.shape(value)}", key=key)
+        raise SpecError(f"needs one value or {p} values (one per coefficient), got {np.shape(value)}",
+                        key=key)
     return np.array(arr)
 
 
@@ -562,7 +572,8 @@ def _design(X, k, coef_names):
         raise SpecError(f"the design matrix must be numeric ({exc})", key="X") from None
     X = X[:, None] if X.ndim == 1 else X
     if X.ndim != 2 or X.shape[0] != k or X.shape[1] == 0:
-        raise SpecError(f"the design matrix must have {k} rows and at least one column, got shape {X.shape}", key="X")
+        raise SpecError(f"the design matrix must have {k} rows and at least one column, got shape {X.shape}",
+                        key="X")
     bad = np.argwhere(~np.isfinite(X))
     if bad.size:
         i, j = bad[0]
@@ -633,7 +644,8 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     k = y.size
     if k == 0 or v.size != k:
         raise DataError(f"yi and vi must have the same, non-zero length (got {k} and {v.size})", column="vi")
-    for col, arr, test, what in (("yi", y, np.isfinite, "finite"), ("vi", v, lambda a: np.isfinite(a) & (a > 0), "finite and > 0")):
+    checks = (("yi", y, np.isfinite, "finite"), ("vi", v, lambda a: np.isfinite(a) & (a > 0), "finite and > 0"))
+    for col, arr, test, what in checks:
         bad = np.flatnonzero(~test(arr))
         if bad.size:
             raise DataError(f"value {arr[bad[0]]!r} must be {what}", row=int(bad[0]) + 1, column=col)
@@ -648,7 +660,8 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
             beta_mean = [float(pr.params["mu"]) for pr in priors]
             beta_sd = [float(pr.params["sigma"]) for pr in priors]
         except (AttributeError, KeyError, TypeError):
-            raise SpecError("each beta prior must be normal (params 'mu' and 'sigma')", key="beta_prior") from None
+            raise SpecError("each beta prior must be normal (params 'mu' and 'sigma')",
+                            key="beta_prior") from None
     m = _vector(beta_mean, p, "beta_mean")
     s = _vector(beta_sd, p, "beta_sd")
     if not np.all(np.isfinite(m)):
