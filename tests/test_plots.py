@@ -351,8 +351,12 @@ def test_sensitivity_errors_name_row_and_column():
 
 # -- trace and rank --------------------------------------------------------------------------------
 def test_trace_and_rank(bcg_fit, bcg_alloc_fit):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
     check_and_save(plots.plot_trace(bcg_fit), "trace_bcg", "double")
     check_and_save(plots.plot_rank(bcg_alloc_fit), "rank_bcg_alloc", "double")
+    assert plt.get_fignums() == before  # ArviZ drew on our axes: no pyplot figure left open
     with pytest.raises(SpecError, match="unknown parameter"):
         plots.plot_trace(bcg_fit, var_names=["sigma"])
 

@@ -86,7 +86,9 @@ def plot_pareto_k(fit, *, ax=None, width="single"):
         ax.set_ylim(min(0.0, k.min() - 0.05), top + 0.12 * (top - min(0.0, k.min())))
         ax.set_xlim(0.3, n + 0.7)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(loc="upper left", handlelength=1.8)
+        # above the axes, right of the title: clear of the study names
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, handlelength=1.2, columnspacing=0.8,
+                  borderaxespad=0.1)
         ax.set_xlabel("Study (data order)")
         ax.set_ylabel("Pareto k")
         n_bad = int((k > K_WARN).sum())
