@@ -60,12 +60,28 @@ def _print_json(obj) -> None:
 
 
 def cmd_freq(args) -> int:
-    from bayes_se.frequentist import rma
-
     data = _load(args)
-    res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level)
+    if args.cluster:
+        # effects nested in studies: metafor's rma.mv(yi, vi, random = ~ 1 | cluster/effect)
+        from bayes_se.frequentist import rma_mv
+
+        if args.method.upper() not in ("REML", "ML"):
+            raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
+        res = rma_mv(data, mods=args.mods, method=args.method.upper(),
+                     test="t" if args.test == "knha" else "z", level=args.level)
+        out = res.to_dict()
+        pred = out.get("prediction", {})
+        first = next(iter(out["coefficients"].values()))
+        out.update({"estimate": first["estimate"], "se": first["se"], "ci_lower": first["ci_lb"],
+                    "ci_upper": first["ci_ub"], "pi_lower": pred.get("pi_lb"), "pi_upper": pred.get("pi_ub"),
+                    "Q": out["QE"], "Q_p": out["QE_p"]})
+    else:
+        from bayes_se.frequentist import rma
+
+        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level)
+        out = res.to_dict()
     if args.json:
-        _print_json(res.to_dict())
+        _print_json(out)
     else:
         print(res.summary())
     return 0
@@ -104,6 +120,93 @@ def cmd_fit(args) -> int:
     return 0
 
 
+#: Prior grid used by ``sensitivity`` and ``report`` when none is given: the default, a vague
+#: prior, two Rhodes et al. (2015) empirical heterogeneity priors and Röver et al.'s (2021)
+#: unit-information prior (see docs/model_spec.md).
+DEFAULT_GRID = ("default", "vague", "rhodes2015_general", "rhodes2015_mental_nonpharm_vs_control_corrected",
+                "rover2021_smd")
+
+
+def _fit_from_args(args):
+    import dataclasses
+
+    from bayes_se import api
+
+    spec = api.resolve_spec(args.spec, priors=args.prior, mods=args.mods, engine=args.engine, seed=args.seed)
+    cols = _spec_columns(args)
+    if cols:
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
+    return spec, api.load_data(args.data, spec)
+
+
+def cmd_sensitivity(args) -> int:
+    from bayes_se.sensitivity import sensitivity
+
+    spec, data = _fit_from_args(args)
+    if args.csv:
+        from bayes_se.outputs import check_out_file
+
+        check_out_file(args.csv, force=args.force)
+    three_level = spec.model.type == "three_level"
+    res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
+                      engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
+                      three_level=three_level, smallest_effect=spec.summary.smallest_effect,
+                      seed=spec.sampler.seed, level=spec.summary.level)
+    if args.csv:
+        from bayes_se.outputs import atomic_file
+
+        atomic_file(args.csv, lambda tmp: res.table.to_csv(tmp, index=False), force=args.force)
+    if args.json:
+        _print_json({"engine_by_prior": dict(zip(res.table["prior"], res.table["engine"])),
+                     "table": res.table.to_dict(orient="records")})
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_columns", 30):
+            print(res.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from bayes_se import api
+    from bayes_se.outputs import check_out_dir
+    from bayes_se.report import write_report
+    from bayes_se.sensitivity import sensitivity
+
+    spec, data = _fit_from_args(args)
+    check_out_dir(args.out, force=args.force)
+    res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+    sens = None
+    if spec.model.type != "three_level":
+        sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
+                           effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
+                           seed=spec.sampler.seed, level=spec.summary.level)
+    out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
+                       force=args.force)
+    print(f"wrote {out / 'report.html'}")
+    return 0
+
+
+def _add_fit_args(p, *, sampler: bool = True) -> None:
+    p.add_argument("spec", nargs="?", default=None,
+                   help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
+    p.add_argument("--data", required=True, help="CSV file of effect sizes")
+    p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
+                   help='override a prior, e.g. --prior "mu=normal(0, 1)" --prior "tau=half_normal(0.5)" '
+                        '--prior "beta[guided]=normal(0, 0.5)" --prior "preset=rhodes2015_general"')
+    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
+    p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
+    if sampler:
+        p.add_argument("--draws", type=int, default=None, help="draws per chain (default: the spec's)")
+        p.add_argument("--tune", type=int, default=None, help="tuning steps per chain (default: the spec's)")
+        p.add_argument("--chains", type=int, default=None, help="chains (default: the spec's)")
+    p.add_argument("--force", action="store_true", help="replace existing output")
+    g = p.add_argument_group("column mapping (overrides the spec's [data])")
+    for name in ("effect", "variance", "se", "study", "cluster"):
+        g.add_argument(f"--{name}", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-se",
@@ -124,25 +227,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_freq)
 
     p = sub.add_parser("fit", help="Bayesian random-effects model, meta-regression or three-level model")
-    p.add_argument("spec", nargs="?", default=None,
-                   help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
-    p.add_argument("--data", required=True, help="CSV file of effect sizes")
-    p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
-                   help='override a prior, e.g. --prior "mu=normal(0, 1)" --prior "tau=half_normal(0.5)" '
-                        '--prior "beta[guided]=normal(0, 0.5)" --prior "preset=rhodes2015_general"')
-    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
-    p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
-    p.add_argument("--draws", type=int, default=None, help="draws per chain (default: the spec's)")
-    p.add_argument("--tune", type=int, default=None, help="tuning steps per chain (default: the spec's)")
-    p.add_argument("--chains", type=int, default=None, help="chains (default: the spec's)")
+    _add_fit_args(p)
     p.add_argument("--out", default=None, help="folder for the InferenceData, summary CSV and spec used")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    g = p.add_argument_group("column mapping (overrides the spec's [data])")
-    for name in ("effect", "variance", "se", "study", "cluster"):
-        g.add_argument(f"--{name}", default=None)
     p.set_defaults(func=cmd_fit)
+
+    grid_help = ('a prior-grid entry: a preset name or assignments "mu=normal(0, 1); tau=half_cauchy(0.5)"; '
+                 f"repeat for several (default: {', '.join(DEFAULT_GRID)})")
+    p = sub.add_parser("sensitivity", help="one model under a grid of priors (exact engine where possible)")
+    _add_fit_args(p, sampler=False)
+    p.add_argument("--grid", action="append", default=[], metavar="ENTRY", help=grid_help)
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("report", help="fit, check and write a self-contained HTML/Markdown report")
+    _add_fit_args(p)
+    p.add_argument("--out", required=True, help="report folder (never replaced without --force)")
+    p.add_argument("--grid", action="append", default=[], metavar="ENTRY", help=grid_help)
+    p.add_argument("--title", default="Bayesian meta-analysis", help="report title")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -63,6 +63,33 @@ def atomic_dir(path, write, *, force: bool = False) -> pathlib.Path:
     return path
 
 
+def check_out_file(path, *, force: bool = False) -> pathlib.Path:
+    """Refuse to replace an existing file unless ``force``."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise BayesSEError(f"output path '{path}' is a folder, not a file")
+    if path.exists() and not force:
+        raise BayesSEError(f"output file '{path}' exists; use --force to replace it")
+    return path
+
+
+def atomic_file(path, write, *, force: bool = False) -> pathlib.Path:
+    """Call ``write(tmp_path)`` on a temporary sibling file, then rename it to ``path``."""
+    import os
+
+    path = check_out_file(path, force=force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_fit_outputs(res, spec, path, *, force: bool = False) -> pathlib.Path:
     """Write a Bayesian fit (exact or MCMC) and its provenance record to ``path``."""
 
