@@ -303,3 +303,13 @@ def test_import_does_not_load_heavy_libraries():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_bcg_effectdata_input():
+    from bayes_se.data import load_effects
+
+    effects = load_effects(REFERENCE / "data" / "dat.bcg.csv")
+    data = pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
+    post = exact_posterior(effects)
+    assert post.study == tuple(data.study)
+    assert post.log_marginal_likelihood == exact_posterior(data.yi, data.vi).log_marginal_likelihood
