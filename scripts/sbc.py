@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import pathlib
 import sys
@@ -60,6 +61,7 @@ class Simulation:
     truth: dict
 
 
+@functools.lru_cache(maxsize=None)
 def model_spec(model: str):
     """The shipped spec of ``model`` (``models/<model>.toml``)."""
     from bayes_se.spec import load_spec
@@ -142,6 +144,21 @@ def replicate(model: str, engine: str, rng: np.random.Generator, n_draws: int = 
         info = {"divergences": res.diagnostics.divergences, "passed": res.diagnostics.passed}
     ranks = {name: int(np.sum(draws[name] < sim.truth[name])) for name in parameters(model)}
     return ranks, info
+
+
+def exact_pit(model: str, rng: np.random.Generator, tau_prior=None) -> dict:
+    """Posterior cdf at the prior draw, ``F(truth | y)``, for each parameter (exact engine).
+
+    SBC's continuous limit (L -> infinity): uniform on (0, 1) when the posterior is right (Cook,
+    Gelman & Rubin 2006). ``tau_prior`` replaces the spec's tau prior in the fit only (a
+    deliberately wrong posterior, to show the check has power).
+    """
+    from bayes_se.api import fit
+
+    sim = simulate(model, rng)
+    priors = [f"tau={tau_prior}"] if tau_prior else None
+    post = fit(sim.frame, model_spec(model), engine="exact", priors=priors).posterior
+    return {name: float(post.cdf(name, sim.truth[name])) for name in parameters(model)}
 
 
 def run(model: str, engine: str, n_rep: int, seed: int, n_draws: int = N_RANKS, mcmc=None,
