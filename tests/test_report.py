@@ -54,8 +54,9 @@ def bcg_report(bcg, bcg_parts, tmp_path_factory):
     out = tmp_path_factory.mktemp("bcg") / "report"
     boxscore = pd.DataFrame({"direction": ["benefit", "harm"], "studies": [11, 2]})
     mediation = pd.DataFrame({"path": ["a", "b", "indirect"], "estimate": [0.3, 0.2, 0.06]})
+    other = {f"Common-effect check {XSS}": fit.summary(theta=False).head(2)}
     write_report(out, data=bcg, fit=fit, freq=freq, sensitivity=sens, boxscore=boxscore, mediation=mediation,
-                 priors=preset("default"), title=f"BCG {XSS}")
+                 other_models=other, priors=preset("default"), title=f"BCG {XSS}")
     return out
 
 

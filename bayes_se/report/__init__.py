@@ -44,7 +44,7 @@ __all__ = ["write_report", "SECTION_IDS"]
 
 #: Section ids in report order (mediation and boxscore only when given).
 SECTION_IDS = ("diagnostics", "data", "model", "posterior", "forest", "ppc", "loo", "prior-posterior",
-               "sensitivity", "frequentist", "mediation", "boxscore", "methods", "reproducibility")
+               "sensitivity", "frequentist", "other-models", "mediation", "boxscore", "methods", "reproducibility")
 FIGURE_FORMATS = ("png", "svg")
 PLOTS_MODULE = "bayes_se.plots"  # where figures come from (a test points this at a stand-in)
 BOXSCORE_NOTE = ("A box-score counts studies by the sign or significance of their results. Vote counts are "
@@ -227,6 +227,7 @@ def _checksum(data) -> str:
 
 # ---------------------------------------------------------------------------------------------
 def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, mediation=None, boxscore=None,
+                 other_models: dict | None = None,
                  title: str = "Bayesian meta-analysis", force: bool = False, mods: str | None = None,
                  priors: dict | None = None, level: float | None = None,
                  smallest_effect: float | None = None) -> pathlib.Path:
@@ -252,6 +253,9 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         A mediation result (a DataFrame, or an object with ``.table`` or ``.summary()``).
     boxscore : object, optional
         A box-score table or result (same forms).
+    other_models : dict, optional
+        Further fits of the same analysis shown as tables (title -> DataFrame), e.g. a
+        within-group model or a three-level model next to the main fit.
     title : str
     force : bool
         Replace an existing non-empty ``out_dir``.
@@ -291,7 +295,7 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         _build(stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
-               boxscore=boxscore, title=title, mods=mods, priors=priors, level=level, smallest=smallest_effect)
+               boxscore=boxscore, other_models=other_models, title=title, mods=mods, priors=priors, level=level, smallest=smallest_effect)
         _swap_in(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -314,8 +318,8 @@ def _swap_in(stage: pathlib.Path, out: pathlib.Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, title, mods, priors, level,
-           smallest):
+def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, title, mods, priors,
+           level, smallest):
     b = _Builder(root)
     pct = f"{100 * level:g}%"
     diag_blocks, passed = _diagnostics_blocks(fit, b)
@@ -379,6 +383,12 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, tit
                            ("p", "The methods agree within the thresholds of bayes_se.compare."))
     b.section("frequentist", "Bayesian vs frequentist", freq_blocks)
 
+    if other_models:
+        blocks = [("p", "Further models fitted in this analysis; each table is also in tables/.")]
+        for i, (name, frame) in enumerate(other_models.items(), start=1):
+            blocks.append(("p", str(name)))
+            blocks.append(b.table(f"model_{i}", frame, str(name)))
+        b.section("other-models", "Further models", blocks)
     if mediation is not None:
         mt = _object_table(mediation)
         blocks = [b.table("mediation", mt, "Mediation") if mt is not None else
