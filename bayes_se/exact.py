@@ -18,6 +18,21 @@ at Chebyshev points of the first kind, doubling the number of points until the C
 coefficients have decayed below ``CHEB_TOL`` (Trefethen 2013). The interpolant's integral is
 Fejér's first rule; its antiderivative is the cdf of tau, exact to the same accuracy.
 
+Priors on log tau2 (``log_t``, e.g. Rhodes et al. 2015, and ``log_normal``). A t prior on
+``u = log tau^2`` has a tau density ``f_t((2 log tau - m)/s) / s * 2 / tau``, infinite at 0 (an
+integrable pole); a normal one vanishes at 0 but rises from there in a spike too narrow for the
+asinh axis. Both are smooth on ``u`` itself: there the density of prior x likelihood is
+``f_u(u) L(e^{u/2})``, the prior's own t or normal density times a likelihood that is flat to the
+left (``L(tau) = L(0) (1 + O(tau^2 / v_min))``). So for these priors the grid is on ``u``, from
+``u0 = log tau0^2`` with ``tau0 = TAU0_REL sqrt(min v_i)``, and the prior mass below ``u0``
+is integrated analytically, ``L(0) F_u(u0)`` (``F_u`` the prior's t or normal cdf), and carried as a
+node at tau = 0 (every conditional there is taken at tau = 0). Relative to that mass the error is
+``O(tau0^2 / v_min)`` times ``k (1 + max_i z_i^2)`` (z_i the standardised residuals): about 1e-12 x k x
+(1 + z^2) with ``TAU0_REL = 1e-6``; the same bound holds for the conditionals, and tau's own
+moments are off by at most ``tau0`` times that mass. This beats a substitution on the tau axis: the
+t tail in u decays only polynomially, so no finite grid in tau or asinh(tau) reaches the mass near
+0, while the analytic tail leaves the grid only the smooth part.
+
 References
 ----------
 Röver C (2020). Bayesian random-effects meta-analysis using the bayesmeta R package. Journal of
@@ -37,7 +52,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from numpy.polynomial import chebyshev
-from scipy import optimize, special
+from scipy import optimize, special, stats
 
 from bayes_se.errors import ConvergenceWarning, DataError, SpecError
 
@@ -54,6 +69,8 @@ CHEB_MAX = 1536
 CHEB_TOL = 1e-13  # relative size of the last quarter of Chebyshev coefficients at convergence
 NOISE_ULPS = 64  # ... or that many rounding errors of the log density, whichever is larger
 QUANTILE_RTOL = 1e-14
+TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); below it L(tau) = L(0)
+LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -156,9 +173,12 @@ class ExactPosterior:
     first use, so a fit that never asks for them stays fast.
     """
 
-    def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only):
+    def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only, log_tau2_prior=None):
         self._model = model
         self._logprior = logprior
+        # a frozen scipy distribution of u = log tau^2: the grid is then on u (see the module notes)
+        self._log_tau2_prior = log_tau2_prior
+        self._log_axis = log_tau2_prior is not None
         self.coef_names = tuple(names)
         self.study = tuple(study)
         self.level = level
@@ -177,7 +197,8 @@ class ExactPosterior:
         return lp, b, Ainv
 
     def _scan(self, scale):
-        """Find ``c`` (the mode of tau * p(tau|y)) and an x-interval holding all the mass."""
+        """Find ``c`` (the mode of tau * p(tau|y)), a tau-interval holding all the mass (its lower end
+        0 when the mass reaches the scan's first point) and the tau-interval of the peak."""
         tau1 = scale * np.logspace(*SCAN_DECADES, SCAN_POINTS)
         g1 = self._logpost(tau1)[0] + np.log(tau1)
         if not np.isfinite(g1).any():
@@ -210,12 +231,7 @@ class ExactPosterior:
             tau_lo = self._support_edge(taus[inside[0]], tau_lo)
         if np.isneginf(g[inside[-1] + 1]):
             tau_hi = self._support_edge(taus[inside[-1]], tau_hi)
-        lo = 0.0 if tau_lo < 0.25 * c else float(np.arcsinh(tau_lo / c))
-        hi = float(np.arcsinh(tau_hi / c))
-        # nodes needed grow with the interval's width in units of the peak's width
-        width = (np.arcsinh(core[-1] / c) - np.arcsinh(core[0] / c)) / 4.0
-        ratio = (hi - lo) / max(width, 1e-300)
-        return c, lo, hi, CHEB_START * 2 ** max(0, min(6, int(np.ceil(np.log2(ratio / 6.0)))))
+        return c, float(tau_lo), float(tau_hi), np.array([core[0], core[-1]])
 
     def _support_edge(self, inside, outside):
         """Where the tau prior's support ends, between a point inside and one outside it (bisection)."""
@@ -229,14 +245,53 @@ class ExactPosterior:
                 break
         return inside
 
+    # the integration axis: x = asinh(tau / c), or x = log tau^2 for priors on log tau2
+    def _tau_of_x(self, x):
+        return np.exp(0.5 * x) if self._log_axis else self._c * np.sinh(x)
+
+    def _x_of_tau(self, tau):
+        tau = np.asarray(tau, dtype=float)
+        if self._log_axis:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return 2.0 * np.log(tau)
+        return np.arcsinh(tau / self._c)
+
+    def _log_density_x(self, x):
+        """Log density of prior x likelihood on the x axis (unnormalised), with the conditionals."""
+        tau = self._tau_of_x(x)
+        if self._log_axis:  # the prior's own density of log tau^2: no Jacobian, no pole
+            loglik, b, Ainv = self._model.conditional(tau)
+            lh = np.asarray(self._log_tau2_prior.logpdf(x), dtype=float) + loglik
+        else:
+            lp, b, Ainv = self._logpost(tau)
+            lh = lp + np.log(self._c * np.cosh(x))
+        return lh, b, Ainv, tau
+
+    def _interval(self, scale):
+        """The x-interval of the grid and its starting number of nodes."""
+        c, tau_lo, tau_hi, core = self._scan(scale)
+        self._c = c
+        if self._log_axis:
+            tau0 = TAU0_REL * math.sqrt(float(np.min(self._model.v)))
+            hi = 2.0 * math.log(tau_hi)
+            lo = min(2.0 * math.log(max(tau_lo, tau0)), hi - 2.0)
+        else:
+            lo = 0.0 if tau_lo < 0.25 * c else float(np.arcsinh(tau_lo / c))
+            hi = float(np.arcsinh(tau_hi / c))
+        # nodes needed grow with the interval's width in units of the peak's width
+        xc = self._x_of_tau(core)
+        width = (xc[1] - xc[0]) / 4.0
+        ratio = (hi - lo) / max(width, 1e-300)
+        return lo, hi, CHEB_START * 2 ** max(0, min(6, int(np.ceil(np.log2(ratio / 6.0)))))
+
     def _build(self, scale):
-        c, lo, hi, n = self._scan(scale)
+        lo, hi, n = self._interval(scale)
         while True:
             s, to_coef, fejer = _fejer(n)
             x = 0.5 * (lo + hi) + 0.5 * (hi - lo) * s
-            tau = c * np.sinh(x)
-            lp, b, Ainv = self._logpost(tau)
-            lh = lp + np.log(c * np.cosh(x))
+            lh, b, Ainv, tau = self._log_density_x(x)
+            if np.isnan(lh).any():
+                raise SpecError("the tau prior log density returned NaN", key="tau_prior")
             top = lh.max()
             h = np.exp(lh - top)
             coef = to_coef @ h
@@ -253,13 +308,27 @@ class ExactPosterior:
                 break
             n *= 2
         w = 0.5 * (hi - lo) * fejer * h
-        total = w.sum()
-        self._c, self._lo, self._hi = c, lo, hi
-        self._log_z = top + math.log(total)  # log of the integral of prior x likelihood over tau
+        log_inner = top + math.log(w.sum())
+        loglik0, b0, Ainv0 = self._model.conditional(np.zeros(1))
+        self._loglik0 = float(loglik0[0])  # log p(y | tau = 0)
+        if self._log_axis:
+            # prior mass below the grid, at L(0): a node at tau = 0 (error O(tau0^2 / v_min), see above)
+            self._log_tail_cdf = float(self._log_tau2_prior.logcdf(lo))
+            log_tail = self._loglik0 + self._log_tail_cdf
+            self._log_z = float(np.logaddexp(log_inner, log_tail))
+            self._p0 = math.exp(log_tail - self._log_z)
+            tau = np.concatenate([[0.0], tau])
+            w = np.concatenate([[math.exp(log_tail - top)], w])
+            b, Ainv = np.concatenate([b0, b]), np.concatenate([Ainv0, Ainv])
+        else:
+            self._log_z, self._p0 = log_inner, 0.0
+        # self._log_z: log of the integral of prior x likelihood over tau
+        self._lo, self._hi = lo, hi
         self.tau_grid = tau
-        self.tau_weights = w / total
+        self.tau_weights = w * math.exp(top - self._log_z)
         self._b, self._Ainv = b, Ainv
-        self._cdf_coef = chebyshev.chebint(coef / total, lbnd=-1.0, scl=0.5 * (hi - lo))
+        self._cdf_coef = chebyshev.chebint(coef * math.exp(top - self._log_z), lbnd=-1.0, scl=0.5 * (hi - lo))
+        self._cdf_coef[0] += self._p0  # the cdf of x, P(tau <= tau(x)), is p0 at the grid's start
         self._degrees = np.arange(self._cdf_coef.size, dtype=float)
         self._tau_q = {}
         self.log_marginal_likelihood = self._log_z if self._model.proper else math.nan
@@ -371,22 +440,40 @@ class ExactPosterior:
         return out
 
     def _cdf_x(self, x):
-        """Cdf of ``x = asinh(tau / c)`` on the grid's interval (the integrated interpolant)."""
+        """Cdf of the axis variable x on the grid's interval (the integrated interpolant)."""
         s = (2.0 * np.asarray(x, dtype=float) - (self._lo + self._hi)) / (self._hi - self._lo)
         if s.ndim == 0:  # T_n(s) = cos(n arccos s): one vector product, not chebval's loop over n
             theta = math.acos(min(1.0, max(-1.0, float(s))))
             return float(np.cos(theta * self._degrees) @ self._cdf_coef)
         return chebyshev.chebval(np.clip(s, -1.0, 1.0), self._cdf_coef)
 
+    def _tail_cdf(self, x):
+        """Cdf of x below the grid: 0, or for a log-tau2 prior ``p0 F_u(x) / F_u(lo)``."""
+        if not self._log_axis:
+            return np.zeros(np.shape(x))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.isnan(x), 0.0,
+                            self._p0 * np.exp(self._log_tau2_prior.logcdf(x) - self._log_tail_cdf))
+
+    def _tail_quantile(self, q):
+        """x with ``_tail_cdf(x) = q`` for ``q <= p0`` (a log-tau2 prior's quantile), vectorised."""
+        return self._log_tau2_prior.ppf(np.exp(np.log(q) - math.log(self._p0) + self._log_tail_cdf))
+
     def _tau_cdf(self, tau):
-        x = np.arcsinh(np.asarray(tau, dtype=float) / self._c)
-        return np.where(x <= self._lo, 0.0, np.where(x >= self._hi, 1.0, self._cdf_x(x)))
+        tau = np.asarray(tau, dtype=float)
+        x = self._x_of_tau(tau)
+        inside = np.clip(x, self._lo, self._hi)
+        out = np.where(x <= self._lo, self._tail_cdf(x), np.where(x >= self._hi, 1.0, self._cdf_x(inside)))
+        return np.where(tau > 0, out, 0.0)
 
     def _tau_quantile(self, q):
         if q not in self._tau_q:  # memoised: tau2's quantiles are tau's squared
-            x = optimize.brentq(lambda x: self._cdf_x(x) - q, self._lo, self._hi, xtol=1e-15,
-                                rtol=QUANTILE_RTOL)
-            self._tau_q[q] = self._c * math.sinh(x)
+            if q <= self._p0:
+                x = float(self._tail_quantile(q))
+            else:
+                x = optimize.brentq(lambda x: self._cdf_x(x) - q, self._lo, self._hi, xtol=1e-15,
+                                    rtol=QUANTILE_RTOL)
+            self._tau_q[q] = float(self._tau_of_x(x))
         return self._tau_q[q]
 
     # -- public ----------------------------------------------------------------------------
@@ -455,22 +542,26 @@ class ExactPosterior:
 
     @property
     def posterior_tau_density_at_0(self) -> float:
-        """``p(tau = 0 | y)``."""
+        """``p(tau = 0 | y)``: ``inf`` for a prior with a pole at 0 (log_t on tau2), whose posterior
+        keeps the pole because the likelihood is positive at tau = 0; 0 for log_normal, inverse_gamma."""
         return float(self._tau_pdf(0.0)[0])
 
     def bayes_factor(self, hypothesis: str) -> float:
         """Bayes factor BF01 of a point null against the full model.
 
-        ``"tau0"`` (or ``"tau=0"``): Savage-Dickey ratio ``p(tau=0 | y) / p(tau=0)``; for a proper
-        prior with finite density at 0 it equals ``p(y | tau = 0) / p(y)`` (the ratio of marginal
-        likelihoods of the common-effect and the random-effects model). ``"mu0"`` (or ``"mu=0"``,
+        ``"tau0"`` (or ``"tau=0"``): ``p(y | tau = 0) / p(y)``, the ratio of the marginal likelihoods
+        of the common-effect and the random-effects model. It is defined for every proper tau prior,
+        whatever its density at 0 (infinite for log_t, zero for log_normal or inverse_gamma), and
+        equals the Savage-Dickey ratio ``p(tau=0 | y) / p(tau=0)`` where that is finite and positive.
+        With a flat prior on beta both marginal likelihoods carry the same arbitrary constant, which
+        cancels, so the ratio stays the Savage-Dickey value. ``"mu0"`` (or ``"mu=0"``,
         ``"beta[NAME]=0"``): ``p(beta_j = 0 | y) / p(beta_j = 0)``, exact here because beta_j given
         tau is normal (Dickey 1971); NaN for a flat prior on beta_j.
         """
         h = hypothesis.replace(" ", "")
         h = h[:-2] + "0" if h.endswith("=0") else h
         if h == "tau0":
-            return self.posterior_tau_density_at_0 / float(np.exp(self._logprior(np.zeros(1)))[0])
+            return math.exp(self._loglik0 - self._log_z)
         name = h[:-1]
         if not h.endswith("0"):
             raise SpecError(f"hypothesis must be 'tau0', 'mu0' or 'beta[NAME]=0', not {hypothesis!r}",
@@ -518,11 +609,15 @@ class ExactPosterior:
         rng = np.random.default_rng(rng)
         u = rng.random(int(n))
         lo, hi = np.full(u.shape, self._lo), np.full(u.shape, self._hi)
-        for _ in range(60):  # vectorised bisection on the cdf of x = asinh(tau / c)
+        for _ in range(60):  # vectorised bisection on the cdf of the axis variable x
             mid = 0.5 * (lo + hi)
             below = self._cdf_x(mid) < u
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-        tau = self._c * np.sinh(0.5 * (lo + hi))
+        x = 0.5 * (lo + hi)
+        tail = u < self._p0  # below the grid (log-tau2 priors): invert the prior's cdf there
+        if tail.any():
+            x[tail] = self._tail_quantile(u[tail])
+        tau = self._tau_of_x(x)
         _, b, Ainv = self._model.conditional(tau)
         L = np.linalg.cholesky(Ainv)
         beta = b + np.einsum("npq,nq->np", L, rng.standard_normal(b.shape))
@@ -617,7 +712,10 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
         ``beta_mean``/``beta_sd``.
     tau_prior : object or callable, optional
         Prior on tau: an object with ``tau_logpdf(tau)`` or a callable returning the log density
-        of tau (vectorised, tau >= 0). Default half-N(0, 0.5).
+        of tau (vectorised, tau >= 0). Default half-N(0, 0.5). A :class:`bayes_se.priors.Prior` of
+        family ``log_t`` or ``log_normal`` (on log tau2; e.g. the Rhodes et al. 2015 presets) is
+        integrated on the log tau2 axis, its pole or spike at 0 handled analytically (module notes);
+        any other prior must have a finite density at tau = 0.
     newx : sequence, optional
         Covariates of the new study whose effect ``pred`` predicts; default 1 for columns of ones
         and 0 otherwise (the reference level).
@@ -681,13 +779,32 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
         logprior = tau_prior
     else:
         raise SpecError("must be a prior with tau_logpdf() or a callable log density", key="tau_prior")
-    if np.any(np.asarray(logprior(np.zeros(1)), dtype=float) == np.inf):
-        # a pole at 0 (e.g. log-t on tau2) would need a log-tau grid near 0; refuse rather than guess
-        raise SpecError("the tau prior density is infinite at tau = 0; the exact engine needs it finite",
-                        key="tau_prior")
+    log_tau2_prior = _log_tau2_distribution(tau_prior)
+    if log_tau2_prior is None and np.any(np.asarray(logprior(np.zeros(1)), dtype=float) == np.inf):
+        # a pole of unknown shape cannot be integrated analytically; log_t / log_normal priors can
+        raise SpecError("the tau prior density is infinite at tau = 0; the exact engine handles a pole "
+                        "only for a log_t or log_normal prior on tau2 (bayes_se.priors)", key="tau_prior")
     ones = np.all(X == 1.0, axis=0)
     x0 = _vector(np.where(ones, 1.0, 0.0) if newx is None else newx, p, "newx")
     intercept_only = p == 1 and bool(ones[0])
     scale = max(float(np.std(y)), math.sqrt(float(np.median(v))))
     model = _NormalModel(y, v, X, m, s)
-    return ExactPosterior(model, names, labels, x0, logprior, scale, float(level), intercept_only)
+    return ExactPosterior(model, names, labels, x0, logprior, scale, float(level), intercept_only,
+                          log_tau2_prior)
+
+
+def _log_tau2_distribution(prior):
+    """The frozen SciPy distribution of ``log tau^2`` of a ``log_t`` / ``log_normal`` prior, else None."""
+    family = getattr(prior, "family", None)
+    if family not in LOG_TAU2_FAMILIES:
+        return None
+    try:
+        p = {key: float(value) for key, value in prior.params.items()}
+        dist = (stats.t(p["nu"], p["mu"], p["sigma"]) if family == "log_t"
+                else stats.norm(p["mu"], p["sigma"]))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise SpecError(f"a {family} prior needs numeric parameters "
+                        f"{'nu, mu, sigma' if family == 'log_t' else 'mu, sigma'}", key="tau_prior") from None
+    if not (p["sigma"] > 0 and np.isfinite(list(p.values())).all() and p.get("nu", 1.0) > 0):
+        raise SpecError(f"invalid {family} prior parameters {p}", key="tau_prior")
+    return dist
