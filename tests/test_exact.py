@@ -313,3 +313,155 @@ def test_bcg_effectdata_input():
     post = exact_posterior(effects)
     assert post.study == tuple(data.study)
     assert post.log_marginal_likelihood == exact_posterior(data.yi, data.vi).log_marginal_likelihood
+
+
+# -- priors on log tau2 (pole or spike at tau = 0) against brute-force quadrature over u = log tau2 ------
+POLE_RTOL = 1e-6  # the task's bound; engine error O(tau0^2 / v_min) ~ 1e-12, scipy quad epsrel 1e-11
+QUAD_EPSREL = 1e-11
+# Turner et al. (2012, Int J Epidemiol 41:818-827): log tau2 ~ N(-2.56, 1.74^2), general log-OR setting
+TURNER2012_GENERAL = "log_normal(-2.56, 1.74)"
+POLE_PRIORS = ("rhodes2015_general", "rhodes2015_mental_nonpharm_vs_control",
+               "rhodes2015_mental_nonpharm_vs_control_corrected", "turner2012_log_normal")
+POLE_PROBS = (0.025, 0.5, 0.975)
+
+
+def _pole_prior(name):
+    from bayes_se.priors import preset, prior_for
+
+    return prior_for("tau", TURNER2012_GENERAL) if name == "turner2012_log_normal" else preset(name)["tau"]
+
+
+def _log_u_density(prior):
+    """Log density of u = log tau2 written from the prior's parameters (not the package's code)."""
+    p = prior.params
+    if prior.family == "log_t":
+        return stats.t(p["nu"], p["mu"], p["sigma"]).logpdf
+    return stats.norm(p["mu"], p["sigma"]).logpdf
+
+
+class _BruteForce:
+    """``p(u | y) ∝ p(u) N(y; X m, diag(v + e^u) + X S X')`` by ``scipy.integrate.quad`` over
+    ``u = log tau2`` on (-inf, inf): the substitution turns the tau pole into the prior's t tail.
+    ``beta | u, y`` from the textbook conjugate formulas (Gelman et al. BDA3, sec. 14.2)."""
+
+    def __init__(self, y, v, X, prior, m=0.0, s=1.0):
+        self.y, self.v, self.X = y, v, X
+        self.m = np.full(X.shape[1], m)
+        self.S = np.diag(np.full(X.shape[1], s**2))
+        self.log_prior = _log_u_density(prior)
+        self.cache = {}
+        grid = np.linspace(-40.0, 10.0, 501)
+        logf = np.array([self._eval(u)[0] for u in grid])
+        self.mode, self.shift = float(grid[np.argmax(logf)]), float(logf.max())
+        self.breaks = [self.mode - 12.0, self.mode - 4.0, self.mode, self.mode + 4.0, self.mode + 12.0]
+        # the right tail decays like e^{-(k - p) u / 2}: end it where the integrand (even times
+        # e^{2u}, for E tau^4) is negligible, since e^u overflows where quad's map to infinity samples
+        self.top = self.mode + 60.0
+        assert self._eval(self.top)[0] + 2.0 * self.top < self.shift - 60.0
+        self.z = self.integrate(lambda u: 1.0)
+
+    def log_ml(self, tau2):
+        cov = np.diag(self.v + tau2) + self.X @ self.S @ self.X.T
+        return stats.multivariate_normal(mean=self.X @ self.m, cov=cov).logpdf(self.y)
+
+    def _eval(self, u):
+        if u not in self.cache:
+            w = 1.0 / (self.v + math.exp(u))
+            A = self.X.T @ (w[:, None] * self.X) + np.linalg.inv(self.S)
+            Ainv = np.linalg.inv(A)
+            b = Ainv @ (self.X.T @ (w * self.y) + np.linalg.solve(self.S, self.m))
+            self.cache[u] = (self.log_prior(u) + self.log_ml(math.exp(u)), b, np.sqrt(np.diag(Ainv)))
+        return self.cache[u]
+
+    def weight(self, u):
+        return math.exp(self._eval(u)[0] - self.shift)
+
+    def integrate(self, g, upper=np.inf):
+        """``∫_{-inf}^{upper} p(u) L(u) g(u) du`` (times e^-shift), split around the mode; the left
+        end stays at -inf, where the pole's mass is."""
+        upper = min(upper, self.top)
+        cuts = [-np.inf] + [c for c in self.breaks if c < upper] + [upper]
+        total = 0.0
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            total += integrate.quad(lambda u: self.weight(u) * g(u), a, b, epsabs=0, epsrel=QUAD_EPSREL,
+                                    limit=200)[0]
+        return total
+
+    def expect(self, g):
+        return self.integrate(g) / self.z
+
+    def coef_cdf(self, j, x):
+        return self.expect(lambda u: special.ndtr((x - self._eval(u)[1][j]) / self._eval(u)[2][j]))
+
+    def coef_pdf(self, j, x):
+        return self.expect(lambda u: stats.norm.pdf(x, self._eval(u)[1][j], self._eval(u)[2][j]))
+
+    def tau_cdf(self, t):
+        return self.integrate(lambda u: 1.0, upper=2.0 * math.log(t)) / self.z
+
+    def tau_pdf(self, t):
+        return self.weight(2.0 * math.log(t)) / self.z * 2.0 / t
+
+    def root(self, cdf, pdf, start, q):
+        """Newton's method from the engine's quantile: quadratically convergent, so the result is
+        the root of the reference cdf, not the starting value."""
+        x = start
+        for _ in range(5):
+            step = (cdf(x) - q) / pdf(x)
+            x -= step
+            if abs(step) <= 1e-12 * abs(x):
+                break
+        return x
+
+
+def _pole_case(dataset, prior_name):
+    data = pd.read_csv(REFERENCE / "data" / f"dat.{dataset.removesuffix('_ablat')}.csv")
+    if dataset == "bcg_ablat":
+        X = np.column_stack([np.ones(len(data)), data["ablat"].to_numpy(float)])
+    elif dataset == "raudenbush1985":
+        X = np.column_stack([np.ones(len(data)), data["weeks.c"].to_numpy(float)])
+    else:
+        X = np.ones((len(data), 1))
+    y, v = data.yi.to_numpy(float), data.vi.to_numpy(float)
+    prior = _pole_prior(prior_name)
+    return exact_posterior(y, v, X if X.shape[1] > 1 else None, tau_prior=prior), _BruteForce(y, v, X, prior)
+
+
+POLE_CASES = ([(d, p) for d in ("bcg", "normand1999") for p in POLE_PRIORS]
+              + [("bcg_ablat", "rhodes2015_general"), ("bcg_ablat", "turner2012_log_normal"),
+                 ("raudenbush1985", "rhodes2015_general")])
+
+
+@pytest.mark.parametrize("dataset, prior_name", POLE_CASES, ids=[f"{d}-{p}" for d, p in POLE_CASES])
+def test_log_tau2_priors_match_brute_force_quadrature(dataset, prior_name):
+    post, ref = _pole_case(dataset, prior_name)
+    par = ["mu"] if len(post.coef_names) == 1 else [f"beta[{n}]" for n in post.coef_names]
+    _pole_close(post.log_marginal_likelihood, ref.shift + math.log(ref.z), "log marginal likelihood")
+    for j, name in enumerate(par):
+        mean = ref.expect(lambda u: ref._eval(u)[1][j])
+        second = ref.expect(lambda u: ref._eval(u)[1][j] ** 2 + ref._eval(u)[2][j] ** 2)
+        _pole_close(post.mean(name), mean, f"{name} mean")
+        _pole_close(post.sd(name), math.sqrt(second - mean**2), f"{name} sd")
+        for q, got in zip(POLE_PROBS, post.quantile(name, POLE_PROBS)):
+            want = ref.root(lambda x: ref.coef_cdf(j, x), lambda x: ref.coef_pdf(j, x), got, q)
+            _pole_close(got, want, f"{name} q{q}")
+    _pole_close(post.prob(par[0], ">", 0.0), 1.0 - ref.coef_cdf(0, 0.0), f"P({par[0]} > 0)")
+    moments = [ref.expect(lambda u, r=r: math.exp(r * u)) for r in (0.5, 1.0, 2.0)]  # E tau, E tau2, E tau4
+    _pole_close(post.mean("tau"), moments[0], "tau mean")
+    _pole_close(post.sd("tau"), math.sqrt(moments[1] - moments[0] ** 2), "tau sd")
+    _pole_close(post.mean("tau2"), moments[1], "tau2 mean")
+    _pole_close(post.sd("tau2"), math.sqrt(moments[2] - moments[1] ** 2), "tau2 sd")
+    probs = POLE_PROBS + ((post._p0 / 2,) if post._p0 > 1e-6 else ())  # a quantile inside the prior tail
+    for q, got in zip(probs, post.quantile("tau", probs)):
+        want = ref.root(ref.tau_cdf, ref.tau_pdf, got, q)
+        _pole_close(got, want, f"tau q{q}")
+        _pole_close(post.quantile("tau2", q), want**2, f"tau2 q{q}")
+        _pole_close(float(post.pdf("tau", got)), ref.tau_pdf(want), f"tau density at q{q}")
+    log_common = ref.log_ml(0.0)  # p(y | tau = 0): the common-effect model's marginal likelihood
+    _pole_close(post.bayes_factor("tau0"), math.exp(log_common - ref.shift) / ref.z, "BF01 tau = 0")
+    at0 = post.posterior_tau_density_at_0
+    assert at0 == (math.inf if prior_name.startswith("rhodes") else 0.0)
+
+
+def _pole_close(got, want, what):
+    assert abs(got - want) <= POLE_RTOL * abs(want), f"{what}: {got!r} vs brute force {want!r}"
