@@ -50,6 +50,8 @@ def maxrss_mb() -> float:
 def ess(idata, name):
     import arviz as az
 
+    if name == "mu" and name not in idata.posterior and "beta" in idata.posterior:
+        name = "beta"  # meta-regression: the coefficients (intercept first)
     if name not in idata.posterior:
         return float("nan")
     return float(az.ess(idata, var_names=[name], method="bulk")[name].values.min())
