@@ -402,7 +402,7 @@ def simulate(grid, *, reps: int, methods=DEFAULT_METHODS, out="results.csv", see
         if tasks and scheduler is not None:
             _run_dask(tasks, scheduler, seed, methods, priors, out, bar)
         elif tasks:
-            n = workers or len(os.sched_getaffinity(0))
+            n = workers or _cpu_count()
             if n == 1:
                 for batch in _batches(tasks, 1):
                     _append(out, run_batch(batch, seed, methods, priors))
@@ -414,6 +414,13 @@ def simulate(grid, *, reps: int, methods=DEFAULT_METHODS, out="results.csv", see
     if not os.path.exists(out):
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     return _sorted(_read_results(out))
+
+
+def _cpu_count() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _run_local(tasks, workers, seed, methods, priors, out, bar):
