@@ -29,7 +29,10 @@ is integrated analytically, ``L(0) F_u(u0)`` (``F_u`` the prior's t or normal cd
 node at tau = 0 (every conditional there is taken at tau = 0). Relative to that mass the error is
 ``O(tau0^2 / v_min)`` times ``k (1 + max_i z_i^2)`` (z_i the standardised residuals): about 1e-12 x k x
 (1 + z^2) with ``TAU0_REL = 1e-6``; the same bound holds for the conditionals, and tau's own
-moments are off by at most ``tau0`` times that mass. This beats a substitution on the tau axis: the
+moments are off by at most ``tau0`` times that mass. Where that mass is small (heterogeneous data,
+``L(0) << p(y)``) the grid starts higher, at the largest scan point where the tail's error
+``F_u(u) max |L(tau) - L(0)|`` is still below ``TAIL_RTOL = 1e-14`` x p(y), so that a narrow peak
+need not be resolved across the whole way down to tau0. This beats a substitution on the tau axis: the
 t tail in u decays only polynomially, so no finite grid in tau or asinh(tau) reaches the mass near
 0, while the analytic tail leaves the grid only the smooth part.
 
@@ -70,6 +73,7 @@ CHEB_TOL = 1e-13  # relative size of the last quarter of Chebyshev coefficients 
 NOISE_ULPS = 64  # ... or that many rounding errors of the log density, whichever is larger
 QUANTILE_RTOL = 1e-14
 TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); below it L(tau) = L(0)
+TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -231,6 +235,7 @@ class ExactPosterior:
             tau_lo = self._support_edge(taus[inside[0]], tau_lo)
         if np.isneginf(g[inside[-1] + 1]):
             tau_hi = self._support_edge(taus[inside[-1]], tau_hi)
+        self._scan_taus, self._scan_g = taus, g
         return c, float(tau_lo), float(tau_hi), np.array([core[0], core[-1]])
 
     def _support_edge(self, inside, outside):
@@ -274,7 +279,7 @@ class ExactPosterior:
         if self._log_axis:
             tau0 = TAU0_REL * math.sqrt(float(np.min(self._model.v)))
             hi = 2.0 * math.log(tau_hi)
-            lo = min(2.0 * math.log(max(tau_lo, tau0)), hi - 2.0)
+            lo = min(max(2.0 * math.log(max(tau_lo, tau0)), self._tail_cut(c)), hi - 2.0)
         else:
             lo = 0.0 if tau_lo < 0.25 * c else float(np.arcsinh(tau_lo / c))
             hi = float(np.arcsinh(tau_hi / c))
@@ -283,6 +288,26 @@ class ExactPosterior:
         width = (xc[1] - xc[0]) / 4.0
         ratio = (hi - lo) / max(width, 1e-300)
         return lo, hi, CHEB_START * 2 ** max(0, min(6, int(np.ceil(np.log2(ratio / 6.0)))))
+
+    def _tail_cut(self, c):
+        """The largest u = log tau_c^2 below the peak at which the analytic tail ``L(0) F_u(u)`` is off
+        by at most ``TAIL_RTOL`` x p(y): its error is at most ``F_u(u) max_{tau <= tau_c} |L(tau) - L(0)|``,
+        the max taken over the scan's points (4 a decade), p(y) estimated from the scan. When the
+        tail's mass is small (heterogeneous data) the grid can then start near the peak instead of
+        at tau0, saving nodes; -inf when no scan point qualifies."""
+        taus, g = self._scan_taus, self._scan_g
+        keep = (taus > 0) & (taus < c)
+        if not keep.any():
+            return -math.inf
+        cand = taus[keep]
+        top = g.max()
+        log_z = top + math.log(np.trapezoid(np.exp(g - top), np.log(taus)))  # ~ log p(y), enough here
+        loglik0 = float(self._model.conditional(np.zeros(1))[0][0])
+        with np.errstate(divide="ignore"):
+            dev = np.log(np.maximum.accumulate(np.abs(np.expm1(self._model.conditional(cand)[0] - loglik0))))
+            err = loglik0 + self._log_tau2_prior.logcdf(2.0 * np.log(cand)) + dev - log_z
+        ok = np.flatnonzero(err <= math.log(TAIL_RTOL))
+        return 2.0 * math.log(cand[ok[-1]]) if ok.size else -math.inf
 
     def _build(self, scale):
         lo, hi, n = self._interval(scale)
