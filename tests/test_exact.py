@@ -465,3 +465,55 @@ def test_log_tau2_priors_match_brute_force_quadrature(dataset, prior_name):
 
 def _pole_close(got, want, what):
     assert abs(got - want) <= POLE_RTOL * abs(want), f"{what}: {got!r} vs brute force {want!r}"
+
+
+def test_raudenbush1985_rhodes_draws_cdf_and_pdf_across_the_pole():
+    """Draws, cdf, quantile and pdf of tau agree, also below the grid (the prior tail at L(0))."""
+    post, _ = _pole_case("raudenbush1985", "rhodes2015_general")
+    p0 = post._p0
+    assert 1e-6 < p0 < 1e-2  # the analytic tail carries real mass here
+    t0 = post.quantile("tau", p0)  # the grid's start
+    below, above = post.cdf("tau", [t0 * (1 - 1e-9), t0 * (1 + 1e-9)])
+    assert below == pytest.approx(p0, rel=1e-6) and above == pytest.approx(p0, rel=1e-6)  # continuous
+    for q in (p0 / 10, 0.1, 0.9):
+        assert post.cdf("tau", post.quantile("tau", q)) == pytest.approx(q, rel=1e-10)
+    lo, hi = post.quantile("tau", [p0, 0.999])
+    mass = integrate.quad(lambda t: float(post.pdf("tau", t)), lo, hi, epsabs=0, epsrel=1e-10, limit=200)[0]
+    assert mass == pytest.approx(0.999 - p0, rel=1e-8)
+    assert post.posterior_tau_density_at_0 == math.inf and post.pdf("tau2", 0.0) == math.inf
+    n = 20_000
+    draws = post.draws(n, rng=7)
+    assert stats.kstest(draws["tau"], lambda t: post.cdf("tau", t)).pvalue > 1e-4
+    for name in ("beta", "tau2"):
+        x = draws[name][:, 1] if name == "beta" else draws[name]
+        par = "beta[x1]" if name == "beta" else name
+        assert abs(x.mean() - post.mean(par)) <= MC_SIGMAS * post.sd(par) / math.sqrt(n), name
+
+
+def test_bcg_tau0_bayes_factor_when_the_prior_density_at_0_is_zero():
+    """inverse-gamma on tau2: p(tau = 0) = 0, yet BF01 = p(y | tau = 0) / p(y) is finite."""
+    from bayes_se.priors import prior_for
+
+    data = pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
+    y, v = data.yi.to_numpy(), data.vi.to_numpy()
+    prior = prior_for("tau", "inverse_gamma(1, 0.15)")
+    post = exact_posterior(y, v, tau_prior=prior)
+    ones = np.ones((y.size, y.size))
+    tau2_prior = stats.invgamma(1, scale=0.15)
+    z = integrate.quad(lambda t2: tau2_prior.pdf(t2) * math.exp(_log_mvn(y, np.diag(v + t2) + ones) + 15.0),
+                       0, np.inf, points=None, epsabs=0, epsrel=1e-12, limit=200)[0]
+    log_ml = math.log(z) - 15.0
+    assert post.log_marginal_likelihood == pytest.approx(log_ml, rel=ML_RTOL)
+    assert post.bayes_factor("tau0") == pytest.approx(math.exp(_log_mvn(y, np.diag(v) + ones) - log_ml), rel=ML_RTOL)
+    assert post.posterior_tau_density_at_0 == 0.0
+
+
+def test_bcg_sensitivity_grid_with_rhodes_presets_runs_exact():
+    from bayes_se.data import load_effects
+    from bayes_se.sensitivity import sensitivity
+
+    names = ["default", "rhodes2015_general", "rhodes2015_mental_nonpharm_vs_control_corrected"]
+    result = sensitivity(load_effects(REFERENCE / "data" / "dat.bcg.csv"), names)
+    table = result.table.set_index("prior")
+    assert list(table.index) == names and (table["engine"] == "exact").all()
+    assert np.isfinite(table[["mu_mean", "mu_lower", "mu_upper", "tau_mean"]].to_numpy()).all()
