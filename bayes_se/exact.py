@@ -31,7 +31,8 @@ node at tau = 0 (every conditional there is taken at tau = 0). Relative to that 
 (1 + z^2) with ``TAU0_REL = 1e-6``; the same bound holds for the conditionals, and tau's own
 moments are off by at most ``tau0`` times that mass. Where that mass is small (heterogeneous data,
 ``L(0) << p(y)``) the grid starts higher, at the largest scan point where the tail's error
-``F_u(u) max |L(tau) - L(0)|`` is still below ``TAIL_RTOL = 1e-14`` x p(y), so that a narrow peak
+``F_u(u) max |L(tau) - L(0)|`` is still below ``TAIL_RTOL = 1e-14`` x p(y) (and the tail's mass
+times ``tau / c`` and ``tau^2 / v_min``, its effect on tau's moments and the conditionals), so that a narrow peak
 need not be resolved across the whole way down to tau0. This beats a substitution on the tau axis: the
 t tail in u decays only polynomially, so no finite grid in tau or asinh(tau) reaches the mass near
 0, while the analytic tail leaves the grid only the smooth part.
@@ -292,7 +293,9 @@ class ExactPosterior:
     def _tail_cut(self, c):
         """The largest u = log tau_c^2 below the peak at which the analytic tail ``L(0) F_u(u)`` is off
         by at most ``TAIL_RTOL`` x p(y): its error is at most ``F_u(u) max_{tau <= tau_c} |L(tau) - L(0)|``,
-        the max taken over the scan's points (4 a decade), p(y) estimated from the scan. When the
+        the max taken over the scan's points (4 a decade), p(y) estimated from the scan; the tail's
+        mass times ``tau_c / c`` (tau's moments) and ``tau_c^2 / v_min`` (the conditionals) must stay
+        below it too. When the
         tail's mass is small (heterogeneous data) the grid can then start near the peak instead of
         at tau0, saving nodes; -inf when no scan point qualifies."""
         taus, g = self._scan_taus, self._scan_g
@@ -304,7 +307,10 @@ class ExactPosterior:
         log_z = top + math.log(np.trapezoid(np.exp(g - top), np.log(taus)))  # ~ log p(y), enough here
         loglik0 = float(self._model.conditional(np.zeros(1))[0][0])
         with np.errstate(divide="ignore"):
-            dev = np.log(np.maximum.accumulate(np.abs(np.expm1(self._model.conditional(cand)[0] - loglik0))))
+            # relative errors of putting the tail's mass at tau = 0: in L, in tau's moments (tau / c),
+            # and in the conditionals (the shrinkage factor tau^2 / (v_i + tau^2) <= tau^2 / v_min)
+            dev = np.maximum.accumulate(np.abs(np.expm1(self._model.conditional(cand)[0] - loglik0)))
+            dev = np.log(np.maximum(dev, np.maximum(cand / c, np.square(cand) / np.min(self._model.v))))
             err = loglik0 + self._log_tau2_prior.logcdf(2.0 * np.log(cand)) + dev - log_z
         ok = np.flatnonzero(err <= math.log(TAIL_RTOL))
         return 2.0 * math.log(cand[ok[-1]]) if ok.size else -math.inf
