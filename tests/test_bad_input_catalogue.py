@@ -26,7 +26,11 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bayes_se import cli
 from bayes_se.data import MAX_FILE_BYTES
@@ -314,6 +318,50 @@ def test_correlation_good_table_loads(tmp_path):
     path.write_text(CORRELATION_GOOD)
     data = correlations.load_correlations(path)
     assert data.k == 2 and data.variables == ("x", "m", "y")
+
+
+_TEXT = st.sampled_from(["x", "m", "y", "x ", "", "nan", "abc", "1", "-1", "1,5", "m;y"])
+_CELL = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 500), _TEXT)
+_COLUMNS = ("study", "n", "var1", "var2", "r")
+
+
+@st.composite
+def long_tables(draw):
+    """Random long correlation tables: plausible values mixed with every kind of junk, and now and
+    then a column dropped or renamed."""
+    rows = draw(st.integers(0, 9))
+    table = {
+        "study": draw(st.lists(st.one_of(st.sampled_from(["1", "2", "3"]), _CELL), min_size=rows, max_size=rows)),
+        "n": draw(st.lists(st.one_of(st.integers(-2, 300), _CELL), min_size=rows, max_size=rows)),
+        "var1": draw(st.lists(st.one_of(st.sampled_from(["x", "m", "y"]), _CELL), min_size=rows, max_size=rows)),
+        "var2": draw(st.lists(st.one_of(st.sampled_from(["x", "m", "y"]), _CELL), min_size=rows, max_size=rows)),
+        "r": draw(st.lists(st.one_of(st.floats(-1.5, 1.5), _CELL), min_size=rows, max_size=rows)),
+    }
+    drop = draw(st.sampled_from((None,) * 5 + _COLUMNS))
+    if drop:
+        table.pop(drop)
+    return pd.DataFrame(table, dtype=object)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=long_tables(), variables=st.sampled_from([None, ["x", "m", "y"], ["x", "m"], ["x", "x"]]),
+       as_file=st.booleans())
+def test_load_correlations_loads_or_raises_our_error(table, variables, as_file):
+    """Whatever the table, load_correlations returns data or raises BayesSEError; nothing else."""
+    correlations = pytest.importorskip("bayes_se.correlations")
+    with tempfile.TemporaryDirectory() as tmp:
+        source = table
+        if as_file:
+            source = pathlib.Path(tmp) / "r.csv"
+            table.to_csv(source, index=False)
+        try:
+            data = correlations.load_correlations(source, variables=variables)
+        except BayesSEError as exc:
+            assert str(exc) and "\n" not in str(exc)
+            return
+    assert data.k >= 2
+    assert np.all(np.abs(data.r[data.observed]) < 1)
+    assert np.all(data.n >= correlations.MIN_N)
 
 
 # ----------------------------------------------------------------------------------- documentation
