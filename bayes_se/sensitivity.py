@@ -202,10 +202,8 @@ def _exact_row(data, X, names, coef, tau_prior, level, smallest):
             row["bf_mu0"] = post.bayes_factor(f"{mu}=0")
     row["tau_mean"] = post.mean("tau")
     row["tau_lower"], row["tau_upper"] = (float(t) for t in post.quantile("tau", [a, 1.0 - a]))
-    with np.errstate(all="ignore"):
-        prior0 = float(np.exp(tau_prior.tau_logpdf(0.0)))
-        # Savage-Dickey needs a finite, positive prior density at tau = 0 (not so for log-t, inv-gamma)
-        bf = post.bayes_factor("tau0") if 0.0 < prior0 < math.inf else math.nan
+    # p(y | tau = 0) / p(y): defined for every proper tau prior (log-t and inverse-gamma included)
+    bf = post.bayes_factor("tau0")
     row["bf_tau0"] = bf if math.isfinite(bf) else math.nan
     for name, p in zip(names, par):
         if name != "intercept":
