@@ -187,6 +187,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from bayes_se.demo import run_demo
+
+    run_demo(args.data_dir, args.out, seed=args.seed, quick=args.quick)
+    return 0
+
+
 def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("spec", nargs="?", default=None,
                    help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
@@ -247,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="ENTRY", help=grid_help)
     p.add_argument("--title", default="Bayesian meta-analysis", help="report title")
     p.set_defaults(func=cmd_report)
+
+    from bayes_se.demo import DEFAULT_DATA_DIR, DEMO_SEED
+
+    p = sub.add_parser("demo", help="the flagship analysis on the bundled simulated self-efficacy data")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=f"dataset folder (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--out", default="bayes_se_demo",
+                   help="report folder (default bayes_se_demo; an existing one is kept and -2, -3, ... used)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default {DEMO_SEED})")
+    p.add_argument("--quick", action="store_true", help="small MCMC settings, for a smoke test")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,171 @@
+"""The flagship analysis in one call: ``bayes-se demo``.
+
+On the bundled **simulated** self-efficacy dataset (``data/self_efficacy_sim/``, calibrated to the
+published summaries of a 2025 review of self-efficacy in internet-based interventions; see its
+README), :func:`run_demo` does what that review did, the Bayesian way:
+
+1. effect sizes from raw statistics (Hedges' g between groups, standardized mean change within);
+2. random-effects models of the between- and within-group effects (exact engine);
+3. the guidance moderator model (MCMC: the report's main fit, with diagnostics, posterior-
+   predictive checks and LOO), and a meta-regression on baseline self-efficacy;
+4. the three-level model (effects nested in trials, MCMC);
+5. the mediation model intervention -> self-efficacy -> symptoms (Bayesian MASEM, MCMC);
+6. the box-score of reported findings; the frequentist comparison; a prior-sensitivity table;
+7. one report (HTML + Markdown + figures + tables) holding all of it.
+
+Each model is a call of the public API; this module only sequences them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import pandas as pd
+
+from bayes_se.errors import BayesSEError
+
+#: Where the simulated data sit in a clone of the repository.
+DEFAULT_DATA_DIR = pathlib.Path("data") / "self_efficacy_sim"
+#: Sampler settings of the demo's MCMC fits (4 chains: R-hat needs several).
+DEMO_SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4}
+DEMO_SEED = 20251121
+#: The prior grid of the demo's sensitivity table.
+DEMO_GRID = ("default", "vague", "rover2021_smd", "tau=half_cauchy(0.3)", "mu=normal(0, 0.3); tau=half_normal(0.3)")
+
+#: The specs the demo fits (users copy and edit these files).
+MODELS_DIR = pathlib.Path("models")
+
+
+def _free_dir(path: pathlib.Path) -> pathlib.Path:
+    """``path`` if it is new or empty, else ``path-2``, ``path-3``, ...: the demo never replaces
+    a folder (it may hold a user's edits)."""
+    candidate, n = path, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def _effects_from_raw(data_dir: pathlib.Path):
+    """Between- and within-group effect tables, with yi/vi recomputed from the raw statistics."""
+    from bayes_se.data import load_effects
+    from bayes_se.effect_sizes import smcr, smd
+
+    between = pd.read_csv(data_dir / "between.csv")
+    between["yi"], between["vi"] = smd(between.m1i, between.sd1i, between.n1i,
+                                       between.m2i, between.sd2i, between.n2i)
+    between["baseline_c"] = between["baseline_se"] - 50.0  # centred: the intercept is at baseline 50
+    between["guided"] = (between["guided"] == "guided").astype(int)  # 1 = guided, 0 = unguided (reference)
+    within = pd.read_csv(data_dir / "within.csv")
+    within["yi"], within["vi"] = smcr(within.m_post, within.m_pre, within.sd_pre, within.ni, within.ri.fillna(0.5))
+    return (load_effects(between, study="study", cluster="study_id"),
+            load_effects(within, study="study", cluster="study_id"))
+
+
+def _row(table: pd.DataFrame, name: str) -> str:
+    r = table.loc[name]
+    return f"{r['q50']:.3f} [{r['q2.5']:.3f}, {r['q97.5']:.3f}]"
+
+
+def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, quick: bool = False,
+             echo=print) -> pathlib.Path:
+    """Run the flagship analysis and write its report; return the report folder.
+
+    Parameters
+    ----------
+    data_dir : path
+        Folder of the simulated dataset (``between.csv``, ``within.csv``,
+        ``mediation_correlations.csv``, ``findings.csv``).
+    out_dir : path
+        Report folder; if it exists and is not empty, ``out_dir-2`` (-3, ...) is used instead.
+    seed : int
+    quick : bool
+        Smaller MCMC settings (2 chains x 300 draws) for a smoke test; the report says so through
+        its diagnostics.
+    echo : callable
+        Where progress lines go.
+    """
+    from bayes_se import api
+    from bayes_se.compare import compare_frequentist
+    from bayes_se.correlations import load_correlations
+    from bayes_se.frequentist import rma, rma_mv
+    from bayes_se.mediation import fit_mediation
+    from bayes_se.report import write_report
+    from bayes_se.sensitivity import sensitivity
+
+    data_dir = pathlib.Path(data_dir)
+    if not (data_dir / "between.csv").is_file():
+        raise BayesSEError(f"demo data not found in '{data_dir}': run from the repository root or pass "
+                           "--data-dir data/self_efficacy_sim")
+    if not (MODELS_DIR / "guidance_moderator.toml").is_file():
+        raise BayesSEError(f"model specs not found in '{MODELS_DIR}': run the demo from the repository root")
+    sampler = {"draws": 300, "tune": 300, "chains": 2} if quick else dict(DEMO_SAMPLER)
+    start = time.perf_counter()
+    between, within = _effects_from_raw(data_dir)
+    echo(f"data: {between.k} between-group effects from {between.n_clusters} trials, "
+         f"{within.k} within-group effects (SIMULATED, see {data_dir / 'README.md'})")
+
+    # 2. random-effects models, exact engine
+    re_between = api.fit(between, engine="exact")
+    re_within = api.fit(within, engine="exact")
+    # 3. guidance moderator (MCMC, main fit) and baseline meta-regression (exact)
+    spec = api.resolve_spec(MODELS_DIR / "guidance_moderator.toml", seed=seed)
+    guidance = api.fit(between, spec, **sampler)
+    baseline = api.fit(between, engine="exact", mods="baseline_c")
+    # 4. three-level model
+    three = api.fit(between, MODELS_DIR / "three_level.toml", seed=seed, **sampler)
+    # 5. mediation
+    corr = load_correlations(data_dir / "mediation_correlations.csv",
+                             variables=("intervention", "self_efficacy", "symptoms"))
+    mediation = fit_mediation(corr, seed=seed, **sampler)
+    # 6. box-score, frequentist comparison, sensitivity
+    findings = pd.read_csv(data_dir / "findings.csv")
+    freq_between = rma(between, method="REML", test="knha")
+    freq_three = rma_mv(between, method="REML")
+    sens = sensitivity(between, priors=list(DEMO_GRID), smallest_effect=0.2, seed=seed)
+    comparison = compare_frequentist(guidance, between, mods="guided")
+
+    t_between = re_between.summary(theta=False)
+    t_within = re_within.summary(theta=False)
+    t_guid = guidance.summary()
+    t_base = baseline.summary(theta=False)
+    t_three = three.summary()
+    t_med = mediation.summary()
+    other = {
+        "Between-group random-effects model (exact engine)": t_between,
+        "Within-group (pre-post) random-effects model (exact engine)": t_within,
+        "Meta-regression on baseline self-efficacy, centred at 50 (exact engine)": t_base,
+        "Three-level model: effects nested in trials (MCMC)":
+            t_three.loc[[n for n in t_three.index if not n.startswith(("theta[", "u_cluster", "w_effect"))]],
+        "Frequentist REML + Knapp-Hartung, between-group": pd.DataFrame(
+            {"estimate": [freq_between.beta[0]], "ci_lower": [freq_between.ci_lower[0]],
+             "ci_upper": [freq_between.ci_upper[0]], "tau2": [freq_between.tau2], "I2": [freq_between.I2]},
+            index=["mu"]),
+        "Frequentist three-level REML (rma.mv)": pd.DataFrame(
+            {"estimate": [freq_three.beta[0]], "ci_lower": [freq_three.ci_lb[0]], "ci_upper": [freq_three.ci_ub[0]],
+             "sigma2_trial": [freq_three.sigma2[0]], "sigma2_effect": [freq_three.sigma2[1]]}, index=["mu"]),
+    }
+    out = write_report(_free_dir(pathlib.Path(out_dir)), data=between, fit=guidance, spec=spec, freq=comparison,
+                       sensitivity=sens, mediation=mediation, boxscore=findings, other_models=other,
+                       title="Self-efficacy in internet-based interventions (SIMULATED data): Bayesian re-analysis")
+    seconds = time.perf_counter() - start
+
+    echo("")
+    echo("posterior medians [95% credible intervals]")
+    echo(f"  between-group d (random effects):      {_row(t_between, 'mu')}   (review: 0.46)")
+    echo(f"  within-group d (pre-post):             {_row(t_within, 'mu')}   (review: 0.47)")
+    echo(f"  unguided (intercept):                  {_row(t_guid, 'beta[intercept]')}")
+    echo(f"  guided - unguided:                     {_row(t_guid, 'beta[guided]')}   (review: guided 0.66)")
+    echo(f"  baseline self-efficacy slope:          {_row(t_base, 'beta[baseline_c]')}")
+    echo(f"  three-level mu:                        {_row(t_three, 'mu')}")
+    for name in ("a", "b", "indirect", "indirect_avg"):
+        if name in t_med.index:
+            echo(f"  mediation {name + ':':<29} {_row(t_med, name)}")
+    failed = [label for label, fit in (("guidance", guidance), ("three-level", three), ("mediation", mediation))
+              if not fit.diagnostics.passed]
+    echo("")
+    echo("diagnostics: " + ("all MCMC fits passed R-hat, ESS, divergence and E-BFMI checks" if not failed else
+                            "FAILED for " + ", ".join(failed) + " (see the report)"))
+    echo(f"report: {out / 'report.html'}  ({seconds:.0f} s)")
+    return out
