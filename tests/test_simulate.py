@@ -135,3 +135,30 @@ def test_cli_subcommand_prints_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "bayes_exact" in text and "REML_KH" in text and "coverage" in text
     assert len(pd.read_csv(out)) == 2 * 3 * 2
+
+
+#: The closed-form half-normal log density and Prior.tau_logpdf agree to rounding; the quadrature
+#: then agrees to its own tolerance (exact.CHEB_TOL, relative 1e-13), so 1e-10 is ample.
+SHORTCUT_RTOL = 1e-10
+
+
+def test_bayes_exact_matches_exact_posterior_with_the_prior_object():
+    from bayes_se.exact import exact_posterior
+    from bayes_se.priors import parse_assignment
+
+    cell = (8, 0.3, 0.2, "uniform(0.01, 0.1)")
+    row = fit_methods(cell, 0, SEED, ["bayes_exact"])[0]
+    data_seq, _ = np.random.SeedSequence(SEED, spawn_key=row_spawn_key(cell, 0)).spawn(2)
+    y, v = generate(*cell, np.random.default_rng(data_seq))
+    post = exact_posterior(y, v, beta_prior=parse_assignment("mu=normal(0, 1)")[1],
+                           tau_prior=parse_assignment("tau=half_normal(0.5)")[1])
+    assert row["estimate"] == pytest.approx(post.mean("mu"), rel=SHORTCUT_RTOL)
+    lo, hi = post.quantile("mu", [0.025, 0.975])
+    assert (row["ci_lower"], row["ci_upper"]) == pytest.approx((lo, hi), rel=SHORTCUT_RTOL)
+
+
+def row_spawn_key(cell, rep):
+    import zlib
+
+    k, tau, mu, v = cell
+    return (zlib.crc32(f"k={int(k)}|tau={float(tau)!r}|mu={float(mu)!r}|v={v}".encode()), rep)
