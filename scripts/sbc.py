@@ -180,7 +180,7 @@ def uniformity_pvalue(ranks, n_draws: int = N_RANKS, n_bins: int = N_BINS) -> fl
     """Chi-square test that ranks are uniform on ``0..n_draws`` (``n_bins`` equal bins)."""
     if (n_draws + 1) % n_bins:
         raise ValueError(f"{n_draws + 1} ranks do not split into {n_bins} equal bins")
-    counts = np.bincount(np.asarray(ranks) * n_bins // (n_draws + 1), minlength=n_bins)
+    counts = np.bincount(np.asarray(ranks, dtype=int) * n_bins // (n_draws + 1), minlength=n_bins)
     return float(stats.chisquare(counts).pvalue)
 
 
