@@ -118,12 +118,17 @@ def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0
     if hasattr(fit, "idata"):
         post = fit.idata.posterior
         meta = fit.meta
-        if meta is None or "theta" not in post or "tau" not in post:
+        three_level = "sigma_cluster" in post and "sigma_effect" in post
+        if meta is None or "theta" not in post or not ("tau" in post or three_level):
             raise SpecError("the plot needs a random-effects fit (tau and theta in the posterior)", key="fit")
         name = "mu" if "mu" in post else "beta"
         coef = _flat(post[name])
         coef = coef[:, None] if coef.ndim == 1 else coef
-        tau = _flat(post["tau"])
+        if three_level:
+            # a new effect from a new cluster varies by both components: tau^2 = sigma_c^2 + sigma_e^2
+            tau = np.sqrt(_flat(post["sigma_cluster"]) ** 2 + _flat(post["sigma_effect"]) ** 2)
+        else:
+            tau = _flat(post["tau"])
         tau = tau[:, None] if tau.ndim == 1 else tau
         prior = {}
         if hasattr(fit.idata, "prior"):
@@ -158,9 +163,10 @@ def _groups(group, data, k):
     if group is None:
         return None
     if isinstance(group, str):
-        if not isinstance(data, pd.DataFrame) or group not in data.columns:
+        frame = getattr(data, "frame", data)  # an EffectData carries its columns in .frame
+        if not isinstance(frame, pd.DataFrame) or group not in frame.columns:
             raise SpecError(f"group column {group!r} is not in data", key="group")
-        group = data[group]
+        group = frame[group]
     labels = [str(g) for g in group]
     if len(labels) != k:
         raise DataError(f"{len(labels)} group labels for {k} studies", column="group")
