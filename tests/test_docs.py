@@ -1,7 +1,8 @@
 """Every code block in ``docs/*.md`` runs.
 
-``python`` blocks of one page run in order in one namespace, from the repository root (so the
-paths in the docs are the paths a user of a clone types). ``bash`` blocks run each line that
+``python`` blocks of one page run in order in one namespace, in a scratch folder that links the
+repository's ``data``, ``models`` and ``tests`` folders (so the paths in the docs are the paths a
+user of a clone types, and whatever a page writes lands in the scratch folder). ``bash`` blocks run each line that
 starts with ``bayes-se`` through the CLI in-process and require exit status 0. Other fences
 (``toml``, ``text``, output listings) are not code.
 """
@@ -28,7 +29,9 @@ def blocks(page: pathlib.Path):
 def test_doc_code_blocks_run(page, monkeypatch, tmp_path, capsys):
     from bayes_se import cli
 
-    monkeypatch.chdir(ROOT)
+    for name in ("data", "models", "tests", "docs"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace = {"__name__": f"docs_{page.stem}", "DOCS_TMP": tmp_path}
     for lang, code in blocks(page):

@@ -40,7 +40,7 @@ def sensitivity_table(table) -> pd.DataFrame:
         Naming the missing column, or the row and column of a non-numeric value or of an interval
         that does not contain its mean.
     """
-    table = pd.DataFrame(table)
+    table = pd.DataFrame(getattr(table, "table", table))  # a SensitivityResult carries its table
     for col in REQUIRED:
         if col not in table.columns:
             raise DataError(f"sensitivity table needs column {col!r}", column=col)
