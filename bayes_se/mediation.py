@@ -156,7 +156,8 @@ class PathModel:
             out["a"], out["b"], out["c_prime"] = out[f"{x}->{m}"], out[f"{m}->{y}"], out[f"{x}->{y}"]
             out["indirect"] = out["a"] * out["b"]
             out["total"] = out["c_prime"] + out["indirect"]
-            out["prop_mediated"] = out["indirect"] / out["total"]
+            with np.errstate(divide="ignore", invalid="ignore"):  # NaN/inf where total = 0
+                out["prop_mediated"] = out["indirect"] / out["total"]
         return out
 
     def indirect_names(self) -> list[str]:
@@ -246,7 +247,7 @@ class MediationFit:
     Attributes
     ----------
     idata : arviz.InferenceData
-        ``posterior``: ``rho``, ``tau``, ``Omega``, ``effect`` (dims chain, draw, effect: path
+        ``posterior``: ``rho``, ``tau``, ``Omega``, ``effects`` (dims chain, draw, effect: path
         coefficients, indirect and total effects, ``indirect_avg``); ``prior`` with the same
         (``indirect_avg`` excepted); ``observed_data`` ``r`` (study, pair; NaN where
         unreported); ``log_likelihood`` ``r`` per study (study effects integrated out).
@@ -264,7 +265,7 @@ class MediationFit:
 
     def effect_names(self) -> list[str]:
         """Effect rows in summary order."""
-        names = list(self.idata.posterior["effect"].coords["effect"].values)
+        names = list(self.idata.posterior["effects"].coords["effect"].values)
         if self.paths.mediation is not None:
             return [n for n in MEDIATION_NAMES if n in names]
         return names
@@ -296,7 +297,7 @@ class MediationFit:
                          "r_hat": float(az.rhat(x)) if x.shape[0] > 1 else np.nan})
 
         for name in self.effect_names():
-            add(name, np.asarray(post["effect"].sel(effect=name)))
+            add(name, np.asarray(post["effects"].sel(effect=name)))
         for var in ("rho", "tau"):
             for label in self.data.pair_labels:
                 add(f"{var}[{label}]", np.asarray(post[var].sel(pair=label)))
@@ -304,7 +305,7 @@ class MediationFit:
 
     def draws(self, name: str, group: str = "posterior") -> np.ndarray:
         """Flattened draws of one effect (``"indirect"``, ``"a"``, ...) from a group."""
-        return np.asarray(getattr(self.idata, group)["effect"].sel(effect=name)).ravel()
+        return np.asarray(getattr(self.idata, group)["effects"].sel(effect=name)).ravel()
 
     def to_dict(self) -> dict:
         """JSON-ready: ``parameters`` (row -> statistics), ``diagnostics``, ``settings``."""
@@ -399,14 +400,14 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
     effect.attrs["indirect"] = "product of the pooled paths (a * b at the pooled correlation matrix)"
     effect.attrs["indirect_avg"] = ("average of the studies' own products E[a_i b_i], rho_i ~ N(rho, T) "
                                     f"truncated to valid matrices, {mc_draws} Monte Carlo draws per draw")
-    idata.posterior["effect"] = effect
+    idata.posterior["effects"] = effect
     idata.posterior["mc_accepted"] = xr.DataArray(accepted, dims=("chain", "draw"), coords=cd)
     idata.posterior["mc_accepted"].attrs["exact_conditional_draw"] = 1
     if "prior" in idata.groups() and "rho" in idata.prior:
         pr = idata.prior
         pcd = {"chain": pr["chain"].values, "draw": pr["draw"].values}
         with np.errstate(all="ignore"):
-            idata.prior["effect"] = _effects_dataarray(model, np.asarray(pr["rho"]), pcd, names)
+            idata.prior["effects"] = _effects_dataarray(model, np.asarray(pr["rho"]), pcd, names)
     ll = marginal_loglik(data, rho, T)
     study = list(data.study)
     log_lik = xr.Dataset({"r": xr.DataArray(ll, dims=("chain", "draw", "study"), coords={**cd, "study": study})})

@@ -38,9 +38,10 @@ def paths_table(fit, level: float = 0.95) -> pd.DataFrame:
         x, m, y = mediation
         alias = {(x, m): "a", (m, y): "b", (x, y): "c_prime"}
     for source, target in fit.paths.edges:
-        draws = fit.draws(f"{source}->{target}")
+        label = alias.get((source, target), f"{source}->{target}")
+        draws = fit.draws(label)
         lo, med, hi = _interval(draws, level)
-        rows.append({"source": source, "target": target, "label": alias.get((source, target), f"{source}->{target}"),
+        rows.append({"source": source, "target": target, "label": label,
                      "median": med, "lower": lo, "upper": hi, "prob_positive": float(np.mean(draws > 0))})
     return pd.DataFrame(rows)
 
@@ -59,12 +60,12 @@ def indirect_density_table(fit, name: str | None = None) -> pd.DataFrame:
     grid = np.linspace(lo - pad, hi + pad, GRID_POINTS)
     table = {"x": grid, "posterior": stats.gaussian_kde(post)(grid)}
     prior = None
-    if "prior" in fit.idata.groups() and "effect" in fit.idata.prior:
+    if "prior" in fit.idata.groups() and "effects" in fit.idata.prior:
         prior = fit.draws(name, group="prior")
         prior = prior[np.isfinite(prior)]
     table["prior"] = stats.gaussian_kde(prior)(grid) if prior is not None and prior.size > 1 else np.nan
     avg_name = "indirect_avg" if name == "indirect" else name.replace("indirect[", "indirect_avg[", 1)
-    if avg_name in list(fit.idata.posterior["effect"].coords["effect"].values):
+    if avg_name in list(fit.idata.posterior["effects"].coords["effect"].values):
         avg = fit.draws(avg_name)
         avg = avg[np.isfinite(avg)]
         table["posterior_avg"] = stats.gaussian_kde(avg)(grid)
