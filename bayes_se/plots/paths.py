@@ -130,9 +130,14 @@ def plot_paths(fit, ax=None, level: float = 0.95):
                     arrowprops=dict(arrowstyle="-|>", color=colour, lw=2.0, linestyle="-" if sig else "--",
                                     shrinkA=38, shrinkB=38, mutation_scale=16), zorder=2)
         mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        # labels sit beside the arrow, away from the diagram's centre
-        offset = 0.07 if my >= 0.3 or y0 != y1 else -0.09
-        ax.text(mx, my + offset, f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
+        # labels sit beside the arrow, on the side away from the diagram's centre
+        cx, cy = np.mean([v[0] for v in pos.values()]), np.mean([v[1] for v in pos.values()])
+        nx, ny = -(y1 - y0), x1 - x0
+        norm = np.hypot(nx, ny) or 1.0
+        nx, ny = nx / norm, ny / norm
+        if (mx - cx) * nx + (my - cy) * ny < 0:
+            nx, ny = -nx, -ny
+        ax.text(mx + 0.12 * nx, my + 0.1 * ny, f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
                 ha="center", va="center", fontsize=9.5, color=colour,
                 bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.85), zorder=4)
     lines = [f"posterior medians, {pct} credible intervals"]
@@ -183,7 +188,7 @@ def plot_indirect(fit, ax=None, name: str | None = None):
     ax.axvline(0.0, color="#7f7f7f", lw=0.8)
     ax.set_xlabel(f"{effect} (standardized)")
     ax.set_ylabel("density")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.35 * float(np.nanmax(table[[c for c in table.columns if c != "x"]].to_numpy())))
     ax.legend(frameon=False, fontsize=8.5, loc="upper left")
     ax.set_title("Indirect effect: posterior vs prior")
     fig.tight_layout()
