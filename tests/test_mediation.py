@@ -187,7 +187,7 @@ def test_craft2003_bayesian_close_to_two_stage():
     paths = {"perf": ["acog", "asom", "conf"], "conf": ["acog", "asom"]}
     freq = two_stage(data, paths=paths, n_boot=0)
     start = time.perf_counter()
-    fit = fit_mediation(data, paths=paths, seed=5, draws=500, tune=500, chains=2)
+    fit = fit_mediation(data, paths=paths, seed=5, draws=500, tune=500, chains=4)
     elapsed = time.perf_counter() - start
     bayes = fit.summary()
     for name in ("acog->perf", "asom->perf", "conf->perf", "acog->conf", "asom->conf",

@@ -16,12 +16,10 @@ Choices:
   own correlations are noisy and correlated with their own weights (Becker & Fahrbach 1994), and a
   study missing a correlation has no own value for the covariances that need it; at the pooled rho
   every study contributes all the pairs it reports (metafor's ``rcalc`` instead drops such studies).
-* The pooled matrix is kept valid (positive definite) by construction: ``R`` is the correlation
-  matrix of an auxiliary ``LKJCholeskyCov`` (scales ``rho_scale ~ Exponential(1)``, which the
-  likelihood does not see and which therefore keep their prior). The correlation matrix of an
-  LKJ-Cholesky covariance is LKJ(eta) distributed whatever the scales (Lewandowski et al. 2009), so
-  this is an exact LKJ prior on ``R`` with PyMC's Cholesky transform: NUTS never leaves the set of
-  valid matrices (a rejection potential would make divergences at its edge).
+* The pooled matrix and the heterogeneity correlation matrix ``Omega`` are kept valid (positive
+  definite) by construction: each is built from independent canonical partial correlations with
+  the Beta priors that make it exactly LKJ(eta) (:func:`lkj_corr_cpc`), so NUTS never leaves the
+  set of valid matrices, and ``tau`` is a separate coordinate (no funnel as tau approaches 0).
 * Nothing else is latent, so there is nothing to put in non-centred form.
 
 References
@@ -112,19 +110,15 @@ def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
     coords = {"pair": labels, "pair2": labels, "study": list(data.study)}
     lower = np.array([i * p + j for i, j in data.pairs])
     with pm.Model(coords=coords) as model:
-        _, R, _ = pm.LKJCholeskyCov("rho_chol", n=p, eta=pri["eta_rho"], sd_dist=pm.Exponential.dist(1.0),
-                                    compute_corr=True, store_in_trace=False)
+        R, _ = lkj_corr_cpc("rho", p, pri["eta_rho"])
         rho = pm.Deterministic("rho", R.reshape((p * p,)).dot(np.eye(p * p)[lower].T), dims="pair")
+        tau = pri["tau"].to_pymc("tau", dims="pair")
         if q == 1:
-            tau = pri["tau"].to_pymc("tau", dims="pair")
             T = pt.diag(tau**2)
         else:
-            chol_T, Omega, tau = pm.LKJCholeskyCov("T_chol", n=q, eta=pri["eta"],
-                                                  sd_dist=pri["tau"].pymc_dist(), compute_corr=True,
-                                                  store_in_trace=False)
-            pm.Deterministic("tau", tau, dims="pair")
+            Omega, _ = lkj_corr_cpc("Omega", q, pri["eta"])
             pm.Deterministic("Omega", Omega, dims=("pair", "pair2"))
-            T = chol_T @ chol_T.T
+            T = tau[:, None] * Omega * tau[None, :]
         Psi = olkin_siotani(R, p=p)
         # All studies' observed correlations as one stacked vector: its covariance is block-diagonal,
         # Sigma = (M Psi M') * W + (M T M') * same_study, with M selecting each row's pair and
@@ -139,6 +133,52 @@ def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
         cov = (M @ Psi @ M.T) * W + (M @ T @ M.T) * same
         pm.MvNormal("r_obs", mu=M @ rho, cov=cov, observed=np.array([data.r[i, c] for i, c in rows]))
     return MasemModel(model=model, data=data, priors=pri)
+
+
+def lkj_corr_cpc(name: str, p: int, eta: float):
+    """A p x p correlation matrix with an LKJ(eta) prior, built from canonical partial correlations.
+
+    The C-vine partial correlation of variables ``(j, i)`` given ``0..j-1`` is drawn as
+    ``z = 2 B - 1``, ``B ~ Beta(b_j, b_j)``, ``b_j = eta + (p - 2 - j) / 2``; these are independent
+    under LKJ(eta) (Lewandowski, Kurowicka & Joe 2009, section 3.2), so the prior on the matrix is
+    exactly LKJ(eta). The Cholesky factor follows from them (the map Stan uses):
+    ``L[i, j] = z[i, j] sqrt(1 - sum_{m<j} L[i, m]^2)``, ``L[i, i] = sqrt(1 - sum_{m<i} L[i, m]^2)``.
+
+    Hand-written because PyMC's ``LKJCholeskyCov`` parametrises the *covariance* Cholesky factor:
+    as a pooled correlation matrix (with auxiliary scales the likelihood never sees) or as the
+    between-study covariance (whose scales can approach 0) it bends the posterior into ridges and
+    funnels that NUTS crosses only with tiny steps. Here every coordinate is a free partial
+    correlation, independent of any scale.
+
+    Parameters
+    ----------
+    name : str
+        The free variable is ``{name}_cpc`` (the Beta draws, one per pair).
+    p : int
+    eta : float
+
+    Returns
+    -------
+    (R, L) : pytensor tensors, the correlation matrix and its Cholesky factor.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    pairs = [(i, j) for i in range(1, p) for j in range(i)]
+    shape = np.array([eta + (p - 2 - j) / 2.0 for _, j in pairs])
+    z = 2.0 * pm.Beta(f"{name}_cpc", alpha=shape, beta=shape, shape=len(pairs)) - 1.0
+    index = {pair: n for n, pair in enumerate(pairs)}
+    rows = [[pt.constant(1.0)] + [pt.constant(0.0)] * (p - 1)]
+    for i in range(1, p):
+        row, acc = [], pt.constant(0.0)
+        for j in range(i):
+            value = z[index[(i, j)]] * pt.sqrt(1.0 - acc) if j else z[index[(i, j)]]
+            row.append(value)
+            acc = acc + value**2
+        row.append(pt.sqrt(1.0 - acc))
+        rows.append(row + [pt.constant(0.0)] * (p - 1 - i))
+    L = pt.stack([pt.stack(r) for r in rows])
+    return L @ L.T, L
 
 
 def marginal_loglik(data: CorrelationData, rho, T) -> np.ndarray:
