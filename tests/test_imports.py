@@ -20,6 +20,9 @@ HEAVY = ("pymc", "arviz", "matplotlib", "pytensor")
 #: here; generous so that a loaded 2-core machine does not fail the test.
 SUBPROCESS_TIMEOUT_S = 120
 
+#: A 50 x 3 matrix-vector product by OpenBLAS vs NumPy's own BLAS: summation order may differ.
+GEMV_RTOL = 1e-12
+
 REPORT = f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
 
 
@@ -74,3 +77,29 @@ def test_simulate_module_is_light():
         simulate({"k": [5], "tau": [0.2]}, reps=2, out=out, seed=1, workers=1, progress=False)
     """
     assert _heavy_modules_after(code) == []
+
+
+def test_blas_configure_links_scipy_openblas_and_computes_gemv(tmp_path):
+    """bayes_se.blas.configure (before PyTensor is imported) gives PyTensor a C BLAS Gemv whose
+    result equals NumPy's; without SciPy's bundled OpenBLAS it declines and changes nothing."""
+    code = f"""
+        import os
+        os.environ["PYTENSOR_FLAGS"] = "base_compiledir={tmp_path}"
+        import numpy as np
+        from bayes_se import blas
+        found = blas.scipy_openblas() is not None
+        assert blas.configure() == found
+        import pytensor, pytensor.tensor as pt
+        X, b = pt.matrix("X"), pt.vector("b")
+        f = pytensor.function([X, b], X @ b)
+        ops = [type(node.op).__name__ for node in f.maker.fgraph.toposort()]
+        assert (not found) or any(name.startswith("CGemv") for name in ops), ops
+        rng = np.random.default_rng(0)
+        Xv, bv = rng.normal(size=(50, 3)), rng.normal(size=3)
+        assert np.allclose(f(Xv, bv), Xv @ bv, rtol={GEMV_RTOL}, atol=0)
+        print("ok")
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok")
