@@ -175,6 +175,25 @@ class ExactFit:
                         key="sampler.engine")
 
 
+def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
+    """A ``type = "mediation"`` spec: correlation table in, :class:`bayes_se.mediation.MediationFit` out."""
+    from bayes_se.correlations import CorrelationData, load_correlations
+    from bayes_se.mediation import fit_mediation
+    from bayes_se.spec import mediation_paths
+
+    med = spec.mediation
+    if not isinstance(data, CorrelationData):
+        variables = [v.strip() for v in med.variables.split(",") if v.strip()] or None
+        data = load_correlations(data, variables=variables, study=spec.data.study, n=med.n, layout=med.layout)
+    priors = {"eta": med.eta, "eta_rho": med.eta_rho}
+    if "tau" in spec.priors:
+        priors["tau"] = spec.priors["tau"]
+    return fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
+                         priors=priors, seed=spec.sampler.seed, draws=draws or spec.sampler.draws,
+                         tune=tune or spec.sampler.tune, chains=chains or spec.sampler.chains,
+                         target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws)
+
+
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
         chains=None):
     """Fit the Bayesian meta-analysis a spec describes.
@@ -193,13 +212,14 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
 
     Returns
     -------
-    ExactFit or bayes_se.results.BayesianFit
+    ExactFit, bayes_se.results.BayesianFit, or bayes_se.mediation.MediationFit (type = "mediation":
+    ``data`` is then a correlation table, see :func:`bayes_se.correlations.load_correlations`)
     """
     spec = resolve_spec(spec, priors=priors, mods=mods, engine=engine, seed=seed)
+    if spec.model.type == "mediation":
+        return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains)
     data = load_data(data, spec)
     mtype = spec.model.type
-    if mtype == "mediation":
-        raise SpecError("mediation specs take a correlation table: use bayes_se.mediation", key="model.type")
     if mtype == "three_level" and data.cluster is None:
         raise DataError("a three-level model needs a cluster column (spec [data] cluster or --cluster)",
                         column="cluster")

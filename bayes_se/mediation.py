@@ -307,6 +307,22 @@ class MediationFit:
         """Flattened draws of one effect (``"indirect"``, ``"a"``, ...) from a group."""
         return np.asarray(getattr(self.idata, group)["effects"].sel(effect=name)).ravel()
 
+    def print_summary(self, level: float = 0.95) -> str:
+        """The summary as text, with the diagnostics banner first when a check failed."""
+        parts = [] if self.diagnostics is None or self.diagnostics.passed else [self.diagnostics.banner()]
+        parts.append(f"Bayesian MASEM (k = {self.data.k} studies; variables {', '.join(self.data.variables)}), "
+                     f"{self.settings.get('chains')} chains x {self.settings.get('draws')} draws")
+        with pd.option_context("display.width", 140, "display.max_columns", 20):
+            parts.append(self.summary(level=level).round(4).to_string())
+        parts.append("indirect = a*b at the pooled matrix; indirect_avg = E[a_i b_i], the average of the "
+                     "studies' own products (it adds cov(a_i, b_i); Bauer, Preacher & Gil 2006)")
+        if self.diagnostics is not None:
+            d = self.diagnostics.to_dict()
+            parts.append(f"diagnostics: max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
+                         f"min tail ESS {d['min_ess_tail']:.0f}, divergences {d['divergences']} -> "
+                         f"{'passed' if d['passed'] else 'FAILED'}")
+        return "\n".join(parts)
+
     def to_dict(self) -> dict:
         """JSON-ready: ``parameters`` (row -> statistics), ``diagnostics``, ``settings``."""
         def num(v):

@@ -99,7 +99,8 @@ def write_fit_outputs(res, spec, path, *, force: bool = False) -> pathlib.Path:
         record = {
             "engine": spec.sampler.engine,
             "seed": spec.sampler.seed,
-            "data_sha256": res.data.checksum() if hasattr(res, "data") else res.settings.get("data_sha256"),
+            "data_sha256": (res.data.checksum() if hasattr(getattr(res, "data", None), "checksum")
+                            else res.settings.get("data_sha256")),
             "versions": package_versions(),
         }
         if hasattr(res, "idata"):

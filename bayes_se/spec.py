@@ -80,12 +80,34 @@ class SummarySection:
     level: float = 0.95
 
 
+@dataclasses.dataclass(frozen=True)
+class MediationSection:
+    """``[mediation]`` (type = "mediation" only): the path model and its correlation-table layout.
+
+    ``paths`` is ``"OUT ~ A + B; OUT2 ~ C"`` ('' = the single-mediator model m ~ x, y ~ x + m);
+    ``variables`` orders the pooled matrix ('' = x, m, y); ``tau`` is set in ``[priors]``.
+    """
+
+    x: str = "intervention"
+    m: str = "self_efficacy"
+    y: str = "symptoms"
+    paths: str = ""
+    variables: str = ""
+    layout: str = "auto"
+    n: str = "n"
+    eta: float = 2.0
+    eta_rho: float = 1.0
+    mc_draws: int = 256
+
+
 _SECTIONS = {
     "model": ModelSection,
     "data": DataSection,
     "sampler": SamplerSection,
     "summary": SummarySection,
+    "mediation": MediationSection,
 }
+MEDIATION_LAYOUTS = ("auto", "long", "wide", "paths")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +129,7 @@ class ModelSpec:
     priors: Mapping[str, Prior] = dataclasses.field(default_factory=dict)
     sampler: SamplerSection = SamplerSection()
     summary: SummarySection = SummarySection()
+    mediation: MediationSection = MediationSection()
 
     def __post_init__(self):
         object.__setattr__(self, "priors", types.MappingProxyType(dict(self.priors)))
@@ -159,7 +182,10 @@ class ModelSpec:
         Hand-written because ``tomllib`` only reads; the values are strings, integers and floats.
         """
         lines = []
-        for section in ("model", "data", "priors", "sampler", "summary"):
+        sections = ["model", "data", "priors", "sampler", "summary"]
+        if self.model.type == "mediation":
+            sections.append("mediation")
+        for section in sections:
             lines.append(f"[{section}]")
             if section == "priors":
                 items = [("preset", self.preset)] + [(k, p.spec_text()) for k, p in self.priors.items()]
@@ -252,9 +278,11 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
     data_raw = raw.get("data", {})
     if data_raw.get("se") and "variance" not in data_raw:
         parts["data"] = dataclasses.replace(parts["data"], variance="")
+    if "mediation" in raw and parts["model"].type != "mediation":
+        raise SpecError("a [mediation] section needs type = 'mediation'", key="model.type")
     preset_name, priors = _priors_section(raw.get("priors", {}))
     return ModelSpec(model=parts["model"], data=parts["data"], preset=preset_name, priors=priors,
-                     sampler=parts["sampler"], summary=parts["summary"])
+                     sampler=parts["sampler"], summary=parts["summary"], mediation=parts["mediation"])
 
 
 def _type_name(value) -> str:
@@ -368,6 +396,8 @@ def _validate(spec: ModelSpec) -> None:
     if d.variance and d.se:
         raise SpecError(f"give either variance = \"{d.variance}\" or se = \"{d.se}\", not both "
                         "(set variance = \"\" to use the standard errors)", key="data.se")
+    if m.type == "mediation":
+        _validate_mediation(spec)
     if m.type == "three_level" and not d.cluster:
         raise SpecError("type = 'three_level' needs the cluster column: set cluster = \"...\"",
                         key="data.cluster")
@@ -382,6 +412,47 @@ def _validate(spec: ModelSpec) -> None:
     if not math.isfinite(q.smallest_effect):
         raise SpecError(f"must be a finite number, got {q.smallest_effect}", key="summary.smallest_effect")
     _validate_priors(spec)
+
+
+def mediation_paths(text: str) -> dict[str, list[str]]:
+    """Parse ``"OUT ~ A + B; OUT2 ~ C"`` into ``{"OUT": ["A", "B"], "OUT2": ["C"]}`` (our own small
+    grammar: names, ``~``, ``+``, ``;``)."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        outcome, sep, rhs = part.partition("~")
+        outcome = outcome.strip()
+        preds = [t.strip() for t in rhs.split("+")]
+        if not sep or not _COLUMN_RE.match(outcome) or not all(_COLUMN_RE.match(t) for t in preds):
+            raise SpecError(f"'{part}' is not an equation 'OUTCOME ~ PREDICTOR + ...'", key="mediation.paths")
+        if outcome in out:
+            raise SpecError(f"outcome '{outcome}' has two equations", key="mediation.paths")
+        out[outcome] = preds
+    return out
+
+
+def _validate_mediation(spec: ModelSpec) -> None:
+    med = spec.mediation
+    for key in ("x", "m", "y", "n"):
+        if not _COLUMN_RE.match(getattr(med, key)):
+            raise SpecError(f"'{getattr(med, key)}' is not a variable name", key=f"mediation.{key}")
+    if len({med.x, med.m, med.y}) < 3:
+        raise SpecError("x, m and y must be three different variables", key="mediation.y")
+    _choice("mediation.layout", med.layout, MEDIATION_LAYOUTS)
+    for key, value in (("mediation.eta", med.eta), ("mediation.eta_rho", med.eta_rho)):
+        if not value > 0:
+            raise SpecError(f"the LKJ shape must be > 0, got {value}", key=key)
+    if med.mc_draws < 1:
+        raise SpecError(f"must be >= 1, got {med.mc_draws}", key="mediation.mc_draws")
+    mediation_paths(med.paths)
+    names = [v.strip() for v in med.variables.split(",") if v.strip()]
+    if any(not _COLUMN_RE.match(v) for v in names):
+        raise SpecError(f"'{med.variables}' must be variable names separated by commas", key="mediation.variables")
+    if spec.sampler.engine != "mcmc":
+        raise SpecError("the mediation model is sampled by MCMC (engine = 'mcmc')", key="sampler.engine")
+    extra = sorted(set(spec.priors) - {"tau"})
+    if extra:
+        raise SpecError(f"a mediation model takes only a tau prior in [priors] (LKJ shapes go in "
+                        f"[mediation]), not {extra[0]}", key=f"priors.{extra[0]}")
 
 
 def _validate_priors(spec: ModelSpec) -> None:

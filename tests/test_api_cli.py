@@ -215,3 +215,16 @@ def test_cli_fit_mcmc_each_spec_on_bundled_data(capsys, metapsy_guided, spec, ex
     assert "tau" in params or "sigma_cluster" in params
     assert {"ess_bulk", "ess_tail", "r_hat"} <= set(next(iter(params.values())))
     assert obj["diagnostics"]["divergences"] == 0
+
+
+@pytest.mark.mcmc
+def test_cli_fit_mediation_spec_json(capsys):
+    """models/mediation.toml fits a long correlation CSV as it is; parameters carry the issue's names."""
+    data = ROOT / "data" / "self_efficacy_sim" / "mediation_correlations.csv"
+    code, out, err = run_cli(capsys, "fit", MODELS / "mediation.toml", "--data", data, "--json",
+                             "--chains", "2", "--draws", "200", "--tune", "200")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert {"a", "b", "c_prime", "indirect", "indirect_avg", "total", "prop_mediated",
+            "rho[intervention,self_efficacy]"} <= set(obj["parameters"])
+    assert obj["diagnostics"]["divergences"] == 0

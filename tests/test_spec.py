@@ -14,9 +14,9 @@ MODELS = pathlib.Path(__file__).resolve().parent.parent / "models"
 SPEC_FILES = sorted(MODELS.glob("*.toml"))
 
 
-def test_three_spec_files_are_shipped():
+def test_spec_files_are_shipped():
     assert {p.name for p in SPEC_FILES} == {"random_effects.toml", "guidance_moderator.toml",
-                                            "three_level.toml"}
+                                            "three_level.toml", "mediation.toml"}
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
@@ -221,3 +221,32 @@ def test_not_a_path_or_text():
 def test_exact_engine_accepted_for_normal_models():
     spec = load_spec("[model]\ntype = 'meta_regression'\nmods = 'guided'\n[sampler]\nengine = 'exact'")
     assert spec.sampler.engine == "exact"
+
+
+def test_mediation_spec_loads_and_round_trips():
+    from bayes_se.spec import mediation_paths
+
+    spec = load_spec(MODELS / "mediation.toml")
+    assert spec.model.type == "mediation"
+    assert (spec.mediation.x, spec.mediation.m, spec.mediation.y) == ("intervention", "self_efficacy", "symptoms")
+    assert load_spec(spec.to_toml()) == spec
+    assert mediation_paths("perf ~ acog + asom + conf; conf ~ acog + asom") == {
+        "perf": ["acog", "asom", "conf"], "conf": ["acog", "asom"]}
+
+
+@pytest.mark.parametrize(
+    "text, key, needle",
+    [
+        ('[model]\ntype = "mediation"\n[mediation]\nx = "a"\nm = "a"\ny = "b"\n', "mediation.y", "three different"),
+        ('[model]\ntype = "mediation"\n[mediation]\npaths = "y = x"\n', "mediation.paths", "equation"),
+        ('[model]\ntype = "mediation"\n[mediation]\neta = 0.0\n', "mediation.eta", "> 0"),
+        ('[model]\ntype = "mediation"\n[sampler]\nengine = "exact"\n', "sampler.engine", "MCMC"),
+        ('[model]\ntype = "mediation"\n[priors]\nmu = "normal(0, 1)"\n', "priors.mu", "only a tau prior"),
+        ('[model]\ntype = "random_effects"\n[mediation]\nx = "a"\n', "model.type", "type = 'mediation'"),
+        ('[model]\ntype = "mediation"\n[mediation]\nlayout = "tall"\n', "mediation.layout", "tall"),
+    ],
+)
+def test_mediation_spec_errors(text, key, needle):
+    with pytest.raises(SpecError) as err:
+        load_spec(text)
+    assert err.value.key == key and needle in str(err.value)
