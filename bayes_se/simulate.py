@@ -433,19 +433,17 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-def _preload(methods) -> None:
-    """Import the light engines before forking: each worker then inherits them instead of
-    spending a second or two importing SciPy/pandas itself (PyMC is left to the workers)."""
-    import importlib
-
-    if "bayes_exact" in methods:
-        importlib.import_module("bayes_se.exact")
-    if {"DL", "REML", "REML_KH"} & set(methods):
-        importlib.import_module("bayes_se.frequentist")
+def _preload(methods, priors) -> None:
+    """Fit one small replicate with the light methods before forking: each worker then inherits
+    their (lazily imported) modules and caches instead of spending a second or more importing
+    SciPy submodules itself. PyMC is left to the workers."""
+    light = [m for m in methods if m != "bayes_mcmc"]
+    if light:
+        fit_methods((5, 0.1, 0.0, GRID_DEFAULTS["v"][0]), 0, 0, light, priors)
 
 
 def _run_local(tasks, workers, seed, methods, priors, out, bar):
-    _preload(methods)
+    _preload(methods, priors)
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(run_batch, batch, seed, methods, priors): len(batch)
                    for batch in _batches(tasks, workers)}

@@ -223,7 +223,29 @@ def job_simulate(job):
         return {"simulate_s": time.perf_counter() - t, "rows": len(res)}
 
 
-JOBS = {"mcmc": job_mcmc, "nutpie": job_nutpie, "exact": job_exact, "sensitivity": job_sensitivity,
+def _burn(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def job_burn(job):
+    """Control for the simulate speed-up: the same pure-Python work on 1 or 2 processes, so the
+    speed-up the machine itself allows (other load, CPU quota) is measured beside ours."""
+    import concurrent.futures
+
+    n, parts = 10_000_000, 4
+    t = time.perf_counter()
+    if job["workers"] == 1:
+        [_burn(n) for _ in range(parts)]
+    else:
+        with concurrent.futures.ProcessPoolExecutor(job["workers"]) as pool:
+            list(pool.map(_burn, [n] * parts))
+    return {"simulate_s": time.perf_counter() - t, "rows": 0}
+
+
+JOBS = {"burn": job_burn, "mcmc": job_mcmc, "nutpie": job_nutpie, "exact": job_exact, "sensitivity": job_sensitivity,
         "posthoc": job_posthoc, "simulate": job_simulate}
 
 

@@ -191,6 +191,7 @@ def sec_simulate(opts):
         for r in range(opts.repeats):
             rows.append({**worker({"job": "simulate", "workers": workers, "reps": 10 if opts.quick else 40}),
                          "repeat": r})
+            rows.append({**worker({"job": "burn", "workers": workers}), "repeat": r})
     return pd.DataFrame(rows)
 
 
@@ -328,7 +329,7 @@ def write_summary(res, opts, suffix):
             frame = mcmc_table(frame)
         elif name in ("import", "cli", "exact", "sensitivity", "posthoc", "simulate"):
             keys = {"import": ["module"], "cli": ["command", "k"], "exact": ["model", "k"],
-                    "sensitivity": ["engine"], "posthoc": [], "simulate": ["workers"]}[name]
+                    "sensitivity": ["engine"], "posthoc": [], "simulate": ["job", "workers"]}[name]
             num = [c for c in frame.select_dtypes("number").columns if c not in keys + ["repeat", "k", "rc", "inner"]]
             frame = frame.groupby(keys)[num].median().reset_index() if keys else frame[num].median().to_frame().T
         elif name == "nutpie" and "cache" in frame:
