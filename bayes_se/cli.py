@@ -89,8 +89,18 @@ def cmd_freq(args) -> int:
 
 def _spec_columns(args):
     """Column overrides given on the command line (None where not given)."""
-    return {k: getattr(args, k) for k in ("effect", "variance", "se", "study", "cluster")
+    cols = {k: getattr(args, k) for k in ("effect", "variance", "se", "study", "cluster")
             if getattr(args, k, None) is not None}
+    if cols.get("se") and "variance" not in cols:
+        cols["variance"] = ""  # --se replaces the spec's variance column
+    return cols
+
+
+def _spec_arg(args):
+    """The SPEC argument as a path (a missing file is then 'file not found', never read as TOML)."""
+    import pathlib
+
+    return pathlib.Path(args.spec) if args.spec else None
 
 
 def cmd_fit(args) -> int:
@@ -99,7 +109,7 @@ def cmd_fit(args) -> int:
     from bayes_se import api
     from bayes_se.outputs import write_fit_outputs
 
-    spec = api.resolve_spec(args.spec, priors=args.prior, mods=args.mods, engine=args.engine,
+    spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
                             seed=args.seed)
     cols = _spec_columns(args)
     if cols:
@@ -132,7 +142,8 @@ def _fit_from_args(args):
 
     from bayes_se import api
 
-    spec = api.resolve_spec(args.spec, priors=args.prior, mods=args.mods, engine=args.engine, seed=args.seed)
+    spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
+                            seed=args.seed)
     cols = _spec_columns(args)
     if cols:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))

@@ -240,6 +240,15 @@ def _read_file(path: str, sep, decimal):
         text = raw.decode("cp1252", errors="replace")  # what Excel writes on Windows
     if "\x00" in text:
         raise DataError(f"file {path} is not a text table (it holds NUL bytes)")
+    # universal newlines: Windows CRLF and classic-Mac CR-only files read like Unix ones
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        return _parse_text(text, path, sep, decimal)
+    except csv.Error as exc:
+        raise DataError(f"file {path} is not a readable delimited text table ({exc})") from None
+
+
+def _parse_text(text: str, path: str, sep, decimal):
     if not text.strip():
         raise DataError(f"file {path} is empty")
     if sep is None:

@@ -119,11 +119,11 @@ class _NormalModel:
         self.y, self.v, self.X = y, v, X
         flat = ~np.isfinite(s)
         self.proper = not bool(flat.any())
-        self.prec = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, s) ** 2)
+        self.prec = np.where(flat, 0.0, (1.0 / np.where(flat, 1.0, s)) ** 2)  # (1/s)^2: no overflow at s ~ 1e200
         self.m = np.where(flat, 0.0, m)
         self.r = y - X @ self.m
         k, p = X.shape
-        self.const = -0.5 * (k * LOG_2PI + float(np.sum(np.log(s[~flat] ** 2))))
+        self.const = -0.5 * (k * LOG_2PI + float(np.sum(2.0 * np.log(s[~flat]))))
         # per-study outer products and cross-products, so each tau costs three (G x k) matmuls
         self._XX = (X[:, :, None] * X[:, None, :]).reshape(k, p * p)
         self._Xr = X * self.r[:, None]

@@ -47,19 +47,21 @@ def atomic_dir(path, write, *, force: bool = False) -> pathlib.Path:
     path = check_out_dir(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    old = None
     try:
         write(tmp)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f".{path.name}-previous")  # distinct from the tmp prefix
             shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not path.exists():
+            old.rename(path)  # put the user's folder back where it was
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -414,6 +414,9 @@ def _check_args(family: str, params: dict) -> dict:
             raise SpecError(f"{family}: argument {n} must be finite, got {v}")
         if n in _POSITIVE_ARGS and v <= 0:
             raise SpecError(f"{family}: argument {n} must be > 0, got {_fmt(v)}")
+        if n in _POSITIVE_ARGS and v * v == 0.0:
+            raise SpecError(f"{family}: argument {n} = {v!r} is too small to compute with (its square "
+                            "underflows to 0)")
         out[n] = v
     if family == "uniform" and not out["lower"] < out["upper"]:
         raise SpecError(f"uniform: lower must be < upper, got lower={_fmt(out['lower'])}, "

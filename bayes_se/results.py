@@ -219,28 +219,26 @@ class BayesianFit:
 
 
 def provenance_attrs(settings: dict, meta=None) -> dict:
-    """netCDF-safe attributes: spec text, data checksum and package versions."""
-    import arviz
-    import pymc
-    import pytensor
+    """netCDF-safe attributes: spec text, data checksum and package versions.
 
-    import bayes_se
+    The data checksum is the one :func:`bayes_se.api.fit` recorded from the EffectData (the same
+    as ``provenance.json``'s); a fit built from arrays gets a hash of its numbers instead.
+    """
+    from bayes_se.outputs import package_versions
 
-    attrs = {
-        "spec": json.dumps(settings, sort_keys=True, default=str),
-        "pymc_version": pymc.__version__,
-        "pytensor_version": pytensor.__version__,
-        "arviz_version": arviz.__version__,
-        "numpy_version": np.__version__,
-        "bayes_se_version": bayes_se.__version__,
-    }
+    attrs = {"spec": json.dumps(settings, sort_keys=True, default=str)}
+    attrs.update({f"{name}_version": version for name, version in package_versions().items() if version})
     if "seed" in settings:
         attrs["seed"] = int(settings["seed"])
-    if meta is not None:
+    if settings.get("data_sha256"):
+        attrs["data_sha256"] = str(settings["data_sha256"])
+    elif meta is not None:
         digest = hashlib.sha256()
         for arr in (meta.yi, meta.vi) + ((meta.X,) if meta.X is not None else ()):
             digest.update(np.ascontiguousarray(arr, dtype=float).tobytes())
         attrs["data_sha256"] = digest.hexdigest()
+    if settings.get("spec_toml"):
+        attrs["spec_toml"] = str(settings["spec_toml"])
     return attrs
 
 

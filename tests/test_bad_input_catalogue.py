@@ -41,11 +41,6 @@ DOC = ROOT / "docs" / "bad_input.md"
 
 GOOD = "study,yi,vi,g\nA,0.10,0.020,x\nB,0.30,0.010,y\nC,0.20,0.030,x\nD,0.45,0.015,y\n"
 RANDOM_BYTES = random.Random(5).randbytes(4000).replace(b"\x00", b"\x01")  # no NUL; a CR in line 1
-CSV_BUG = ("data._read_file calls csv.reader on the header outside any try, so csv.Error ('new-line "
-           "character seen in unquoted field', from a CR inside the first line) escapes as a traceback; "
-           "fix: read the text with io.StringIO(text, newline=None) or text.splitlines() (universal "
-           "newlines: CR-only files then load) and wrap the header read in try/except csv.Error -> DataError")
-
 
 def _sparse(path: pathlib.Path) -> None:
     with open(path, "wb") as handle:  # sparse: takes no disk space, must never be read
@@ -102,10 +97,7 @@ CASES = [
     Case("negative-variance", "variance < 0", "A,0.1,-0.02", _fit(), "row 1 (study 'A'), column 'vi'",
          _data("study,yi,vi\nA,0.1,-0.02\nB,0.3,0.01\n")),
     Case("negative-se", "standard error <= 0 (--se)", "B,0.3,-0.1", _fit("{dir}/data.csv", "--se", "sei"),
-         "row 2 (study 'B'), column 'sei'", _data("study,yi,sei\nA,0.1,0.1\nB,0.3,-0.1\n"),
-         bug="'bayes-se fit --se COL' always fails with 'give either variance = \"vi\" or se = ..., not "
-             "both': cli._spec_columns sets data.se but keeps the spec's default variance = 'vi'; fix: in "
-             "cmd_fit, when --se is given and --variance is not, also set variance=''"),
+         "row 2 (study 'B'), column 'sei'", _data("study,yi,sei\nA,0.1,0.1\nB,0.3,-0.1\n")),
     Case("one-study", "k = 1", "one data row", _fit(), "at least 2", _data("study,yi,vi\nA,0.1,0.02\n")),
     Case("duplicate-labels", "a study label twice", "A twice", _fit(), "column 'study'",
          _data("study,yi,vi\nA,0.1,0.02\nA,0.3,0.01\nC,0.2,0.03\n")),
@@ -148,14 +140,9 @@ CASES = [
     Case("spec-missing", "spec file that does not exist", "nope.toml",
          ("fit", "{dir}/nope.toml", "--data", "{dir}/data.csv"), "nope.toml", _data(GOOD)),
     Case("spec-missing-no-suffix", "spec file that does not exist, no .toml suffix", "myspec.txt",
-         ("fit", "{dir}/myspec.txt", "--data", "{dir}/data.csv"), "myspec.txt", _data(GOOD),
-         bug="spec._read treats a one-line string that is not an existing file and does not end in "
-             ".toml as TOML text, so the user reads 'not valid TOML' instead of 'file not found'; "
-             "fix: the CLI should pass pathlib.Path(args.spec) to resolve_spec"),
+         ("fit", "{dir}/myspec.txt", "--data", "{dir}/data.csv"), "myspec.txt", _data(GOOD)),
     Case("spec-is-directory", "a folder given as the spec", "models/",
-         ("fit", "{dir}/sub", "--data", "{dir}/data.csv"), "sub", {"data.csv": GOOD, "sub/keep": ""},
-         bug="a directory given as the spec is read as TOML text ('not valid TOML: Invalid statement'); "
-             "fix: the CLI should pass pathlib.Path(args.spec), which gives 'cannot read spec file'"),
+         ("fit", "{dir}/sub", "--data", "{dir}/data.csv"), "sub", {"data.csv": GOOD, "sub/keep": ""}),
     Case("data-missing", "data file that does not exist", "nope.csv", _fit("{dir}/nope.csv"), "nope.csv"),
     Case("data-is-directory", "a folder given as data", "data/", _fit("{dir}/sub"), "sub", {"sub/keep": ""}),
     Case("huge-file", f"file over {MAX_FILE_BYTES // 1024**2} MB (refused unread)", "201 MB sparse file",
@@ -163,8 +150,7 @@ CASES = [
     Case("binary-nul", "binary file (holds NUL bytes)", "bytes 0..255", _fit(), "NUL",
          _data(bytes(range(256)) * 8)),
     Case("binary-no-nul", "binary garbage without NUL bytes", "random bytes 1..255", _fit(), "data.csv",
-         _data(RANDOM_BYTES),
-         bug=CSV_BUG),
+         _data(RANDOM_BYTES)),
     Case("out-is-file", "--out names an existing file", "--out results.txt",
          _fit("{dir}/data.csv", "--out", "{dir}/results.txt"), "results.txt",
          {"data.csv": GOOD, "results.txt": "keep me\n"}),
@@ -173,7 +159,7 @@ CASES = [
     Case("excel-semicolon-comma", "Excel ';' delimiter with ',' decimals (loads fine)", "A;0,10;0,020",
          _fit(), ok=True, files=_data(GOOD.replace(",", ";").replace(".", ","))),
     Case("mac-cr-line-ends", "classic Mac line ends, CR only (should load)", "study,yi,vi\\rA,...", _fit(),
-         ok=True, files=_data(GOOD.replace("\n", "\r")), bug=CSV_BUG),
+         ok=True, files=_data(GOOD.replace("\n", "\r"))),
     Case("excel-windows", "Windows line ends and cp1252 text (loads fine)", "Müller\\r\\n", _fit(), ok=True,
          files=_data(GOOD.replace("A,", "Müller,").replace("\n", "\r\n").encode("cp1252"))),
 ]

@@ -80,9 +80,6 @@ def test_homogeneous_data_every_estimator():
     assert np.isfinite(post.summary().to_numpy()).all()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rma(method='EE') on identical effects raises ZeroDivisionError "
-                   "(I2 = 100 * (QE - (k - p)) / QE with QE = 0, rma.py ~line 445); metafor gives I2 = 0 "
-                   "(R: max(0, -Inf)); fix: I2 = 0.0 when QE == 0")
 def test_homogeneous_data_equal_effects_model():
     y = np.full(6, 0.3)
     v = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
@@ -253,21 +250,12 @@ def test_prior_data_conflict_at_y_50_is_finite():
 # -- vague and degenerate priors ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: exact_posterior with a very vague normal prior (sd 1e200) fails "
-                   "with SpecError 'the tau prior is zero wherever the likelihood is not': s**2 overflows to "
-                   "inf in _NormalModel (exact.py lines ~97-101); fix: compute the prior precision as "
-                   "(1/s)**2 and log(s**2) as 2*log(s)")
 def test_exact_very_vague_prior_approaches_flat():
     flat = exact_posterior(Y5, V5, beta_sd=np.inf)
     vague = exact_posterior(Y5, V5, beta_prior=_normal(0.0, 1e200))
     assert vague.mean("mu") == pytest.approx(flat.mean("mu"), rel=EXACT_RTOL)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a subnormal prior sd (normal(0, 1e-320)) is accepted by the "
-                   "parser, then exact_posterior emits numpy RuntimeWarnings and fails with 'the tau prior log "
-                   "density returned NaN' (key tau_prior), which blames the wrong prior; fix: the priors "
-                   "module should reject sigma whose square underflows (sigma**2 == 0 or not finite), naming "
-                   "the prior")
 def test_subnormal_prior_scale_is_refused_by_name():
     with pytest.raises(BayesSEError, match="sigma"):
         exact_posterior(Y5, V5, beta_prior=_normal(0.0, 1e-320))

@@ -91,10 +91,6 @@ def test_netcdf_attrs_carry_spec_seed_checksum_versions(mcmc_runs):
 
 
 @pytest.mark.mcmc
-@pytest.mark.xfail(strict=True, reason="BUG: two different 'data_sha256' for one fit: provenance.json has "
-                   "EffectData.checksum() (canonical CSV of the table) but the netCDF attrs hash the raw "
-                   "yi/vi/X bytes (results.provenance_attrs); fix: provenance_attrs should use "
-                   "settings['data_sha256'] when present, so both records agree")
 def test_netcdf_and_provenance_checksums_agree(mcmc_runs):
     import arviz as az
 
@@ -105,9 +101,6 @@ def test_netcdf_and_provenance_checksums_agree(mcmc_runs):
 
 
 @pytest.mark.mcmc
-@pytest.mark.xfail(strict=True, reason="BUG: the netCDF attrs record pymc, pytensor, arviz, numpy and "
-                   "bayes_se versions but not scipy, pandas, xarray (provenance.json has them all); fix: "
-                   "results.provenance_attrs should add outputs.package_versions() for every package")
 def test_netcdf_attrs_record_every_dependency(mcmc_runs):
     import arviz as az
 
@@ -170,10 +163,6 @@ def test_failure_while_replacing_keeps_the_old_folder(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: outputs.atomic_dir moves the old folder to '.NAME.old' before "
-                   "renaming the new one into place; if that second rename fails, the except branch removes "
-                   "the new folder and the user's old folder is left hidden as '.NAME.old'; fix: in the "
-                   "except branch, rename '.NAME.old' back to NAME when NAME is missing")
 def test_failure_during_the_swap_keeps_the_old_folder(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert _exact_out(out) == 0

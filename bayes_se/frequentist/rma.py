@@ -442,7 +442,7 @@ def rma(
     QE_p = float(stats.chi2.sf(QE, k - p))
     vt = (k - p) / np.trace(P_fe)
     if method == "EE":
-        I2 = max(0.0, 100 * (QE - (k - p)) / QE)
+        I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0  # QE = 0: identical effects
         H2 = QE / (k - p)
     else:
         I2 = 100 * tau2 / (vt + tau2)
