@@ -34,6 +34,12 @@ _LAZY = {
     "BayesianFit": "bayes_se.results",
     "sensitivity": "bayes_se.sensitivity",
     "compare_frequentist": "bayes_se.compare",
+    "load_correlations": "bayes_se.correlations",
+    "CorrelationData": "bayes_se.correlations",
+    "fit_mediation": "bayes_se.mediation",
+    "MediationFit": "bayes_se.mediation",
+    "simulate": "bayes_se.simulate",
+    "summarise": "bayes_se.simulate",
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
@@ -46,7 +52,8 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in {"frequentist", "effect_sizes", "data", "errors", "priors", "spec", "exact", "api",
-                "formula", "diagnostics", "results", "sampling", "plots", "report"}:
+                "formula", "diagnostics", "results", "sampling", "plots", "report", "mediation",
+                "correlations", "sensitivity", "compare", "outputs", "demo", "blas"}:
         return importlib.import_module(f"bayes_se.{name}")
     raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
 

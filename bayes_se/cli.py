@@ -275,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default {DEMO_SEED})")
     p.add_argument("--quick", action="store_true", help="small MCMC settings, for a smoke test")
     p.set_defaults(func=cmd_demo)
+
+    from bayes_se import simulate as simulation
+
+    simulation.add_parser(sub)
     return parser
 
 

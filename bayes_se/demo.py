@@ -21,6 +21,7 @@ from __future__ import annotations
 import pathlib
 import time
 
+import numpy as np
 import pandas as pd
 
 from bayes_se.errors import BayesSEError
@@ -155,8 +156,12 @@ def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = 
     echo("posterior medians [95% credible intervals]")
     echo(f"  between-group d (random effects):      {_row(t_between, 'mu')}   (review: 0.46)")
     echo(f"  within-group d (pre-post):             {_row(t_within, 'mu')}   (review: 0.47)")
-    echo(f"  unguided (intercept):                  {_row(t_guid, 'beta[intercept]')}")
-    echo(f"  guided - unguided:                     {_row(t_guid, 'beta[guided]')}   (review: guided 0.66)")
+    beta = guidance.idata.posterior["beta"]
+    guided_d = (beta.sel(coef="intercept") + beta.sel(coef="guided")).values.ravel()
+    lo, mid, hi = (float(v) for v in np.quantile(guided_d, [0.025, 0.5, 0.975]))
+    echo(f"  unguided programmes:                   {_row(t_guid, 'beta[intercept]')}")
+    echo(f"  guided programmes:                     {mid:.3f} [{lo:.3f}, {hi:.3f}]   (review: 0.66)")
+    echo(f"  guided - unguided:                     {_row(t_guid, 'beta[guided]')}")
     echo(f"  baseline self-efficacy slope:          {_row(t_base, 'beta[baseline_c]')}")
     echo(f"  three-level mu:                        {_row(t_three, 'mu')}")
     for name in ("a", "b", "indirect", "indirect_avg"):

@@ -83,6 +83,9 @@ def sample(
     ----------
     Hoffman & Gelman (2014), JMLR 15:1593-1623.
     """
+    from bayes_se import blas
+
+    blas.configure()  # link PyTensor's C code to SciPy's OpenBLAS before anything compiles
     import pymc as pm
 
     from bayes_se.builders.random_effects import MetaModel
