@@ -56,7 +56,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from numpy.polynomial import chebyshev
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from bayes_se.errors import ConvergenceWarning, DataError, SpecError
 
@@ -829,6 +829,8 @@ def _log_tau2_distribution(prior):
     family = getattr(prior, "family", None)
     if family not in LOG_TAU2_FAMILIES:
         return None
+    from scipy import stats  # deferred: only these two prior families need it (~0.5 s to import)
+
     try:
         p = {key: float(value) for key, value in prior.params.items()}
         dist = (stats.t(p["nu"], p["mu"], p["sigma"]) if family == "log_t"
