@@ -1,5 +1,9 @@
 """bayes_se: Bayesian meta-analysis with a metafor-exact frequentist twin.
 
+Module names never equal a public function's name (``sensitivity`` lives in
+:mod:`bayes_se.prior_sensitivity`, ``simulate`` in :mod:`bayes_se.simulation`): importing a
+submodule sets the package attribute of its name, which would hide a function of that name.
+
 Importing the package is cheap: NumPy/SciPy/pandas only. PyMC, ArviZ and matplotlib are imported
 when a sampler, a diagnostic or a plot is first needed.
 """
@@ -32,14 +36,14 @@ _LAZY = {
     "fit_random_effects": "bayes_se.results",
     "fit_three_level": "bayes_se.results",
     "BayesianFit": "bayes_se.results",
-    "sensitivity": "bayes_se.sensitivity",
+    "sensitivity": "bayes_se.prior_sensitivity",
     "compare_frequentist": "bayes_se.compare",
     "load_correlations": "bayes_se.correlations",
     "CorrelationData": "bayes_se.correlations",
     "fit_mediation": "bayes_se.mediation",
     "MediationFit": "bayes_se.mediation",
-    "simulate": "bayes_se.simulate",
-    "summarise": "bayes_se.simulate",
+    "simulate": "bayes_se.simulation",
+    "summarise": "bayes_se.simulation",
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
@@ -53,7 +57,7 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in {"frequentist", "effect_sizes", "data", "errors", "priors", "spec", "exact", "api",
                 "formula", "diagnostics", "results", "sampling", "plots", "report", "mediation",
-                "correlations", "sensitivity", "compare", "outputs", "demo", "blas"}:
+                "correlations", "prior_sensitivity", "simulation", "compare", "outputs", "demo", "blas"}:
         return importlib.import_module(f"bayes_se.{name}")
     raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
 

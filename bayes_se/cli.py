@@ -151,7 +151,7 @@ def _fit_from_args(args):
 
 
 def cmd_sensitivity(args) -> int:
-    from bayes_se.sensitivity import sensitivity
+    from bayes_se.prior_sensitivity import sensitivity
 
     spec, data = _fit_from_args(args)
     if args.csv:
@@ -182,7 +182,7 @@ def cmd_report(args) -> int:
     from bayes_se import api
     from bayes_se.outputs import check_out_dir
     from bayes_se.report import write_report
-    from bayes_se.sensitivity import sensitivity
+    from bayes_se.prior_sensitivity import sensitivity
 
     spec, data = _fit_from_args(args)
     check_out_dir(args.out, force=args.force)
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small MCMC settings, for a smoke test")
     p.set_defaults(func=cmd_demo)
 
-    from bayes_se import simulate as simulation
+    from bayes_se import simulation
 
     simulation.add_parser(sub)
     return parser

@@ -93,7 +93,7 @@ def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = 
     from bayes_se.frequentist import rma, rma_mv
     from bayes_se.mediation import fit_mediation
     from bayes_se.report import write_report
-    from bayes_se.sensitivity import sensitivity
+    from bayes_se.prior_sensitivity import sensitivity
 
     data_dir = pathlib.Path(data_dir)
     if not (data_dir / "between.csv").is_file():

@@ -175,7 +175,7 @@ def job_exact(job):
 
 def job_sensitivity(job):
     t = time.perf_counter()
-    from bayes_se.sensitivity import sensitivity
+    from bayes_se.prior_sensitivity import sensitivity
 
     out = {"import_s": time.perf_counter() - t}
     frame = make_data("re", job["k"])
@@ -214,7 +214,7 @@ def job_posthoc(job):
 def job_simulate(job):
     import tempfile
 
-    from bayes_se.simulate import simulate
+    from bayes_se.simulation import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -510,7 +510,7 @@ def test_bcg_tau0_bayes_factor_when_the_prior_density_at_0_is_zero():
 
 def test_bcg_sensitivity_grid_with_rhodes_presets_runs_exact():
     from bayes_se.data import load_effects
-    from bayes_se.sensitivity import sensitivity
+    from bayes_se.prior_sensitivity import sensitivity
 
     names = ["default", "rhodes2015_general", "rhodes2015_mental_nonpharm_vs_control_corrected"]
     result = sensitivity(load_effects(REFERENCE / "data" / "dat.bcg.csv"), names)

@@ -72,7 +72,7 @@ def test_simulate_module_is_light():
     """The simulation study's default methods (exact + DL/REML/KH) stay on the light path."""
     code = """
         import os, tempfile
-        from bayes_se.simulate import simulate
+        from bayes_se.simulation import simulate
         out = os.path.join(tempfile.mkdtemp(), "sim.csv")
         simulate({"k": [5], "tau": [0.2]}, reps=2, out=out, seed=1, workers=1, progress=False)
     """

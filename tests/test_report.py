@@ -25,7 +25,7 @@ from bayes_se.errors import BayesSEError
 from bayes_se.exact import exact_posterior
 from bayes_se.priors import preset
 from bayes_se.report import SECTION_IDS, write_report
-from bayes_se.sensitivity import sensitivity
+from bayes_se.prior_sensitivity import sensitivity
 from conftest import REFERENCE
 
 XSS = "<script>alert(1)</script>"

@@ -11,7 +11,7 @@ from bayes_se.data import load_effects
 from bayes_se.errors import SpecError
 from bayes_se.exact import exact_posterior
 from bayes_se.priors import preset, prior_for
-from bayes_se.sensitivity import coefficient_priors, parse_grid_entry, sensitivity
+from bayes_se.prior_sensitivity import coefficient_priors, parse_grid_entry, sensitivity
 from conftest import REFERENCE
 
 SAME_COMPUTATION_RTOL = 1e-12  # the grid calls the same exact engine: only rounding may differ

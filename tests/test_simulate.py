@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bayes_se.errors import SpecError
-from bayes_se.simulate import (RESULT_COLUMNS, add_parser, expand_grid, fit_methods, generate,
+from bayes_se.simulation import (RESULT_COLUMNS, add_parser, expand_grid, fit_methods, generate,
                                simulate, summarise)
 
 GRID = {"k": [4, 8], "tau": [0.0, 0.3]}

@@ -227,8 +227,10 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
         rows = study_rows(range(k))
     else:
         levels = list(pd.unique(groups))
-        by_group = d.location is not None and np.ptp(
-            [d.location[:, groups == g].mean() for g in levels]) > 0
+        # a group is a moderator when its mean fitted location differs from another's (beyond the
+        # rounding of averaging identical values over groups of different sizes)
+        means = np.array([d.location[:, groups == g].mean() for g in levels]) if d.location is not None else None
+        by_group = means is not None and np.ptp(means) > 1e-9 * (1.0 + np.abs(means).max())
         rows = []
         for g in levels:
             rows += study_rows(np.flatnonzero(groups == g))

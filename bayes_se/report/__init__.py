@@ -248,7 +248,7 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         From :func:`bayes_se.compare.compare_frequentist`; computed here when omitted (two-level
         models).
     sensitivity : SensitivityResult, optional
-        From :func:`bayes_se.sensitivity.sensitivity`.
+        From :func:`bayes_se.prior_sensitivity.sensitivity`.
     mediation : object, optional
         A mediation result (a DataFrame, or an object with ``.table`` or ``.summary()``).
     boxscore : object, optional
@@ -367,7 +367,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
                          width="double")]
     else:
         sens = [("missing", "No prior sensitivity analysis was run. BARG asks for one: run "
-                            "bayes_se.sensitivity.sensitivity (bayes-se sensitivity) and pass it to the report.")]
+                            "bayes_se.prior_sensitivity.sensitivity (bayes-se sensitivity) and pass it to the report.")]
     b.section("sensitivity", "Prior sensitivity", sens)
 
     if freq is None:

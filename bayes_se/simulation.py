@@ -63,7 +63,7 @@ RESULT_COLUMNS = ("k", "tau", "mu", "v", "rep", "method", "estimate", "ci_lower"
                   "covered", "width", "tau_estimate", "error", "seed")
 #: Default priors of ``bayes_exact`` / ``bayes_mcmc``: the package's default random-effects spec.
 DEFAULT_PRIORS = ("mu=normal(0, 1)", "tau=half_normal(0.5)")
-#: Sampler settings of ``bayes_mcmc`` (per replicate), as bayes_se.sensitivity's refits: 4 x 1000
+#: Sampler settings of ``bayes_mcmc`` (per replicate), as bayes_se.prior_sensitivity's refits: 4 x 1000
 #: draws; 2 x 500 left the 2.5% bound 0.1 (0.75 posterior SD) off the exact one in a k = 5 check.
 MCMC_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4}
 LEVEL = 0.95
