@@ -537,3 +537,39 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.array(array, dtype=float)
     array.setflags(write=False)
     return array
+
+
+def check_arrays(yi, vi) -> tuple[np.ndarray, np.ndarray]:
+    """The array form of :func:`load_effects`' checks: effects and sampling variances as float vectors.
+
+    The engines that take plain arrays (the frequentist ``rma``, the PyMC builders) call this, so
+    every entry point rejects the same inputs with the same messages.
+
+    Returns
+    -------
+    (yi, vi) : numpy.ndarray
+
+    Raises
+    ------
+    DataError
+        Naming the column (``yi`` or ``vi``) and the 1-based row of the first bad value: not
+        numeric, lengths that differ, missing or non-finite values, variances <= 0.
+    """
+    out = []
+    for name, values in (("yi", yi), ("vi", vi)):
+        try:
+            out.append(np.asarray(values, dtype=float).reshape(-1))
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"'{name}' must be numeric ({exc})", column=name) from None
+    yi, vi = out
+    if yi.size != vi.size:
+        raise DataError(f"'yi' has {yi.size} values but 'vi' has {vi.size}", column="vi")
+    for name, arr in (("yi", yi), ("vi", vi)):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise DataError("missing or non-finite value", row=int(bad[0]) + 1, column=name)
+    bad = np.flatnonzero(vi <= 0)
+    if bad.size:
+        raise DataError(f"sampling variance must be positive (> 0), got {vi[bad[0]]:g}", row=int(bad[0]) + 1,
+                        column="vi")
+    return yi, vi

@@ -102,22 +102,11 @@ def check_inputs(yi, vi, study=None) -> tuple[np.ndarray, np.ndarray, list]:
     DataError
         Naming the 1-based row and the column (``yi`` or ``vi``) of the first bad value.
     """
-    try:
-        yi = np.asarray(yi, dtype=float).ravel()
-        vi = np.asarray(vi, dtype=float).ravel()
-    except (TypeError, ValueError) as err:
-        raise DataError(f"effects and variances must be numbers ({err})") from None
-    if yi.size != vi.size:
-        raise DataError(f"{yi.size} effects but {vi.size} variances", column="vi")
+    from bayes_se.data import check_arrays
+
+    yi, vi = check_arrays(yi, vi)
     if yi.size < 2:
         raise DataError("need at least two studies", column="yi")
-    for name, arr in (("yi", yi), ("vi", vi)):
-        bad = np.flatnonzero(~np.isfinite(arr))
-        if bad.size:
-            raise DataError("missing or non-finite value", row=int(bad[0]) + 1, column=name)
-    bad = np.flatnonzero(vi <= 0)
-    if bad.size:
-        raise DataError(f"sampling variance must be > 0, got {vi[bad[0]]}", row=int(bad[0]) + 1, column="vi")
     if study is None:
         study = [str(i + 1) for i in range(yi.size)]
     study = [str(s) for s in study]

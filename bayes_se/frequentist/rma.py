@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayes_se.data import check_arrays
 from bayes_se.errors import DataError, SpecError
 from bayes_se.formula import describe_coding, design_matrix
 from bayes_se.frequentist.tau2 import (
@@ -35,14 +36,6 @@ from bayes_se.frequentist.tau2 import (
 __all__ = ["rma", "RMAResult"]
 
 _ALIASES = {"FE": "EE", "CE": "EE"}
-
-
-def _as_vector(values, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"'{name}' must be numeric ({exc})", column=name) from None
-    return arr
 
 
 def _critical(test: str, level: float, df: int) -> float:
@@ -265,17 +258,7 @@ def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):
         yi = eff.yi
     if vi is None:
         raise DataError("sampling variances 'vi' are required", column="vi")
-    yi = _as_vector(yi, "yi")
-    vi = _as_vector(vi, "vi")
-    if len(yi) != len(vi):
-        raise DataError(f"'yi' has {len(yi)} values but 'vi' has {len(vi)}", column="vi")
-    for name, arr in (("yi", yi), ("vi", vi)):
-        bad = np.flatnonzero(~np.isfinite(arr))
-        if bad.size:
-            raise DataError("missing or non-finite value", row=int(bad[0]) + 1, column=name)
-    bad = np.flatnonzero(vi <= 0)
-    if bad.size:
-        raise DataError(f"sampling variance must be positive (got {vi[bad[0]]:g})", row=int(bad[0]) + 1, column="vi")
+    yi, vi = check_arrays(yi, vi)
     k = len(yi)
     coding: list[str] = []
     if mods is not None and X is not None:
