@@ -226,3 +226,27 @@ def test_divergences_trigger_one_refit_with_higher_target_accept():
     assert "refit_reason" in idata.attrs and "divergent" in idata.attrs["refit_reason"]
     assert idata.attrs["target_accept"] == REFIT_TARGET_ACCEPT
     assert {"log_likelihood", "posterior_predictive", "prior"} <= set(idata.groups())
+
+
+@pytest.mark.parametrize(
+    "fit_id, csv, moderator",
+    [
+        ("normand1999", "dat.normand1999.csv", None),
+        ("raudenbush1985", "dat.raudenbush1985.csv", None),
+        ("raudenbush1985_weeksc", "dat.raudenbush1985.csv", "weeks.c"),
+    ],
+)
+def test_other_reference_fits_match_exact_and_brms(fit_id, csv, moderator):
+    """The remaining shared brms fits: same priors, within 3 combined MCSEs, no divergences."""
+    dat = pd.read_csv(REFERENCE / "data" / csv)
+    if moderator is None:
+        fit = fit_random_effects(dat.yi, dat.vi, study=dat.study, priors=REFERENCE_PRIORS, **FIT)
+        mapping = {"mu": ("mu", None), "tau": ("tau", None)}
+    else:
+        X = np.column_stack([np.ones(len(dat)), dat[moderator]])
+        fit = fit_random_effects(dat.yi, dat.vi, X=X, coef_names=["intercept", moderator], study=dat.study,
+                                 priors=REFERENCE_PRIORS, **FIT)
+        mapping = {"mu": ("beta", "intercept"), "beta": ("beta", moderator), "tau": ("tau", None)}
+    assert fit.diagnostics.divergences == 0 and fit.diagnostics.passed, fit.diagnostics.problems
+    failures = _compare(fit, mapping, _load(f"exact/{fit_id}.json"), _load(f"brms/{fit_id}_summary.json"))
+    assert not failures, failures
