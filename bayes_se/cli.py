@@ -45,11 +45,10 @@ def _jsonable(obj):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (ValueError, AttributeError):
-            pass
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy scalars and arrays
+        obj = obj.tolist()
+        if isinstance(obj, list):
+            return _jsonable(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
