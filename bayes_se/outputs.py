@@ -9,6 +9,7 @@ interrupted run leaves no half-written output.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import tempfile
@@ -55,6 +56,7 @@ def atomic_dir(path, write, *, force: bool = False) -> pathlib.Path:
             shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
         tmp.rename(path)
+        os.chmod(path, 0o755)  # mkdtemp made the folder private (0700)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not path.exists():
@@ -77,8 +79,6 @@ def check_out_file(path, *, force: bool = False) -> pathlib.Path:
 
 def atomic_file(path, write, *, force: bool = False) -> pathlib.Path:
     """Call ``write(tmp_path)`` on a temporary sibling file, then rename it to ``path``."""
-    import os
-
     path = check_out_file(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

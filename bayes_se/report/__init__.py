@@ -27,10 +27,7 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -291,31 +288,13 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         smallest_effect = spec.summary.smallest_effect if smallest_effect is None else smallest_effect
     level = 0.95 if level is None else float(level)
     mods = mods or None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        _build(stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
-               boxscore=boxscore, other_models=other_models, title=title, mods=mods, priors=priors, level=level, smallest=smallest_effect)
-        _swap_in(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return out
+    from bayes_se.outputs import atomic_dir
 
-
-def _swap_in(stage: pathlib.Path, out: pathlib.Path):
-    """Replace ``out`` by ``stage`` with renames (atomic on one file system)."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        else:
-            out.rmdir()
-    os.replace(stage, out)
-    os.chmod(out, 0o755)  # mkdtemp makes the stage private (0700)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    # built in a temporary sibling folder and renamed into place (bayes_se.outputs.atomic_dir)
+    return atomic_dir(out, lambda stage: _build(
+        stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
+        boxscore=boxscore, other_models=other_models, title=title, mods=mods, priors=priors, level=level,
+        smallest=smallest_effect), force=True)
 
 
 def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, title, mods, priors,
