@@ -23,13 +23,16 @@ RECORDED_PACKAGES = ("bayes_se", "numpy", "scipy", "pandas", "xarray", "pymc", "
 
 
 def package_versions() -> dict:
-    """Installed versions of the packages a result depends on (None where absent)."""
-    out = {}
+    """Python's version and the installed versions of the packages a result depends on (read from
+    package metadata, so nothing heavy is imported)."""
+    import platform
+
+    out = {"python": platform.python_version()}
     for name in RECORDED_PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            out[name] = None
+            out[name] = "not installed"
     return out
 
 

@@ -14,8 +14,8 @@ Röver C (2020). Bayesian random-effects meta-analysis using the bayesmeta R pac
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
+from bayes_se.outputs import package_versions  # one version record for every output
+
 
 __all__ = ["methods_paragraph", "package_versions", "PRESET_REASONS"]
 
@@ -42,19 +42,6 @@ PRESET_REASONS = {
     "rover2021_smd_total_n": "unit-information priors for standardised mean differences, unit = one participant "
                              "of the total sample (Röver et al. 2021)",
 }
-PACKAGES = ("bayes_se", "pymc", "pytensor", "arviz", "numpy", "scipy", "pandas", "matplotlib")
-
-
-def package_versions() -> dict:
-    """Installed versions of Python and the packages an analysis uses (read from package
-    metadata, so nothing heavy is imported)."""
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _join(items):
