@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayes_se.diagnostics import Verdict, check
+from bayes_se.diagnostics import Verdict, check, without_numba
 
 #: Posterior variables left out of the summary table: raw non-centred draws and effect-level
 #: deviations (theta carries the same information on the effect scale).
@@ -146,20 +146,21 @@ class BayesianFit:
         lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
         qcols = [f"q{lo:g}", "q50", f"q{hi:g}"]
         rows = []
-        for name, (labels, values) in self.draws().items():
-            for j, label in enumerate(labels):
-                x = values[:, :, j]
-                q = np.quantile(x, [lo / 100, 0.5, hi / 100])  # type 7, as posterior::quantile2
-                row = {"parameter": label, "mean": x.mean(), "sd": x.std(ddof=1),
-                       qcols[0]: q[0], "q50": q[1], qcols[2]: q[2],
-                       "ess_bulk": float(az.ess(x, method="bulk")),
-                       "ess_tail": float(az.ess(x, method="tail")),
-                       "r_hat": float(az.rhat(x)) if x.shape[0] > 1 else np.nan}
-                if smallest_effect is not None:
-                    is_loc = name in LOCATION
-                    row["prob_above"] = float(np.mean(x > smallest_effect)) if is_loc else np.nan
-                    row["prob_below"] = float(np.mean(x < -smallest_effect)) if is_loc else np.nan
-                rows.append(row)
+        with without_numba():  # ArviZ's Numba kernel costs a JIT compile per process
+            for name, (labels, values) in self.draws().items():
+                for j, label in enumerate(labels):
+                    x = values[:, :, j]
+                    q = np.quantile(x, [lo / 100, 0.5, hi / 100])  # type 7, as posterior::quantile2
+                    row = {"parameter": label, "mean": x.mean(), "sd": x.std(ddof=1),
+                           qcols[0]: q[0], "q50": q[1], qcols[2]: q[2],
+                           "ess_bulk": float(az.ess(x, method="bulk")),
+                           "ess_tail": float(az.ess(x, method="tail")),
+                           "r_hat": float(az.rhat(x)) if x.shape[0] > 1 else np.nan}
+                    if smallest_effect is not None:
+                        is_loc = name in LOCATION
+                        row["prob_above"] = float(np.mean(x > smallest_effect)) if is_loc else np.nan
+                        row["prob_below"] = float(np.mean(x < -smallest_effect)) if is_loc else np.nan
+                    rows.append(row)
         return pd.DataFrame(rows).set_index("parameter")
 
     def prob_greater(self, x: float = 0.0) -> pd.Series:
