@@ -8,8 +8,9 @@ seed random, a correct engine would fail one parameter's test with probability `
 ``len(params) * ALPHA`` for the whole test). A deliberately wrong posterior (tau prior far from the
 one simulated from) must fail it: the check has power.
 
-The slow test runs rank-based SBC of the MCMC engine through ``bayes_se.api.fit`` (a few dozen
-replicates; the full study is ``scripts/sbc.py``, reported in ``docs/calibration.md``).
+The slow tests run rank-based SBC of the MCMC engine through ``bayes_se.api.fit`` (a few dozen
+replicates) and of the mediation MASEM through ``bayes_se.mediation.fit_mediation`` (the full
+study is ``scripts/sbc.py``, reported in ``docs/calibration.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ALPHA = 0.001  # per-parameter false-alarm rate of a uniformity test on a correc
 N_REP_EXACT = 200  # replicates per model: KS detects a PIT-distribution shift of ~0.14 at ALPHA
 N_REP_NEGATIVE = 50  # replicates of the deliberately miscalibrated fit (its failure is gross)
 N_REP_MCMC = 40  # slow test: replicates per model (chi-square with 20 bins of 5 ranks)
+N_REP_MEDIATION = 20  # slow test: mediation replicates (~80 s each on 2 shared cores: ~27 min)
 SEED = 20180418
 
 
@@ -84,3 +86,28 @@ def test_mcmc_engine_is_calibrated(sbc, model):
     pvalues = {name: sbc.uniformity_pvalue(ranks[name]) for name in ranks.columns}
     assert min(pvalues.values()) > ALPHA, pvalues
     assert sum(i["divergences"] for i in infos) == 0
+
+
+def test_mediation_simulation(sbc):
+    """A simulated MASEM: k studies with valid correlations, r_MY missing where designed, truths
+    for every checked parameter (a = rho[X,M], indirect = a b)."""
+    sim = sbc.simulate_mediation(np.random.default_rng(SEED))
+    frame, truth = sim.frame, sim.truth
+    assert len(frame) == sbc.K_STUDIES
+    assert frame["n"].between(*sbc.MEDIATION_N_RANGE).all()
+    assert frame["r_M_Y"].isna().to_numpy().nonzero()[0].tolist() == list(sbc.MEDIATION_NO_MY)
+    assert set(sbc.parameters("mediation")) <= set(truth)
+    assert truth["a"] == truth["rho[X,M]"]
+    assert truth["indirect"] == pytest.approx(truth["a"] * truth["b"])
+    values = frame[["r_X_M", "r_X_Y", "r_M_Y"]].to_numpy()
+    assert np.all(np.abs(values[~np.isnan(values)]) < 1)
+
+
+@pytest.mark.slow
+@pytest.mark.mcmc
+def test_mediation_mcmc_is_calibrated(sbc):
+    ranks, infos = sbc.run("mediation", "mcmc", N_REP_MEDIATION, SEED,
+                           mcmc={"draws": 250, "tune": 250, "chains": 2})
+    assert list(ranks.columns) == sbc.parameters("mediation")
+    pvalues = {name: sbc.uniformity_pvalue(ranks[name]) for name in ranks.columns}
+    assert min(pvalues.values()) > ALPHA, pvalues
