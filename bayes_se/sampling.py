@@ -25,7 +25,7 @@ import importlib.util
 import warnings
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from bayes_se.errors import SpecError
 
@@ -38,6 +38,8 @@ PRIOR_DRAWS = 500
 LOG_LAMBDA_RANGE = (-50.0, 5.0)
 LOG_LAMBDA_STEP = 0.1
 CHUNK = 8192
+#: log(2 pi) / 2, as scipy.stats.norm's normalising constant.
+LOG_SQRT_2PI = np.log(2 * np.pi) / 2
 #: Attribute marking posterior variables drawn exactly (not by MCMC): diagnostics skip them.
 EXACT_ATTR = "exact_conditional_draw"
 SAMPLERS = ("pymc", "nutpie")
@@ -203,7 +205,11 @@ def add_exact_draws(idata, meta, seed: int):
             theta_mean, theta_var = normal_conditional(meta.yi, meta.vi, loc, tau2_i)
             theta = theta_mean + np.sqrt(theta_var) * rng.standard_normal(shape)
             new["theta"] = xr.DataArray(theta, dims=dims3, coords=coords)
-            loglik = stats.norm.logpdf(meta.yi, loc, np.sqrt(meta.vi + tau2_i))
+            # scipy.stats.norm.logpdf's own expression, written out: its argument checks and
+            # masking cost 0.25 s on the (chain, draw, k) array at k = 1000; same numbers
+            sd = np.sqrt(meta.vi + tau2_i)
+            x = (meta.yi - loc) / sd
+            loglik = (-(x**2) / 2.0 - LOG_SQRT_2PI) - np.log(sd)
             effects = tau_i * rng.standard_normal(shape)
         else:
             nu = meta.nu if meta.nu is not None else np.asarray(post["nu"])
