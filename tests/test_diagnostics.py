@@ -88,3 +88,18 @@ def test_verdict_roundtrip_to_dict_handles_nan():
     v = Verdict(passed=False, max_r_hat=np.nan, min_ess_bulk=10.0, min_ess_tail=5.0, divergences=0,
                 min_bfmi=np.nan, problems=["x"])
     assert v.to_dict()["max_r_hat"] is None and v.to_dict()["min_bfmi"] is None
+
+
+def test_without_numba_restores_arviz_flag_even_after_an_error():
+    from arviz.utils import Numba
+
+    from bayes_se.diagnostics import without_numba
+
+    before = Numba.numba_flag
+    with without_numba():
+        assert Numba.numba_flag is False
+    assert Numba.numba_flag == before
+    with pytest.raises(RuntimeError):
+        with without_numba():
+            raise RuntimeError("boom")
+    assert Numba.numba_flag == before
