@@ -6,6 +6,7 @@ import json
 
 import arviz as az
 import numpy as np
+import pytest
 
 from bayes_se.diagnostics import EXACT_ATTR, MAX_R_HAT, MIN_BFMI, MIN_ESS, Verdict, check
 
