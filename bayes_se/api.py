@@ -14,7 +14,6 @@ This module only wires; the maths lives in the engines.
 
 from __future__ import annotations
 
-import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
