@@ -7,7 +7,7 @@ each posterior draw rather than sampled:
 
 * study effects ``theta_i | beta, tau, y ~ N((y_i/v_i + m_i/tau^2)/(1/v_i + 1/tau^2),
   1/(1/v_i + 1/tau^2))`` (written in the equivalent form that stays finite at tau = 0);
-* a new study's effect ``pred = mu + tau * z``;
+* a new study's effect ``pred = x0' beta + tau * z`` at the reference (``mu + tau * z`` without moderators);
 * for the three-level model, cluster effects ``u_j | y`` and effect-level ``w_ij | u_j, y``;
 * the pointwise log-likelihood with the study (cluster) effects integrated out, for LOO;
 * replicate effects ``y_rep`` from the marginal model (posterior predictive).
@@ -137,6 +137,16 @@ def sample(
     return idata
 
 
+def reference_location(posterior, meta) -> np.ndarray:
+    """Draws (chain, draw) of the mean effect of a new study at the reference: ``mu``, or with
+    moderators ``x0' beta`` with ``x0`` = 1 for a column of ones (the intercept) and 0 for every
+    other column (a reference level / a covariate at 0), as the exact engine's default ``newx``."""
+    if meta.X is None:
+        return np.asarray(posterior["mu"])
+    x0 = np.all(meta.X == 1.0, axis=0).astype(float)
+    return np.asarray(posterior["beta"]) @ x0
+
+
 def add_exact_draws(idata, meta, seed: int):
     """Add exact conditional draws, marginal log-likelihood and ``y_rep`` to ``idata`` in place.
 
@@ -193,10 +203,9 @@ def add_exact_draws(idata, meta, seed: int):
         y_rep = (loc + np.sqrt(s2c)[..., None] * rng.standard_normal(u.shape)[..., meta.group_index]
                  + np.sqrt(s2e)[..., None] * rng.standard_normal(shape)
                  + np.sqrt(meta.vi) * rng.standard_normal(shape))
-        if meta.X is None:
-            z = rng.standard_normal((2,) + shape[:2])
-            new["pred"] = xr.DataArray(np.asarray(post["mu"]) + np.sqrt(s2c) * z[0] + np.sqrt(s2e) * z[1],
-                                       dims=("chain", "draw"), coords={k: coords[k] for k in ("chain", "draw")})
+        z = rng.standard_normal((2,) + shape[:2])
+        new["pred"] = xr.DataArray(reference_location(post, meta) + np.sqrt(s2c) * z[0] + np.sqrt(s2e) * z[1],
+                                   dims=("chain", "draw"), coords={k: coords[k] for k in ("chain", "draw")})
     else:
         tau = np.asarray(post["tau"])
         tau_i = tau[..., meta.group_index] if meta.group_index is not None else tau[..., None]
@@ -218,19 +227,18 @@ def add_exact_draws(idata, meta, seed: int):
             effects = tau_i * rng.standard_t(np.broadcast_to(nu_b, shape))
         ll = xr.DataArray(loglik, dims=dims3, coords=coords)
         y_rep = loc + effects + np.sqrt(meta.vi) * rng.standard_normal(shape)
-        if meta.X is None:
-            mu = np.asarray(post["mu"])
-            if meta.kind == "random_effects":
-                z = rng.standard_normal(tau.shape)
-            else:
-                z = rng.standard_t(meta.nu if meta.nu is not None else np.asarray(post["nu"]), size=mu.shape)
-                z = z[..., None] if meta.group_index is not None else z
-            pred = mu[..., None] + tau * z if meta.group_index is not None else mu + tau * z
-            pdims = ("chain", "draw", "subgroup") if meta.group_index is not None else ("chain", "draw")
-            pcoords = {k: coords[k] for k in ("chain", "draw")}
-            if meta.group_index is not None:
-                pcoords["subgroup"] = meta.group_labels
-            new["pred"] = xr.DataArray(pred, dims=pdims, coords=pcoords)
+        mu = reference_location(post, meta)
+        if meta.kind == "random_effects":
+            z = rng.standard_normal(tau.shape)
+        else:
+            z = rng.standard_t(meta.nu if meta.nu is not None else np.asarray(post["nu"]), size=mu.shape)
+            z = z[..., None] if meta.group_index is not None else z
+        pred = mu[..., None] + tau * z if meta.group_index is not None else mu + tau * z
+        pdims = ("chain", "draw", "subgroup") if meta.group_index is not None else ("chain", "draw")
+        pcoords = {k: coords[k] for k in ("chain", "draw")}
+        if meta.group_index is not None:
+            pcoords["subgroup"] = meta.group_labels
+        new["pred"] = xr.DataArray(pred, dims=pdims, coords=pcoords)
 
     for name, arr in new.items():
         if name in post:  # Student-t theta is sampled (deterministic of u), keep it

@@ -250,3 +250,11 @@ def test_other_reference_fits_match_exact_and_brms(fit_id, csv, moderator):
     assert fit.diagnostics.divergences == 0 and fit.diagnostics.passed, fit.diagnostics.problems
     failures = _compare(fit, mapping, _load(f"exact/{fit_id}.json"), _load(f"brms/{fit_id}_summary.json"))
     assert not failures, failures
+    # a new study's effect (at the reference, x = 0 for a covariate) against the exact engine
+    from bayes_se.exact import exact_posterior
+
+    exact = exact_posterior(dat.yi, dat.vi, None if moderator is None else X,
+                            coef_names=None if moderator is None else ["intercept", moderator])
+    ours, mcse = _ours(fit, "pred")
+    for stat, value in (("mean", exact.mean("pred")), ("q50", float(exact.quantile("pred", 0.5)))):
+        assert abs(ours[stat] - value) <= MCSE_MULTIPLE * mcse[stat], (stat, ours[stat], value)
