@@ -6,8 +6,14 @@ Model (each grid entry supplies the priors)::
 
 With normal random effects and normal priors on every coefficient the posterior is computed by the
 exact quadrature engine (:func:`bayes_se.exact.exact_posterior`, milliseconds per prior); any other
-combination (a Student-t or uniform prior on mu, Student-t random effects) is refitted by MCMC,
-one compiled model per prior (the prior enters the graph as constants, so each prior recompiles).
+combination (a Student-t or uniform prior on mu, Student-t random effects, a three-level model,
+``engine="mcmc"``) goes to MCMC, where one fit serves the whole grid: the first MCMC entry is
+sampled (the *base*), and every other MCMC entry is the base's draws importance-reweighted by the
+prior ratio ``w_s = p_new(theta_s) / p_base(theta_s)`` over the parameters whose prior changed,
+Pareto-smoothed (PSIS). An entry is refitted by MCMC (one compiled model per prior) when the
+Pareto k-hat of its weights exceeds :data:`PARETO_K_MAX` (the new prior is too far from the
+base), when its prior has support the base's lacks, or when it changes the likelihood (a ``nu``
+prior for Student-t effects).
 
 Grid syntax
 -----------
@@ -34,6 +40,10 @@ Depaoli S, Winter SD, Visser M (2020). The importance of prior sensitivity analy
 statistics: demonstrations using an interactive Shiny app. Front Psychol 11:608045.
 Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291 (step 5,
 sensitivity analysis).
+Kallioinen N, Paananen T, Bürkner P-C, Vehtari A (2023). Detecting and diagnosing prior and
+likelihood sensitivity with power-scaling. Stat Comput 34:57 (prior reweighting of one fit).
+Vehtari A, Simpson D, Gelman A, Yao Y, Gabry J (2024). Pareto smoothed importance sampling. JMLR
+25(72):1-58 (the smoothing and the k-hat < 0.7 threshold).
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ from bayes_se.errors import DataError, SpecError
 from bayes_se.exact import exact_posterior
 from bayes_se.priors import PRESETS, Prior, coefficient_priors, parse_assignment, preset
 
-__all__ = ["SensitivityResult", "sensitivity", "parse_grid_entry"]
+__all__ = ["ReweightedFit", "SensitivityResult", "sensitivity", "parse_grid_entry"]
 
 DEFAULT_PRESET = "default"
 ENGINES = ("auto", "exact", "mcmc")
@@ -58,6 +68,9 @@ ENGINES = ("auto", "exact", "mcmc")
 #: analysis; 4 x 1000 draws keep the Monte Carlo error of a 95% bound near 2% of the posterior SD.
 MCMC_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4}
 DEFAULT_SEED = 20251121  # the default [sampler] seed of bayes_se.spec
+#: Largest Pareto k-hat at which a reweighted entry is reported; above it the entry is refitted.
+#: 0.7 is the PSIS reliability threshold of Vehtari et al. (2024) for the draw counts used here.
+PARETO_K_MAX = 0.7
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,53 +226,160 @@ def _exact_row(data, X, names, coef, tau_prior, level, smallest):
     return post, row
 
 
-def _mcmc_row(data, X, names, coef, priors, effects, three_level, level, smallest, seed, mcmc):
+def _sd_priors(priors, three_level):
+    """The heterogeneity SD priors of the model: ``tau``, or ``sigma_cluster`` / ``sigma_effect``
+    (each defaulting to the ``tau`` prior) in a three-level model."""
+    if three_level:
+        return {key: priors.get(key, priors["tau"]) for key in ("sigma_cluster", "sigma_effect")}
+    return {"tau": priors["tau"]}
+
+
+def _mcmc_fit(data, X, names, priors, effects, three_level, seed, mcmc):
     from bayes_se.results import fit_random_effects, fit_three_level
 
     opts = dict(MCMC_DEFAULTS, **(mcmc or {}))
     # the builders apply the same coefficient rule (mu / beta[NAME] / beta) to these priors
-    pri = {k: v for k, v in priors.items() if k in ("mu", "beta", "tau") or k.startswith("beta[")}
+    pri = {k: v for k, v in priors.items() if k in ("mu", "beta") or k.startswith("beta[")}
+    pri.update(_sd_priors(priors, three_level))
     if three_level:
         if data.cluster is None:
             raise DataError("a three-level model needs a cluster column", column="cluster")
-        for key in ("sigma_cluster", "sigma_effect"):
-            pri[key] = priors.get(key, priors["tau"])
-        pri.pop("tau")
-        fit = fit_three_level(data.yi, data.vi, data.cluster, X=X, coef_names=names if X is not None else None,
-                              study=data.study, priors=pri, seed=seed, **opts)
-    else:
-        fit = fit_random_effects(data.yi, data.vi, X=X, coef_names=names if X is not None else None,
-                                 study=data.study, priors=pri, effects=effects, seed=seed, **opts)
+        return fit_three_level(data.yi, data.vi, data.cluster, X=X, coef_names=names if X is not None else None,
+                               study=data.study, priors=pri, seed=seed, **opts)
+    if effects == "student_t" and priors.get("nu") is not None:
+        pri["nu"] = priors["nu"]
+    return fit_random_effects(data.yi, data.vi, X=X, coef_names=names if X is not None else None,
+                              study=data.study, priors=pri, effects=effects, seed=seed, **opts)
+
+
+def _posterior_draws(fit, X, names):
+    """Flat draws (chain-major) of each coefficient, of each heterogeneity SD and of the total SD."""
     post = fit.idata.posterior
+    coef = [post["mu"] if X is None else post["beta"].isel(coef=j) for j in range(len(names))]
+    sds = {key: np.asarray(post[key], dtype=float).ravel()
+           for key in ("tau", "sigma_cluster", "sigma_effect") if key in post}
+    if "tau" in sds:
+        total = sds["tau"]
+    else:  # three-level: the total heterogeneity SD
+        total = np.sqrt(sds["sigma_cluster"] ** 2 + sds["sigma_effect"] ** 2)
+    return [np.asarray(c, dtype=float).ravel() for c in coef], sds, total
+
+
+def _draws_row(coef, total, names, weights, level, smallest):
+    """Table columns from posterior draws, optionally importance-weighted (normalised weights)."""
     a = 0.5 * (1.0 - level)
 
     def stats(x):
-        x = np.asarray(x, dtype=float).ravel()
-        lo, hi = np.quantile(x, [a, 1.0 - a])
-        return float(x.mean()), float(lo), float(hi), float(np.mean(x > 0))
-
-    def coef_draws(j):
-        return post["mu"] if X is None else post["beta"].isel(coef=j)
+        if weights is None:
+            lo, hi = np.quantile(x, [a, 1.0 - a])
+            return float(x.mean()), float(lo), float(hi), float(np.mean(x > 0))
+        # NumPy's weighted quantile (the inverse of the weighted empirical CDF)
+        lo, hi = np.quantile(x, [a, 1.0 - a], weights=weights, method="inverted_cdf")
+        return float(weights @ x), float(lo), float(hi), float(weights @ (x > 0))
 
     row = {}
     if "intercept" in names:
-        x = coef_draws(names.index("intercept"))
+        x = coef[names.index("intercept")]
         row["mu_mean"], row["mu_lower"], row["mu_upper"], row["p_positive"] = stats(x)
         if smallest is not None:
-            row["p_gt_smallest"] = float(np.mean(np.asarray(x) > smallest))
+            row["p_gt_smallest"] = float(np.mean(x > smallest) if weights is None else weights @ (x > smallest))
     row["bf_mu0"] = math.nan
-    if "tau" in post:
-        sd = post["tau"]
-    else:  # three-level: the total heterogeneity SD
-        sd = np.sqrt(post["sigma_cluster"] ** 2 + post["sigma_effect"] ** 2)
-    row["tau_mean"], row["tau_lower"], row["tau_upper"], _ = stats(sd)
+    row["tau_mean"], row["tau_lower"], row["tau_upper"], _ = stats(total)
     row["bf_tau0"] = math.nan
     for j, name in enumerate(names):
         if name != "intercept":
-            m, lo, hi, pp = stats(coef_draws(j))
+            m, lo, hi, pp = stats(coef[j])
             row.update({f"beta[{name}]_mean": m, f"beta[{name}]_lower": lo, f"beta[{name}]_upper": hi,
                         f"beta[{name}]_p_positive": pp})
-    return fit, row
+    return row
+
+
+def _mcmc_row(data, X, names, priors, effects, three_level, level, smallest, seed, mcmc):
+    fit = _mcmc_fit(data, X, names, priors, effects, three_level, seed, mcmc)
+    coef, _, total = _posterior_draws(fit, X, names)
+    return fit, _draws_row(coef, total, names, None, level, smallest)
+
+
+@dataclasses.dataclass
+class ReweightedFit:
+    """One grid entry computed from another entry's MCMC draws by Pareto-smoothed importance
+    sampling: draw ``s`` of the base fit gets weight ``w_s`` proportional to
+    ``p_new(theta_s) / p_base(theta_s)``.
+
+    Attributes
+    ----------
+    base_label : str
+        The grid entry whose fit was sampled.
+    base : BayesianFit
+        That fit.
+    log_weights : numpy.ndarray
+        PSIS-smoothed, normalised log weights, shape ``(chain, draw)`` of the base posterior.
+    pareto_k : float
+        Pareto k-hat of the raw weights (reliable at or below :data:`PARETO_K_MAX`).
+    ess : float
+        PSIS effective sample size ``r_eff / sum(w_s^2)`` (Vehtari et al. 2024, eq. 6 with the
+        relative efficiency of the weights over the chains).
+    """
+
+    base_label: str
+    base: object
+    log_weights: np.ndarray
+    pareto_k: float
+    ess: float
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Normalised weights, flattened chain-major like the draws."""
+        return np.exp(self.log_weights.ravel())
+
+
+def _support(prior):
+    """Interval outside which the prior's density is zero (on the SD for tau-type priors)."""
+    if prior.family == "uniform":
+        return float(prior.params["lower"]), float(prior.params["upper"])
+    return (-math.inf, math.inf) if prior.kind == "real" else (0.0, math.inf)
+
+
+def _reweight(base, coef, sds, nu, draws, names, coef_new, sds_new, nu_new):
+    """PSIS-reweight the base fit's draws to new priors; None when importance sampling cannot
+    represent the new posterior (the caller refits)."""
+    import arviz as az
+
+    # nu (Student-t effects) enters p(y | theta) through the effects' distribution, and a fixed nu
+    # versus a nu prior are different parameter spaces: a change there is not a prior ratio on the
+    # base's draws, so such an entry is refitted.
+    if nu_new != nu:
+        return None
+    pairs = [(p_new, p_base, x) for p_new, p_base, x in zip(coef_new, coef, draws[0])]
+    pairs += [(sds_new[k], sds[k], draws[1][k]) for k in sds]
+    changed = [(pn, pb, x) for pn, pb, x in pairs if pn != pb]
+    if not all(isinstance(pn, Prior) and isinstance(pb, Prior) for pn, pb, _ in changed):
+        return None
+    for pn, pb, _ in changed:  # the base must have drawn wherever the new prior has mass
+        (lo_n, hi_n), (lo_b, hi_b) = _support(pn), _support(pb)
+        if lo_n < lo_b or hi_n > hi_b:
+            return None
+    shape = base.idata.posterior.sizes["chain"], base.idata.posterior.sizes["draw"]
+    n = shape[0] * shape[1]
+    if not changed:  # the same priors written differently: every weight is 1
+        return np.full(shape, -math.log(n)), 0.0, float(n)
+    lw = np.zeros(n)
+    for pn, pb, x in changed:
+        if pn.kind == "real":
+            lw += pn.logpdf(x) - pb.logpdf(x)
+        else:  # densities of the SD itself on both sides, so the sampler's parametrisation cancels
+            lw += pn.tau_logpdf(x) - pb.tau_logpdf(x)
+    finite = np.isfinite(lw)
+    if not finite.any():
+        return None
+    # relative efficiency of the weights over the chains (the r_eff of PSIS-LOO)
+    raw = np.where(finite, np.exp(lw - lw[finite].max()), 0.0).reshape(shape)
+    r_eff = float(az.ess(raw, method="mean")) / n
+    if not math.isfinite(r_eff) or r_eff <= 0:
+        r_eff = 1.0
+    smoothed, k = az.psislw(lw, reff=r_eff)
+    w = np.exp(smoothed)
+    return smoothed.reshape(shape), float(k), r_eff / float(np.sum(w**2))
 
 
 def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague"), *, mods: str | None = None,
@@ -322,6 +442,7 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
         dup = next(lab for lab in labels if labels.count(lab) > 1)
         raise SpecError(f"grid entry '{dup}' is given twice", key="priors")
     rows, fits, used = [], {}, {}
+    base = None  # (label, fit, coefficient priors, SD priors, nu prior, draws) of the first MCMC entry
     start = time.perf_counter()
     for label, pri in entries:
         coef = coefficient_priors(pri, names)
@@ -329,16 +450,35 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
         if engine == "exact" and not exact:
             raise SpecError(f"grid entry '{label}' needs MCMC (the exact engine takes normal effects, normal "
                             "coefficient priors and two levels); use engine='auto'", key="engine")
+        pareto_k = math.nan
         if exact:
             fit, row = _exact_row(data, X, names, coef, pri["tau"], level, smallest_effect)
+            method = "exact"
         else:
-            fit, row = _mcmc_row(data, X, names, coef, pri, effects, three_level, level, smallest_effect,
-                                 seed, mcmc)
-        rows.append({"prior": label, "engine": "exact" if exact else "mcmc", **row})
+            sds, nu = _sd_priors(pri, three_level), pri.get("nu") if effects == "student_t" else None
+            rw = None
+            if base is not None:
+                b_label, b_fit, b_coef, b_sds, b_nu, draws = base
+                rw = _reweight(b_fit, b_coef, b_sds, b_nu, draws, names, coef, sds, nu)
+            if rw is not None:
+                pareto_k = rw[1]
+            if rw is not None and rw[1] <= PARETO_K_MAX:
+                fit = ReweightedFit(b_label, b_fit, rw[0], rw[1], rw[2])
+                row = _draws_row(draws[0], draws[2], names, fit.weights, level, smallest_effect)
+                method = "reweighted"
+            else:
+                fit, row = _mcmc_row(data, X, names, pri, effects, three_level, level, smallest_effect,
+                                     seed, mcmc)
+                method = "mcmc"
+                if base is None:
+                    base = (label, fit, coef, sds, nu, _posterior_draws(fit, X, names))
+        rows.append({"prior": label, "engine": "exact" if exact else "mcmc", **row, "method": method,
+                     "pareto_k": pareto_k})
         fits[label], used[label] = fit, pri
     seconds = time.perf_counter() - start
     base = ["prior", "engine", "mu_mean", "mu_lower", "mu_upper", "tau_mean", "tau_lower", "tau_upper",
-            "p_positive"] + (["p_gt_smallest"] if smallest_effect is not None else []) + ["bf_mu0", "bf_tau0"]
+            "p_positive"] + (["p_gt_smallest"] if smallest_effect is not None else []) + ["bf_mu0", "bf_tau0",
+                                                                                "method", "pareto_k"]
     table = pd.DataFrame(rows)
     extra = [c for c in table.columns if c not in base]
     table = table.reindex(columns=base + extra)
