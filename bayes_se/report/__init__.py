@@ -75,6 +75,8 @@ class _Builder:
                                "installation.")
         params = inspect.signature(func).parameters
         kwargs = {k: v for k, v in kwargs.items() if k in params}
+        if "width" in params:  # draw at the width it is saved at (legends and panels are laid out then)
+            kwargs["width"] = width
         try:
             fig = func(*args, **kwargs)
             try:
@@ -379,7 +381,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         blocks = [("p", BOXSCORE_NOTE)]
         blocks.append(b.table("boxscore", bt, "Box-score") if bt is not None else
                       ("missing", "The box-score result has no table."))
-        blocks.append(b.figure("boxscore", "Box-score", "plot_boxscore", boxscore))
+        blocks.append(b.figure("boxscore", "Box-score", "plot_boxscore", boxscore, width="double"))
         b.section("boxscore", "Box-score (vote counting)", blocks)
 
     versions = package_versions()
