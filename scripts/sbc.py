@@ -375,8 +375,8 @@ def main(argv=None) -> int:
             div = sum(i.get("divergences", 0) for i in infos)
             if model == MEDIATION:
                 redraws = sum(i["redraws"] for i in infos)
-                print(f"  {model}: {redraws} study-matrix redraws ({redraws / (redraws + sum(i['studies'] for i in infos)):.1%}"
-                      f" of draws), {sum(i['refit'] for i in infos)} refits at a higher target_accept, "
+                share = redraws / (redraws + sum(i["studies"] for i in infos))
+                print(f"  {model}: {redraws} study-matrix redraws ({share:.1%} of draws), {sum(i['refit'] for i in infos)} refits at a higher target_accept, "
                       f"{sum(not i['passed'] for i in infos)} fits failing the default diagnostics, "
                       f"{div} divergences, {seconds:.0f} s", file=sys.stderr)
             for name in ranks.columns:
