@@ -144,11 +144,15 @@ class SensitivityResult:
         One row per grid entry: ``prior``, ``engine``, ``mu_mean``, ``mu_lower``, ``mu_upper``,
         ``tau_mean``, ``tau_lower``, ``tau_upper``, ``p_positive``, ``p_gt_smallest`` (when a
         smallest effect was given), ``bf_mu0``, ``bf_tau0`` (BF01 of the point nulls, exact engine
-        only, NaN otherwise), then for a meta-regression ``beta[NAME]_mean``, ``_lower``,
+        only, NaN otherwise), ``method`` (``exact``, ``mcmc``: sampled, or ``reweighted``: the
+        first MCMC entry's draws reweighted to this prior), ``pareto_k`` (k-hat of the
+        reweighting tried: at most :data:`PARETO_K_MAX` for a reweighted row, above it for a
+        row refitted for that reason, NaN where none was tried), then for a meta-regression ``beta[NAME]_mean``, ``_lower``,
         ``_upper``, ``_p_positive`` of each non-intercept coefficient. In a meta-regression the
         ``mu`` columns describe the intercept.
     fits : dict
-        Label -> :class:`~bayes_se.exact.ExactPosterior` or :class:`~bayes_se.results.BayesianFit`.
+        Label -> :class:`~bayes_se.exact.ExactPosterior`, :class:`~bayes_se.results.BayesianFit`
+        or :class:`ReweightedFit`.
     priors : dict
         Label -> the entry's priors (``mu``, ``beta``, ``tau``, ...).
     level : float
@@ -402,7 +406,8 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
     engine : {"auto", "exact", "mcmc"}
         ``auto``: the exact engine where the model allows it (normal effects, normal coefficient
         priors, two levels), MCMC for the other entries. ``exact`` raises for an entry it cannot
-        fit; ``mcmc`` samples every entry.
+        fit; ``mcmc`` uses MCMC for every entry. Of the MCMC entries the first is sampled and the
+        others are PSIS-reweighted from it where the Pareto k-hat allows (module docstring).
     effects : {"normal", "student_t"}
         Random-effects distribution (Student-t needs MCMC).
     three_level : bool
@@ -411,7 +416,7 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
     smallest_effect : float, optional
         Adds ``p_gt_smallest`` = P(mu > smallest_effect | y).
     seed : int
-        Seed of every MCMC refit (the same for each entry, so differences are the prior's).
+        Seed of every MCMC fit (the same for each entry, so differences are the prior's).
     level : float
         Credible level of the intervals.
     mcmc : dict, optional
@@ -425,6 +430,9 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
     References
     ----------
     Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291.
+    Kallioinen N, Paananen T, Bürkner P-C, Vehtari A (2023). Stat Comput 34:57.
+    Vehtari A, Simpson D, Gelman A, Yao Y, Gabry J (2024). Pareto smoothed importance sampling.
+    JMLR 25(72):1-58.
     """
     if engine not in ENGINES:
         raise SpecError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", key="engine")
