@@ -30,7 +30,7 @@ ALPHA = 0.001  # per-parameter false-alarm rate of a uniformity test on a correc
 N_REP_EXACT = 200  # replicates per model: KS detects a PIT-distribution shift of ~0.14 at ALPHA
 N_REP_NEGATIVE = 50  # replicates of the deliberately miscalibrated fit (its failure is gross)
 N_REP_MCMC = 40  # slow test: replicates per model (chi-square with 20 bins of 5 ranks)
-N_REP_MEDIATION = 20  # slow test: mediation replicates (~80 s each on 2 shared cores: ~27 min)
+N_REP_MEDIATION = 20  # slow test: mediation replicates (~50 s each on 2 shared cores: ~17 min)
 SEED = 20180418
 
 
