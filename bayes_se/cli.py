@@ -102,17 +102,25 @@ def _spec_arg(args):
     return pathlib.Path(args.spec) if args.spec else None
 
 
-def cmd_fit(args) -> int:
+def _spec_from_args(args):
+    """The spec named on the command line with its overrides (priors, mods, engine, seed, columns)."""
     import dataclasses
 
     from bayes_se import api
-    from bayes_se.outputs import write_fit_outputs
 
     spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
                             seed=args.seed)
     cols = _spec_columns(args)
     if cols:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
+    return spec
+
+
+def cmd_fit(args) -> int:
+    from bayes_se import api
+    from bayes_se.outputs import write_fit_outputs
+
+    spec = _spec_from_args(args)
     if args.out:
         from bayes_se.outputs import check_out_dir
 
@@ -137,15 +145,13 @@ DEFAULT_GRID = ("default", "vague", "rhodes2015_general", "rhodes2015_mental_non
 
 
 def _fit_from_args(args):
-    import dataclasses
-
+    """Spec and effect-size data for the commands that take effect sizes (not correlations)."""
     from bayes_se import api
 
-    spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
-                            seed=args.seed)
-    cols = _spec_columns(args)
-    if cols:
-        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
+    spec = _spec_from_args(args)
+    if spec.model.type == "mediation":
+        raise BayesSEError(f"'bayes-se {args.command}' takes effect-size models; fit a mediation spec with "
+                           "'bayes-se fit SPEC --data CORRELATIONS.csv'")
     return spec, api.load_data(args.data, spec)
 
 
