@@ -131,6 +131,7 @@ def test_cli_freq_three_level_matches_metafor(capsys):
         (["fit", "--data", BCG, "--prior", "mu=normal(0, -1)"], "mu"),
         (["fit", "--data", BCG, "--prior", "tau=wibble(1)"], "wibble"),
         (["fit", "--data", BCG, "--mods", "ablat", "--prior", "beta[foo]=normal(0, 1)"], "foo"),
+        (["sensitivity", MODELS / "mediation.toml", "--data", BCG], "bayes-se fit"),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(capsys, argv, needle):
