@@ -201,12 +201,20 @@ def mediation_prior_draw(rng: np.random.Generator, priors: dict | None = None) -
     return {"rho": np.asarray(rho), "tau": np.asarray(tau), "Omega": np.asarray(omega)}
 
 
+#: How mediation data are simulated: "sample" (study matrices, then sample correlations of raw
+#: data) or "likelihood" (the fitted model's own likelihood: r_i ~ N(rho, S_i(rho) + T) with the
+#: Olkin-Siotani S_i at the pooled rho; only vectors that the loader would reject are redrawn).
+MEDIATION_DATA = "sample"
+
+
 def simulate_mediation(rng: np.random.Generator, k: int = K_STUDIES, priors: dict | None = None) -> Simulation:
     """Draw (rho, tau, Omega) from the prior, then k studies' correlations.
 
-    ``rho_i ~ N(rho, T)`` with ``T = diag(tau) Omega diag(tau)``, redrawn until ``R(rho_i)`` is
-    positive definite (``truth["redraws"]`` counts the rejections), then the sample correlations of
-    ``n_i`` multivariate-normal draws with correlation ``R(rho_i)``.
+    ``MEDIATION_DATA = "sample"``: ``rho_i ~ N(rho, T)`` with ``T = diag(tau) Omega diag(tau)``,
+    redrawn until ``R(rho_i)`` is positive definite (``truth["redraws"]`` counts the rejections),
+    then the sample correlations of ``n_i`` multivariate-normal draws with correlation ``R(rho_i)``.
+    ``"likelihood"``: ``r_i ~ N(rho, S_i(rho) + T)``, the model's own likelihood, redrawn only when
+    ``|r| >= 1`` or the study matrix is not positive definite (the loader refuses those).
     """
     from bayes_se.correlations import pair_index
     from bayes_se.mediation import PathModel, vec_to_matrix
@@ -218,15 +226,26 @@ def simulate_mediation(rng: np.random.Generator, k: int = K_STUDIES, priors: dic
         T_chol = np.linalg.cholesky(T + 1e-12 * np.eye(len(pairs)))
         rows, redraws = [], 0
         for _ in range(k):
+            n_i = int(rng.integers(MEDIATION_N_RANGE[0], MEDIATION_N_RANGE[1] + 1))
+            if MEDIATION_DATA == "likelihood":
+                from bayes_se.correlations import olkin_siotani
+
+                cov = olkin_siotani(vec_to_matrix(prior["rho"], p), n_i) + T
+                L_i = np.linalg.cholesky(cov)
             for _ in range(MAX_REDRAWS):
-                rho_i = prior["rho"] + T_chol @ rng.standard_normal(len(pairs))
+                if MEDIATION_DATA == "likelihood":
+                    rho_i = prior["rho"] + L_i @ rng.standard_normal(len(pairs))
+                else:
+                    rho_i = prior["rho"] + T_chol @ rng.standard_normal(len(pairs))
                 R_i = vec_to_matrix(rho_i, p)
                 if np.all(np.abs(rho_i) < 1) and np.linalg.eigvalsh(R_i)[0] > 0:
                     break
                 redraws += 1
             else:
                 break
-            n_i = int(rng.integers(MEDIATION_N_RANGE[0], MEDIATION_N_RANGE[1] + 1))
+            if MEDIATION_DATA == "likelihood":
+                rows.append([n_i] + list(rho_i))
+                continue
             z = rng.standard_normal((n_i, p)) @ np.linalg.cholesky(R_i).T
             sample_r = np.corrcoef(z, rowvar=False)
             rows.append([n_i] + [sample_r[i, j] for i, j in pairs])
@@ -360,7 +379,11 @@ def main(argv=None) -> int:
                         help=f"default: {' '.join(MODEL_NAMES)} ({MEDIATION} is MCMC only and slow)")
     parser.add_argument("--figures", type=pathlib.Path, default=FIGURES)
     parser.add_argument("--csv", type=pathlib.Path, default=None, help="also write all ranks here")
+    parser.add_argument("--mediation-data", choices=("sample", "likelihood"), default="sample",
+                        help="simulate mediation data from raw samples (default) or from the model's own likelihood")
     args = parser.parse_args(argv)
+    global MEDIATION_DATA
+    MEDIATION_DATA = args.mediation_data
     logging.getLogger("pymc").setLevel(logging.ERROR)  # one sampler banner per replicate is noise
     args.figures.mkdir(parents=True, exist_ok=True)
     table, all_ranks = [], []
