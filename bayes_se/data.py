@@ -563,7 +563,8 @@ def check_arrays(yi, vi) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"'{name}' must be numeric ({exc})", column=name) from None
     yi, vi = out
     if yi.size != vi.size:
-        raise DataError(f"'yi' has {yi.size} values but 'vi' has {vi.size}", column="vi")
+        raise DataError(f"'yi' and 'vi' must have the same length: 'yi' has {yi.size} values, 'vi' has "
+                        f"{vi.size}", column="vi")
     for name, arr in (("yi", yi), ("vi", vi)):
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:

@@ -768,16 +768,12 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
         study = getattr(data, "study", None) if study is None else study
     if vi is None:
         raise SpecError("sampling variances are missing", key="vi")
-    y = np.asarray(yi, dtype=float).ravel()
-    v = np.asarray(vi, dtype=float).ravel()
+    from bayes_se.data import check_arrays
+
+    y, v = check_arrays(yi, vi)
     k = y.size
-    if k == 0 or v.size != k:
-        raise DataError(f"yi and vi must have the same, non-zero length (got {k} and {v.size})", column="vi")
-    checks = (("yi", y, np.isfinite, "finite"), ("vi", v, lambda a: np.isfinite(a) & (a > 0), "finite and > 0"))
-    for col, arr, test, what in checks:
-        bad = np.flatnonzero(~test(arr))
-        if bad.size:
-            raise DataError(f"value {arr[bad[0]]!r} must be {what}", row=int(bad[0]) + 1, column=col)
+    if k == 0:
+        raise DataError("no effect sizes given", column="yi")
     labels = _unique_labels(range(1, k + 1) if study is None else study)
     if len(labels) != k:
         raise DataError(f"{len(labels)} study labels for {k} effects", column="study")
