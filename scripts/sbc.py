@@ -66,7 +66,7 @@ MEDIATION_MC_DRAWS = 16  # indirect_avg's Monte Carlo size; it is not checked he
 #: Priors of the mediation SBC. Under the shipped tau ~ HalfNormal(0.2), 24% of the study-matrix
 #: draws were invalid (200 simulated meta-analyses; 15% under HalfNormal(0.1)), so the truncated
 #: simulation would be far from the model; under HalfNormal(0.05), 6.5%. Used in simulation and fit.
-MEDIATION_PRIORS = {"tau": "half_normal(0.05)"}
+MEDIATION_PRIORS = {"tau": "half_normal(0.05)"}  # scripts/sbc.py --mediation-tau-prior sets it
 MAX_REDRAWS = 10_000  # redraws of rho_i before giving up on a replicate's (rho, T)
 
 
@@ -203,7 +203,7 @@ def mediation_prior_draw(rng: np.random.Generator, priors: dict | None = None) -
 
 #: How mediation data are simulated: "sample" (study matrices, then sample correlations of raw
 #: data) or "likelihood" (the fitted model's own likelihood: r_i ~ N(rho, S_i(rho) + T) with the
-#: Olkin-Siotani S_i at the pooled rho; only vectors that the loader would reject are redrawn).
+#: Olkin-Siotani S_i at the pooled rho, never redrawn: SBC in its exact sense).
 MEDIATION_DATA = "sample"
 
 
@@ -213,8 +213,10 @@ def simulate_mediation(rng: np.random.Generator, k: int = K_STUDIES, priors: dic
     ``MEDIATION_DATA = "sample"``: ``rho_i ~ N(rho, T)`` with ``T = diag(tau) Omega diag(tau)``,
     redrawn until ``R(rho_i)`` is positive definite (``truth["redraws"]`` counts the rejections),
     then the sample correlations of ``n_i`` multivariate-normal draws with correlation ``R(rho_i)``.
-    ``"likelihood"``: ``r_i ~ N(rho, S_i(rho) + T)``, the model's own likelihood, redrawn only when
-    ``|r| >= 1`` or the study matrix is not positive definite (the loader refuses those).
+    ``"likelihood"``: ``r_i ~ N(rho, S_i(rho) + T)``, the model's own likelihood, never redrawn:
+    a draw may have ``|r| >= 1`` or a study matrix that is not positive definite, which the
+    likelihood allows and :func:`replicate_mediation` passes to the fit without the loader (whose
+    checks refuse such files from users).
     """
     from bayes_se.correlations import pair_index
     from bayes_se.mediation import PathModel, vec_to_matrix
@@ -232,20 +234,16 @@ def simulate_mediation(rng: np.random.Generator, k: int = K_STUDIES, priors: dic
 
                 cov = olkin_siotani(vec_to_matrix(prior["rho"], p), n_i) + T
                 L_i = np.linalg.cholesky(cov)
+                rows.append([n_i] + list(prior["rho"] + L_i @ rng.standard_normal(len(pairs))))
+                continue
             for _ in range(MAX_REDRAWS):
-                if MEDIATION_DATA == "likelihood":
-                    rho_i = prior["rho"] + L_i @ rng.standard_normal(len(pairs))
-                else:
-                    rho_i = prior["rho"] + T_chol @ rng.standard_normal(len(pairs))
+                rho_i = prior["rho"] + T_chol @ rng.standard_normal(len(pairs))
                 R_i = vec_to_matrix(rho_i, p)
                 if np.all(np.abs(rho_i) < 1) and np.linalg.eigvalsh(R_i)[0] > 0:
                     break
                 redraws += 1
             else:
                 break
-            if MEDIATION_DATA == "likelihood":
-                rows.append([n_i] + list(rho_i))
-                continue
             z = rng.standard_normal((n_i, p)) @ np.linalg.cholesky(R_i).T
             sample_r = np.corrcoef(z, rowvar=False)
             rows.append([n_i] + [sample_r[i, j] for i, j in pairs])
@@ -284,12 +282,17 @@ def replicate_mediation(rng: np.random.Generator, n_draws: int = N_RANKS, mcmc: 
     ``info``: divergences and diagnostics verdict of the final fit, whether NUTS refitted at a
     higher target_accept, and the study-matrix redraws of the simulation.
     """
-    from bayes_se.correlations import load_correlations
+    from bayes_se.correlations import CorrelationData, load_correlations
     from bayes_se.mediation import fit_mediation
 
     priors = priors or MEDIATION_PRIORS
     sim = simulate_mediation(rng, priors=priors)
-    data = load_correlations(sim.frame, variables=MEDIATION_VARIABLES, layout="wide")
+    if MEDIATION_DATA == "likelihood":  # the loader would refuse |r| >= 1 or an indefinite study matrix
+        r = sim.frame.filter(like="r_").to_numpy(float)
+        data = CorrelationData(MEDIATION_VARIABLES, sim.frame["study"].to_numpy(str),
+                               sim.frame["n"].to_numpy(float), r, ~np.isnan(r))
+    else:
+        data = load_correlations(sim.frame, variables=MEDIATION_VARIABLES, layout="wide")
     settings = dict(draws=250, tune=250, chains=2) | (mcmc or {})
     seed = int(rng.integers(2**31))
     x, m, y = MEDIATION_VARIABLES
@@ -321,20 +324,26 @@ def exact_pit(model: str, rng: np.random.Generator, tau_prior=None) -> dict:
 
 
 def run(model: str, engine: str, n_rep: int, seed: int, n_draws: int = N_RANKS, mcmc=None,
-        progress=False) -> tuple[pd.DataFrame, list]:
-    """``n_rep`` replicates; a DataFrame of ranks (one column per parameter) and the infos."""
+        progress=False, on_replicate=None) -> tuple[pd.DataFrame, list]:
+    """``n_rep`` replicates; a DataFrame of ranks (one column per parameter) and the infos.
+
+    ``on_replicate(ranks_so_far)``, when given, is called after every replicate (to save a
+    long run as it goes: an interrupted run keeps every finished replicate).
+    """
     rng = np.random.default_rng(seed)
     rows, infos = [], []
     start = time.time()
     for i in range(n_rep):
         ranks, info = replicate(model, engine, rng, n_draws, mcmc)
-        rows.append(ranks)
+        rows.append(ranks | {"divergences": info.get("divergences", 0)})
         infos.append(info)
+        if on_replicate is not None:
+            on_replicate(pd.DataFrame(rows))
         if progress and model == MEDIATION:  # slow: log each replicate so a cut-off run is not lost
             print(f"  replicate {i + 1}: ranks {ranks} info {info}", file=sys.stderr)
         if progress and ((i + 1) % 10 == 0 or model == MEDIATION):
             print(f"  {model}/{engine}: {i + 1}/{n_rep} ({time.time() - start:.0f} s)", file=sys.stderr)
-    return pd.DataFrame(rows), infos
+    return pd.DataFrame(rows).drop(columns="divergences"), infos
 
 
 def uniformity_pvalue(ranks, n_draws: int = N_RANKS, n_bins: int = N_BINS) -> float:
@@ -378,12 +387,16 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES + (MEDIATION,),
                         help=f"default: {' '.join(MODEL_NAMES)} ({MEDIATION} is MCMC only and slow)")
     parser.add_argument("--figures", type=pathlib.Path, default=FIGURES)
-    parser.add_argument("--csv", type=pathlib.Path, default=None, help="also write all ranks here")
+    parser.add_argument("--csv", type=pathlib.Path, default=None,
+                        help="also write all ranks here (with each replicate's divergences), after every replicate")
     parser.add_argument("--mediation-data", choices=("sample", "likelihood"), default="sample",
                         help="simulate mediation data from raw samples (default) or from the model's own likelihood")
+    parser.add_argument("--mediation-tau-prior", default="half_normal(0.05)",
+                        help="tau prior of the mediation simulation and fit (default: %(default)s; shipped: half_normal(0.2))")
     args = parser.parse_args(argv)
-    global MEDIATION_DATA
+    global MEDIATION_DATA, MEDIATION_PRIORS
     MEDIATION_DATA = args.mediation_data
+    MEDIATION_PRIORS = {"tau": args.mediation_tau_prior}
     logging.getLogger("pymc").setLevel(logging.ERROR)  # one sampler banner per replicate is noise
     args.figures.mkdir(parents=True, exist_ok=True)
     table, all_ranks = [], []
@@ -393,7 +406,11 @@ def main(argv=None) -> int:
             if n_rep <= 0 or (model == MEDIATION and engine == "exact"):
                 continue
             start = time.time()
-            ranks, infos = run(model, engine, n_rep, args.seed, mcmc=mcmc, progress=True)
+            def save(so_far, model=model, engine=engine):
+                if args.csv:
+                    pd.concat(all_ranks + [so_far.assign(model=model, engine=engine)]).to_csv(args.csv, index=False)
+
+            ranks, infos = run(model, engine, n_rep, args.seed, mcmc=mcmc, progress=True, on_replicate=save)
             seconds = time.time() - start
             div = sum(i.get("divergences", 0) for i in infos)
             if model == MEDIATION:
@@ -413,8 +430,6 @@ def main(argv=None) -> int:
                               "seconds": seconds})
             all_ranks.append(ranks.assign(model=model, engine=engine))
     result = pd.DataFrame(table)
-    if args.csv:
-        pd.concat(all_ranks).to_csv(args.csv, index=False)
     print(result.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else result.to_string(index=False))
     return 0
 
