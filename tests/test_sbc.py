@@ -30,7 +30,7 @@ ALPHA = 0.001  # per-parameter false-alarm rate of a uniformity test on a correc
 N_REP_EXACT = 200  # replicates per model: KS detects a PIT-distribution shift of ~0.14 at ALPHA
 N_REP_NEGATIVE = 50  # replicates of the deliberately miscalibrated fit (its failure is gross)
 N_REP_MCMC = 40  # slow test: replicates per model (chi-square with 20 bins of 5 ranks)
-N_REP_MEDIATION = 20  # slow test: mediation replicates (~50 s each on 2 shared cores: ~17 min)
+N_REP_MEDIATION = 20  # slow test: mediation replicates (~15 s each on an idle core: ~5 min)
 SEED = 20180418
 
 
@@ -103,11 +103,38 @@ def test_mediation_simulation(sbc):
     assert np.all(np.abs(values[~np.isnan(values)]) < 1)
 
 
+def test_mediation_likelihood_simulation(sbc, monkeypatch):
+    """SBC proper draws from the fitted likelihood, r_i ~ N(rho, S_i(rho) + T), with nothing
+    redrawn: each r is centred on its pooled rho with variance (1 - rho^2)^2 / (n - 1) + tau^2."""
+    monkeypatch.setattr(sbc, "MEDIATION_DATA", "likelihood")
+    monkeypatch.setattr(sbc, "MEDIATION_PRIORS", {"tau": "half_normal(0.2)"})
+    rng = np.random.default_rng(SEED)
+    z = []
+    for _ in range(8):
+        sim = sbc.simulate_mediation(rng)
+        assert sim.truth["redraws"] == 0
+        assert len(sim.frame) == sbc.K_STUDIES
+        assert sim.frame["r_M_Y"].isna().to_numpy().nonzero()[0].tolist() == list(sbc.MEDIATION_NO_MY)
+        for pair in ("X,M", "X,Y"):
+            rho, tau = sim.truth[f"rho[{pair}]"], sim.truth[f"tau[{pair}]"]
+            var = (1 - rho**2) ** 2 / (sim.frame["n"] - 1) + tau**2
+            z.extend((sim.frame["r_" + pair.replace(",", "_")] - rho) / np.sqrt(var))
+    z = np.asarray(z)  # 128 standard normal draws if the simulation is right
+    assert abs(z.mean()) < 4 / np.sqrt(z.size)
+    lo, hi = stats.chi2.ppf([ALPHA / 2, 1 - ALPHA / 2], z.size) / z.size
+    assert lo < np.mean(z**2) < hi
+
+
 @pytest.mark.slow
 @pytest.mark.mcmc
-def test_mediation_mcmc_is_calibrated(sbc):
+def test_mediation_mcmc_is_calibrated(sbc, monkeypatch):
+    """SBC proper of the MASEM (data from the model, shipped tau prior); docs/calibration.md has
+    the full 407-replicate study."""
+    monkeypatch.setattr(sbc, "MEDIATION_DATA", "likelihood")
+    monkeypatch.setattr(sbc, "MEDIATION_PRIORS", {"tau": "half_normal(0.2)"})
     ranks, infos = sbc.run("mediation", "mcmc", N_REP_MEDIATION, SEED,
                            mcmc={"draws": 250, "tune": 250, "chains": 2})
     assert list(ranks.columns) == sbc.parameters("mediation")
     pvalues = {name: sbc.uniformity_pvalue(ranks[name]) for name in ranks.columns}
     assert min(pvalues.values()) > ALPHA, pvalues
+    assert sum(i["divergences"] for i in infos) == 0
