@@ -73,6 +73,26 @@ class _DropMissingDynWarning(logging.Filter):
         return _MISSING_DYN not in record.getMessage()
 
 
+def _chosen(config, key: str) -> bool:
+    """Whether ``key`` of ``pytensor.config`` has a non-empty value already, from the environment,
+    a pytensorrc, code, or an earlier look-up, without computing its lazy default.
+
+    Reading ``pytensor.config.blas__ldflags`` first runs PyTensor's own search for a system BLAS
+    (0.3 s per process, and the warning that it found none). PyTensor offers no public "was this
+    set?", so this reads its parameter registry (``_config_var_dict``) and falls back to reading
+    the value when that registry is not there.
+    """
+    param = getattr(config, "_config_var_dict", {}).get(key)
+    if param is None or not hasattr(config, "fetch_val_for_key"):
+        return bool(getattr(config, key))
+    if hasattr(param, "val"):  # set, or its default already computed
+        return bool(param.val)
+    try:
+        return bool(config.fetch_val_for_key(key))  # PYTENSOR_FLAGS or a pytensorrc
+    except KeyError:
+        return False
+
+
 def configure() -> bool:
     """Point PyTensor at SciPy's OpenBLAS unless a BLAS was chosen already; True if it did.
 
@@ -92,7 +112,7 @@ def configure() -> bool:
     if "pytensor" in sys.modules:
         import pytensor
 
-        if pytensor.config.blas__ldflags or pytensor.config.gcc__cxxflags:
+        if _chosen(pytensor.config, "blas__ldflags") or _chosen(pytensor.config, "gcc__cxxflags"):
             return False
     path = scipy_openblas()
     if path is None:

@@ -103,3 +103,28 @@ def test_blas_configure_links_scipy_openblas_and_computes_gemv(tmp_path):
                           timeout=SUBPROCESS_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_blas_configure_after_pytensor_import_skips_pytensors_blas_search(tmp_path):
+    """With PyTensor imported first (as ``import pymc`` does), configure() still links SciPy's
+    OpenBLAS, without running PyTensor's own search for a system BLAS (0.3 s, and a warning)."""
+    code = f"""
+        import os, warnings
+        os.environ["PYTENSOR_FLAGS"] = "base_compiledir={tmp_path}"
+        import pytensor
+        calls = []
+        param = pytensor.config._config_var_dict["blas__ldflags"]  # PyTensor's lazy default
+        original = param._default
+        param._default = lambda: calls.append(1) or original()
+        from bayes_se import blas
+        found = blas.scipy_openblas() is not None
+        assert blas.configure() == found
+        assert calls == [], "PyTensor searched for a BLAS"
+        assert (pytensor.config.blas__ldflags != "") == found
+        assert blas.configure() is False  # chosen now: a second call changes nothing
+        print("ok")
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok")
