@@ -439,7 +439,7 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
 
 def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_efficacy",
                   y: str = "symptoms", priors=None, seed: int, draws: int = 1000, tune: int = 1000,
-                  chains: int = 4, cores: int | None = None, target_accept: float = 0.9,
+                  chains: int = 4, cores: int | None = None, target_accept: float | None = None,
                   sampler: str = "pymc", mc_draws: int = MC_DRAWS) -> MediationFit:
     """Fit a Bayesian random-effects MASEM and derive path, indirect and total effects.
 

@@ -255,7 +255,7 @@ def _fit(meta, *, seed, draws, tune, chains, cores, target_accept, sampler) -> B
 
 def fit_random_effects(yi, vi, *, X=None, coef_names=None, study=None, priors=None, effects="normal",
                        nu=None, subgroup=None, seed: int, draws: int = 1000, tune: int = 1000,
-                       chains: int = 4, cores: int | None = None, target_accept: float = 0.9,
+                       chains: int = 4, cores: int | None = None, target_accept: float | None = None,
                        sampler: str = "pymc") -> BayesianFit:
     """Build, sample and summarise a Bayesian random-effects model or meta-regression.
 
@@ -281,7 +281,7 @@ def fit_random_effects(yi, vi, *, X=None, coef_names=None, study=None, priors=No
 
 def fit_three_level(yi, vi, cluster, *, X=None, coef_names=None, study=None, priors=None, seed: int,
                     draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
-                    target_accept: float = 0.9, sampler: str = "pymc") -> BayesianFit:
+                    target_accept: float | None = None, sampler: str = "pymc") -> BayesianFit:
     """Build, sample and summarise a Bayesian three-level model (effects within clusters).
 
     Model: ``y_ij = x_ij' beta + u_j + w_ij + e_ij`` with ``u_j ~ N(0, sigma_cluster^2)``,

@@ -31,6 +31,14 @@ from bayes_se.errors import SpecError
 
 #: target_accept of the automatic refit after divergences.
 REFIT_TARGET_ACCEPT = 0.99
+#: Default NUTS target_accept by builder kind (``MetaModel.kind``); ``DEFAULT_TARGET_ACCEPT`` for
+#: any other model. Normal effects are integrated out of the likelihood, leaving a smooth 2-3
+#: parameter posterior with no funnel, where Stan's and PyMC's 0.8 suffices: against 0.9 it gave
+#: 35% more tau-ESS in 15% less sampling time (random effects, k = 70; docs/performance.md).
+#: Student-t effects are sampled non-centred, the three-level and mediation models have
+#: hierarchical SDs whose posteriors can pile at 0: those keep 0.9.
+TARGET_ACCEPT_BY_KIND = {"random_effects": 0.8}
+DEFAULT_TARGET_ACCEPT = 0.9
 #: Number of prior (predictive) draws stored with each fit.
 PRIOR_DRAWS = 500
 #: Trapezoidal grid in log(lambda) for the Student-t marginal likelihood (see
@@ -52,7 +60,7 @@ def sample(
     tune: int = 1000,
     chains: int = 4,
     cores: int | None = None,
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
     seed: int,
     sampler: str = "pymc",
     progressbar: bool = False,
@@ -66,8 +74,10 @@ def sample(
         or any PyMC model (gets PyMC's own log-likelihood and posterior predictive).
     draws, tune, chains, cores : int
         As in :func:`pymc.sample`.
-    target_accept : float
+    target_accept : float, optional
         NUTS target acceptance; raised to ``REFIT_TARGET_ACCEPT`` for one refit after divergences.
+        None: the model's default, ``TARGET_ACCEPT_BY_KIND`` (0.8 for normal random effects and
+        meta-regressions) or ``DEFAULT_TARGET_ACCEPT`` (0.9).
     seed : int
         Seeds the sampler and every post-sampling draw: the same seed gives identical draws.
     sampler : {"pymc", "nutpie"}
@@ -96,10 +106,12 @@ def sample(
         raise SpecError(f"sampler must be one of {SAMPLERS}, got {sampler!r}", key="sampler")
     if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
         raise SpecError("sampler 'nutpie' needs the nutpie package, which is not installed", key="sampler")
-    if not 0.0 < target_accept < 1.0:
-        raise SpecError(f"target_accept must be in (0, 1), got {target_accept}", key="target_accept")
     meta = model if isinstance(model, MetaModel) else None
     pm_model = meta.model if meta is not None else model
+    if target_accept is None:
+        target_accept = TARGET_ACCEPT_BY_KIND.get(getattr(meta, "kind", None), DEFAULT_TARGET_ACCEPT)
+    if not 0.0 < target_accept < 1.0:
+        raise SpecError(f"target_accept must be in (0, 1), got {target_accept}", key="target_accept")
 
     def run(accept):
         kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,

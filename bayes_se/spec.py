@@ -68,7 +68,9 @@ class SamplerSection:
     chains: int = 4
     draws: int = 1000
     tune: int = 1000
-    target_accept: float = 0.9
+    #: None: the model's default (``bayes_se.sampling.TARGET_ACCEPT_BY_KIND``); TOML has no null,
+    #: so a spec either sets a number or leaves the key out.
+    target_accept: float | None = dataclasses.field(default=None, metadata={"type": float})
     seed: int = 20251121
 
 
@@ -193,7 +195,8 @@ class ModelSpec:
                 obj = getattr(self, section)
                 items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
             for key, value in items:
-                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+                if value is not None:  # an unset optional key (TOML has no null)
+                    lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
             lines.append("")
         return "\n".join(lines)
 
@@ -297,7 +300,8 @@ def _section(name: str, cls, table: Mapping[str, Any]):
         if key not in fields:
             raise SpecError(f"unknown key{_closest(key, fields)}; [{name}] takes "
                             f"{', '.join(fields)}", key=f"{name}.{key}")
-        values[key] = _coerce(f"{name}.{key}", value, type(fields[key].default))
+        want = fields[key].metadata.get("type", type(fields[key].default))
+        values[key] = _coerce(f"{name}.{key}", value, want)
     return cls(**values)
 
 
@@ -407,7 +411,7 @@ def _validate(spec: ModelSpec) -> None:
         if value < low:
             raise SpecError(f"must be >= {low}, got {value}", key=key)
     for key, value in (("sampler.target_accept", s.target_accept), ("summary.level", q.level)):
-        if not 0.0 < value < 1.0:
+        if value is not None and not 0.0 < value < 1.0:
             raise SpecError(f"must be strictly between 0 and 1, got {value}", key=key)
     if not math.isfinite(q.smallest_effect):
         raise SpecError(f"must be a finite number, got {q.smallest_effect}", key="summary.smallest_effect")

@@ -100,6 +100,7 @@ def bcg_fit(bcg):
 def test_bcg_matches_exact_and_brms(bcg_fit):
     assert bcg_fit.diagnostics.passed, bcg_fit.diagnostics.problems
     assert bcg_fit.diagnostics.divergences == 0
+    assert bcg_fit.settings["target_accept"] == 0.8  # the marginal normal model's default
     mapping = {"mu": ("mu", None), "tau": ("tau", None), "tau2": ("tau2", None)}
     failures = _compare(bcg_fit, mapping, _load("exact/bcg.json"), _load("brms/bcg_summary.json"))
     assert not failures, failures
@@ -169,6 +170,7 @@ def test_bcg_student_t_effects_fit_and_converge(bcg):
     fit = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, effects="student_t",
                              seed=SEED, draws=1000, tune=700, chains=4, cores=1)
     assert fit.diagnostics.passed, fit.diagnostics.problems
+    assert fit.settings["target_accept"] == 0.9  # non-centred Student-t effects keep the higher default
     assert fit.idata.log_likelihood["y"].dims == ("chain", "draw", "study")
     # heavy-tailed effects leave the pooled estimate near the normal model's (exact: -0.688, sd 0.18)
     assert abs(float(fit.idata.posterior["mu"].median()) - (-0.688)) < 0.18

@@ -250,3 +250,13 @@ def test_mediation_spec_errors(text, key, needle):
     with pytest.raises(SpecError) as err:
         load_spec(text)
     assert err.value.key == key and needle in str(err.value)
+
+
+def test_target_accept_left_out_means_the_model_default():
+    """TOML has no null: a spec without target_accept keeps None (the sampler picks the model's
+    default), round-trips without the key, and a number given is a float."""
+    spec = load_spec("[model]\ntype = 'random_effects'\n")
+    assert spec.sampler.target_accept is None
+    assert "target_accept" not in spec.to_toml()
+    assert load_spec(spec.to_toml()) == spec
+    assert load_spec("[sampler]\ntarget_accept = 0.95\n").sampler.target_accept == 0.95
