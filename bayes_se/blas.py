@@ -10,8 +10,8 @@ PyTensor's headers call with ``-D dgemm_=scipy_dgemm_`` compiler macros: no new 
 system library, nothing outside the virtual environment. (NumPy's bundled OpenBLAS is ILP64,
 64-bit integers, and does not match PyTensor's ``int`` prototypes, so it is not used.)
 
-It does nothing when the user (or a pytensorrc) has chosen ``blas__ldflags`` or ``gcc__cxxflags``,
-when SciPy's wheel carries no such library (conda or distribution builds, which link a system
+It does nothing when the user (or a pytensorrc) has chosen ``blas__ldflags`` (before PyTensor is
+imported: ``blas__ldflags`` or ``gcc__cxxflags`` in ``PYTENSOR_FLAGS``), when SciPy's wheel carries no such library (conda or distribution builds, which link a system
 BLAS that PyTensor finds itself), or when ``BAYES_SE_NO_BLAS=1``.
 
 References
@@ -73,22 +73,20 @@ class _DropMissingDynWarning(logging.Filter):
         return _MISSING_DYN not in record.getMessage()
 
 
-def _chosen(config, key: str) -> bool:
-    """Whether ``key`` of ``pytensor.config`` has a non-empty value already, from the environment,
-    a pytensorrc, code, or an earlier look-up, without computing its lazy default.
-
-    Reading ``pytensor.config.blas__ldflags`` first runs PyTensor's own search for a system BLAS
-    (0.3 s per process, and the warning that it found none). PyTensor offers no public "was this
-    set?", so this reads its parameter registry (``_config_var_dict``) and falls back to reading
-    the value when that registry is not there.
+def _blas_chosen(config) -> bool:
+    """Whether ``pytensor.config.blas__ldflags`` has a non-empty value already (from the
+    environment, a pytensorrc, code, or PyTensor's own search having run), without running that
+    search: reading the option first runs it (0.3 s per process, and a warning that it found
+    none). PyTensor offers no public "was this set?", so this reads its parameter registry
+    (``_config_var_dict``) and falls back to reading the value where that is not there.
     """
-    param = getattr(config, "_config_var_dict", {}).get(key)
+    param = getattr(config, "_config_var_dict", {}).get("blas__ldflags")
     if param is None or not hasattr(config, "fetch_val_for_key"):
-        return bool(getattr(config, key))
+        return bool(config.blas__ldflags)
     if hasattr(param, "val"):  # set, or its default already computed
         return bool(param.val)
     try:
-        return bool(config.fetch_val_for_key(key))  # PYTENSOR_FLAGS or a pytensorrc
+        return bool(config.fetch_val_for_key("blas__ldflags"))  # PYTENSOR_FLAGS or a pytensorrc
     except KeyError:
         return False
 
@@ -112,7 +110,7 @@ def configure() -> bool:
     if "pytensor" in sys.modules:
         import pytensor
 
-        if _chosen(pytensor.config, "blas__ldflags") or _chosen(pytensor.config, "gcc__cxxflags"):
+        if _blas_chosen(pytensor.config):
             return False
     path = scipy_openblas()
     if path is None:
@@ -122,8 +120,11 @@ def configure() -> bool:
     if "pytensor" in sys.modules:
         import pytensor
 
-        for key, value in flags.items():
-            setattr(pytensor.config, key, value)
+        # keep the compiler flags already there (``import pymc`` adds its own) and add the macros
+        current = pytensor.config.gcc__cxxflags
+        pytensor.config.blas__ldflags = flags["blas__ldflags"]
+        if flags["gcc__cxxflags"] not in current:
+            pytensor.config.gcc__cxxflags = f"{current} {flags['gcc__cxxflags']}".strip()
     else:
         # PYTENSOR_FLAGS is comma-separated: escape the commas of -Wl,-rpath,DIR
         extra = ",".join(f"{k}={v.replace(',', chr(92) + ',')}" for k, v in flags.items())

@@ -105,23 +105,33 @@ def test_blas_configure_links_scipy_openblas_and_computes_gemv(tmp_path):
     assert proc.stdout.strip().endswith("ok")
 
 
-def test_blas_configure_after_pytensor_import_skips_pytensors_blas_search(tmp_path):
-    """With PyTensor imported first (as ``import pymc`` does), configure() still links SciPy's
-    OpenBLAS, without running PyTensor's own search for a system BLAS (0.3 s, and a warning)."""
+def test_blas_configure_after_pymc_import_links_without_pytensors_blas_search(tmp_path):
+    """With PyMC imported first (as in a notebook), configure() still links SciPy's OpenBLAS,
+    keeping the compiler flags PyMC set, and without running PyTensor's own search for a system
+    BLAS (0.3 s and a warning); the linked Gemv gives NumPy's result."""
     code = f"""
-        import os, warnings
+        import os
         os.environ["PYTENSOR_FLAGS"] = "base_compiledir={tmp_path}"
-        import pytensor
+        import numpy as np
+        import pymc, pytensor, pytensor.tensor as pt
         calls = []
         param = pytensor.config._config_var_dict["blas__ldflags"]  # PyTensor's lazy default
         original = param._default
         param._default = lambda: calls.append(1) or original()
+        pymc_flags = pytensor.config.gcc__cxxflags
         from bayes_se import blas
         found = blas.scipy_openblas() is not None
         assert blas.configure() == found
         assert calls == [], "PyTensor searched for a BLAS"
-        assert (pytensor.config.blas__ldflags != "") == found
+        assert pymc_flags.strip() in pytensor.config.gcc__cxxflags
         assert blas.configure() is False  # chosen now: a second call changes nothing
+        X, b = pt.matrix("X"), pt.vector("b")
+        f = pytensor.function([X, b], X @ b)
+        ops = [type(node.op).__name__ for node in f.maker.fgraph.toposort()]
+        assert (not found) or any(name.startswith("CGemv") for name in ops), ops
+        rng = np.random.default_rng(0)
+        Xv, bv = rng.normal(size=(50, 3)), rng.normal(size=3)
+        assert np.allclose(f(Xv, bv), Xv @ bv, rtol={GEMV_RTOL}, atol=0)
         print("ok")
     """
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
