@@ -250,3 +250,23 @@ def test_coefficient_priors_follow_one_rule():
     got = pm.logp(meta.model["beta"], value).eval()
     want = [stats.norm(0.3, 1).logpdf(0.2), stats.norm(0, 0.5).logpdf(-0.4), stats.norm(0, 0.1).logpdf(0.05)]
     np.testing.assert_allclose(got, want, rtol=LOGP_RTOL)
+
+
+@pytest.mark.parametrize("effects, with_x", [("normal", False), ("normal", True), ("student_t", False)])
+def test_random_effects_data_enter_as_shared_variables(effects, with_x):
+    """yi, vi (and X) are shared data, not graph constants: PyTensor keys its compiled modules by
+    the constants, so constant data would make every data set a new key (a cache lookup that
+    grows with every fit in one process)."""
+    from pytensor.graph.basic import Constant, ancestors
+
+    rng = np.random.default_rng(3)
+    k = 9
+    X = np.column_stack([np.ones(k), rng.integers(0, 2, k)]) if with_x else None
+    names = ["intercept", "guided"] if with_x else None
+    meta = build_random_effects(rng.normal(size=k), rng.uniform(0.01, 0.1, k), X=X, coef_names=names,
+                                effects=effects)
+    constants = [v for v in ancestors([meta.model.logp()]) if isinstance(v, Constant)]
+    assert not [c for c in constants if np.size(c.data) >= k], "data embedded as constants"
+    data_names = {"yi", "vi"} | ({"X"} if with_x else set())
+    assert data_names <= set(meta.model.named_vars)
+    assert np.array_equal(meta.model["vi"].get_value(), meta.vi)

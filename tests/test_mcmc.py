@@ -168,7 +168,7 @@ def test_same_seed_gives_identical_draws(bcg):
 
 def test_bcg_student_t_effects_fit_and_converge(bcg):
     fit = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, effects="student_t",
-                             seed=SEED, draws=1000, tune=700, chains=4, cores=1)
+                             seed=SEED, draws=1000, tune=1000, chains=4, cores=1)
     assert fit.diagnostics.passed, fit.diagnostics.problems
     assert fit.settings["target_accept"] == 0.9  # non-centred Student-t effects keep the higher default
     assert fit.idata.log_likelihood["y"].dims == ("chain", "draw", "study")
