@@ -270,3 +270,25 @@ def test_random_effects_data_enter_as_shared_variables(effects, with_x):
     data_names = {"yi", "vi"} | ({"X"} if with_x else set())
     assert data_names <= set(meta.model.named_vars)
     assert np.array_equal(meta.model["vi"].get_value(), meta.vi)
+
+
+def test_three_level_and_masem_data_enter_as_shared_variables():
+    """As for random effects: the data of the three-level model (yi, vi) and of the MASEM (n, r)
+    are shared variables; what stays constant is the design (cluster membership, missing pairs)."""
+    from pytensor.graph.basic import Constant, ancestors
+
+    from bayes_se.builders.masem import build_masem
+    from bayes_se.correlations import CorrelationData
+
+    rng = np.random.default_rng(4)
+    k = 9
+    yi, vi = rng.normal(size=k), rng.uniform(0.01, 0.1, k)
+    three = build_three_level(yi, vi, list("aaabbbccc"))
+    n, r = rng.integers(50, 300, k).astype(float), rng.uniform(-0.3, 0.3, (k, 3))
+    masem = build_masem(CorrelationData(("X", "M", "Y"), np.array([str(i) for i in range(k)]), n, r,
+                                        np.ones((k, 3), bool)))
+    for model, values in ((three.model, {"yi": yi, "vi": vi}), (masem.model, {"n": n, "r": r.ravel()})):
+        constants = [np.ravel(v.data) for v in ancestors([model.logp()]) if isinstance(v, Constant)]
+        for name, data in values.items():
+            assert name in model.named_vars
+            assert not any(np.isin(data, c).all() for c in constants), f"{name} embedded as a constant"

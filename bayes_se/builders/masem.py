@@ -129,9 +129,13 @@ def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
         M[np.arange(len(rows)), [c for _, c in rows]] = 1.0
         owner = np.array([i for i, _ in rows])
         same = (owner[:, None] == owner[None, :]).astype(float)
-        W = same / (data.n[owner] - 1.0)[:, None]
+        # sample sizes and correlations as shared data, not constants: PyTensor keys its compiled
+        # modules by the constants, so refits on new data (SBC, simulations) would each add a key
+        n = pm.Data("n", np.asarray(data.n, float), dims="study")
+        W = same / (n[owner] - 1.0)[:, None]
         cov = (M @ Psi @ M.T) * W + (M @ T @ M.T) * same
-        pm.MvNormal("r_obs", mu=M @ rho, cov=cov, observed=np.array([data.r[i, c] for i, c in rows]))
+        r = pm.Data("r", np.array([data.r[i, c] for i, c in rows]))
+        pm.MvNormal("r_obs", mu=M @ rho, cov=cov, observed=r)
     return MasemModel(model=model, data=data, priors=pri)
 
 

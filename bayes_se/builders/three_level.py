@@ -141,14 +141,17 @@ def build_three_level(
     if X is not None:
         coords["coef"] = coef_names
     with pm.Model(coords=coords) as model:
+        # shared data, not constants: see bayes_se.builders.random_effects (PyTensor's module keys)
+        yi_data = pm.Data("yi", yi, dims="study")
+        vi_data = pm.Data("vi", vi, dims="study")
         if X is None:
             loc = make_rv(loc_prior, "mu")
         else:
-            loc = pt.dot(pt.as_tensor_variable(X), coefficient_rv(priors, coef_names))
+            loc = pt.dot(pm.Data("X", X, dims=("study", "coef")), coefficient_rv(priors, coef_names))
         sigma_cluster = scale_rv(sc_prior, "sigma_cluster")
         sigma_effect = scale_rv(se_prior, "sigma_effect")
         logp = _cluster_logp_tensor(
-            yi - loc, vi, pt.square(sigma_cluster), pt.square(sigma_effect), indicator
+            yi_data - loc, vi_data, pt.square(sigma_cluster), pt.square(sigma_effect), indicator
         )
         pm.Potential("y", logp.sum())
 
