@@ -87,7 +87,8 @@ def sample(
     Returns
     -------
     arviz.InferenceData
-        Groups posterior, sample_stats, observed_data, prior, prior_predictive,
+        Groups posterior, sample_stats, observed_data, constant_data (the builders' shared
+        data other than the observed effects: ``vi``, ``X``), prior, prior_predictive,
         posterior_predictive (``y_rep``) and log_likelihood (``y``). ``attrs["refit_reason"]``
         says why a refit happened.
 
