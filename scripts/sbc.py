@@ -12,13 +12,16 @@ Models (the shipped specs' priors, via :func:`bayes_se.api.fit`):
   tau ~ HalfNormal(0.5);
 * ``guidance_moderator``: ``theta_i ~ N(mu + beta * guided_i, tau^2)`` with a binary ``guided``
   (half the studies), mu ~ N(0, 1), beta ~ N(0, 0.5), tau ~ HalfNormal(0.5);
-* ``mediation``: the Bayesian MASEM of :mod:`bayes_se.builders.masem` with its default priors
-  (pooled R ~ LKJ(1), tau ~ HalfNormal(0.2) per pair, Omega ~ LKJ(2)), fitted through
-  :func:`bayes_se.mediation.fit_mediation` (MCMC only). Parameters are drawn from the built model's
-  own prior (``pm.draw``); each study's matrix ``rho_i ~ N(rho, T)`` is redrawn until it is a valid
-  correlation matrix (a truncation the model does not have: the rejection rate is reported), and
-  its observed correlations are those of ``n_i ~ U{80..300}`` multivariate-normal draws (the model
-  uses the large-sample Olkin-Siotani normal approximation); two studies do not report r_MY.
+* ``mediation``: the Bayesian MASEM of :mod:`bayes_se.builders.masem` (pooled R ~ LKJ(1),
+  Omega ~ LKJ(2), tau per pair from ``--mediation-tau-prior``), fitted through
+  :func:`bayes_se.mediation.fit_mediation` (MCMC only); two studies do not report r_MY.
+  Parameters are drawn from the built model's own prior (``pm.draw``). The data, by
+  ``--mediation-data``: ``likelihood`` draws each study's correlations from the fitted likelihood
+  ``N(rho, S_i(rho) + T)`` with nothing redrawn (SBC proper); ``sample`` (the default) draws a
+  study matrix ``rho_i ~ N(rho, T)``, redrawn until it is a valid correlation matrix (a
+  truncation the model does not have: the rejection rate is reported), and takes the sample
+  correlations of ``n_i ~ U{80..300}`` multivariate-normal draws (a model-adequacy check: the
+  model uses the large-sample Olkin-Siotani normal approximation).
 
 Engines: ``exact`` (quadrature, exact iid draws from ``ExactPosterior.draws``) and ``mcmc``
 (PyMC NUTS with small settings, thinned to ``L`` draws).
