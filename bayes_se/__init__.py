@@ -31,10 +31,12 @@ _LAZY = {
     "load_spec": "bayes_se.spec",
     "ModelSpec": "bayes_se.spec",
     "fit": "bayes_se.api",
-    "ExactFit": "bayes_se.api",
+    "ExactFit": "bayes_se.exact_fit",
+    "Fit": "bayes_se.fits",
+    "load_fit": "bayes_se.fits",
     "exact_posterior": "bayes_se.exact",
-    "fit_random_effects": "bayes_se.results",
-    "fit_three_level": "bayes_se.results",
+    "fit_random_effects": "bayes_se.api",
+    "fit_three_level": "bayes_se.api",
     "BayesianFit": "bayes_se.results",
     "sensitivity": "bayes_se.prior_sensitivity",
     "compare_frequentist": "bayes_se.compare",
@@ -57,7 +59,8 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in {"frequentist", "effect_sizes", "data", "errors", "priors", "spec", "exact", "api",
                 "formula", "diagnostics", "results", "sampling", "plots", "report", "mediation",
-                "correlations", "prior_sensitivity", "simulation", "compare", "outputs", "demo", "blas"}:
+                "correlations", "prior_sensitivity", "simulation", "compare", "outputs", "demo", "blas",
+                "fits", "exact_fit", "defaults"}:
         return importlib.import_module(f"bayes_se.{name}")
     raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
 

@@ -4,23 +4,22 @@
 random-effects spec), applies the caller's overrides (priors, moderators, engine, seed), builds the
 design matrix once and hands the numbers to the engine the spec asks for:
 
-* ``engine = "exact"``: :func:`bayes_se.exact.exact_posterior` (normal-normal models with normal
-  priors on mu/beta; quadrature over tau, no sampling) wrapped in :class:`ExactFit`;
-* ``engine = "mcmc"``: :func:`bayes_se.results.fit_random_effects` or
-  :func:`bayes_se.results.fit_three_level` (PyMC), returning :class:`bayes_se.results.BayesianFit`.
+* ``engine = "exact"``: :func:`bayes_se.exact_fit.fit_exact` (normal-normal models with normal
+  priors on mu/beta; quadrature over tau, no sampling), returning an ExactFit;
+* ``engine = "mcmc"``: :func:`fit_random_effects` or :func:`fit_three_level` (PyMC), returning a
+  :class:`bayes_se.results.BayesianFit`.
+
+Every fit shares the interface of :class:`bayes_se.fits.Fit`; its priors are resolved once, by
+:meth:`bayes_se.spec.ModelSpec.model_priors`, and read from there by every engine.
 
 This module only wires; the maths lives in the engines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
-
+from bayes_se import defaults
 from bayes_se.errors import DataError, SpecError
-from bayes_se.priors import coefficient_priors
+from bayes_se.exact_fit import ExactFit  # noqa: F401  (re-exported: bayes_se.api.ExactFit)
 
 #: Spec used when none is given: the values of ``models/random_effects.toml`` (a test keeps the
 #: two equal), built in so that an installed package needs no file from the repository.
@@ -102,78 +101,6 @@ def load_data(data, spec):
     )
 
 
-@dataclass
-class ExactFit:
-    """A normal-normal model solved by quadrature (:mod:`bayes_se.exact`): no sampling, no MCMC
-    diagnostics to fail. ``posterior`` is the :class:`~bayes_se.exact.ExactPosterior`."""
-
-    posterior: object
-    data: object
-    spec: object
-    coef_names: list = field(default_factory=list)
-
-    def summary(self, theta: bool = True) -> pd.DataFrame:
-        return self.posterior.summary(theta=theta)
-
-    def prob_greater(self, x: float = 0.0) -> dict:
-        names = ["mu"] if self.coef_names == ["intercept"] else [f"beta[{c}]" for c in self.coef_names]
-        return {n: self.posterior.prob(n, ">", x) for n in names}
-
-    @property
-    def log_marginal_likelihood(self) -> float:
-        return float(self.posterior.log_marginal_likelihood)
-
-    def bayes_factors(self) -> dict:
-        """BF01 for mu = 0 (intercept-only models) and for tau = 0."""
-        out = {"tau0": float(self.posterior.bayes_factor("tau0"))}
-        out["mu0"] = float(self.posterior.bayes_factor("mu0")) if self.coef_names == ["intercept"] else None
-        return out
-
-    def to_dict(self) -> dict:
-        table = self.summary()
-        params = {name: {col: float(row[col]) for col in table.columns} for name, row in table.iterrows()}
-        return {
-            "engine": "exact",
-            "k": int(self.data.k),
-            "parameters": params,
-            "diagnostics": {"divergences": 0, "max_r_hat": None, "min_ess_bulk": None,
-                            "min_ess_tail": None, "passed": True,
-                            "note": "exact quadrature: no Monte Carlo error, no sampler diagnostics"},
-            "log_marginal_likelihood": self.log_marginal_likelihood,
-            "bayes_factors": self.bayes_factors(),
-            "prob_greater": {
-                "0": self.prob_greater(0.0),
-                str(self.spec.summary.smallest_effect): self.prob_greater(self.spec.summary.smallest_effect),
-            },
-            "priors": {k: str(v) for k, v in self.spec.resolved_priors().items()},
-        }
-
-    def print_summary(self) -> str:
-        table = self.summary(theta=False)
-        lines = [
-            f"Bayesian random-effects model, exact engine (quadrature over tau; k = {self.data.k})",
-            "priors: " + "; ".join(str(v) for k, v in self.spec.resolved_priors().items()
-                                   if k in ("mu", "tau") or (k.startswith("beta") and len(self.coef_names) > 1)),
-            "",
-            table.to_string(float_format=lambda v: f"{v:.4f}"),
-            "",
-        ]
-        smallest = self.spec.summary.smallest_effect
-        for name, p in self.prob_greater(0.0).items():
-            lines.append(f"P({name} > 0) = {p:.4f}" + (
-                f"    P({name} > {smallest:g}) = {self.prob_greater(smallest)[name]:.4f}" if smallest else ""))
-        bf = self.bayes_factors()
-        lines.append(f"log marginal likelihood = {self.log_marginal_likelihood:.4f}")
-        if bf["mu0"] is not None:
-            lines.append(f"BF01 (mu = 0 vs mu free) = {bf['mu0']:.4g}")
-        lines.append(f"BF01 (tau = 0 vs tau free) = {bf['tau0']:.4g}")
-        return "\n".join(lines)
-
-    def to_netcdf(self, path) -> str:
-        raise SpecError("the exact engine stores no draws; use --out to write its summary CSV",
-                        key="sampler.engine")
-
-
 def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     """A ``type = "mediation"`` spec: correlation table in, :class:`bayes_se.mediation.MediationFit` out."""
     from bayes_se.correlations import CorrelationData, load_correlations
@@ -187,14 +114,19 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     priors = {"eta": med.eta, "eta_rho": med.eta_rho}
     if "tau" in spec.priors:
         priors["tau"] = spec.priors["tau"]
-    return fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
-                         priors=priors, seed=spec.sampler.seed, draws=draws or spec.sampler.draws,
-                         tune=tune or spec.sampler.tune, chains=chains or spec.sampler.chains,
-                         target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws)
+    res = fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
+                        priors=priors, seed=spec.sampler.seed,
+                        draws=spec.sampler.draws if draws is None else draws,
+                        tune=spec.sampler.tune if tune is None else tune,
+                        chains=spec.sampler.chains if chains is None else chains,
+                        target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws)
+    res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
+    res.spec = spec
+    return res
 
 
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
-        chains=None):
+        chains=None, level=None):
     """Fit the Bayesian meta-analysis a spec describes.
 
     Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
@@ -208,13 +140,23 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         Overrides of the spec (see :func:`resolve_spec`).
     draws, tune, chains : int, optional
         Overrides of the spec's sampler settings (MCMC only).
+    level : float, optional
+        Credible level of summaries (default: the spec's).
 
     Returns
     -------
-    ExactFit, bayes_se.results.BayesianFit, or bayes_se.mediation.MediationFit (type = "mediation":
-    ``data`` is then a correlation table, see :func:`bayes_se.correlations.load_correlations`)
+    bayes_se.fits.Fit
+        An ExactFit, BayesianFit or MediationFit (type = "mediation": ``data`` is then a
+        correlation table, see :func:`bayes_se.correlations.load_correlations`); all share the
+        interface of :class:`bayes_se.fits.Fit`.
     """
+    import dataclasses
+
     spec = resolve_spec(spec, priors=priors, mods=mods, engine=engine, seed=seed)
+    if level is not None:
+        from bayes_se.fits import check_level
+
+        spec = dataclasses.replace(spec, summary=dataclasses.replace(spec.summary, level=check_level(level)))
     if spec.model.type == "mediation":
         return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains)
     data = load_data(data, spec)
@@ -225,42 +167,33 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if spec.model.mods:
         X, coef_names = data.design(spec.model.mods)
     else:
-        X, coef_names = np.ones((data.k, 1)), ["intercept"]
-    resolved = spec.resolved_priors()
-    coef_priors = coefficient_priors(resolved, coef_names)
+        X, coef_names = None, ["intercept"]
+    model_priors = spec.model_priors(coef_names)
+    settings = {"level": spec.summary.level, "smallest_effect": spec.summary.smallest_effect or None,
+                "seed": spec.sampler.seed, "spec_toml": spec.to_toml(), "data_sha256": data.checksum(),
+                "mods": spec.model.mods or None}
 
     if spec.sampler.engine == "exact":
         if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:
             raise SpecError("the exact engine solves normal random-effects models and meta-regressions "
                             "only; use engine = \"mcmc\"", key="sampler.engine")
-        from bayes_se.exact import exact_posterior
+        from bayes_se.exact_fit import fit_exact
 
-        post = exact_posterior(data, X=X, coef_names=coef_names, beta_prior=coef_priors,
-                               tau_prior=resolved["tau"], level=spec.summary.level)
-        return ExactFit(posterior=post, data=data, spec=spec, coef_names=coef_names)
-
-    from bayes_se import results
+        return fit_exact(data.yi, data.vi, X=X, coef_names=coef_names, study=data.study, priors=model_priors,
+                         settings=settings, data=data, spec=spec)
 
     sampler = dict(
         seed=spec.sampler.seed,
-        draws=draws or spec.sampler.draws,
-        tune=tune or spec.sampler.tune,
-        chains=chains or spec.sampler.chains,
+        draws=spec.sampler.draws if draws is None else draws,
+        tune=spec.sampler.tune if tune is None else tune,
+        chains=spec.sampler.chains if chains is None else chains,
         target_accept=spec.sampler.target_accept,
     )
-    Xarg = None if coef_names == ["intercept"] else X
-    names = None if Xarg is None else coef_names
+    names = None if X is None else coef_names
     if mtype == "three_level":
-        model_priors = {"sigma_cluster": resolved.get("sigma_cluster"),
-                        "sigma_effect": resolved.get("sigma_effect"), "tau": resolved["tau"]}
-        model_priors.update({k: v for k, v in resolved.items() if k in ("mu", "beta") or k.startswith("beta[")})
-        res = results.fit_three_level(data.yi, data.vi, data.cluster, X=Xarg, coef_names=names,
-                                      study=data.study, priors=model_priors, **sampler)
+        res = fit_three_level(data.yi, data.vi, data.cluster, X=X, coef_names=names, study=data.study,
+                              priors=model_priors, **sampler)
     else:
-        model_priors = {"tau": resolved["tau"]}
-        model_priors.update({k: v for k, v in resolved.items() if k in ("mu", "beta") or k.startswith("beta[")})
-        if "nu" in resolved:
-            model_priors["nu"] = resolved["nu"]
         subgroup = None
         if spec.model.subgroup_tau:
             col = spec.model.subgroup_tau
@@ -268,9 +201,87 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
                 raise DataError(f"subgroup column not found; columns are {', '.join(map(str, data.frame.columns))}",
                                 column=col)
             subgroup = data.frame[col].astype(str).tolist()
-        res = results.fit_random_effects(data.yi, data.vi, X=Xarg, coef_names=names, study=data.study,
-                                         priors=model_priors, effects=spec.model.effects,
-                                         subgroup=subgroup, **sampler)
-    res.settings["spec_toml"] = spec.to_toml()
-    res.settings["data_sha256"] = data.checksum()
+        res = fit_random_effects(data.yi, data.vi, X=X, coef_names=names, study=data.study,
+                                 priors=model_priors, effects=spec.model.effects, subgroup=subgroup, **sampler)
+    res.settings.update(settings)
+    res.spec = spec
     return res
+
+
+def _recorded_priors(priors, coef_names, model_type: str, effects: str = "normal") -> dict:
+    """The resolved Prior objects of a fit made from arrays: the given ones (Prior objects, by
+    ``mu``/``beta``/``beta[NAME]``/``tau``/...), the default preset's for the rest (callables are
+    not recorded)."""
+    from bayes_se.priors import Prior, preset
+    from bayes_se.spec import model_priors
+
+    resolved = preset("default")
+    resolved.update({k: v for k, v in (priors or {}).items() if isinstance(v, Prior)})
+    return model_priors(resolved, coef_names, model_type, effects)
+
+
+def _sample_fit(meta, priors, *, seed, draws, tune, chains, cores, target_accept, sampler):
+    from bayes_se.results import BayesianFit
+    from bayes_se.sampling import sample
+
+    for name, value in (("draws", draws), ("chains", chains)):
+        if int(value) < 1:
+            raise SpecError(f"{name} must be >= 1, got {value}", key=f"sampler.{name}")
+    if int(tune) < 0:
+        raise SpecError(f"tune must be >= 0, got {tune}", key="sampler.tune")
+    idata = sample(meta, draws=draws, tune=tune, chains=chains, cores=cores,
+                   target_accept=target_accept, seed=seed, sampler=sampler)
+    settings = dict(meta.settings, engine="mcmc", seed=int(seed), draws=draws, tune=tune, chains=chains,
+                    target_accept=float(idata.attrs["target_accept"]), sampler=sampler)
+    return BayesianFit(idata=idata, meta=meta, settings=settings, priors=priors)
+
+
+def fit_random_effects(yi, vi, *, X=None, coef_names=None, study=None, priors=None, effects="normal",
+                       nu=None, subgroup=None, seed: int, draws: int = defaults.DRAWS,
+                       tune: int = defaults.TUNE, chains: int = defaults.CHAINS, cores: int | None = None,
+                       target_accept: float | None = None, sampler: str = "pymc"):
+    """Build and sample a Bayesian random-effects model or meta-regression (PyMC's NUTS).
+
+    Model: ``y_i ~ N(x_i' beta + u_i, v_i)``, ``u_i ~ N(0, tau^2)`` (or ``tau * t_nu``), sampled in
+    the marginal form; see :func:`bayes_se.builders.random_effects.build_random_effects` for the
+    parameters and :func:`bayes_se.sampling.sample` for the sampler settings.
+
+    Returns
+    -------
+    bayes_se.results.BayesianFit
+
+    References
+    ----------
+    Higgins, Thompson & Spiegelhalter (2009), JRSS A 172:137-159.
+    """
+    from bayes_se.builders.random_effects import build_random_effects
+
+    meta = build_random_effects(yi, vi, X=X, coef_names=coef_names, study=study, priors=priors,
+                                effects=effects, nu=nu, subgroup=subgroup)
+    recorded = _recorded_priors(priors, meta.coef_names, "random_effects", effects)
+    return _sample_fit(meta, recorded, seed=seed, draws=draws, tune=tune, chains=chains, cores=cores,
+                       target_accept=target_accept, sampler=sampler)
+
+
+def fit_three_level(yi, vi, cluster, *, X=None, coef_names=None, study=None, priors=None, seed: int,
+                    draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
+                    cores: int | None = None, target_accept: float | None = None, sampler: str = "pymc"):
+    """Build and sample a Bayesian three-level model (effects within clusters, PyMC's NUTS).
+
+    Model: ``y_ij = x_ij' beta + u_j + w_ij + e_ij`` with ``u_j ~ N(0, sigma_cluster^2)``,
+    ``w_ij ~ N(0, sigma_effect^2)``; see :func:`bayes_se.builders.three_level.build_three_level`.
+
+    Returns
+    -------
+    bayes_se.results.BayesianFit
+
+    References
+    ----------
+    Konstantopoulos (2011), Research Synthesis Methods 2:61-76.
+    """
+    from bayes_se.builders.three_level import build_three_level
+
+    meta = build_three_level(yi, vi, cluster, X=X, coef_names=coef_names, study=study, priors=priors)
+    recorded = _recorded_priors(priors, meta.coef_names, "three_level")
+    return _sample_fit(meta, recorded, seed=seed, draws=draws, tune=tune, chains=chains, cores=cores,
+                       target_accept=target_accept, sampler=sampler)

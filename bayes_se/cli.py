@@ -110,6 +110,10 @@ def _spec_from_args(args):
 
     spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
                             seed=args.seed)
+    if args.level is not None:
+        from bayes_se.fits import check_level
+
+        spec = dataclasses.replace(spec, summary=dataclasses.replace(spec.summary, level=check_level(args.level)))
     cols = _spec_columns(args)
     if cols:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
@@ -129,9 +133,9 @@ def cmd_fit(args) -> int:
     if args.out:
         write_fit_outputs(res, spec, args.out, force=args.force)
     if args.json:
-        _print_json(res.to_dict())
+        _print_json(res.to_dict(interval=args.interval))
     else:
-        print(res.print_summary())
+        print(res.print_summary(interval=args.interval))
         if args.out:
             print(f"\nwrote {args.out}")
     return 0
@@ -220,6 +224,10 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
     p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
+    p.add_argument("--level", type=float, default=None,
+                   help="credible level of intervals, in (0, 1) (default: the spec's [summary] level, 0.95)")
+    p.add_argument("--interval", default="central", choices=["central", "hdi"],
+                   help="central (equal-tailed) or hdi (highest-density, shortest) intervals")
     if sampler:
         p.add_argument("--draws", type=int, default=None, help="draws per chain (default: the spec's)")
         p.add_argument("--tune", type=int, default=None, help="tuning steps per chain (default: the spec's)")

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_se.errors import SpecError
+from bayes_se.fits import interval_columns
 from bayes_se.frequentist.rma import rma
 
 __all__ = ["ComparisonResult", "compare_frequentist", "comparison_notes", "bayes_label"]
@@ -101,40 +102,39 @@ class ComparisonResult:
 
 
 # ---------------------------------------------------------------------------------------------
+def as_fit(fit):
+    """A :class:`bayes_se.fits.Fit` from a fit or an :class:`~bayes_se.exact.ExactPosterior`."""
+    from bayes_se.exact import ExactPosterior
+    from bayes_se.exact_fit import ExactFit
+    from bayes_se.fits import Fit
+
+    if isinstance(fit, Fit):
+        return fit
+    if isinstance(fit, ExactPosterior):
+        return ExactFit.from_posterior(fit)
+    raise SpecError(f"expected a fit (bayes_se.fit) or an ExactPosterior, got {type(fit).__name__}", key="fit")
+
+
 def _bayes_row(fit, level):
-    """(row dict, posterior SDs, coefficient names) of an ExactPosterior or a BayesianFit."""
-    a = 0.5 * (1.0 - level)
-    probs = [0.5, a, 1.0 - a]
+    """(row dict, posterior SDs, coefficient names) of a two-level fit of any engine: posterior
+    medians and central ``level`` intervals of mu (or each beta) and tau, and the prediction
+    interval of a new study's effect (``pred``)."""
+    table = fit.summary(level=level, theta=False, smallest_effect=None)
+    lo_col, _, hi_col = interval_columns(level, "central")
+    if "tau" not in table.index:
+        raise SpecError("the comparison needs a two-level model with one tau", key="fit")
+    pars = [p for p in table.index if p == "mu" or p.startswith("beta[")]
     row, sd = {}, {}
-    if hasattr(fit, "tau_weights"):  # ExactPosterior
-        index = list(fit.summary(theta=False, pred=False).index)
-        pars = [p for p in index if p not in ("tau", "tau2")]
-        for par in pars + ["tau"]:
-            name = _coef_name(par)
-            row[f"{name}_estimate"], row[f"{name}_lower"], row[f"{name}_upper"] = map(float, fit.quantile(par, probs))
-            sd[name] = fit.sd(par)
-        lo, hi = fit.quantile("pred", [a, 1.0 - a])
-        row["pi_lower"], row["pi_upper"] = float(lo), float(hi)
-    elif hasattr(fit, "idata"):  # BayesianFit
-        post = fit.idata.posterior
-        if "tau" not in post or post["tau"].ndim != 2:
-            raise SpecError("the comparison needs a two-level model with one tau", key="fit")
-        if "mu" in post:
-            draws = {"mu": np.asarray(post["mu"])}
-        else:
-            draws = {str(c): np.asarray(post["beta"].sel(coef=c)) for c in post["beta"].coords["coef"].values}
-        draws["tau"] = np.asarray(post["tau"])
-        for name, x in draws.items():
-            x = x.ravel()
-            row[f"{name}_estimate"], row[f"{name}_lower"], row[f"{name}_upper"] = np.quantile(x, probs)
-            sd[name] = float(x.std(ddof=1))
-        if "pred" in post:
-            row["pi_lower"], row["pi_upper"] = np.quantile(np.asarray(post["pred"]).ravel(), [a, 1.0 - a])
-        else:
-            row["pi_lower"] = row["pi_upper"] = math.nan
-        pars = [n for n in draws if n != "tau"]
+    for par in pars + ["tau"]:
+        name = _coef_name(par)
+        r = table.loc[par]
+        row[f"{name}_estimate"], row[f"{name}_lower"], row[f"{name}_upper"] = (
+            float(r["q50"]), float(r[lo_col]), float(r[hi_col]))
+        sd[name] = float(r["sd"])
+    if "pred" in table.index:
+        row["pi_lower"], row["pi_upper"] = float(table.loc["pred", lo_col]), float(table.loc["pred", hi_col])
     else:
-        raise SpecError(f"expected an ExactPosterior or a BayesianFit, got {type(fit).__name__}", key="fit")
+        row["pi_lower"] = row["pi_upper"] = math.nan
     names = [_coef_name(p) for p in pars]
     return row, sd, names
 
@@ -175,7 +175,7 @@ def compare_frequentist(fit, data, *, mods: str | None = None, level: float = 0.
 
     Parameters
     ----------
-    fit : ExactFit, ExactPosterior or BayesianFit
+    fit : Fit (any engine) or ExactPosterior
         The Bayesian fit of the same data and moderators (an ExactFit brings its spec's moderators
         and tau prior).
     data : EffectData
@@ -197,10 +197,10 @@ def compare_frequentist(fit, data, *, mods: str | None = None, level: float = 0.
     """
     if not 0.0 < float(level) < 1.0:
         raise SpecError(f"level must lie strictly between 0 and 1, got {level}", key="level")
-    if hasattr(getattr(fit, "posterior", None), "tau_weights"):  # bayes_se.api.ExactFit: spec + posterior
-        mods = (fit.spec.model.mods or None) if mods is None else mods
-        tau_prior = str(fit.spec.resolved_priors()["tau"]) if tau_prior is None else tau_prior
-        fit = fit.posterior
+    fit = as_fit(fit)
+    mods = fit.settings.get("mods") if mods is None else mods
+    if tau_prior is None and "tau" in fit.priors:
+        tau_prior = str(fit.priors["tau"])
     brow, sd, names = _bayes_row(fit, level)
     freq = {
         "DL": rma(data, mods=mods, method="DL", level=level),
@@ -213,8 +213,6 @@ def compare_frequentist(fit, data, *, mods: str | None = None, level: float = 0.
     cols += ["tau_estimate", "tau_lower", "tau_upper", "pi_lower", "pi_upper"]
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols).astype(float)
     table.index.name = "method"
-    if tau_prior is None and hasattr(fit, "settings"):
-        tau_prior = fit.settings.get("priors", {}).get("tau")
     k = int(freq["REML"].k)
     notes = comparison_notes(table, k=k, p=int(freq["REML"].p), posterior_sd=sd, level=level, tau_prior=tau_prior)
     return ComparisonResult(table=table, notes=notes, freq=freq, posterior_sd=sd, level=float(level), k=k)

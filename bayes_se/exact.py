@@ -662,6 +662,21 @@ class ExactPosterior:
             out["mu"] = beta[:, 0]
         return out
 
+    @property
+    def yi(self) -> np.ndarray:
+        """The observed effects the posterior was computed from."""
+        return self._model.y.copy()
+
+    @property
+    def vi(self) -> np.ndarray:
+        """Their sampling variances."""
+        return self._model.v.copy()
+
+    @property
+    def X(self) -> np.ndarray:
+        """The design matrix (k x p; a column of ones for the intercept-only model)."""
+        return self._model.X.copy()
+
     def __repr__(self):
         return (f"ExactPosterior(k={len(self.study)}, coefs={list(self._par)}, "
                 f"nodes={self.tau_grid.size}, log_ml={self.log_marginal_likelihood:.6g})")

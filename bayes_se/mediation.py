@@ -31,9 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from bayes_se.errors import SpecError
+from bayes_se.fits import Fit, draws_table, stored_priors, stored_settings
 
 __all__ = ["PathModel", "MediationFit", "fit_mediation", "MEDIATION_NAMES"]
 
@@ -240,9 +240,9 @@ def _avg_name(name: str) -> str:
     return "indirect_avg" if name == "indirect" else name.replace("indirect[", "indirect_avg[", 1)
 
 
-@dataclass
-class MediationFit:
-    """A Bayesian MASEM path model fit.
+@dataclass(repr=False)
+class MediationFit(Fit):
+    """A Bayesian MASEM path model fit, behind the common fit interface.
 
     Attributes
     ----------
@@ -250,11 +250,13 @@ class MediationFit:
         ``posterior``: ``rho``, ``tau``, ``Omega``, ``effects`` (dims chain, draw, effect: path
         coefficients, indirect and total effects, ``indirect_avg``); ``prior`` with the same
         (``indirect_avg`` excepted); ``observed_data`` ``r`` (study, pair; NaN where
-        unreported); ``log_likelihood`` ``r`` per study (study effects integrated out).
+        unreported) and ``n``; ``log_likelihood`` ``r`` per study (study effects integrated out).
     data : CorrelationData
     paths : PathModel
     settings : dict
     diagnostics : Verdict
+    priors : dict
+        The resolved Prior of ``tau`` (the LKJ shapes eta and eta_rho are in ``settings``).
     """
 
     idata: object
@@ -262,6 +264,10 @@ class MediationFit:
     paths: PathModel
     settings: dict = field(default_factory=dict)
     diagnostics: object = None
+    priors: dict = field(default_factory=dict)
+    spec: object = None
+
+    engine = "mediation"
 
     def effect_names(self) -> list[str]:
         """Effect rows in summary order."""
@@ -270,84 +276,62 @@ class MediationFit:
             return [n for n in MEDIATION_NAMES if n in names]
         return names
 
-    def summary(self, level: float = 0.95) -> pd.DataFrame:
-        """Posterior summary: effects, then ``rho[A,B]``, then ``tau[A,B]``.
-
-        ``indirect`` is the product of the pooled paths (``a * b`` at the pooled matrix);
-        ``indirect_avg`` the average of the studies' own products ``E[a_i b_i]``.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns mean, sd, q2.5, q50, q97.5, ess_bulk, ess_tail, r_hat.
-        """
-        import arviz as az
-
-        if not 0.0 < level < 1.0:
-            raise SpecError(f"level must be in (0, 1), got {level}", key="level")
-        lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    def _rows(self) -> dict:
         post = self.idata.posterior
-        rows = []
-
-        def add(label, x):
-            q = np.quantile(x, [lo / 100, 0.5, hi / 100])
-            rows.append({"parameter": label, "mean": x.mean(), "sd": x.std(ddof=1), f"q{lo:g}": q[0],
-                         "q50": q[1], f"q{hi:g}": q[2], "ess_bulk": float(az.ess(x, method="bulk")),
-                         "ess_tail": float(az.ess(x, method="tail")),
-                         "r_hat": float(az.rhat(x)) if x.shape[0] > 1 else np.nan})
-
-        for name in self.effect_names():
-            add(name, np.asarray(post["effects"].sel(effect=name)))
+        rows = {name: np.asarray(post["effects"].sel(effect=name)) for name in self.effect_names()}
         for var in ("rho", "tau"):
             for label in self.data.pair_labels:
-                add(f"{var}[{label}]", np.asarray(post[var].sel(pair=label)))
-        return pd.DataFrame(rows).set_index("parameter")
+                rows[f"{var}[{label}]"] = np.asarray(post[var].sel(pair=label))
+        return rows
+
+    def _table(self, level, interval, theta):
+        """Effects (``indirect`` = a*b at the pooled matrix; ``indirect_avg`` = E[a_i b_i]), then
+        ``rho[A,B]``, then ``tau[A,B]``."""
+        rows = self._rows()
+        return draws_table(list(rows), np.stack(list(rows.values()), axis=-1), level, interval, mcmc=True)
+
+    def location_names(self) -> list[str]:
+        return self.effect_names()
+
+    def _prob(self, name, op, x):
+        values = self.draws(name)
+        return float(np.mean(values > x) if op.startswith(">") else np.mean(values < x))
 
     def draws(self, name: str, group: str = "posterior") -> np.ndarray:
         """Flattened draws of one effect (``"indirect"``, ``"a"``, ...) from a group."""
         return np.asarray(getattr(self.idata, group)["effects"].sel(effect=name)).ravel()
 
-    def print_summary(self, level: float = 0.95) -> str:
-        """The summary as text, with the diagnostics banner first when a check failed."""
-        parts = [] if self.diagnostics is None or self.diagnostics.passed else [self.diagnostics.banner()]
-        parts.append(f"Bayesian MASEM (k = {self.data.k} studies; variables {', '.join(self.data.variables)}), "
-                     f"{self.settings.get('chains')} chains x {self.settings.get('draws')} draws")
-        with pd.option_context("display.width", 140, "display.max_columns", 20):
-            parts.append(self.summary(level=level).round(4).to_string())
-        parts.append("indirect = a*b at the pooled matrix; indirect_avg = E[a_i b_i], the average of the "
-                     "studies' own products (it adds cov(a_i, b_i); Bauer, Preacher & Gil 2006)")
-        if self.diagnostics is not None:
-            d = self.diagnostics.to_dict()
-            parts.append(f"diagnostics: max R-hat {d['max_r_hat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
-                         f"min tail ESS {d['min_ess_tail']:.0f}, divergences {d['divergences']} -> "
-                         f"{'passed' if d['passed'] else 'FAILED'}")
-        return "\n".join(parts)
+    def _headline(self) -> str:
+        post = self.idata.posterior
+        return (f"Bayesian MASEM (k = {self.data.k} studies; variables {', '.join(self.data.variables)}), "
+                f"MCMC: {post.sizes['chain']} chains x {post.sizes['draw']} draws")
 
-    def to_dict(self) -> dict:
-        """JSON-ready: ``parameters`` (row -> statistics), ``diagnostics``, ``settings``."""
-        def num(v):
-            return None if not np.isfinite(v) else float(v)
+    def _footer(self) -> list[str]:
+        return ["indirect = a*b at the pooled matrix; indirect_avg = E[a_i b_i], the average of the "
+                "studies' own products (it adds cov(a_i, b_i); Bauer, Preacher & Gil 2006)"]
 
-        table = self.summary()
-        params = {n: {c: num(v) for c, v in row.items()} for n, row in table.iterrows()}
-        out = {"parameters": params, "diagnostics": self.diagnostics.to_dict(), "settings": self.settings}
-        if "refit_reason" in self.idata.attrs:
-            out["refit_reason"] = str(self.idata.attrs["refit_reason"])
-        return out
+    def _data_arrays(self) -> list:
+        return [self.data.r, self.data.n]
 
-    def to_netcdf(self, path) -> str:
-        """Write the InferenceData with settings, seed and package versions in its attributes."""
-        import hashlib
+    @property
+    def k(self) -> int:
+        return int(self.data.k)
 
-        from bayes_se.results import provenance_attrs
+    @classmethod
+    def _from_idata(cls, idata) -> "MediationFit":
+        from bayes_se.correlations import CorrelationData
+        from bayes_se.diagnostics import check
 
-        self.idata.attrs.update(provenance_attrs(self.settings))
-        digest = hashlib.sha256()
-        for arr in (self.data.r, self.data.n):
-            digest.update(np.ascontiguousarray(np.nan_to_num(arr, nan=9.0), dtype=float).tobytes())
-        self.idata.attrs["data_sha256"] = digest.hexdigest()
-        self.idata.to_netcdf(str(path))
-        return str(path)
+        settings = stored_settings(idata)
+        obs = idata.observed_data
+        variables = tuple(settings["variables"])
+        r = np.asarray(obs["r"], float)
+        data = CorrelationData(variables=variables, study=np.asarray([str(s) for s in obs["study"].values]),
+                               n=np.asarray(obs["n"], float), r=r, observed=~np.isnan(r))
+        model = PathModel(variables, settings["paths"], mediation=settings.get("mediation"))
+        checked = [v for v in ("rho", "tau", "Omega") if v in idata.posterior]
+        return cls(idata=idata, data=data, paths=model, settings=settings,
+                   diagnostics=check(idata, var_names=checked), priors=stored_priors(idata))
 
     def plot_paths(self, ax=None, level: float = 0.95):
         """Path diagram with posterior medians and intervals (:func:`bayes_se.plots.paths.plot_paths`)."""
@@ -486,7 +470,11 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
             delattr(idata, group)
     add_derived(idata, data, model, seed, mc_draws)
     checked = [v for v in ("rho", "tau", "Omega") if v in idata.posterior]
-    settings = {"model": "bayesian_masem", "variables": list(data.variables),
+    from bayes_se.priors import Prior, prior_for
+
+    tau_prior = built.priors.get("tau")
+    recorded = {"tau": tau_prior if isinstance(tau_prior, Prior) else prior_for("tau", str(tau_prior))}
+    settings = {"model": "bayesian_masem", "engine": "mcmc", "variables": list(data.variables),
                 "paths": {k: list(v) for k, v in model.equations.items()},
                 "mediation": list(model.mediation) if model.mediation else None,
                 "priors": {k: str(v) for k, v in built.priors.items()}, "k": data.k, "seed": int(seed),
@@ -494,7 +482,7 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
                 "target_accept": float(idata.attrs["target_accept"]), "sampler": sampler,
                 "mc_draws": mc_draws}
     return MediationFit(idata=idata, data=data, paths=model, settings=settings,
-                        diagnostics=check(idata, var_names=checked))
+                        diagnostics=check(idata, var_names=checked), priors=recorded)
 
 
 def path_model(data, paths=None, x="intervention", m="self_efficacy", y="symptoms") -> PathModel:

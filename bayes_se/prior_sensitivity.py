@@ -239,7 +239,7 @@ def _sd_priors(priors, three_level):
 
 
 def _mcmc_fit(data, X, names, priors, effects, three_level, seed, mcmc):
-    from bayes_se.results import fit_random_effects, fit_three_level
+    from bayes_se.api import fit_random_effects, fit_three_level
 
     opts = dict(MCMC_DEFAULTS, **(mcmc or {}))
     # the builders apply the same coefficient rule (mu / beta[NAME] / beta) to these priors

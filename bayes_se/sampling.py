@@ -89,7 +89,7 @@ def sample(
     arviz.InferenceData
         Groups posterior, sample_stats, observed_data, constant_data (the builders' shared
         data other than the observed effects: ``vi``, ``X``), prior, prior_predictive,
-        posterior_predictive (``y_rep``) and log_likelihood (``y``). ``attrs["refit_reason"]``
+        posterior_predictive and log_likelihood (both ``y``, as observed_data). ``attrs["refit_reason"]``
         says why a refit happened.
 
     References
@@ -259,7 +259,8 @@ def add_exact_draws(idata, meta, seed: int):
         arr.attrs[EXACT_ATTR] = 1
         idata.posterior[name] = arr
     log_lik = xr.Dataset({"y": ll})
-    y_rep_ds = xr.Dataset({"y_rep": xr.DataArray(y_rep, dims=dims3, coords=coords)})
+    # replicates share the observed data's name, so az.plot_ppc(idata) needs no arguments
+    y_rep_ds = xr.Dataset({"y": xr.DataArray(y_rep, dims=dims3, coords=coords)})
     for group, ds in (("log_likelihood", log_lik), ("posterior_predictive", y_rep_ds)):
         if group in idata.groups():
             delattr(idata, group)

@@ -8,7 +8,7 @@ with ``V`` the within-study variance distribution of the cell, and fits every me
 
 * ``bayes_exact``: the exact posterior (:func:`bayes_se.exact.exact_posterior`; default priors
   ``mu ~ N(0, 1)``, ``tau ~ half-N(0, 0.5)``), posterior mean and equal-tailed credible interval;
-* ``bayes_mcmc``: the same model by NUTS (:func:`bayes_se.results.fit_random_effects`), optional
+* ``bayes_mcmc``: the same model by NUTS (:func:`bayes_se.api.fit_random_effects`), optional
   because each fit compiles and samples (seconds per replicate);
 * ``DL``, ``REML``: :func:`bayes_se.frequentist.rma` with Wald-type (z) intervals;
 * ``REML_KH``: REML with the Knapp-Hartung (t) interval.
@@ -208,7 +208,7 @@ def _fit_one(method, y, v, priors, seed):
         lo, hi = post.quantile("mu", [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
         return post.mean("mu"), lo, hi, float(post.quantile("tau", 0.5))
     if method == "bayes_mcmc":
-        from bayes_se.results import fit_random_effects
+        from bayes_se.api import fit_random_effects
 
         res = fit_random_effects(y, v, priors={"mu": priors["mu"], "tau": priors["tau"]}, seed=seed,
                                  **MCMC_SETTINGS)

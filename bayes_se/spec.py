@@ -25,6 +25,7 @@ import tomllib
 import types
 from typing import Any, Mapping
 
+from bayes_se import defaults
 from bayes_se.errors import SpecError
 from bayes_se.priors import PRESETS, Prior, assign_prior, preset, prior_for
 
@@ -71,7 +72,7 @@ class SamplerSection:
     #: None: the model's default (``bayes_se.sampling.TARGET_ACCEPT_BY_KIND``); TOML has no null,
     #: so a spec either sets a number or leaves the key out.
     target_accept: float | None = dataclasses.field(default=None, metadata={"type": float})
-    seed: int = 20251121
+    seed: int = defaults.SEED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ class SummarySection:
     """``[summary]``: what is reported. P(mu > smallest_effect) and level-credible intervals."""
 
     smallest_effect: float = 0.0
-    level: float = 0.95
+    level: float = defaults.LEVEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +150,10 @@ class ModelSpec:
             out["tau" if key == "tau2" else key] = prior
         return out
 
+    def model_priors(self, coef_names=("intercept",)) -> dict[str, Prior]:
+        """The priors the model actually uses (:func:`model_priors`), resolved once for every engine."""
+        return model_priors(self.resolved_priors(), coef_names, self.model.type, self.model.effects)
+
     def with_priors(self, priors: Mapping[str, Prior | str]) -> "ModelSpec":
         """A copy with the given priors set (values: Prior objects or prior strings; the key
         ``preset`` changes the preset)."""
@@ -199,6 +204,46 @@ class ModelSpec:
                     lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
             lines.append("")
         return "\n".join(lines)
+
+
+def model_priors(resolved: Mapping[str, Prior], coef_names=("intercept",), model_type: str = "random_effects",
+                 effects: str = "normal") -> dict[str, Prior]:
+    """The priors a model actually uses, picked from resolved priors by one rule for every engine.
+
+    ``resolved`` merges a preset, a spec's ``[priors]`` and overrides
+    (:meth:`ModelSpec.resolved_priors`). The result holds ``mu`` for an intercept-only model, else
+    ``beta[NAME]`` for each coefficient (the intercept takes ``mu``, see
+    :func:`bayes_se.priors.coefficient_priors`); ``tau`` (two-level models) or ``sigma_cluster``
+    and ``sigma_effect`` (three-level; each falls back to ``tau``); ``nu`` for Student-t effects
+    when given. A model without moderators lists no ``beta``.
+
+    Raises
+    ------
+    SpecError
+        A ``beta[NAME]`` names no coefficient of the design.
+    """
+    from bayes_se.priors import coefficient_priors
+
+    names = list(coef_names)
+    out: dict[str, Prior] = {}
+    if names == ["intercept"]:
+        stray = [key for key in resolved if key.startswith("beta[")]
+        if stray:
+            raise SpecError(f"'{stray[0]}' names a coefficient, but the model has no moderators",
+                            key=f"priors.{stray[0]}")
+        out["mu"] = resolved["mu"]
+    else:
+        for name, prior in zip(names, coefficient_priors(resolved, names)):
+            out[f"beta[{name}]"] = dataclasses.replace(prior, target=f"beta[{name}]")
+    if model_type == "three_level":
+        for key in ("sigma_cluster", "sigma_effect"):
+            prior = resolved.get(key, resolved["tau"])
+            out[key] = dataclasses.replace(prior, target=key + ("2" if prior.on_variance else ""))
+    else:
+        out["tau"] = resolved["tau"]
+    if effects == "student_t" and "nu" in resolved:
+        out["nu"] = resolved["nu"]
+    return out
 
 
 def _toml_key(key: str) -> str:

@@ -131,7 +131,7 @@ def job_nutpie(job):
     import bayes_se.api  # noqa: F401
     out["import_s"] = time.perf_counter() - t
     frame = make_data(job["model"], job["k"])
-    from bayes_se.results import fit_random_effects
+    from bayes_se.api import fit_random_effects
 
     t = time.perf_counter()
     res = fit_random_effects(frame["yi"].to_numpy(), frame["vi"].to_numpy(), seed=SEED, sampler="nutpie",

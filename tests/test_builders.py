@@ -171,7 +171,7 @@ def test_exact_draws_follow_the_conditional_normal(bcg):
     ll = idata.log_likelihood["y"]
     assert ll.dims == ("chain", "draw", "study")
     np.testing.assert_allclose(ll.values[0, 0], stats.norm.logpdf(bcg.yi, -0.7, np.sqrt(bcg.vi + 0.55**2)))
-    assert idata.posterior_predictive["y_rep"].shape == (2, draws, 13)
+    assert idata.posterior_predictive["y"].shape == (2, draws, 13)
     assert idata.posterior["pred"].dims == ("chain", "draw")
     again = _fake_posterior(meta, draws, {"mu": -0.7, "tau": 0.55})
     add_exact_draws(again, meta, seed=1)

@@ -130,7 +130,7 @@ def test_note_tau_small_k_names_prior_and_boundary():
 def test_wrong_fit_type_is_a_spec_error(bcg):
     from bayes_se.errors import SpecError
 
-    with pytest.raises(SpecError, match="ExactPosterior or a BayesianFit"):
+    with pytest.raises(SpecError, match="expected a fit"):
         compare_frequentist(np.zeros(3), bcg)
     with pytest.raises(SpecError, match="same mods"):
         compare_frequentist(exact_posterior(bcg), bcg, mods="ablat")

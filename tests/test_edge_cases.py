@@ -92,7 +92,7 @@ def test_homogeneous_data_equal_effects_model():
 def test_mcmc_at_tau_zero_matches_exact_or_reports():
     """Homogeneous data put tau at its boundary: NUTS on the marginal model samples it and agrees
     with the exact posterior within Monte Carlo error, or its diagnostics say it failed."""
-    from bayes_se.results import fit_random_effects
+    from bayes_se.api import fit_random_effects
 
     y = np.array([0.30, 0.31, 0.29, 0.30, 0.30])
     v = np.array([0.02, 0.03, 0.02, 0.04, 0.03])

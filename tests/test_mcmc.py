@@ -16,7 +16,8 @@ import pandas as pd
 import pymc as pm
 import pytest
 
-from bayes_se.results import BayesianFit, fit_random_effects, fit_three_level
+from bayes_se.api import fit_random_effects, fit_three_level
+from bayes_se.results import BayesianFit
 from conftest import REFERENCE
 
 pytestmark = pytest.mark.mcmc
@@ -162,8 +163,8 @@ def test_same_seed_gives_identical_draws(bcg):
     b = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, **small)
     for var in ("mu", "tau", "theta", "pred"):
         np.testing.assert_array_equal(a.idata.posterior[var].values, b.idata.posterior[var].values)
-    np.testing.assert_array_equal(a.idata.posterior_predictive["y_rep"].values,
-                                  b.idata.posterior_predictive["y_rep"].values)
+    np.testing.assert_array_equal(a.idata.posterior_predictive["y"].values,
+                                  b.idata.posterior_predictive["y"].values)
 
 
 def test_bcg_student_t_effects_fit_and_converge(bcg):

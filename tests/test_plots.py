@@ -47,14 +47,14 @@ ALLOC_NAMES = ["intercept", "alloc[random]", "alloc[systematic]"]
 
 @pytest.fixture(scope="module")
 def bcg_fit():
-    from bayes_se.results import fit_random_effects
+    from bayes_se.api import fit_random_effects
 
     return fit_random_effects(BCG.yi, BCG.vi, study=BCG.study, **DRAWS)
 
 
 @pytest.fixture(scope="module")
 def bcg_alloc_fit():
-    from bayes_se.results import fit_random_effects
+    from bayes_se.api import fit_random_effects
 
     X = np.column_stack([np.ones(len(BCG)), BCG.alloc == "random", BCG.alloc == "systematic"]).astype(float)
     return fit_random_effects(BCG.yi, BCG.vi, X=X, coef_names=ALLOC_NAMES, study=BCG.study, **DRAWS)
@@ -176,7 +176,7 @@ def test_forest_errors(metapsy_exact):
         plots.forest_table(metapsy_exact, METAPSY.iloc[:10])
     with pytest.raises(SpecError, match="group"):
         plots.forest_table(metapsy_exact, METAPSY, group="no_such_column")
-    with pytest.raises(SpecError, match="BayesianFit"):
+    with pytest.raises(SpecError, match="expected a fit"):
         plots.forest_table(object())
 
 
@@ -218,8 +218,14 @@ def test_densities_bcg(bcg_fit):
     table = plots.density_table(bcg_fit)
     assert set(map(tuple, table[["parameter", "source"]].drop_duplicates().to_numpy())) == {
         ("mu", "posterior"), ("mu", "prior"), ("tau", "posterior"), ("tau", "prior")}
-    for (_, _), curve in table.groupby(["parameter", "source"]):
-        assert np.trapezoid(curve["density"], curve["x"]) == pytest.approx(1.0, abs=KDE_MASS_ATOL)
+    for (name, source), curve in table.groupby(["parameter", "source"]):
+        if source == "posterior":  # a KDE over the posterior's whole range
+            assert np.trapezoid(curve["density"], curve["x"]) == pytest.approx(1.0, abs=KDE_MASS_ATOL)
+        else:  # the prior's own density (the fit's resolved priors), drawn over the posterior's range
+            prior = bcg_fit.priors[name]
+            x = curve["x"].to_numpy()
+            want = np.exp(prior.tau_logpdf(x) if name == "tau" else prior.logpdf(x))
+            np.testing.assert_allclose(curve["density"], want, rtol=1e-12)
     check_and_save(plots.plot_densities(bcg_fit, width="single"), "densities_bcg")
 
 
@@ -258,7 +264,7 @@ def direct_q(y, v):
 def test_ppc_stats_bcg(bcg_fit):
     table = plots.ppc_stat_table(bcg_fit)
     assert table.loc["Q", "observed"] == pytest.approx(METAFOR_BCG["rma"]["REML"]["z"]["QE"], rel=CLOSED_FORM_RTOL)
-    y_rep = np.asarray(bcg_fit.idata.posterior_predictive["y_rep"]).reshape(-1, len(BCG))
+    y_rep = np.asarray(bcg_fit.idata.posterior_predictive["y"]).reshape(-1, len(BCG))
     q_rep, q_obs = direct_q(y_rep, BCG.vi.to_numpy()), direct_q(BCG.yi.to_numpy(), BCG.vi.to_numpy())
     i2 = lambda q: 100 * np.maximum(0, (q - (len(BCG) - 1)) / q)  # noqa: E731
     expected = {"Q": np.mean(q_rep >= q_obs), "I2": np.mean(i2(q_rep) >= i2(q_obs)),
@@ -290,7 +296,7 @@ def test_loo_pit_bcg(bcg_fit):
 
 
 def test_ppc_needs_replicates(metapsy_exact):
-    with pytest.raises(SpecError, match="y_rep"):
+    with pytest.raises(SpecError, match="replicates"):
         plots.ppc_stat_table(metapsy_exact)
 
 

@@ -14,13 +14,4 @@ blas.configure()
 from bayes_se.builders.random_effects import MetaModel, build_random_effects  # noqa: E402
 from bayes_se.builders.three_level import build_three_level  # noqa: E402
 
-__all__ = ["MetaModel", "build_random_effects", "build_three_level", "fit_random_effects", "fit_three_level"]
-
-
-def __getattr__(name: str):
-    # the one-call fits live in bayes_se.results (which imports these builders): resolve lazily
-    if name in {"fit_random_effects", "fit_three_level"}:
-        from bayes_se import results
-
-        return getattr(results, name)
-    raise AttributeError(f"module 'bayes_se.builders' has no attribute {name!r}")
+__all__ = ["MetaModel", "build_random_effects", "build_three_level"]

@@ -41,6 +41,20 @@ def _parameters(d):
     return [(f"beta[{name}]", "beta", j) for j, name in enumerate(d.coef_names)]
 
 
+def _fit_priors(fit) -> dict:
+    """A fit's resolved priors keyed as :func:`density_table` reads them (``beta`` a dict by name)."""
+    out = {}
+    betas = {}
+    for key, prior in fit.priors.items():
+        if key.startswith("beta["):
+            betas[key[5:-1]] = prior
+        else:
+            out[key] = prior
+    if betas:
+        out["beta"] = betas
+    return out
+
+
 def _range(draws, bounded):
     a = 0.5 * (1.0 - POSTERIOR_MASS)
     lo, hi = np.quantile(draws, [a, 1.0 - a])
@@ -67,9 +81,13 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
         Columns ``parameter`` (``mu``, ``beta[NAME]``, ``tau``), ``source`` ("prior",
         "posterior"), ``x``, ``density``.
     """
+    from bayes_se.fits import Fit
+
+    is_fit = isinstance(fit, Fit)
+    if priors is None and is_fit:
+        priors = _fit_priors(fit)
     priors = dict(priors or {})
     d = posterior_draws(fit, data)
-    exact = not hasattr(fit, "idata")
     rows = []
     params = _parameters(d) + [("tau", "tau", 0)]
     if d.tau.shape[1] > 1:
@@ -79,8 +97,10 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
         draws = d.tau[:, 0] if bounded else d.coef[:, j]
         lo, hi = _range(draws, bounded)
         grid = np.linspace(lo, hi, GRID)
-        if exact:
-            rows.append((label, "posterior", grid, np.asarray(fit.pdf(label, grid), float)))
+        exact = fit.posterior_density(label, grid) if is_fit else (
+            None if hasattr(fit, "idata") else np.asarray(fit.pdf(label, grid), float))
+        if exact is not None:
+            rows.append((label, "posterior", grid, np.asarray(exact, float)))
         else:
             x, dens = _kde(draws, bounded)
             rows.append((label, "posterior", x, dens))

@@ -115,30 +115,10 @@ def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0
     -------
     PosteriorDraws
     """
-    if hasattr(fit, "idata"):
-        post = fit.idata.posterior
-        meta = fit.meta
-        three_level = "sigma_cluster" in post and "sigma_effect" in post
-        if meta is None or "theta" not in post or not ("tau" in post or three_level):
-            raise SpecError("the plot needs a random-effects fit (tau and theta in the posterior)", key="fit")
-        name = "mu" if "mu" in post else "beta"
-        coef = _flat(post[name])
-        coef = coef[:, None] if coef.ndim == 1 else coef
-        if three_level:
-            # a new effect from a new cluster varies by both components: tau^2 = sigma_c^2 + sigma_e^2
-            tau = np.sqrt(_flat(post["sigma_cluster"]) ** 2 + _flat(post["sigma_effect"]) ** 2)
-        else:
-            tau = _flat(post["tau"])
-        tau = tau[:, None] if tau.ndim == 1 else tau
-        prior = {}
-        if hasattr(fit.idata, "prior"):
-            prior = {v: _flat(fit.idata.prior[v]) for v in fit.idata.prior.data_vars}
-        return PosteriorDraws(
-            yi=np.asarray(meta.yi, float), vi=np.asarray(meta.vi, float), study=[str(s) for s in meta.study],
-            coef_names=list(meta.coef_names), location_name=name, coef=coef, tau=tau,
-            tau_groups=list(meta.group_labels) if tau.shape[1] > 1 else None,
-            theta=_flat(post["theta"]), location=_flat(meta.location(post)),
-            pred=_flat(post["pred"]) if "pred" in post else None, X=meta.X, prior=prior, idata=fit.idata)
+    from bayes_se.fits import Fit
+
+    if isinstance(fit, Fit):
+        return idata_draws(fit.idata)
     if hasattr(fit, "tau_grid") and hasattr(fit, "draws"):
         study = [str(s) for s in fit.study]
         yi, vi = _data_arrays(data, len(study))
@@ -150,7 +130,43 @@ def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0
             tau_groups=None, theta=d["theta"],
             location=np.repeat(d["mu"][:, None], len(study), axis=1) if intercept_only else None,
             pred=d["pred"])
-    raise SpecError(f"expected a BayesianFit or an ExactPosterior, got {type(fit).__name__}", key="fit")
+    raise SpecError(f"expected a fit (bayes_se.fit, load_fit) or an ExactPosterior, got {type(fit).__name__}",
+                    key="fit")
+
+
+def idata_draws(idata) -> PosteriorDraws:
+    """Flat draws of a random-effects fit from its InferenceData alone (any engine).
+
+    Reads ``posterior`` (``mu`` or ``beta``, ``tau`` or ``sigma_cluster``/``sigma_effect``,
+    ``theta``, ``pred``), ``observed_data.y``, ``constant_data`` (``vi``, ``X``) and ``prior``.
+    """
+    post = idata.posterior
+    three_level = "sigma_cluster" in post and "sigma_effect" in post
+    if "theta" not in post or not ("tau" in post or three_level) or "observed_data" not in idata.groups():
+        raise SpecError("the plot needs a random-effects fit (tau and theta in the posterior)", key="fit")
+    name = "mu" if "mu" in post else "beta"
+    coef = _flat(post[name])
+    coef = coef[:, None] if coef.ndim == 1 else coef
+    coef_names = ["intercept"] if name == "mu" else [str(c) for c in post["beta"].coords["coef"].values]
+    X = np.asarray(idata.constant_data["X"], float) if "X" in idata.constant_data else None
+    if three_level:
+        # a new effect from a new cluster varies by both components: tau^2 = sigma_c^2 + sigma_e^2
+        tau = np.sqrt(_flat(post["sigma_cluster"]) ** 2 + _flat(post["sigma_effect"]) ** 2)
+    else:
+        tau = _flat(post["tau"])
+    tau = tau[:, None] if tau.ndim == 1 else tau
+    groups = [str(g) for g in post["tau"].coords["subgroup"].values] if "subgroup" in post.dims else None
+    yi = np.asarray(idata.observed_data["y"], float)
+    location = np.repeat(coef[:, :1], yi.size, axis=1) if X is None else coef @ X.T
+    prior = {}
+    if "prior" in idata.groups():
+        prior = {v: _flat(idata.prior[v]) for v in idata.prior.data_vars}
+    return PosteriorDraws(
+        yi=yi, vi=np.asarray(idata.constant_data["vi"], float),
+        study=[str(s) for s in post["theta"].coords["study"].values], coef_names=coef_names,
+        location_name=name, coef=coef, tau=tau, tau_groups=groups if tau.shape[1] > 1 else None,
+        theta=_flat(post["theta"]), location=location, pred=_flat(post["pred"]) if "pred" in post else None,
+        X=X, prior=prior, idata=idata)
 
 
 def _interval(draws, level):

@@ -45,15 +45,20 @@ def pareto_k_table(fit) -> pd.DataFrame:
     """
     import arviz as az
 
-    idata = getattr(fit, "idata", None)
-    if idata is None or not hasattr(idata, "log_likelihood"):
-        raise SpecError("Pareto k needs a BayesianFit with a log_likelihood group", key="fit")
+    from bayes_se.fits import Fit
+
+    idata = fit.idata if isinstance(fit, Fit) else None
+    if idata is None or "log_likelihood" not in idata.groups():
+        raise SpecError("Pareto k needs a fit with a log_likelihood group", key="fit")
     with warnings.catch_warnings():
         # ArviZ warns when some k are high: that is what this table reports
         warnings.simplefilter("ignore", UserWarning)
         loo = az.loo(idata, pointwise=True)
     k = np.asarray(loo.pareto_k, float)
-    study = [str(s) for s in fit.meta.study] if fit.meta is not None else [str(i + 1) for i in range(k.size)]
+    ll = idata.log_likelihood[list(idata.log_likelihood.data_vars)[0]]
+    unit = [d for d in ll.dims if d not in ("chain", "draw")]
+    study = [str(s) for s in ll.coords[unit[0]].values] if unit and unit[0] in ll.coords else \
+        [str(i + 1) for i in range(k.size)]
     return pd.DataFrame({"study": study, "pareto_k": k, "elpd_loo": np.asarray(loo.loo_i, float),
                          "influential": k > K_WARN})
 

@@ -1,6 +1,6 @@
 """Posterior predictive checks: replicated effect sizes, test statistics and LOO-PIT.
 
-Replicates ``y_rep`` come from the marginal model ``y_rep,i ~ N(x_i' beta, v_i + tau^2)`` (stored
+Replicates ``y`` (posterior_predictive) come from the marginal model ``y_rep,i ~ N(x_i' beta, v_i + tau^2)`` (stored
 by :func:`bayes_se.sampling.sample`). For a statistic T the posterior predictive p-value is
 ``P(T(y_rep) >= T(y) | y)`` (Gelman, Meng & Stern 1996); values near 0 or 1 flag misfit. The
 statistics are Cochran's ``Q = sum w_i (y_i - x_i' b)^2`` with ``w_i = 1/v_i`` and ``b`` the
@@ -33,14 +33,21 @@ KS_95 = 1.358
 
 
 def _arrays(fit):
-    idata = getattr(fit, "idata", None)
-    if idata is None or not hasattr(idata, "posterior_predictive") or "y_rep" not in idata.posterior_predictive:
-        raise SpecError("posterior predictive checks need a BayesianFit with replicates y_rep", key="fit")
-    y_rep = np.asarray(idata.posterior_predictive["y_rep"], float)
+    """(y, vi, X, replicates) of a random-effects fit of any engine, read from its InferenceData:
+    ``observed_data.y``, ``constant_data`` (``vi``, ``X``) and ``posterior_predictive.y``."""
+    from bayes_se.fits import Fit
+
+    idata = fit.idata if isinstance(fit, Fit) else None
+    if (idata is None or "posterior_predictive" not in idata.groups() or "y" not in idata.posterior_predictive
+            or "constant_data" not in idata.groups() or "vi" not in idata.constant_data):
+        raise SpecError("posterior predictive checks need a random-effects fit with replicates of y "
+                        "(posterior_predictive group)", key="fit")
+    y_rep = np.asarray(idata.posterior_predictive["y"], float)
     y_rep = y_rep.reshape(-1, y_rep.shape[-1])
-    meta = fit.meta
-    X = np.ones((meta.yi.size, 1)) if meta.X is None else np.asarray(meta.X, float)
-    return np.asarray(meta.yi, float), np.asarray(meta.vi, float), X, y_rep
+    y = np.asarray(idata.observed_data["y"], float)
+    const = idata.constant_data
+    X = np.asarray(const["X"], float) if "X" in const else np.ones((y.size, 1))
+    return y, np.asarray(const["vi"], float), X, y_rep
 
 
 def test_statistics(y, vi, X=None) -> pd.DataFrame:
@@ -122,8 +129,8 @@ def loo_pit_table(fit) -> pd.DataFrame:
     import arviz as az
 
     _arrays(fit)
-    pit = np.asarray(az.loo_pit(fit.idata, y="y", y_hat="y_rep"), float)
-    return pd.DataFrame({"study": [str(s) for s in fit.meta.study], "pit": pit})
+    pit = np.asarray(az.loo_pit(fit.idata, y="y"), float)
+    return pd.DataFrame({"study": [str(s) for s in fit.idata.observed_data["study"].values], "pit": pit})
 
 
 def plot_ppc_density(fit, *, n_replicates: int = N_REPLICATES, ax=None, width="single"):

@@ -23,7 +23,6 @@ Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
@@ -96,18 +95,11 @@ class _Builder:
 # pieces of content
 # ---------------------------------------------------------------------------------------------
 def _is_exact(fit) -> bool:
-    return hasattr(fit, "tau_weights")
+    return fit.engine == "exact"
 
 
 def _posterior_table(fit, level, smallest):
-    if _is_exact(fit):
-        table = fit.summary(theta=True, pred=True)
-        if smallest is not None:
-            locs = [n for n in table.index if n not in ("tau", "tau2")]
-            table["prob_above"] = [fit.prob(n, ">", smallest) if n in locs else np.nan for n in table.index]
-            table["prob_below"] = [fit.prob(n, "<", -smallest) if n in locs else np.nan for n in table.index]
-        return table
-    return fit.summary(smallest_effect=smallest, level=level)
+    return fit.summary(level=level, smallest_effect=smallest)
 
 
 def _verdict(fit, table, level, diagnostics_failed):
@@ -122,7 +114,7 @@ def _verdict(fit, table, level, diagnostics_failed):
         r = table.loc["tau"]
         parts.append(f"tau = {r['q50']:.3g} ({r[lo]:.3g} to {r[hi]:.3g})")
     if "mu" in table.index:
-        p = fit.prob("mu", ">", 0.0) if _is_exact(fit) else float(fit.prob_positive()["mu"])
+        p = float(fit.prob_greater(0.0)["mu"])
         parts.append(f"P(mu > 0) = {p:.3g}")
     text = "; ".join(parts) + "."
     return ("DIAGNOSTICS FAILED, do not trust these estimates. " + text) if diagnostics_failed else text
@@ -143,7 +135,7 @@ def _diagnostics_blocks(fit, b):
     else:
         blocks.append(("alert", "DIAGNOSTICS FAILED: do not trust these estimates. The failed checks:"))
         blocks.append(("list", list(d.problems)))
-    reason = fit.idata.attrs.get("refit_reason") if hasattr(fit, "idata") else None
+    reason = fit.idata.attrs.get("refit_reason")
     if reason:
         blocks.append(("p", f"Note: {reason}"))
     blocks.append(b.table("diagnostics", stats, "Convergence checks (Vehtari et al. 2021; Betancourt 2016)"))
@@ -166,18 +158,14 @@ def _data_blocks(data, b, mods):
             b.table("data", frame, "The effects as read", index=False)]
 
 
-def _priors(fit, spec, priors):
-    if priors:
-        return {k: str(v) for k, v in priors.items()}
-    if spec is not None:
-        return {k: str(v) for k, v in spec.resolved_priors().items()}
-    if hasattr(fit, "settings"):
-        return {k: str(v) for k, v in fit.settings.get("priors", {}).items()}
-    return {}
+def _priors(fit, priors):
+    """The priors to report: the caller's, else the fit's resolved priors (one per parameter)."""
+    chosen = priors or fit.priors
+    return {k: str(v) for k, v in chosen.items()}
 
 
 def _model_blocks(fit, mods, priors):
-    kind = getattr(fit, "settings", {}).get("model", "random_effects")
+    kind = fit.settings.get("model", "random_effects")
     if kind == "three_level":
         lines = ["y_ij ~ N(θ_ij, v_ij),  θ_ij = x_ij′β + u_j + w_ij,  u_j ~ N(0, σ_cluster²),  w_ij ~ N(0, σ_effect²)"]
     elif kind == "student_t":
@@ -216,12 +204,7 @@ def _object_table(obj):
 
 
 def _checksum(data) -> str:
-    if hasattr(data, "checksum"):
-        return data.checksum()
-    digest = hashlib.sha256()
-    for arr in (data.yi, data.vi):
-        digest.update(np.ascontiguousarray(arr, dtype=float).tobytes())
-    return digest.hexdigest()
+    return data.checksum()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,8 +221,8 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         Created; must not exist or be empty unless ``force``.
     data : EffectData
         The effects the fit used.
-    fit : ExactFit, ExactPosterior or BayesianFit
-        (an ExactFit brings its spec)
+    fit : Fit (any engine) or ExactPosterior
+        A fit made by :func:`bayes_se.fit` brings its spec.
     spec : ModelSpec, optional
         Its priors, moderators, level and smallest effect are reported, and its TOML text is
         recorded.
@@ -275,9 +258,10 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     ----------
     Kruschke JK (2021). Bayesian analysis reporting guidelines. Nat Hum Behav 5:1282-1291.
     """
-    if hasattr(getattr(fit, "posterior", None), "tau_weights"):  # bayes_se.api.ExactFit: spec + posterior
-        spec = fit.spec if spec is None else spec
-        fit = fit.posterior
+    from bayes_se.compare import as_fit
+
+    fit = as_fit(fit)
+    spec = fit.spec if spec is None else spec
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BayesSEError(f"report directory '{out}' exists and is a file")
@@ -306,7 +290,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
     diag_blocks, passed = _diagnostics_blocks(fit, b)
     b.section("diagnostics", "Convergence diagnostics", diag_blocks)
     b.section("data", "Data", _data_blocks(data, b, mods))
-    prior_text = _priors(fit, spec, priors)
+    prior_text = _priors(fit, priors)
     b.section("model", "Model and priors", _model_blocks(fit, mods, prior_text))
 
     table = _posterior_table(fit, level, smallest)
@@ -385,11 +369,9 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         b.section("boxscore", "Box-score (vote counting)", blocks)
 
     versions = package_versions()
-    settings = dict(getattr(fit, "settings", {}) or {})
-    if spec is not None and not settings.get("seed") and not _is_exact(fit):
-        settings.setdefault("seed", spec.sampler.seed)
+    settings = dict(fit.settings)
     methods = methods_paragraph(fit=fit, k=data.k, priors=prior_text, preset=spec.preset if spec else None,
-                                mods=mods, settings=settings, diagnostics=getattr(fit, "diagnostics", None),
+                                mods=mods, settings=settings, diagnostics=fit.diagnostics,
                                 sensitivity=sensitivity, compared=freq is not None, versions=versions, level=level)
     b.section("methods", "Methods (paste into a paper)", [("p", methods)])
 

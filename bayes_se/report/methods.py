@@ -81,7 +81,7 @@ def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | 
     str
     """
     v = versions or package_versions()
-    exact = hasattr(fit, "tau_weights")
+    exact = fit.engine == "exact"
     pct = f"{100 * level:g}%"
     s = []
     if mods:

@@ -1,0 +1,27 @@
+"""The one home of bayes_se's defaults: seed, credible level, sampler settings and default priors.
+
+Every other module reads its defaults from here (the packaged ``models/random_effects.toml``
+states the same values for users to copy; a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+#: Random seed of every fit that is not given one.
+SEED = 20251121
+#: Credible level of summaries, plots and reports.
+LEVEL = 0.95
+#: Smallest effect of interest: P(mu > this) is reported.
+SMALLEST_EFFECT = 0.2
+#: MCMC settings: chains, kept draws per chain, warm-up draws per chain.
+CHAINS = 4
+DRAWS = 1000
+TUNE = 1000
+#: Exact iid draws an exact fit stores in its InferenceData (chains x draws, for plots and PPC).
+EXACT_CHAINS = 4
+EXACT_DRAWS = 1000
+#: Default priors of the normal-normal models (preset "default"), as prior strings.
+PRIORS = {"mu": "normal(0, 1)", "beta": "normal(0, 1)", "tau": "half_normal(0.5)"}
+#: Default priors of the MASEM mediation model: tau of the study deviations of each correlation,
+#: and the LKJ shapes of the pooled correlation matrix (eta) and of the random-effects
+#: correlations (eta_rho).
+MEDIATION_PRIORS = {"tau": "half_normal(0.2)", "eta": 2.0, "eta_rho": 1.0}
