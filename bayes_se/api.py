@@ -174,6 +174,31 @@ class ExactFit:
                         key="sampler.engine")
 
 
+#: Smallest value of each sampler count a caller may pass (``draws=0`` is refused, not read as "unset").
+SAMPLER_COUNT_MIN = {"draws": 1, "tune": 0, "chains": 1}
+
+
+def sampler_counts(spec, *, draws=None, tune=None, chains=None) -> dict:
+    """``draws``, ``tune`` and ``chains`` to run: the caller's where given (None = the spec's).
+
+    Raises
+    ------
+    SpecError
+        A value that is not a whole number or is below :data:`SAMPLER_COUNT_MIN` (key ``sampler.NAME``).
+    """
+    out = {}
+    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if value is None:
+            out[name] = getattr(spec.sampler, name)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise SpecError(f"{name} must be a whole number, got {value!r}", key=f"sampler.{name}")
+        if value < SAMPLER_COUNT_MIN[name]:
+            raise SpecError(f"{name} must be >= {SAMPLER_COUNT_MIN[name]}, got {value}", key=f"sampler.{name}")
+        out[name] = int(value)
+    return out
+
+
 def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     """A ``type = "mediation"`` spec: correlation table in, :class:`bayes_se.mediation.MediationFit` out."""
     from bayes_se.correlations import CorrelationData, load_correlations
@@ -187,9 +212,9 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     priors = {"eta": med.eta, "eta_rho": med.eta_rho}
     if "tau" in spec.priors:
         priors["tau"] = spec.priors["tau"]
+    counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)
     return fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
-                         priors=priors, seed=spec.sampler.seed, draws=draws or spec.sampler.draws,
-                         tune=tune or spec.sampler.tune, chains=chains or spec.sampler.chains,
+                         priors=priors, seed=spec.sampler.seed, **counts,
                          target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws)
 
 
@@ -207,7 +232,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     priors, mods, engine, seed :
         Overrides of the spec (see :func:`resolve_spec`).
     draws, tune, chains : int, optional
-        Overrides of the spec's sampler settings (MCMC only).
+        Overrides of the spec's sampler settings (MCMC only; None = the spec's). ``draws`` and
+        ``chains`` must be >= 1 and ``tune`` >= 0 (checked before the data are read, for every engine).
 
     Returns
     -------
@@ -215,6 +241,7 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     ``data`` is then a correlation table, see :func:`bayes_se.correlations.load_correlations`)
     """
     spec = resolve_spec(spec, priors=priors, mods=mods, engine=engine, seed=seed)
+    counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)  # refused before any work
     if spec.model.type == "mediation":
         return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains)
     data = load_data(data, spec)
@@ -243,9 +270,7 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
 
     sampler = dict(
         seed=spec.sampler.seed,
-        draws=draws or spec.sampler.draws,
-        tune=tune or spec.sampler.tune,
-        chains=chains or spec.sampler.chains,
+        **counts,
         target_accept=spec.sampler.target_accept,
     )
     Xarg = None if coef_names == ["intercept"] else X
