@@ -290,8 +290,11 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
         p.add_argument("--chains", type=int, default=None, help="chains (default: the spec's)")
     p.add_argument("--force", action="store_true", help="replace existing output")
     g = p.add_argument_group("column mapping (overrides the spec's [data])")
-    for name in ("effect", "variance", "se", "study", "cluster"):
+    for name in ("effect", "variance", "se", "study"):
         g.add_argument(f"--{name}", default=None)
+    g.add_argument("--cluster", default=None,
+                   help="cluster column of a three-level spec (with a two-level spec: refused; use "
+                        "models/three_level.toml)")
 
 
 def build_parser() -> argparse.ArgumentParser:

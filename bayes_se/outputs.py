@@ -335,6 +335,7 @@ def atomic_dir(path, write, *, force: bool = False, inputs=()) -> pathlib.Path:
         try:
             new.mkdir()
             write(new)
+            check_out_dir(shown, force=force)  # a folder that appeared meanwhile (made by another program)
             if os.path.lexists(target):
                 os.rename(target, backup)
             os.rename(new, target)

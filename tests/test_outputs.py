@@ -405,6 +405,20 @@ def test_failed_write_keeps_the_old_folder(tmp_path):
     assert _names(tmp_path) == set(USER_NAMES) | {"out"}
 
 
+def test_folder_made_by_someone_else_during_the_write_is_kept(tmp_path):
+    _user_files(tmp_path)
+
+    def write(d):
+        _folder_files(d, 12, "new")
+        _folder(tmp_path / "out", 2, "theirs")  # another program makes the folder meanwhile
+
+    with pytest.raises(BayesSEError, match="not empty"):
+        outputs.atomic_dir(tmp_path / "out", write)
+    assert _content(tmp_path / "out") == {"f0.txt": "theirs", "f1.txt": "theirs"}
+    _assert_user_files(tmp_path)
+    assert _names(tmp_path) == set(USER_NAMES) | {"out"}
+
+
 @pytest.mark.parametrize("state, want", [
     ("between-renames", OLD),       # out -> backup done, new -> out not yet: the old folder comes back
     ("after-renames", NEW),         # both renames done, backup not yet deleted

@@ -292,11 +292,12 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     mods = mods or None
     from bayes_se.outputs import atomic_dir
 
-    # built in a temporary sibling folder and renamed into place (bayes_se.outputs.atomic_dir)
+    # built in a temporary sibling folder and swapped into place under the folder's lock
+    # (bayes_se.outputs.atomic_dir), which checks again: another writer may have made it meanwhile
     return atomic_dir(out, lambda stage: _build(
         stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
         boxscore=boxscore, other_models=other_models, title=title, mods=mods, priors=priors, level=level,
-        smallest=smallest_effect), force=True)
+        smallest=smallest_effect), force=force)
 
 
 def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, title, mods, priors,
