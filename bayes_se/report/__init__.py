@@ -385,6 +385,8 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         blocks.append(b.figure("boxscore", "Box-score", "plot_boxscore", boxscore, width="double"))
         b.section("boxscore", "Box-score (vote counting)", blocks)
 
+    from bayes_se.outputs import spec_record_text
+
     versions = package_versions()
     settings = dict(getattr(fit, "settings", {}) or {})
     if spec is not None and not settings.get("seed") and not _is_exact(fit):
@@ -399,8 +401,9 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
               ("p", f"Seed: {seed if seed is not None else 'none (exact engine: no randomness)'}"),
               b.table("versions", pd.DataFrame({"version": list(versions.values())},
                                                index=pd.Index(list(versions), name="package")), "Versions"),
-              ("p", "Model specification:"),
-              ("code", spec.to_toml() if spec is not None else "(no spec file: the fit was made in Python)")]
+              ("p", "Model specification (as run: sampler settings as used, priors resolved):"),
+              ("code", spec_record_text(spec, fit) if spec is not None
+               else "(no spec file: the fit was made in Python)")]
     if settings:
         record += [("p", "Fit settings:"), ("code", json.dumps(settings, indent=2, sort_keys=True, default=str))]
     b.section("reproducibility", "Reproducibility record", record)
