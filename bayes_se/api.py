@@ -17,6 +17,8 @@ This module only wires; the maths lives in the engines.
 
 from __future__ import annotations
 
+import numpy as np
+
 from bayes_se import defaults
 from bayes_se.errors import DataError, SpecError
 from bayes_se.exact_fit import ExactFit  # noqa: F401  (re-exported: bayes_se.api.ExactFit)
@@ -101,6 +103,33 @@ def load_data(data, spec):
     )
 
 
+#: Smallest value of each sampler count a caller may pass (``draws=0`` is refused, not read as "unset").
+SAMPLER_COUNT_MIN = {"draws": 1, "tune": 0, "chains": 1}
+
+
+def sampler_counts(spec, *, draws=None, tune=None, chains=None) -> dict:
+    """``draws``, ``tune`` and ``chains`` to run: the caller's where given (None = the spec's).
+
+    Raises
+    ------
+    SpecError
+        A value that is not a whole number or is below :data:`SAMPLER_COUNT_MIN` (key ``sampler.NAME``).
+    """
+    given = {"draws": draws, "tune": tune, "chains": chains}
+    return {name: getattr(spec.sampler, name) if value is None else check_count(name, value)
+            for name, value in given.items()}
+
+
+def check_count(name: str, value) -> int:
+    """A sampler count as an int, or a SpecError (key ``sampler.NAME``) when it is not a whole
+    number or is below :data:`SAMPLER_COUNT_MIN`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SpecError(f"{name} must be a whole number, got {value!r}", key=f"sampler.{name}")
+    if value < SAMPLER_COUNT_MIN[name]:
+        raise SpecError(f"{name} must be >= {SAMPLER_COUNT_MIN[name]}, got {value}", key=f"sampler.{name}")
+    return int(value)
+
+
 def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     """A ``type = "mediation"`` spec: correlation table in, :class:`bayes_se.mediation.MediationFit` out."""
     from bayes_se.correlations import CorrelationData, load_correlations
@@ -114,11 +143,9 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     priors = {"eta": med.eta, "eta_rho": med.eta_rho}
     if "tau" in spec.priors:
         priors["tau"] = spec.priors["tau"]
+    counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)
     res = fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
-                        priors=priors, seed=spec.sampler.seed,
-                        draws=spec.sampler.draws if draws is None else draws,
-                        tune=spec.sampler.tune if tune is None else tune,
-                        chains=spec.sampler.chains if chains is None else chains,
+                        priors=priors, seed=spec.sampler.seed, **counts,
                         target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws)
     res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
     res.spec = spec
@@ -139,7 +166,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     priors, mods, engine, seed :
         Overrides of the spec (see :func:`resolve_spec`).
     draws, tune, chains : int, optional
-        Overrides of the spec's sampler settings (MCMC only).
+        Overrides of the spec's sampler settings (MCMC only; None = the spec's). ``draws`` and
+        ``chains`` must be >= 1 and ``tune`` >= 0 (checked before the data are read, for every engine).
     level : float, optional
         Credible level of summaries (default: the spec's).
 
@@ -157,6 +185,7 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         from bayes_se.fits import check_level
 
         spec = dataclasses.replace(spec, summary=dataclasses.replace(spec.summary, level=check_level(level)))
+    counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)  # refused before any work
     if spec.model.type == "mediation":
         return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains)
     data = load_data(data, spec)
@@ -184,9 +213,7 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
 
     sampler = dict(
         seed=spec.sampler.seed,
-        draws=spec.sampler.draws if draws is None else draws,
-        tune=spec.sampler.tune if tune is None else tune,
-        chains=spec.sampler.chains if chains is None else chains,
+        **counts,
         target_accept=spec.sampler.target_accept,
     )
     names = None if X is None else coef_names
@@ -224,11 +251,7 @@ def _sample_fit(meta, priors, *, seed, draws, tune, chains, cores, target_accept
     from bayes_se.results import BayesianFit
     from bayes_se.sampling import sample
 
-    for name, value in (("draws", draws), ("chains", chains)):
-        if int(value) < 1:
-            raise SpecError(f"{name} must be >= 1, got {value}", key=f"sampler.{name}")
-    if int(tune) < 0:
-        raise SpecError(f"tune must be >= 0, got {tune}", key="sampler.tune")
+    draws, tune, chains = (check_count(n, v) for n, v in (("draws", draws), ("tune", tune), ("chains", chains)))
     idata = sample(meta, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept, seed=seed, sampler=sampler)
     settings = dict(meta.settings, engine="mcmc", seed=int(seed), draws=draws, tune=tune, chains=chains,

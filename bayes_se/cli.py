@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 2
 def _add_column_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("column mapping")
     g.add_argument("--effect", default="yi", help="column of effect sizes (default: yi)")
-    g.add_argument("--variance", default="vi", help="column of sampling variances (default: vi)")
+    g.add_argument("--variance", default=None, help="column of sampling variances (default: vi)")
     g.add_argument("--se", default=None, help="column of standard errors (instead of --variance)")
     g.add_argument("--study", default="study", help="column of study labels (default: study)")
     g.add_argument("--cluster", default=None, help="column of cluster ids: effects nested in studies")
@@ -32,7 +32,7 @@ def _load(args):
     return load_effects(
         args.data,
         effect=args.effect,
-        variance=args.variance,
+        variance=args.variance or "vi",
         se=args.se,
         study=args.study,
         cluster=args.cluster,
@@ -64,8 +64,6 @@ def cmd_freq(args) -> int:
         # effects nested in studies: metafor's rma.mv(yi, vi, random = ~ 1 | cluster/effect)
         from bayes_se.frequentist import rma_mv
 
-        if args.method.upper() not in ("REML", "ML"):
-            raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
         res = rma_mv(data, mods=args.mods, method=args.method.upper(),
                      test="t" if args.test == "knha" else "z", level=args.level)
         out = res.to_dict()
@@ -117,7 +115,80 @@ def _spec_from_args(args):
     cols = _spec_columns(args)
     if cols:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
+    if args.cluster and spec.model.type != "three_level":
+        # --cluster only names the column; the spec decides the model (its priors differ)
+        raise BayesSEError(f"--cluster {args.cluster} names the cluster column of a three-level model, but "
+                           f"this spec is type = '{spec.model.type}'; fit the three-level spec instead: "
+                           f"bayes-se {args.command} models/three_level.toml --data {args.data} "
+                           f"--cluster {args.cluster}")
     return spec
+
+
+def _inputs(args) -> list:
+    """The files a command reads (never to be replaced by its output)."""
+    return [p for p in (getattr(args, "data", None), getattr(args, "spec", None)) if p]
+
+
+def _out_lock(args):
+    """The output folder's lock, held from before the fit to the end of the write (no-op without --out)."""
+    import contextlib
+
+    from bayes_se.outputs import check_out_dir, output_lock
+
+    if not getattr(args, "out", None):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def locked():
+        with output_lock(args.out):
+            check_out_dir(args.out, force=args.force, inputs=_inputs(args))  # after recovery
+            yield
+
+    return locked()
+
+
+#: Flags whose values are counts, and their smallest allowed value.
+COUNT_FLAGS = {"draws": 1, "chains": 1, "tune": 0, "seed": 0}
+
+
+def check_args(args) -> None:
+    """Refuse bad or conflicting flags before any file is read or any model is fitted.
+
+    Counts (``--draws``/``--chains`` >= 1, ``--tune``/``--seed`` >= 0), ``--level`` in (0, 1),
+    ``--variance`` with ``--se``, a moderator that is the effect/variance/SE column, the
+    three-level frequentist model by a method other than REML/ML, and output paths (see
+    :func:`bayes_se.outputs.check_out_location`).
+    """
+    if args.command not in ("freq", "fit", "sensitivity", "report"):
+        return
+    for name, low in COUNT_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise BayesSEError(f"--{name} must be >= {low}, got {value}")
+    level = getattr(args, "level", None)
+    if level is not None and not 0.0 < level < 1.0:
+        raise BayesSEError(f"--level must be strictly between 0 and 1, got {level}")
+    if args.variance is not None and args.se is not None:
+        raise BayesSEError(f"--variance {args.variance} and --se {args.se} conflict: give the sampling "
+                           "variance column or the standard-error column, not both")
+    if args.command == "freq" and args.mods:  # (the other commands: the spec's check, which knows its columns)
+        from bayes_se.spec import outcome_moderator
+
+        variance = args.variance or ("" if args.se else "vi")
+        hit = outcome_moderator(args.mods, effect=args.effect, variance=variance, se=args.se or "")
+        if hit:
+            raise BayesSEError(f"--mods {args.mods!r}: '{hit[0]}' is the {hit[1]} column; it cannot also be "
+                               "a moderator")
+    if args.command == "freq" and args.cluster and args.method.upper() not in ("REML", "ML"):
+        raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
+    if getattr(args, "out", None):
+        from bayes_se.outputs import check_out_dir
+
+        check_out_dir(args.out, force=args.force, inputs=_inputs(args))
+    if getattr(args, "csv", None):
+        from bayes_se.outputs import check_out_file
+
+        check_out_file(args.csv, force=args.force, inputs=_inputs(args))
 
 
 def cmd_fit(args) -> int:
@@ -125,13 +196,10 @@ def cmd_fit(args) -> int:
     from bayes_se.outputs import write_fit_outputs
 
     spec = _spec_from_args(args)
-    if args.out:
-        from bayes_se.outputs import check_out_dir
-
-        check_out_dir(args.out, force=args.force)
-    res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
-    if args.out:
-        write_fit_outputs(res, spec, args.out, force=args.force)
+    with _out_lock(args):
+        res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+        if args.out:
+            write_fit_outputs(res, spec, args.out, force=args.force, inputs=_inputs(args))
     if args.json:
         _print_json(res.to_dict(interval=args.interval))
     else:
@@ -148,11 +216,11 @@ DEFAULT_GRID = ("default", "vague", "rhodes2015_general", "rhodes2015_mental_non
                 "rover2021_smd")
 
 
-def _fit_from_args(args):
+def _fit_from_args(args, spec=None):
     """Spec and effect-size data for the commands that take effect sizes (not correlations)."""
     from bayes_se import api
 
-    spec = _spec_from_args(args)
+    spec = _spec_from_args(args) if spec is None else spec
     if spec.model.type == "mediation":
         raise BayesSEError(f"'bayes-se {args.command}' takes effect-size models; fit a mediation spec with "
                            "'bayes-se fit SPEC --data CORRELATIONS.csv'")
@@ -163,10 +231,6 @@ def cmd_sensitivity(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec, data = _fit_from_args(args)
-    if args.csv:
-        from bayes_se.outputs import check_out_file
-
-        check_out_file(args.csv, force=args.force)
     three_level = spec.model.type == "three_level"
     res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                       engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
@@ -189,20 +253,20 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_report(args) -> int:
     from bayes_se import api
-    from bayes_se.outputs import check_out_dir
     from bayes_se.report import write_report
     from bayes_se.prior_sensitivity import sensitivity
 
-    spec, data = _fit_from_args(args)
-    check_out_dir(args.out, force=args.force)
-    res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
-    sens = None
-    if spec.model.type != "three_level":
-        sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
-                           effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
-                           seed=spec.sampler.seed, level=spec.summary.level)
-    out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
-                       force=args.force)
+    spec = _spec_from_args(args)
+    with _out_lock(args):
+        spec, data = _fit_from_args(args, spec)
+        res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+        sens = None
+        if spec.model.type != "three_level":
+            sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
+                               effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
+                               seed=spec.sampler.seed, level=spec.summary.level)
+        out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
+                           force=args.force)
     print(f"wrote {out / 'report.html'}")
     return 0
 
@@ -234,8 +298,11 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
         p.add_argument("--chains", type=int, default=None, help="chains (default: the spec's)")
     p.add_argument("--force", action="store_true", help="replace existing output")
     g = p.add_argument_group("column mapping (overrides the spec's [data])")
-    for name in ("effect", "variance", "se", "study", "cluster"):
+    for name in ("effect", "variance", "se", "study"):
         g.add_argument(f"--{name}", default=None)
+    g.add_argument("--cluster", default=None,
+                   help="cluster column of a three-level spec (with a two-level spec: refused; use "
+                        "models/three_level.toml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +376,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_args(args)
         return args.func(args)
     except BayesSEError as exc:
         print(f"bayes-se: error: {exc}", file=sys.stderr)

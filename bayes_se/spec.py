@@ -298,13 +298,39 @@ def _read(path_or_text) -> str:
             path_or_text.endswith(".toml") or pathlib.Path(path_or_text).is_file()):
         path = pathlib.Path(path_or_text)
     elif isinstance(path_or_text, str):
-        return path_or_text
+        return path_or_text.removeprefix("\ufeff")
     else:
         raise SpecError(f"a spec is a path or TOML text, got {type(path_or_text).__name__}")
     try:
-        return path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read spec file '{path}': {exc.strerror or exc}") from None
+    return decode_spec_bytes(raw, path)
+
+
+def decode_spec_bytes(raw: bytes, path) -> str:
+    """The text of a spec file: UTF-8 (TOML's only encoding), a leading byte-order mark dropped.
+
+    Anything else (Latin-1 or cp1252 from an old editor, UTF-16) is refused rather than guessed:
+    a wrong guess would silently change column names and labels.
+
+    Raises
+    ------
+    SpecError
+        Naming the file, the encoding problem and the line and column of the first bad byte.
+    """
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError(f"spec file '{path}' is UTF-16 text; TOML files must be UTF-8: save it as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = raw.startswith(b"\xef\xbb\xbf") * 3
+        before = raw[start:exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - start - (before.rfind(b"\n") + 1) + 1
+        raise SpecError(f"spec file '{path}' is not UTF-8 text (byte 0x{raw[exc.start]:02X} at line {line}, "
+                        f"column {column}; Latin-1 or Windows-1252?); TOML files must be UTF-8: save it "
+                        "as UTF-8") from None
 
 
 def _closest(name: str, known) -> str:
@@ -399,6 +425,18 @@ def _mods_columns(expr: str) -> set[str]:
     return {tok for tok in re.split(r"[+:* ]+", expr) if tok and tok != "0"}
 
 
+def outcome_moderator(expr: str, *, effect: str = "", variance: str = "", se: str = "") -> tuple | None:
+    """``(name, role)`` of the first name in moderator formula ``expr`` that is the effect,
+    variance or standard-error column (``role``: "effect size", "sampling variance", "standard
+    error"), else None. Regressing effects on their own outcome or its precision is no model."""
+    roles = {c: r for c, r in ((se, "standard error"), (variance, "sampling variance"),
+                               (effect, "effect size")) if c}
+    for name in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", expr or ""):
+        if name in roles:
+            return name, roles[name]
+    return None
+
+
 def check_mods(expr: str, key: str = "model.mods") -> None:
     """Check a moderator formula: only names, ``+``, ``:``, ``*``, spaces and ``0``.
 
@@ -439,6 +477,10 @@ def _validate(spec: ModelSpec) -> None:
                             "starting with a digit)", key=key)
     if not d.effect:
         raise SpecError("the effect-size column must be named", key="data.effect")
+    outcome = outcome_moderator(m.mods, effect=d.effect, variance=d.variance, se=d.se)
+    if outcome:
+        raise SpecError(f"'{outcome[0]}' is the {outcome[1]} column; it cannot also be a moderator",
+                        key="model.mods")
     if not d.variance and not d.se:
         raise SpecError("name the sampling variance column (variance = \"vi\") or the standard error "
                         "column (se = \"sei\")", key="data.variance")

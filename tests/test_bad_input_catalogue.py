@@ -416,7 +416,14 @@ def render_doc() -> str:
     ]
     for case in CORRELATION_CASES:
         lines.append(f"| `{case[0]}` | {_cell(case[1])} | `{_cell(case[2])}` | {_cell(_correlation_message(case))} |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    if HAND_WRITTEN in old:  # the flag and output-folder sections (tests/test_outputs.py) are kept
+        text += "\n" + old[old.index(HAND_WRITTEN):]
+    return text
+
+
+HAND_WRITTEN = "<!-- hand-written sections below"
 
 
 def test_doc_lists_every_case():

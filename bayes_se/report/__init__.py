@@ -276,11 +276,12 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     mods = mods or None
     from bayes_se.outputs import atomic_dir
 
-    # built in a temporary sibling folder and renamed into place (bayes_se.outputs.atomic_dir)
+    # built in a temporary sibling folder and swapped into place under the folder's lock
+    # (bayes_se.outputs.atomic_dir), which checks again: another writer may have made it meanwhile
     return atomic_dir(out, lambda stage: _build(
         stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
         boxscore=boxscore, other_models=other_models, title=title, mods=mods, priors=priors, level=level,
-        smallest=smallest_effect), force=True)
+        smallest=smallest_effect), force=force)
 
 
 def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, title, mods, priors,
@@ -368,6 +369,8 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         blocks.append(b.figure("boxscore", "Box-score", "plot_boxscore", boxscore, width="double"))
         b.section("boxscore", "Box-score (vote counting)", blocks)
 
+    from bayes_se.outputs import spec_record_text
+
     versions = package_versions()
     settings = dict(fit.settings)
     methods = methods_paragraph(fit=fit, k=data.k, priors=prior_text, preset=spec.preset if spec else None,
@@ -380,8 +383,9 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
               ("p", f"Seed: {seed if seed is not None else 'none (exact engine: no randomness)'}"),
               b.table("versions", pd.DataFrame({"version": list(versions.values())},
                                                index=pd.Index(list(versions), name="package")), "Versions"),
-              ("p", "Model specification:"),
-              ("code", spec.to_toml() if spec is not None else "(no spec file: the fit was made in Python)")]
+              ("p", "Model specification (as run: sampler settings as used, priors resolved):"),
+              ("code", spec_record_text(spec, fit) if spec is not None
+               else "(no spec file: the fit was made in Python)")]
     if settings:
         record += [("p", "Fit settings:"), ("code", json.dumps(settings, indent=2, sort_keys=True, default=str))]
     b.section("reproducibility", "Reproducibility record", record)
