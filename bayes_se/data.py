@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -163,7 +162,7 @@ def load_effects(
 
     Parameters
     ----------
-    source : str, os.PathLike or pandas.DataFrame
+    source : str, os.PathLike, pandas.DataFrame or bayes_se.table.Table
         A delimited text file read by :func:`bayes_se.table.read_table` (``, ; tab |``, sniffed
         when ``sep`` is None; decimal mark ``.`` or ``,`` sniffed when ``decimal`` is None;
         UTF-8/UTF-16 by byte-order mark, else UTF-8, else cp1252 with a warning) or a DataFrame.

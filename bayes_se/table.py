@@ -45,7 +45,7 @@ import pandas as pd
 from bayes_se.errors import DataError, DataWarning
 
 __all__ = ["Table", "ColumnInfo", "read_table", "parse_number", "is_missing", "label", "number_column",
-           "infer_column", "NotANumber", "check_options", "MISSING_MARKERS", "DELIMITERS", "DECIMALS",
+           "infer_column", "NotANumber", "describe", "format_description", "check_options", "MISSING_MARKERS", "DELIMITERS", "DECIMALS",
            "MAX_FILE_BYTES"]
 
 MAX_FILE_BYTES = 200 * 1024**2  # larger files are refused unread: an effect table is never that big
@@ -152,11 +152,12 @@ def _grouped(text: str, decimal: str):
         groups = match.group(3).count(mark)
         if mark in ".," and groups == 1 and not match.group(4):
             plain = text.replace(mark, "")
+            as_decimal = text.replace(mark, ".")
+            point = "a decimal comma" if mark == "," else "a decimal point"
             raise NotANumber(
-                f"{text!r} is ambiguous: {plain} with a thousands separator, or a number with the decimal "
-                f"mark {mark!r}? Write numbers without thousands separators"
-                + (f", or {_hint_decimal(decimal)}" if mark == "," else f" (the decimal mark is {decimal!r})"),
-                True)
+                f"{text!r} is ambiguous: {plain} with a thousands separator, or {as_decimal} with {point}? "
+                f"The decimal mark is {decimal!r}; write numbers without thousands separators, or, if "
+                f"{mark!r} is the decimal mark, try --decimal {mark} (decimal='{mark}' in Python)", True)
         digits = match.group(1) + match.group(2) + match.group(3).replace(mark, "")
         digits += (match.group(4) or "").replace(decimal, ".") + (match.group(5) or "")
         value = float(digits)
@@ -299,8 +300,9 @@ class Table:
         The path, or ``"<DataFrame>"``.
     sep, decimal, encoding : str or None
         Delimiter, decimal mark and encoding used (None: not a file).
-    sniffed : dict
-        For ``sep``, ``decimal`` and ``encoding``: True when sniffed, False when given.
+    how : dict
+        For ``sep``, ``decimal`` and ``encoding``: ``"sniffed"``, ``"given"`` or (``sep``)
+        ``"sep= line"`` (Excel's first line).
     notes : tuple of str
         What the reader did that a user should know (skipped rows, fallback encodings).
     """
@@ -311,7 +313,7 @@ class Table:
     sep: str | None
     decimal: str
     encoding: str | None
-    sniffed: dict = field(default_factory=dict)
+    how: dict = field(default_factory=dict)
     notes: tuple = ()
 
     def where(self, i: int) -> int:
@@ -350,7 +352,8 @@ def read_table(source, *, sep=None, decimal=None, encoding=None) -> Table:
 
     Parameters
     ----------
-    source : str, os.PathLike or pandas.DataFrame
+    source : str, os.PathLike, pandas.DataFrame or Table
+        A Table is returned as it is (the other arguments are then ignored).
     sep : {',', ';', '\\t', '|'}, optional
         Delimiter; sniffed when None (Excel's ``sep=X`` first line is honoured).
     decimal : {'.', ','}, optional
@@ -368,6 +371,8 @@ def read_table(source, *, sep=None, decimal=None, encoding=None) -> Table:
         One line naming the file (missing, a folder, unreadable, binary, empty, too big) or the row
         and column of the problem.
     """
+    if isinstance(source, Table):
+        return source
     sep, decimal, encoding = check_options(sep, decimal, encoding)
     if isinstance(source, pd.DataFrame):
         names = [str(c).strip() for c in source.columns]
@@ -375,7 +380,7 @@ def read_table(source, *, sep=None, decimal=None, encoding=None) -> Table:
         frame = source.copy().reset_index(drop=True)
         frame.columns = names
         return Table(frame, tuple(range(1, len(frame) + 1)), "<DataFrame>", None, decimal or ".", None,
-                     {"decimal": decimal is None})
+                     {"decimal": "given" if decimal else "default"})
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path or a pandas DataFrame, not {type(source).__name__}")
     path = os.fspath(source)
@@ -496,7 +501,8 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
     if not text.strip():
         raise DataError(f"file {path} is empty")
     lines = text.split("\n")
-    sniffed = {"sep": sep is None, "decimal": decimal is None, "encoding": encoding_sniffed}
+    how = {key: "sniffed" if value is None else "given" for key, value in (("sep", sep), ("decimal", decimal))}
+    how["encoding"] = "sniffed" if encoding_sniffed else "given"
     first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
     excel = _EXCEL_SEP.match(lines[first])
     if excel:
@@ -505,9 +511,7 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
                             f"{excel.group(1)!r}; delimiters are , ; tab |")
         if sep is None:
             sep = excel.group(1)
-            sniffed["sep"] = False
-            notes.append(f"file {name}: delimiter {excel.group(1)!r} taken from its first line "
-                         f"{lines[first].strip()!r}")
+            how["sep"] = "sep= line"
         text = "\n".join(lines[first + 1:])
         if not text.strip():
             raise DataError(f"file {path} holds only the line {lines[first].strip()!r}")
@@ -567,7 +571,7 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
     if decimal is None:
         decimal = "." if sep == "," else _sniff_decimal(kept)
     frame = pd.DataFrame(kept, columns=header, dtype=object)
-    return Table(frame, tuple(rows), path, sep, decimal, encoding, sniffed, tuple(notes))
+    return Table(frame, tuple(rows), path, sep, decimal, encoding, how, tuple(notes))
 
 
 def _list(numbers) -> str:
@@ -628,3 +632,134 @@ def _check_unique_names(names):
         if name in seen:
             raise DataError("the column name appears twice in the header", column=name)
         seen.add(name)
+
+
+# ------------------------------------------------------------------------------ describing a table
+
+
+def describe(source, *, sep=None, decimal=None, encoding=None, study=None, cluster=None,
+             effect="yi", variance="vi", se=None) -> dict:
+    """What the reader understood of a table, without fitting anything (``bayes-se check``).
+
+    Returns a JSON-ready dict: ``source``, ``encoding``/``sep``/``decimal`` (each with
+    ``*_from``: ``sniffed``, ``given``, ``sep= line``), ``rows`` (data rows read), ``k``, ``columns`` (name, type, missing cells,
+    levels or range, the problem when a column cannot be read), ``missing`` (missing cells by
+    column), ``study`` and ``clusters`` (when those columns are given), ``effect_table`` (whether
+    :func:`bayes_se.data.load_effects` accepts the table with the given columns, and why not) and
+    ``notes``.
+
+    Raises
+    ------
+    DataError
+        When the file cannot be read, or ``study``/``cluster`` name no column.
+    """
+    table = read_table(source, sep=sep, decimal=decimal, encoding=encoding)
+    frame = table.frame
+    notes = list(table.notes)
+    for name, what in ((study, "study label"), (cluster, "cluster")):
+        if name is not None and name not in frame.columns:
+            raise DataError(f"no {what} column '{name}'; the columns are: "
+                            + ", ".join(repr(c) for c in frame.columns), column=name)
+    columns, missing = [], {}
+    for name in frame.columns:
+        entry = {"name": name}
+        try:
+            info = infer_column(frame[name], name, table.decimal, table.where)
+        except DataError as exc:
+            entry.update(type="unreadable", problem=str(exc),
+                         missing=int(sum(is_missing(v) for v in frame[name])))
+        else:
+            entry.update(type=info.kind, missing=info.missing)
+            levels = info.levels
+            if info.kind in ("integer", "number"):
+                entry.update(min=float(min(levels)), max=float(max(levels)))
+            elif info.kind == "text":
+                entry.update(n_levels=len(levels), levels=[str(v) for v in levels[:10]])
+            if info.note:
+                notes.append(info.note)
+        missing[name] = entry["missing"]
+        columns.append(entry)
+    out = {
+        "source": table.source, "encoding": table.encoding, "encoding_from": table.how.get("encoding"),
+        "sep": table.sep, "sep_from": table.how.get("sep"), "decimal": table.decimal,
+        "decimal_from": table.how.get("decimal"), "rows": len(frame), "k": len(frame),
+        "columns": columns, "missing": missing, "study": None, "clusters": None,
+    }
+    if study is not None:
+        labels = [label(v) for v in frame[study]]
+        present = [v for v in labels if v is not None]
+        out["study"] = {"column": study, "labels": len(set(present)), "missing": len(labels) - len(present),
+                        "repeated": sorted({v for v in present if present.count(v) > 1})[:10]}
+    if cluster is not None:
+        ids = [label(v) for v in frame[cluster]]
+        present = [v for v in ids if v is not None]
+        sizes = [present.count(c) for c in dict.fromkeys(present)]
+        out["clusters"] = {"column": cluster, "n": len(sizes), "missing": len(ids) - len(present),
+                           "min_size": min(sizes, default=0), "max_size": max(sizes, default=0)}
+    out["effect_table"] = _effect_check(table, effect, variance, se, study, cluster)
+    if out["effect_table"].get("k") is not None:
+        out["k"] = out["effect_table"]["k"]
+    out["notes"] = notes
+    return out
+
+
+def _effect_check(table, effect, variance, se, study, cluster) -> dict:
+    from bayes_se.data import load_effects
+
+    needed = [effect, se or variance]
+    if any(c not in table.frame.columns for c in needed):
+        absent = [c for c in needed if c not in table.frame.columns]
+        return {"ok": False, "k": None,
+                "problem": f"no column {', '.join(repr(c) for c in absent)}: not an effect-size table "
+                           "with these column names (a correlation table, or pass --effect/--variance/--se)"}
+    kwargs = {"effect": effect, "variance": variance, "se": se, "cluster": cluster}
+    if study is not None:
+        kwargs["study"] = study
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # the notes list them already
+        try:
+            data = load_effects(table, **kwargs)
+        except DataError as exc:
+            return {"ok": False, "k": None, "problem": str(exc)}
+    return {"ok": True, "k": data.k, "n_clusters": data.n_clusters if data.cluster is not None else None}
+
+
+def format_description(d: dict) -> str:
+    """The text ``bayes-se check`` prints for :func:`describe`'s dict."""
+    sep_name = _DELIMITER_NAMES.get(d["sep"], "") if d["sep"] else ""
+    lines = [d["source"]]
+    if d["encoding"] is not None:
+        lines.append(f"  encoding:     {d['encoding']} ({d['encoding_from']})")
+        lines.append(f"  delimiter:    {d['sep']!r} {sep_name} ({d['sep_from']})")
+    lines.append(f"  decimal mark: {d['decimal']!r} ({d['decimal_from']})")
+    lines.append(f"  data rows:    {d['rows']}   k = {d['k']}")
+    lines.append("  columns (type, missing cells, values):")
+    width = max(len(str(c["name"])) for c in d["columns"])
+    for c in d["columns"]:
+        if c["type"] in ("integer", "number"):
+            values = f"{c['min']:g} .. {c['max']:g}"
+        elif c["type"] == "text":
+            shown = ", ".join(c["levels"]) + (", ..." if c["n_levels"] > len(c["levels"]) else "")
+            values = f"{c['n_levels']} level(s): {shown}"
+        elif c["type"] == "unreadable":
+            values = c["problem"]
+        else:
+            values = "(every cell missing)"
+        lines.append(f"    {str(c['name']):<{width}}  {c['type']:<10} {c['missing']:>4} missing   {values}")
+    total = sum(d["missing"].values())
+    lines.append(f"  missing cells: {total}" + (
+        " (" + ", ".join(f"{k}: {v}" for k, v in d["missing"].items() if v) + ")" if total else ""))
+    if d["study"]:
+        s = d["study"]
+        lines.append(f"  study labels: column '{s['column']}', {s['labels']} distinct, {s['missing']} missing"
+                     + (f", repeated: {', '.join(s['repeated'])}" if s["repeated"] else ""))
+    if d["clusters"]:
+        c = d["clusters"]
+        lines.append(f"  clusters:     {c['n']} in column '{c['column']}' ({c['min_size']}-{c['max_size']} rows each"
+                     f"{', ' + str(c['missing']) + ' missing' if c['missing'] else ''})")
+    e = d["effect_table"]
+    lines.append(f"  effect table: ok, k = {e['k']}" if e["ok"] else f"  effect table: not usable: {e['problem']}")
+    if d["notes"]:
+        lines.append("  notes:")
+        lines.extend(f"    - {n}" for n in d["notes"])
+    return "\n".join(lines)
