@@ -63,6 +63,7 @@ _EXP = rf"(?:{_EXP_BODY})?"
 _NUMBER = {d: re.compile(rf"^[+-]?(?:[0-9]+(?:{re.escape(d)}[0-9]*)?|{re.escape(d)}[0-9]+){_EXP}$")
            for d in DECIMALS}
 _NON_FINITE = {"inf", "infinity", "nan"}
+_MISSING_LOOKALIKES = {"-", "--", "n/a", "n.a.", "null", "none", "missing", "?", "na.", "#na", "nil", "—", "–"}
 _EXCEL_ERRORS = {"#n/a", "#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#n/a!"}
 _GROUP_MARKS = {".": (",", " ", "\u00a0", "\u202f", "'"), ",": (".", " ", "\u00a0", "\u202f", "'")}
 
@@ -192,6 +193,9 @@ def _why_not(text: str, decimal: str) -> NotANumber:
     if re.fullmatch(r"[+-]?[0-9]{1,3}(?:[.,' \u00a0\u202f][0-9]{3})+(?:[.,][0-9]+)?", text):
         return NotANumber(f"expected a number, found {shown}: thousands separators are read only in "
                           "unambiguous groups of three digits; write the number without them", True)
+    if text.casefold() in _MISSING_LOOKALIKES:
+        return NotANumber(f"expected a number, found the text {shown} (missing cells are written empty, NA, "
+                          "NaN or '.')")
     return NotANumber(f"expected a number, found the text {shown}")
 
 
