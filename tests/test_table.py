@@ -261,7 +261,8 @@ def test_unreadable_files_give_one_clean_line(tmp_path, monkeypatch):
 def test_correlation_tables_use_the_same_reader(tmp_path):
     text = ("sep=;\nstudy;n;var1;var2;r\n1;50;x;m;0,3\n1;50;x;y;0,2\n;;;;\n1;50;m;y;0,4\n"
             "2;80;x;m;0,25\n2;80;x;y;0,1\n2;80;m;y;0,5\n")
-    data = load_correlations(_write(tmp_path, text.encode("utf-16"), "r.csv"))
+    with pytest.warns(DataWarning, match=r"skipped 1 row\(s\) holding only delimiters \(row 3\)"):
+        data = load_correlations(_write(tmp_path, text.encode("utf-16"), "r.csv"))
     assert data.k == 2 and data.r[0].tolist() == [0.3, 0.2, 0.4]
     bad = _write(tmp_path, text.replace("2;80;m;y;0,5", "2;80;m;y;1,5"), "bad.csv")
     with pytest.raises(DataError, match=r"^row 7, column 'r': a correlation must lie"):  # the file's row
@@ -345,3 +346,12 @@ def test_check_unreadable_exit_2_one_line(tmp_path, make, needle):
     code, out, err = run_cli("check", make(tmp_path), "--cluster", "site")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("bayes-se: error:") and needle in err
+
+
+def test_escalc_reads_text_cells_by_the_same_grammar():
+    from bayes_se.effect_sizes import escalc
+
+    table = pd.DataFrame({"ri": ["0.3", " 0.2 "], "ni": [20, 30]})
+    np.testing.assert_allclose(escalc("ZCOR", data=table, ri="ri", ni="ni")["yi"], np.arctanh([0.3, 0.2]))
+    with pytest.raises(DataError, match=r"row 2, column 'ri': .*'0_3'"):
+        escalc("ZCOR", data=table.assign(ri=["0.3", "0_3"]), ri="ri", ni="ni")
