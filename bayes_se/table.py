@@ -743,7 +743,7 @@ def format_description(d: dict) -> str:
         if c["type"] in ("integer", "number"):
             values = f"{c['min']:g} .. {c['max']:g}"
         elif c["type"] == "text":
-            shown = ", ".join(c["levels"]) + (", ..." if c["n_levels"] > len(c["levels"]) else "")
+            shown = ", ".join(repr(v) for v in c["levels"][:6]) + (", ..." if c["n_levels"] > 6 else "")
             values = f"{c['n_levels']} level(s): {shown}"
         elif c["type"] == "unreadable":
             values = c["problem"]
