@@ -405,7 +405,7 @@ def _read_bytes(path: str) -> bytes:
     size = os.path.getsize(path)
     if size > MAX_FILE_BYTES:
         raise DataError(
-            f"file {path} is {size / 1024**2:.0f} MB; effect tables over "
+            f"file {path} is {size / 1024**2:.0f} MB; data tables over "
             f"{MAX_FILE_BYTES // 1024**2} MB are refused (is this the right file?)"
         )
     try:
