@@ -100,6 +100,9 @@ def load_data(data, spec):
         se=cols.se or None,
         study=cols.study,
         cluster=cols.cluster or None,
+        sep=cols.sep or None,
+        decimal=cols.decimal or None,
+        encoding=cols.encoding or None,
     )
 
 
@@ -139,7 +142,9 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     med = spec.mediation
     if not isinstance(data, CorrelationData):
         variables = [v.strip() for v in med.variables.split(",") if v.strip()] or None
-        data = load_correlations(data, variables=variables, study=spec.data.study, n=med.n, layout=med.layout)
+        data = load_correlations(data, variables=variables, study=spec.data.study, n=med.n, layout=med.layout,
+                                 sep=spec.data.sep or None, decimal=spec.data.decimal or None,
+                                 encoding=spec.data.encoding or None)
     priors = {"eta": med.eta, "eta_rho": med.eta_rho}
     if "tau" in spec.priors:
         priors["tau"] = spec.priors["tau"]

@@ -8,9 +8,11 @@ file) prints one readable line to stderr and exits with status 2; nothing is wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
+import warnings
 
 from bayes_se.errors import BayesSEError
 
@@ -36,6 +38,7 @@ def _load(args):
         se=args.se,
         study=args.study,
         cluster=args.cluster,
+        **_reading_options(args),
     )
 
 
@@ -112,7 +115,7 @@ def _spec_from_args(args):
         from bayes_se.fits import check_level
 
         spec = dataclasses.replace(spec, summary=dataclasses.replace(spec.summary, level=check_level(args.level)))
-    cols = _spec_columns(args)
+    cols = {**_spec_columns(args), **_reading_options(args)}
     if cols:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
     if args.cluster and spec.model.type != "three_level":
@@ -303,6 +306,71 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
     g.add_argument("--cluster", default=None,
                    help="cluster column of a three-level spec (with a two-level spec: refused; use "
                         "models/three_level.toml)")
+    _add_reading_args(p)
+
+
+# ----------------------------------------------------------------- reading data tables: flags, check
+
+
+def _add_reading_args(p: argparse.ArgumentParser) -> None:
+    """--sep, --decimal, --encoding: how the data table is read (bayes_se.table; default: sniffed)."""
+    g = p.add_argument_group("reading the data table (default: sniffed; see docs/bad_input.md)")
+    g.add_argument("--sep", default=None, metavar="S",
+                   help="delimiter: ',', ';', '|' or tab (also 'tab', 'comma', 'semicolon', 'pipe')")
+    g.add_argument("--decimal", default=None, metavar="D", help="decimal mark: '.' or ','")
+    g.add_argument("--encoding", default=None, metavar="E",
+                   help="text encoding, e.g. utf-8, utf-16, cp1252, latin-1")
+
+
+def _reading_options(args) -> dict:
+    """The reader options given on the command line (``sep``, ``decimal``, ``encoding``)."""
+    return {k: getattr(args, k) for k in ("sep", "decimal", "encoding") if getattr(args, k, None) is not None}
+
+
+def cmd_check(args) -> int:
+    from bayes_se.table import describe, format_description
+
+    report = describe(args.data, study=args.study, cluster=args.cluster, effect=args.effect,
+                      variance=args.variance, se=args.se, **_reading_options(args))
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_description(report))
+    return 0
+
+
+def _add_check_parser(sub) -> None:
+    p = sub.add_parser("check", help="show how a data table is read (delimiter, decimal mark, encoding, "
+                                     "column types, missing cells), without fitting anything")
+    p.add_argument("data", help="data table (effect sizes or correlations)")
+    _add_reading_args(p)
+    g = p.add_argument_group("columns")
+    g.add_argument("--study", default=None, help="column of study labels (reports labels and repeats)")
+    g.add_argument("--cluster", default=None, help="column of cluster ids (reports the number of clusters)")
+    g.add_argument("--effect", default="yi", help="effect column for the effect-table check (default: yi)")
+    g.add_argument("--variance", default="vi", help="variance column (default: vi)")
+    g.add_argument("--se", default=None, help="standard-error column (instead of --variance)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_check)
+
+
+@contextlib.contextmanager
+def _data_warnings_as_lines():
+    """Print each :class:`bayes_se.errors.DataWarning` as one ``bayes-se: warning:`` line on stderr;
+    other warnings as Python prints them."""
+    from bayes_se.errors import DataWarning
+
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DataWarning):
+                print(f"bayes-se: warning: {message}", file=sys.stderr if file is None else file)
+            else:
+                default(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_column_args(p)
+    _add_reading_args(p)
     p.set_defaults(func=cmd_freq)
 
     p = sub.add_parser("fit", help="Bayesian random-effects model, meta-regression or three-level model")
@@ -345,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="ENTRY", help=grid_help)
     p.add_argument("--title", default="Bayesian meta-analysis", help="report title")
     p.set_defaults(func=cmd_report)
+
+    _add_check_parser(sub)
 
     from bayes_se.demo import DEFAULT_DATA_DIR, DEMO_SEED
 
@@ -377,7 +448,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         check_args(args)
-        return args.func(args)
+        with _data_warnings_as_lines():
+            return args.func(args)
     except BayesSEError as exc:
         print(f"bayes-se: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_se.errors import DataError, SpecError
+from bayes_se.table import NotANumber, Table, is_missing, parse_number, read_table
 
 __all__ = ["CorrelationData", "load_correlations", "pair_index", "MEDIATION_VARIABLES"]
 
@@ -107,26 +108,24 @@ class CorrelationData:
         return pd.DataFrame(rows)
 
 
-def _read(source) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True)
-    if isinstance(source, (str, os.PathLike)):
-        if not os.path.exists(source):
-            raise DataError(f"no such file: {os.fspath(source)}")
-        try:
-            return pd.read_csv(source, sep=None, engine="python", encoding="utf-8-sig")
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"cannot read {os.fspath(source)} as a delimited table: {exc}") from None
-    raise DataError(f"expected a file path or a pandas DataFrame, got {type(source).__name__}")
+def _read(source, sep=None, decimal=None, encoding=None) -> Table:
+    if not isinstance(source, (str, os.PathLike, pd.DataFrame)):
+        raise DataError(f"expected a file path or a pandas DataFrame, got {type(source).__name__}")
+    return read_table(source, sep=sep, decimal=decimal, encoding=encoding)
 
 
 def _numbers(table, column, what=None) -> np.ndarray:
-    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(table[column].notna().to_numpy() & np.isnan(values))
-    if bad.size:
-        raise DataError(f"{what or 'the value'} {table[column].iloc[bad[0]]!r} is not a number",
-                        row=int(bad[0]) + 1, column=column)
-    return values
+    """Floats of a column by the data grammar (:func:`bayes_se.table.parse_number`), NaN where missing."""
+    decimal = table.attrs.get("decimal", ".")
+    out = np.empty(len(table))
+    for i, cell in enumerate(table[column]):
+        try:
+            out[i] = parse_number(cell, decimal)
+        except NotANumber as exc:
+            message = f"{what} {str(cell).strip()[:40]!r} is not a number" if what and not exc.numberlike \
+                else str(exc)
+            raise DataError(message, row=i + 1, column=column) from None
+    return out
 
 
 def _study_n(table, n_col, rows_of, labels):
@@ -146,9 +145,9 @@ def _study_labels(table, study):
     if study in table.columns:
         raw = table[study]
         for row, value in enumerate(raw):
-            if pd.isna(value) or str(value).strip() == "":
+            if is_missing(value):
                 raise DataError("the study label is missing", row=row + 1, column=study)
-        return [str(v) for v in raw]
+        return [str(v).strip() for v in raw]
     return [str(i + 1) for i in range(len(table))]
 
 
@@ -229,7 +228,8 @@ def _records_from_paths(table, names):
 
 
 def load_correlations(source, *, variables=None, study: str = "study", n: str = "n",
-                      layout: str = "auto") -> CorrelationData:
+                      layout: str = "auto", sep: str | None = None, decimal: str | None = None,
+                      encoding: str | None = None) -> CorrelationData:
     """Read and check a table of correlations (or mediation paths) from several studies.
 
     Model it feeds: study ``i``'s correlations ``r_i ~ N(rho_i, S_i)`` with ``S_i`` the
@@ -238,7 +238,9 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
     Parameters
     ----------
     source : str, os.PathLike or pandas.DataFrame
-        A delimited text file or a DataFrame in one of the layouts of the module docstring.
+        A delimited text file (read by :func:`bayes_se.table.read_table`: encoding, delimiter and
+        decimal mark sniffed, numbers by the data grammar, only empty/NA/NaN/'.' missing) or a
+        DataFrame, in one of the layouts of the module docstring.
     variables : sequence of str, optional
         Variable names in the order wanted; every name in the table must be one of them. Default:
         order of first appearance (``paths`` layout: ``MEDIATION_VARIABLES``, read as X, M, Y).
@@ -248,6 +250,8 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
     layout : {"auto", "long", "wide", "paths"}
         ``auto``: long when ``var1``, ``var2`` and ``r`` are columns, paths when ``a`` is,
         else wide.
+    sep, decimal, encoding : str, optional
+        Delimiter, decimal mark and encoding of a text file (None: sniffed).
 
     Returns
     -------
@@ -268,8 +272,19 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
     if layout not in LAYOUTS:
         raise SpecError(f"layout must be one of {LAYOUTS}, got {layout!r}", key="layout")
     names = _check_variables(variables)
-    table = _read(source)
-    table.columns = [str(c).strip() for c in table.columns]
+    read = _read(source, sep, decimal, encoding)
+    try:
+        data = _load(read.frame, read.decimal, names, study, n, layout)
+    except DataError as exc:  # rows as the file numbers them (skipped empty rows keep their numbers)
+        if isinstance(exc.row, int) and read.rows != tuple(range(1, len(read.rows) + 1)):
+            raise exc.renumbered(read.rows[exc.row - 1]) from None
+        raise
+    read.warn()
+    return data
+
+
+def _load(table, decimal, names, study, n, layout) -> CorrelationData:
+    table.attrs["decimal"] = decimal
     if layout == "auto":
         if {"var1", "var2", "r"} <= set(table.columns):
             layout = "long"
@@ -287,7 +302,7 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
                     r_all[row], "r") for row in range(len(table))]
         for row, a, b, _, _ in records:
             for col, v in (("var1", table["var1"].iloc[row]), ("var2", table["var2"].iloc[row])):
-                if pd.isna(v) or str(v).strip() == "":
+                if is_missing(v):
                     raise DataError("the variable name is missing", row=row + 1, column=col)
     elif layout == "paths":
         if names is None:

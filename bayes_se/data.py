@@ -5,34 +5,27 @@ variances, ``y_i ~ N(theta_i, v_i)`` (Hedges & Olkin 1985, ch. 2), so the one jo
 to turn a user's table into trustworthy ``yi``, ``vi`` and labels, or to say exactly which row and
 column of the table is wrong.
 
-:func:`load_effects` reads a CSV/TSV/semicolon file (delimiter and decimal mark sniffed, as European
-Excel writes ``;`` with ``,`` decimals) or a pandas DataFrame and returns an :class:`EffectData`.
+:func:`load_effects` reads a CSV/TSV/semicolon file or a pandas DataFrame through the one table reader
+(:func:`bayes_se.table.read_table`: encoding, delimiter and decimal mark sniffed, numbers by a data
+grammar, only empty/NA/NaN/'.' missing) and returns an :class:`EffectData`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
-import os
-import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bayes_se.errors import DataError
+from bayes_se.errors import DataError, DataWarning
+from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, number_column, read_table
 
 __all__ = ["EffectData", "load_effects", "MAX_FILE_BYTES"]
 
-MAX_FILE_BYTES = 200 * 1024**2  # larger files are refused unread: an effect table is never that big
-DELIMITERS = (",", ";", "\t", "|")
 RESERVED = ("yi", "vi", "study", "cluster")
-_SNIFF_LINES = 50
-_MISSING_TEXT = {"", "na", "n/a", "nan", "null", "none", "-", ".", "#n/a"}
-_COMMA_DECIMAL = re.compile(r"^[+-]?\d+,\d+([eE][+-]?\d+)?$")
-_DOT_DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 class _DefaultName(str):
@@ -160,6 +153,7 @@ def load_effects(
     moderators=None,
     sep: str | None = None,
     decimal: str | None = None,
+    encoding: str | None = None,
 ) -> EffectData:
     """Read an effect-size table and check it.
 
@@ -168,9 +162,10 @@ def load_effects(
 
     Parameters
     ----------
-    source : str, os.PathLike or pandas.DataFrame
-        A delimited text file (``, ; tab |``, sniffed when ``sep`` is None; decimal mark ``.`` or
-        ``,`` sniffed when ``decimal`` is None; UTF-8 with or without BOM) or a DataFrame.
+    source : str, os.PathLike, pandas.DataFrame or bayes_se.table.Table
+        A delimited text file read by :func:`bayes_se.table.read_table` (``, ; tab |``, sniffed
+        when ``sep`` is None; decimal mark ``.`` or ``,`` sniffed when ``decimal`` is None;
+        UTF-8/UTF-16 by byte-order mark, else UTF-8, else cp1252 with a warning) or a DataFrame.
     effect : str
         Column of effects.
     variance : str
@@ -185,8 +180,9 @@ def load_effects(
         label gets ``"LABEL [j]"`` for its j-th occurrence.
     moderators : list of str, optional
         Moderator columns (each must exist and vary). None keeps every other column as a candidate.
-    sep, decimal : str, optional
-        Delimiter and decimal mark of a text file.
+    sep, decimal, encoding : str, optional
+        Delimiter, decimal mark and encoding of a text file (None: sniffed). ``decimal`` also
+        applies to text cells of a DataFrame (default ``.``).
 
     Returns
     -------
@@ -201,132 +197,20 @@ def load_effects(
     ----------
     Hedges, L. V. & Olkin, I. (1985). *Statistical Methods for Meta-Analysis*. Academic Press.
     """
-    if isinstance(source, pd.DataFrame):
-        table, decimal = _from_frame(source), "."
-    elif isinstance(source, (str, os.PathLike)):
-        table, decimal = _read_file(os.fspath(source), sep, decimal)
-    else:
-        raise TypeError(f"source must be a path or a pandas DataFrame, not {type(source).__name__}")
-    return _build(table, decimal, effect, variance, se, study, cluster, moderators)
-
-
-# --------------------------------------------------------------------------------------- reading
-
-
-def _from_frame(df: pd.DataFrame) -> pd.DataFrame:
-    names = [str(c).strip() for c in df.columns]
-    _check_unique_names(names)
-    table = df.copy()
-    table.columns = names
-    return table.reset_index(drop=True)
-
-
-def _read_file(path: str, sep, decimal):
-    if not os.path.exists(path):
-        raise DataError(f"file not found: {path}")
-    if not os.path.isfile(path):
-        raise DataError(f"not a file: {path}")
-    size = os.path.getsize(path)
-    if size > MAX_FILE_BYTES:
-        raise DataError(
-            f"file {path} is {size / 1024**2:.0f} MB; effect tables over "
-            f"{MAX_FILE_BYTES // 1024**2} MB are refused (is this the right file?)"
-        )
-    with open(path, "rb") as handle:
-        raw = handle.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("cp1252", errors="replace")  # what Excel writes on Windows
-    if "\x00" in text:
-        raise DataError(f"file {path} is not a text table (it holds NUL bytes)")
-    # universal newlines: Windows CRLF and classic-Mac CR-only files read like Unix ones
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        return _parse_text(text, path, sep, decimal)
-    except csv.Error as exc:
-        raise DataError(f"file {path} is not a readable delimited text table ({exc})") from None
-
-
-def _parse_text(text: str, path: str, sep, decimal):
-    if not text.strip():
-        raise DataError(f"file {path} is empty")
-    if sep is None:
-        sep = _sniff_delimiter(text)
-    elif sep not in DELIMITERS:
-        raise DataError(f"sep must be one of {DELIMITERS!r}, got {sep!r}")
-    if decimal is None:
-        decimal = _sniff_decimal(text, sep)
-    elif decimal not in (".", ","):
-        raise DataError(f"decimal must be '.' or ',', got {decimal!r}")
-    if decimal == sep:
-        raise DataError(f"the decimal mark and the delimiter are both {sep!r}")
-    header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
-    names = [h.strip() for h in header]
-    if len(names) == 1:
-        for other in DELIMITERS:
-            if other != sep and other in names[0]:
-                raise DataError(
-                    f"the file has a single column {names[0][:60]!r}: it looks delimited by "
-                    f"{other!r}, not {sep!r}; pass sep={other!r}"
-                )
-    _check_unique_names(names)
-    try:
-        table = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=object, keep_default_na=False, na_filter=False,
-            skip_blank_lines=True, engine="python",
-        )
-    except (pd.errors.ParserError, csv.Error, ValueError) as err:
-        raise DataError(f"cannot parse {path} with delimiter {sep!r}: {err}") from None
-    table.columns = names if len(names) == table.shape[1] else [str(c).strip() for c in table.columns]
-    if len(table) == 0:
-        raise DataError(f"file {path} has a header but no data rows")
-    return table, decimal
-
-
-def _sniff_delimiter(text: str) -> str:
-    """The delimiter that splits the first lines into the most, equally many, fields.
-
-    Hand-written because csv.Sniffer guesses from character frequencies and picks ',' in
-    ';'-separated files with ',' decimals.
-    """
-    lines = [ln for ln in text.splitlines()[:_SNIFF_LINES] if ln.strip()]
-    best, best_cols = None, 1
-    for delim in ("\t", ";", "|", ","):
-        counts = {len(row) for row in csv.reader(lines, delimiter=delim)}
-        if len(counts) == 1 and (cols := counts.pop()) > best_cols:
-            best, best_cols = delim, cols
-    if best is None:  # ragged: take the delimiter that splits the header most
-        header = lines[0]
-        best = max(("\t", ";", "|", ","), key=lambda d: len(next(csv.reader([header], delimiter=d))))
-    return best
-
-
-def _sniff_decimal(text: str, sep: str) -> str:
-    """',' when numbers like ``1,5`` appear and none like ``1.5`` (never with sep ',')."""
-    if sep == ",":
-        return "."
-    comma = dot = 0
-    for row in csv.reader(text.splitlines()[1 : 1 + 10 * _SNIFF_LINES], delimiter=sep):
-        for field in row:
-            field = field.strip()
-            comma += bool(_COMMA_DECIMAL.match(field))
-            dot += bool(_DOT_DECIMAL.match(field))
-    return "," if comma > 0 and dot == 0 else "."
-
-
-def _check_unique_names(names):
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise DataError("the column name appears twice in the header", column=name)
-        seen.add(name)
+    table = read_table(source, sep=sep, decimal=decimal, encoding=encoding)
+    data, notes = _build(table, effect, variance, se, study, cluster, moderators)
+    table.warn()
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return data
 
 
 # -------------------------------------------------------------------------------------- checking
 
 
-def _build(table, decimal, effect, variance, se, study, cluster, moderators) -> EffectData:
+def _build(source: Table, effect, variance, se, study, cluster, moderators):
+    """The checked :class:`EffectData` of a table, and notes about its columns."""
+    table, decimal = source.frame, source.decimal
     columns = list(table.columns)
     k = len(table)
     if k == 0:
@@ -354,13 +238,13 @@ def _build(table, decimal, effect, variance, se, study, cluster, moderators) -> 
     else:
         need(study, "study label")
         study_col = study
-        labels = [_label(v) for v in table[study]]
+        labels = [label(v) for v in table[study]]
         for i, lab in enumerate(labels):
             if lab is None:
-                raise DataError("the study label is missing", row=i + 1, column=study)
+                raise DataError("the study label is missing", row=source.where(i), column=study)
 
     def where(i):
-        return f"{i + 1} (study '{labels[i]}')"
+        return f"{source.where(i)} (study '{labels[i]}')"
 
     yi = _numeric(table[effect], effect, decimal, where)
     v = _numeric(table[vcol], vcol, decimal, where)
@@ -387,20 +271,20 @@ def _build(table, decimal, effect, variance, se, study, cluster, moderators) -> 
         need(cluster, "cluster")
         cluster_ids = []
         for i, value in enumerate(table[cluster]):
-            cid = _label(value)
+            cid = label(value)
             if cid is None:
                 raise DataError("the cluster id is missing", row=where(i), column=cluster)
             cluster_ids.append(cid)
-        labels = _number_repeats(labels, study_col)
+        labels = _number_repeats(labels, study_col, source.rows)
     else:
         first = {}
         for i, lab in enumerate(labels):
             if lab in first:
                 raise DataError(
-                    f"the study label '{lab}' appears in rows {first[lab] + 1} and {i + 1}; labels "
+                    f"the study label '{lab}' appears in rows {source.where(first[lab])} and {source.where(i)}; labels "
                     "must be unique. If several effects come from one study, pass cluster='COLUMN' "
                     "naming the column that identifies the study",
-                    row=i + 1, column=study_col)
+                    row=source.where(i), column=study_col)
             first[lab] = i
 
     used = {effect, vcol, study_col, cluster}
@@ -418,8 +302,11 @@ def _build(table, decimal, effect, variance, se, study, cluster, moderators) -> 
             if name in RESERVED or name in used:
                 raise DataError("a moderator cannot be the effect, variance, label or cluster "
                                 "column, nor be named yi, vi, study or cluster", column=name)
+    notes = []
     for name in names:
-        values = _moderator(table[name], decimal)
+        values, note = _moderator(table[name], name, decimal, where)
+        if note:
+            notes.append(note)
         if moderators is not None:
             levels = values.dropna().unique()
             if len(levels) == 0:
@@ -428,13 +315,14 @@ def _build(table, decimal, effect, variance, se, study, cluster, moderators) -> 
                 raise DataError(f"the moderator has a single level ({levels[0]!r}): it cannot "
                                 "explain differences between effects", column=name)
         frame[name] = values.to_numpy()
-    return EffectData(
+    data = EffectData(
         yi=_readonly(yi), vi=_readonly(vi), study=tuple(labels),
         cluster=None if cluster_ids is None else tuple(cluster_ids), frame=frame,
     )
+    return data, notes
 
 
-def _number_repeats(labels, study_col):
+def _number_repeats(labels, study_col, rows):
     counts = pd.Series(labels).value_counts()
     seen: dict = {}
     out = []
@@ -447,79 +335,31 @@ def _number_repeats(labels, study_col):
     first = {}
     for i, lab in enumerate(out):
         if lab in first:
-            raise DataError(f"the numbered label '{lab}' of rows {first[lab] + 1} and {i + 1} "
-                            "clashes; rename one of them", row=i + 1, column=study_col)
+            raise DataError(f"the numbered label '{lab}' of rows {rows[first[lab]]} and {rows[i]} "
+                            "clashes; rename one of them", row=rows[i], column=study_col)
         first[lab] = i
     return out
 
 
 def _numeric(series: pd.Series, column: str, decimal: str, where) -> np.ndarray:
-    """Floats of a column; text that is not a number is reported with its row."""
+    """Floats of a column by the data grammar (:func:`bayes_se.table.parse_number`)."""
     if pd.api.types.is_bool_dtype(series.dtype):
         raise DataError("expected numbers, found true/false values", column=column)
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype):
         return np.asarray(series, dtype=float).copy()
-    out = np.empty(len(series))
-    for i, value in enumerate(series):
-        number = _to_float(value, decimal)
-        if number is None:
-            raise DataError(f"expected a number, found the text {str(value)[:40]!r}",
-                            row=where(i), column=column)
-        out[i] = number
-    return out
+    return number_column(series, column, decimal, where)
 
 
-def _to_float(value, decimal):
-    """A float, NaN for a missing value, or None for text that is not a number."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.lower() in _MISSING_TEXT:
-        return math.nan
-    if decimal == ",":
-        if "." in text:
-            return None
-        text = text.replace(",", ".")
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _moderator(series: pd.Series, decimal: str) -> pd.Series:
-    """Numbers where every present value is a number, else text (missing stays missing)."""
+def _moderator(series: pd.Series, name: str, decimal: str, where):
+    """Numbers where every present value is a number, else text (missing stays missing); integers
+    without missing values as int64. Returns the values and a note ('' if none)."""
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return series.reset_index(drop=True)
-    floats = [_to_float(v, decimal) for v in series]
-    if all(f is not None for f in floats) and not all(math.isnan(f) for f in floats):
-        values = pd.Series(floats, dtype=float)
-        finite = values.dropna()
-        if len(finite) == len(values) and (finite == finite.round()).all() and (finite.abs() < 2**53).all():
-            return values.astype("int64")
-        return values
-    texts = [_label(v) for v in series]
-    return pd.Series(texts, dtype=object)
-
-
-def _label(value):
-    """A label as text, or None when missing; 3.0 is written as '3'."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return None
-        if value.is_integer():
-            return str(int(value))
-    text = str(value).strip()
-    if text.lower() in _MISSING_TEXT:
-        return None
-    return text
+        return series.reset_index(drop=True), ""
+    info = infer_column(series, name, decimal, where)
+    values = info.values
+    if info.kind == "integer" and info.missing == 0:
+        values = values.astype("int64")
+    return values, info.note
 
 
 def _names(columns) -> str:

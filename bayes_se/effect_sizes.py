@@ -24,6 +24,7 @@ from scipy.special import gammaln
 from scipy.stats import norm
 
 from bayes_se.errors import DataError
+from bayes_se.table import NotANumber, parse_number
 
 __all__ = [
     "escalc", "smd", "smd_from_t", "md", "smcr", "smcc", "zcor", "cor", "log_or", "log_rr",
@@ -485,9 +486,23 @@ def _floats(**arguments):
             value, label = value.values, value.label
         names[name] = label
         try:
-            array = np.asarray(value, dtype=float)
+            raw = np.asarray(value)
         except (TypeError, ValueError):
             _fail("expected numbers, found text or other values", None, label)
+        if raw.dtype.kind in "OUS":  # text cells: the data grammar of bayes_se.table, not float()
+            cells = raw.reshape(-1)
+            array = np.empty(cells.shape)
+            for i, cell in enumerate(cells):
+                try:
+                    array[i] = parse_number(cell.decode() if isinstance(cell, bytes) else cell)
+                except NotANumber as exc:
+                    _fail(str(exc), i + 1 if raw.ndim == 1 else None, label)
+            array = array.reshape(raw.shape)
+        else:
+            try:
+                array = np.asarray(raw, dtype=float)
+            except (TypeError, ValueError):
+                _fail("expected numbers, found text or other values", None, label)
         arrays.append(np.atleast_1d(array))
     try:
         arrays = np.broadcast_arrays(*arrays)

@@ -28,6 +28,7 @@ class DataError(BayesSEError):
     def __init__(self, message: str, *, row=None, column: str | None = None):
         self.row = row
         self.column = column
+        self.message = message
         where = []
         if row is not None:
             where.append(f"row {row}")
@@ -35,6 +36,10 @@ class DataError(BayesSEError):
             where.append(f"column '{column}'")
         prefix = (", ".join(where) + ": ") if where else ""
         super().__init__(prefix + message)
+
+    def renumbered(self, row) -> "DataError":
+        """The same error naming another row (e.g. the file's row number of a table row)."""
+        return DataError(self.message, row=row, column=self.column)
 
 
 class SpecError(BayesSEError):
@@ -47,3 +52,8 @@ class SpecError(BayesSEError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative estimator or a sampler did not meet its convergence checks."""
+
+
+class DataWarning(UserWarning):
+    """Something in a data table worth a look that still reads (a fallback encoding, skipped rows);
+    the CLI prints it as one ``bayes-se: warning:`` line."""

@@ -52,13 +52,17 @@ class ModelSection:
 
 @dataclasses.dataclass(frozen=True)
 class DataSection:
-    """``[data]``: column names of the effect-size table ('' = not used)."""
+    """``[data]``: column names of the effect-size table ('' = not used), and how to read the file
+    (``sep``, ``decimal``, ``encoding``: '' = sniffed, see :mod:`bayes_se.table`)."""
 
     effect: str = "yi"
     variance: str = "vi"
     se: str = ""
     study: str = "study"
     cluster: str = ""
+    sep: str = ""
+    decimal: str = ""
+    encoding: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,6 +479,7 @@ def _validate(spec: ModelSpec) -> None:
         if column and not _COLUMN_RE.match(column):
             raise SpecError(f"'{column}' is not a column name (letters, digits, '_' and '.', not "
                             "starting with a digit)", key=key)
+    _validate_reading(d)
     if not d.effect:
         raise SpecError("the effect-size column must be named", key="data.effect")
     outcome = outcome_moderator(m.mods, effect=d.effect, variance=d.variance, se=d.se)
@@ -503,6 +508,18 @@ def _validate(spec: ModelSpec) -> None:
     if not math.isfinite(q.smallest_effect):
         raise SpecError(f"must be a finite number, got {q.smallest_effect}", key="summary.smallest_effect")
     _validate_priors(spec)
+
+
+def _validate_reading(d: DataSection) -> None:
+    """``[data]`` sep, decimal and encoding: what :func:`bayes_se.table.check_options` accepts."""
+    from bayes_se.errors import DataError
+    from bayes_se.table import check_options
+
+    for key in ("sep", "decimal", "encoding"):
+        try:
+            check_options(**{key: getattr(d, key)})
+        except DataError as exc:
+            raise SpecError(str(exc), key=f"data.{key}") from None
 
 
 def mediation_paths(text: str) -> dict[str, list[str]]:

@@ -164,6 +164,64 @@ CASES = [
          files=_data(GOOD.replace("A,", "Müller,").replace("\n", "\r\n").encode("cp1252"))),
 ]
 
+# Reading data tables (bayes_se.table): one case per rule of the "Reading data tables" section.
+EU = GOOD.replace(",", ";").replace(".", ",")
+READER_CASES = [
+    Case("utf-16", "UTF-16 LE with byte-order mark (loads fine)", "FF FE s\\0t\\0...", _fit(), ok=True,
+         files=_data(b"\xff\xfe" + GOOD.replace("A,", "Müller,").encode("utf-16-le"))),
+    Case("utf-16-be", "UTF-16 BE with byte-order mark (loads fine)", "FE FF \\0s\\0t...", _fit(), ok=True,
+         files=_data(b"\xfe\xff" + GOOD.encode("utf-16-be"))),
+    Case("mixed-encodings", "UTF-8 file with one cp1252 line (loads, warns naming the line)",
+         "Müller (UTF-8) / Gröber (cp1252)", _fit(), ok=True,
+         files=_data(GOOD.replace("A,", "Müller,").encode() + "Gröber,0.2,0.02,x\n".encode("cp1252"))),
+    Case("wrong-encoding", "--encoding that does not fit the bytes", "--encoding utf-8 on cp1252",
+         _fit("{dir}/data.csv", "--encoding", "utf-8"), "line 2",
+         _data(GOOD.replace("A,", "Müller,").encode("cp1252"))),
+    Case("unknown-encoding", "--encoding that Python does not know", "--encoding klingon",
+         _fit("{dir}/data.csv", "--encoding", "klingon"), "data.encoding", _data(GOOD)),
+    Case("excel-sep-line", "Excel's `sep=;` first line (honoured)", "sep=; / study;yi;vi", _fit(), ok=True,
+         files=_data("sep=;\n" + EU)),
+    Case("delimiter-only-rows", "rows of only delimiters (skipped with a note)", ";;; between rows", _fit(),
+         ok=True, files=_data(EU.replace("\nC;", "\n;;;\nC;"))),
+    Case("skipped-rows-keep-numbers", "an error after a skipped row names the file's row", "C;0,2;0",
+         _fit(), "row 4 (study 'C'), column 'vi'", _data(EU.replace("\nC;0,20;0,030", "\n;;;\nC;0,20;0"))),
+    Case("too-many-fields", "a row with more fields than the header", "B,0.3,0.01,y,7", _fit(), "row 2",
+         _data(GOOD.replace("y\nC", "y,7\nC"))),
+    Case("european-missniffed", "';' file with ',' decimals and one '.' decimal", "A;0.10;0,020 / B;0,30",
+         _fit(), "--decimal ,", _data(EU.replace("A;0,10", "A;0.10"))),
+    Case("decimal-flag", "--decimal , for quoted comma decimals (loads fine)", '--decimal , / A,"0,10"',
+         _fit("{dir}/data.csv", "--decimal", ","), ok=True,
+         files=_data('study,yi,vi\nA,"0,10","0,020"\nB,"0,30","0,010"\nC,"0,20","0,030"\n')),
+    Case("bad-sep-flag", "--sep that is not a delimiter", "--sep :", _fit("{dir}/data.csv", "--sep", ":"),
+         "data.sep", _data(GOOD)),
+    Case("underscore-number", "digit separator '_' (Python's float reads it)", "B,0_3,0.01", _fit(),
+         "row 2 (study 'B'), column 'yi'", _data(GOOD.replace("0.30", "0_3"))),
+    Case("nan-word", "non-finite word other than the missing markers", "B,-nan,0.01", _fit(),
+         "row 2 (study 'B'), column 'yi'", _data(GOOD.replace("0.30", "-nan"))),
+    Case("overflow", "a number beyond the float range", "B,1e999,0.01", _fit(),
+         "row 2 (study 'B'), column 'yi'", _data(GOOD.replace("0.30", "1e999"))),
+    Case("unicode-digits", "digits other than 0-9", "B,٣,0.01", _fit(), "row 2 (study 'B'), column 'yi'",
+         _data(GOOD.replace("0.30", "٣"))),
+    Case("thousands-ambiguous", "a thousands separator that could be a decimal comma", 'n = "1,234"',
+         _fit(), "row 2 (study 'B'), column 'n'",
+         _data(GOOD.replace(",g\n", ",g,n\n").replace("x\n", "x,12\n").replace("y\nC", 'y,"1,234"\nC')
+               .replace("y\n", "y,15\n"))),
+    Case("thousands-unambiguous", "thousands separators that cannot be decimals (loads fine)",
+         'n = "1,234.0", "12,345,678"', _fit(), ok=True,
+         files=_data(GOOD.replace(",g\n", ",g,n\n").replace("x\n", 'x,"1,234.0"\n')
+                     .replace("y\n", 'y,"12,345,678"\n'))),
+    Case("spreadsheet-error", "a spreadsheet error value", "B,#N/A,0.01", _fit(),
+         "row 2 (study 'B'), column 'yi'", _data(GOOD.replace("0.30", "#N/A"))),
+    Case("dash-in-numbers", "'-' is text, not a missing marker", "B,-,0.01", _fit(),
+         "row 2 (study 'B'), column 'yi'", _data(GOOD.replace("0.30", "-"))),
+    Case("none-is-data", "a study called None, moderator levels none and - (loads fine)", "None,...,none",
+         _fit("{dir}/data.csv", "--mods", "g"), ok=True,
+         files=_data("study,yi,vi,g\nNone,0.1,0.02,none\nB,0.3,0.01,-\nC,0.2,0.03,none\nD,0.45,0.015,-\n")),
+    Case("binary-control", "binary file with control bytes", "A\\x03", _fit(), "control character",
+         _data(GOOD.replace("A,", "A\x03,"))),
+]
+ALL_CASES = CASES + READER_CASES
+
 # Correlation tables (MASEM / mediation input): the loader's errors, through the Python API.
 CORRELATION_GOOD = ("study,n,var1,var2,r\n1,50,x,m,0.3\n1,50,x,y,0.2\n1,50,m,y,0.4\n"
                     "2,80,x,m,0.25\n2,80,x,y,0.1\n2,80,m,y,0.5\n")
@@ -222,7 +280,7 @@ def _params(cases):
             if c.bug else pytest.param(c, id=c.id) for c in cases]
 
 
-@pytest.mark.parametrize("case", _params([c for c in CASES if not c.ok]))
+@pytest.mark.parametrize("case", _params([c for c in ALL_CASES if not c.ok]))
 def test_bad_input_one_line_exit_2_no_output(case, tmp_path):
     argv, out_dir = _with_out(_materialise(case, tmp_path), tmp_path)
     existed = out_dir.exists()
@@ -237,7 +295,7 @@ def test_bad_input_one_line_exit_2_no_output(case, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
-@pytest.mark.parametrize("case", _params([c for c in CASES if c.ok]))
+@pytest.mark.parametrize("case", _params([c for c in ALL_CASES if c.ok]))
 def test_unusual_but_valid_files_load(case, tmp_path):
     code, out, err = run_inprocess(_materialise(case, tmp_path))
     assert code == 0, err
@@ -254,7 +312,7 @@ def test_excel_decimals_give_the_same_fit(tmp_path):
     assert a[0] == b[0] == 0 and a[1] == b[1]
 
 
-DATA_ONLY = [c for c in CASES if not c.ok and not c.bug and c.argv == _fit() and "{dir}/spec" not in str(c.argv)]
+DATA_ONLY = [c for c in ALL_CASES if not c.ok and not c.bug and c.argv == _fit() and "{dir}/spec" not in str(c.argv)]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in DATA_ONLY])
@@ -416,6 +474,7 @@ def render_doc() -> str:
     ]
     for case in CORRELATION_CASES:
         lines.append(f"| `{case[0]}` | {_cell(case[1])} | `{_cell(case[2])}` | {_cell(_correlation_message(case))} |")
+    lines += reader_section()
     text = "\n".join(lines) + "\n"
     old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
     if HAND_WRITTEN in old:  # the flag and output-folder sections (tests/test_outputs.py) are kept
@@ -426,9 +485,86 @@ def render_doc() -> str:
 HAND_WRITTEN = "<!-- hand-written sections below"
 
 
+READING_RULES = """\
+## Reading data tables: the rules
+
+Every data table (effect sizes for `fit`, `freq`, `sensitivity`, `report`; correlation tables for a
+mediation spec; `bayes_se.load_effects` and `bayes_se.load_correlations` in Python) is read by one
+reader, `bayes_se.table.read_table`. `bayes-se check DATA [--sep S --decimal D --encoding E --study COL
+--cluster COL] [--json]` prints what it understood (delimiter, decimal mark, encoding, columns with
+their types, k, clusters, missing cells by column, notes) without fitting anything: exit status 0, or
+2 with one line when the file cannot be read. Warnings (a fallback encoding, skipped rows) are printed
+as `bayes-se: warning: ...` lines and the command goes on.
+
+**Encoding.** A byte-order mark decides: UTF-8, UTF-16 LE/BE, UTF-32 LE/BE. Without one the file is
+read as UTF-8; a file that is not valid UTF-8 is read as cp1252 (Windows Latin-1; Latin-1 for the
+five bytes cp1252 leaves undefined) with a warning naming the encoding. A file mixing UTF-8 and
+cp1252 lines is decoded line by line (each line as UTF-8 when it is valid UTF-8, else as cp1252),
+so no label becomes mojibake, with a warning naming the lines read as cp1252. `--encoding E`
+(`encoding=` in Python, `[data] encoding` in a spec) takes any Python codec name and decodes
+strictly: a byte that does not fit is an error naming the line. Binary files (NUL bytes or other
+control characters) and files over 200 MB are refused.
+
+**Delimiter.** One of `,` `;` tab `|`. Excel's first line `sep=;` is honoured. Otherwise the
+delimiter that splits the first 50 lines into the most, equally many, fields. `--sep S` overrides
+(`,`, `;`, `|`, `tab`, also `comma`, `semicolon`, `pipe`). Fields are quoted with `"` (a quote in
+a quoted field is doubled), so labels may hold delimiters and quotes.
+
+**Rows.** Row numbers in messages count data rows: the first row under the header is row 1. Blank
+lines are skipped, rows of only delimiters (Excel's empty rows) too, with a note; both keep their
+numbers, so row N is always the N-th row under the header. A row with fewer fields than the header
+is padded with missing cells (with a note); a row with more non-empty fields is an error naming
+the row. Trailing empty columns (a delimiter at the end of every line) are dropped. Column names
+must be unique.
+
+**Decimal mark.** `.` or `,`. Sniffed as `,` when number cells look like `0,5` and none like `0.5`
+(cells such as `1,234` that could be either do not count); always `.` in a `,`-delimited file. `--decimal D`
+overrides. When the sniffer gets a European file wrong the message says so: `expected a number,
+found the text '0,3': is the decimal mark a comma? try --decimal ,`.
+
+**Numbers** follow a data grammar, not Python's `float()`: spaces, an optional sign, ASCII digits
+with at most one decimal mark, an optional exponent (`-1.5`, `.5`, `2.`, `1e-3`, `1E+3`; `0,5`
+under `--decimal ,`). Refused, with the row and column: `0_3` (Python reads digit separators),
+`inf`, `-Infinity`, `+nan` (non-finite words), `1e999` (beyond the float range), digits other than
+0-9, `0x1A`, `TRUE`, spreadsheet errors such as `#N/A`. Thousands separators (the other mark of
+`. ,`, a space, a no-break space, `'`) are read only when unambiguous: a first group of 1-3 digits not
+starting with 0, then groups of exactly three digits, and either two or more separators
+(`12,345,678`), a decimal part (`1,234.5`; `1.234,5` under `--decimal ,`) or a separator that
+cannot be a decimal mark (`1 234`, `1'234`). `1,234` under `.` (or `1.234` under `,`) could be
+1234 or 1.234: refused, naming the row and column. A column of cells that look meant as numbers but
+break these rules is refused, so it never silently becomes a categorical moderator; a column that
+mixes numbers with words (`1`, `2`, `none`) is read as text labels, with a note.
+
+**Missing cells** are exactly: an empty cell (or only spaces), `NA`, `NaN` and `.`; `NA` and `NaN`
+in any letter case (`na`, `nan`, `NAN`). Nothing else: `None`, `none`, `null`, `n/a`, `-`, `#N/A`
+are data (a study called `None` keeps its name, a moderator level `-` is a level) or, in a number
+column, an error. A missing effect, variance or study label is an error naming the row; a missing
+moderator cell is handled by the moderator formula.
+
+**Unreadable files** give one line: `file not found: PATH`, `not a file: PATH is a folder`,
+`cannot read PATH: permission denied`, `file PATH is not a text table (...)`, `file PATH is empty`.
+"""
+
+
+def reader_section() -> list[str]:
+    """The "Reading data tables" part of docs/bad_input.md: the rules and their cases."""
+    lines = ["", *READING_RULES.rstrip("\n").split("\n"), "",
+             "| case | input | example | what users see |", "|---|---|---|---|"]
+    for case in READER_CASES:
+        message = _message(case)
+        if case.ok:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = pathlib.Path(tmp)
+                code, _, err = run_inprocess(_materialise(case, folder))
+            warning = err.strip().replace(str(folder) + os.sep, "")
+            message = "(loads and fits)" + (f"; {warning}" if warning else "")
+        lines.append(f"| `{case.id}` | {_cell(case.what)} | `{_cell(case.example)}` | {_cell(message)} |")
+    return lines
+
+
 def test_doc_lists_every_case():
     text = DOC.read_text(encoding="utf-8")
-    for cid in [c.id for c in CASES] + [c[0] for c in CORRELATION_CASES]:
+    for cid in [c.id for c in ALL_CASES] + [c[0] for c in CORRELATION_CASES]:
         assert f"| `{cid}` |" in text, f"docs/bad_input.md lacks case {cid}: regenerate it"
 
 

@@ -119,7 +119,7 @@ def test_unknown_variable_and_bad_options():
         load_correlations(_long(GOOD), layout="tall")
     with pytest.raises(DataError, match="column 'var2' is missing"):
         load_correlations(_long(GOOD).drop(columns="var2"), layout="long")
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="file not found"):
         load_correlations("/nonexistent/file.csv")
 
 
