@@ -68,12 +68,7 @@ def cmd_freq(args) -> int:
             raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
         res = rma_mv(data, mods=args.mods, method=args.method.upper(),
                      test="t" if args.test == "knha" else "z", level=args.level)
-        out = res.to_dict()
-        pred = out.get("prediction", {})
-        first = next(iter(out["coefficients"].values()))
-        out.update({"estimate": first["estimate"], "se": first["se"], "ci_lower": first["ci_lb"],
-                    "ci_upper": first["ci_ub"], "pi_lower": pred.get("pi_lb"), "pi_upper": pred.get("pi_ub"),
-                    "Q": out["QE"], "Q_p": out["QE_p"]})
+        out = res.to_dict()  # the keys of rma's to_dict (estimate, ci_lower, pi_lower, Q, ...) and sigma2
     else:
         from bayes_se.frequentist import rma
 
