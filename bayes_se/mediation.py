@@ -15,7 +15,8 @@ through them, and the **total** effect is the direct coefficient plus every indi
     indirect = a b,   total = c' + a b = r_XY,   prop_mediated = a b / (c' + a b).
 
 :func:`fit_mediation` fits the Bayesian MASEM of :mod:`bayes_se.builders.masem` and returns a
-:class:`MediationFit`.
+:class:`MediationFit`. The path algebra (:class:`PathModel`, :func:`vec_to_matrix`) lives in
+:mod:`bayes_se.path_algebra`, below this module and the MASEM builders.
 
 References
 ----------
