@@ -33,7 +33,7 @@ _LAZY = {
     "fit": "bayes_se.api",
     "ExactFit": "bayes_se.exact_fit",
     "Fit": "bayes_se.fits",
-    "load_fit": "bayes_se.fits",
+    "load_fit": "bayes_se.api",
     "exact_posterior": "bayes_se.exact",
     "fit_random_effects": "bayes_se.api",
     "fit_three_level": "bayes_se.api",

@@ -21,7 +21,7 @@ import numpy as np
 
 from bayes_se import defaults
 from bayes_se.errors import DataError, SpecError
-from bayes_se.exact_fit import ExactFit  # noqa: F401  (re-exported: bayes_se.api.ExactFit)
+from bayes_se.exact_fit import ExactFit
 
 #: Spec used when none is given: the values of ``models/random_effects.toml`` (a test keeps the
 #: two equal), built in so that an installed package needs no file from the repository.
@@ -313,3 +313,42 @@ def fit_three_level(yi, vi, cluster, *, X=None, coef_names=None, study=None, pri
     recorded = _recorded_priors(priors, meta.coef_names, "three_level")
     return _sample_fit(meta, recorded, seed=seed, draws=draws, tune=tune, chains=chains, cores=cores,
                        target_accept=target_accept, sampler=sampler)
+
+
+def load_fit(path):
+    """Read a fit written by :meth:`bayes_se.fits.Fit.to_netcdf` back into the same kind of fit.
+
+    The stored data hash is checked against the data stored in the file; a mismatch (a file edited
+    or damaged after it was written) raises a DataError.
+
+    Raises
+    ------
+    DataError
+        The file is not a bayes_se fit, or its data do not match its hash.
+    """
+    import pathlib
+
+    import arviz as az
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise DataError(f"no fit file at '{p}'")
+    try:
+        idata = az.from_netcdf(str(p))
+    except Exception as exc:  # netCDF/HDF5 raise many types; one clean line for the user
+        raise DataError(f"'{p}' is not a readable netCDF file ({type(exc).__name__}: {exc})") from None
+    from bayes_se.fits import KIND_ATTR
+    from bayes_se.mediation import MediationFit
+    from bayes_se.results import BayesianFit
+
+    kind = idata.attrs.get(KIND_ATTR)
+    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit)}
+    if kind not in classes:
+        raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
+                        "load it with arviz.from_netcdf")
+    fit = classes[kind].from_idata(idata)
+    stored = idata.attrs.get("data_sha256")
+    if stored and fit.data_sha256() != stored:
+        raise DataError(f"the data stored in '{p}' do not match its data hash: the file was changed after "
+                        "it was written")
+    return fit

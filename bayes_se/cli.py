@@ -69,12 +69,7 @@ def cmd_freq(args) -> int:
 
         res = rma_mv(data, mods=args.mods, method=args.method.upper(),
                      test="t" if args.test == "knha" else "z", level=args.level)
-        out = res.to_dict()
-        pred = out.get("prediction", {})
-        first = next(iter(out["coefficients"].values()))
-        out.update({"estimate": first["estimate"], "se": first["se"], "ci_lower": first["ci_lb"],
-                    "ci_upper": first["ci_ub"], "pi_lower": pred.get("pi_lb"), "pi_upper": pred.get("pi_ub"),
-                    "Q": out["QE"], "Q_p": out["QE_p"]})
+        out = res.to_dict()  # the keys of rma's to_dict (estimate, ci_lower, pi_lower, Q, ...) and sigma2
     else:
         from bayes_se.frequentist import rma
 
@@ -328,7 +323,7 @@ def _reading_options(args) -> dict:
 
 
 def cmd_check(args) -> int:
-    from bayes_se.table import describe, format_description
+    from bayes_se.data_check import describe, format_description
 
     report = describe(args.data, study=args.study, cluster=args.cluster, effect=args.effect,
                       variance=args.variance, se=args.se, **_reading_options(args))

@@ -144,7 +144,7 @@ def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = 
              "ci_upper": [freq_between.ci_upper[0]], "tau2": [freq_between.tau2], "I2": [freq_between.I2]},
             index=["mu"]),
         "Frequentist three-level REML (rma.mv)": pd.DataFrame(
-            {"estimate": [freq_three.beta[0]], "ci_lower": [freq_three.ci_lb[0]], "ci_upper": [freq_three.ci_ub[0]],
+            {"estimate": [freq_three.beta[0]], "ci_lower": [freq_three.ci_lower[0]], "ci_upper": [freq_three.ci_upper[0]],
              "sigma2_trial": [freq_three.sigma2[0]], "sigma2_effect": [freq_three.sigma2[1]]}, index=["mu"]),
     }
     out = write_report(_free_dir(pathlib.Path(out_dir)), data=between, fit=guidance, spec=spec, freq=comparison,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from bayes_se import defaults
 from bayes_se.fits import Fit, interval_columns, stored_priors, stored_settings
@@ -229,7 +228,7 @@ class ExactFit(Fit):
         return np.asarray(self.posterior.pdf(name, x), float)
 
     @classmethod
-    def _from_idata(cls, idata) -> "ExactFit":
+    def from_idata(cls, idata) -> "ExactFit":
         from bayes_se.exact import exact_posterior
 
         settings = stored_settings(idata)

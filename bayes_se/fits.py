@@ -14,7 +14,7 @@ produced it:
 * ``fit.priors`` (resolved :class:`~bayes_se.priors.Prior` objects) and ``fit.settings`` (what ran);
 * ``fit.idata``: an ArviZ InferenceData for every engine (exact fits: exact iid draws), with the
   observed data and its replicates sharing the name ``y`` so that ``az.plot_ppc(fit.idata)`` works;
-* ``fit.to_netcdf(path)`` and :func:`load_fit` back (the stored data hash is checked);
+* ``fit.to_netcdf(path)`` and :func:`bayes_se.api.load_fit` back (the stored data hash is checked);
 * ``fit.plot_forest()``, ``plot_densities()``, ``plot_funnel()``, ``plot_ppc()``, ...: the functions of
   :mod:`bayes_se.plots`, each taking ``ax=`` where it draws one panel and returning the figure.
 
@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 
 from bayes_se import defaults
-from bayes_se.errors import DataError, SpecError
+from bayes_se.errors import SpecError
 
 #: Values of ``interval`` that summaries accept.
 INTERVALS = ("central", "hdi")
-#: ``idata.attrs`` key naming the fit's class, read by :func:`load_fit`.
+#: ``idata.attrs`` key naming the fit's class, read by :func:`bayes_se.api.load_fit`.
 KIND_ATTR = "bayes_se_fit"
 
 
@@ -152,7 +152,7 @@ class Fit:
     Subclasses set ``engine`` and provide ``idata``, ``settings`` (dict), ``priors`` (dict of
     resolved Prior objects) and ``diagnostics`` (a :class:`bayes_se.diagnostics.Verdict`), and
     implement the hooks :meth:`_table`, :meth:`location_names`, :meth:`_prob`, :meth:`_headline`,
-    :meth:`_data_arrays` and :meth:`_from_idata`.
+    :meth:`_data_arrays` and :meth:`from_idata`.
     """
 
     engine: str = ""
@@ -179,7 +179,7 @@ class Fit:
         raise NotImplementedError
 
     @classmethod
-    def _from_idata(cls, idata) -> "Fit":
+    def from_idata(cls, idata) -> "Fit":
         raise NotImplementedError
 
     def posterior_density(self, name: str, x):
@@ -246,7 +246,7 @@ class Fit:
         parts = []
         if not self.diagnostics.passed:
             parts.append(self.diagnostics.banner())
-        reason = self.idata.attrs.get("refit_reason") if self.engine != "exact" else None
+        reason = self.refit_reason()
         if reason:
             parts.append(f"note: {reason}")
         parts.append(self._headline())
@@ -304,9 +304,16 @@ class Fit:
         probs = {f"{t:g}": {k: _num(v) for k, v in self.prob_greater(t).items()} for t in thresholds}
         if any(probs.values()):
             out["prob_greater"] = probs
-        if "refit_reason" in self.idata.attrs:
-            out["refit_reason"] = str(self.idata.attrs["refit_reason"])
+        if self.refit_reason():
+            out["refit_reason"] = self.refit_reason()
         return out
+
+    def refit_reason(self) -> str | None:
+        """Why the sampler refitted (e.g. divergences at the first target_accept), or None."""
+        if self.engine == "exact":  # no sampler; and building idata would import ArviZ
+            return None
+        reason = self.idata.attrs.get("refit_reason")
+        return str(reason) if reason else None
 
     def data_sha256(self) -> str:
         """The hash of the numbers this fit was made from (:func:`data_hash`)."""
@@ -314,7 +321,7 @@ class Fit:
 
     def to_netcdf(self, path) -> str:
         """Write ``idata`` with the fit's kind, settings, priors, data hash and package versions in
-        its attributes; :func:`load_fit` reads it back."""
+        its attributes; :func:`bayes_se.api.load_fit` reads it back."""
         from bayes_se.outputs import package_versions
 
         idata = self.idata
@@ -386,49 +393,6 @@ class Fit:
         from bayes_se.plots import plot_rank
 
         return plot_rank(self, **kwargs)
-
-
-def load_fit(path) -> Fit:
-    """Read a fit written by :meth:`Fit.to_netcdf` back into the same kind of fit.
-
-    The stored data hash is checked against the data stored in the file; a mismatch (a file edited
-    or damaged after it was written) raises a DataError.
-
-    Raises
-    ------
-    DataError
-        The file is not a bayes_se fit, or its data do not match its hash.
-    """
-    import pathlib
-
-    import arviz as az
-
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise DataError(f"no fit file at '{p}'")
-    try:
-        idata = az.from_netcdf(str(p))
-    except Exception as exc:  # netCDF/HDF5 raise many types; one clean line for the user
-        raise DataError(f"'{p}' is not a readable netCDF file ({type(exc).__name__}: {exc})") from None
-    kind = idata.attrs.get(KIND_ATTR)
-    classes = _fit_classes()
-    if kind not in classes:
-        raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
-                        "load it with arviz.from_netcdf")
-    fit = classes[kind]._from_idata(idata)
-    stored = idata.attrs.get("data_sha256")
-    if stored and fit.data_sha256() != stored:
-        raise DataError(f"the data stored in '{p}' do not match its data hash: the file was changed after "
-                        "it was written")
-    return fit
-
-
-def _fit_classes() -> dict:
-    from bayes_se.exact_fit import ExactFit
-    from bayes_se.mediation import MediationFit
-    from bayes_se.results import BayesianFit
-
-    return {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit)}
 
 
 def stored_settings(idata) -> dict:

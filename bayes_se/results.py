@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from bayes_se.diagnostics import Verdict, check
 from bayes_se.fits import Fit, draws_table, stored_priors, stored_settings
@@ -75,7 +74,7 @@ class BayesianFit(Fit):
     ----------
     idata : arviz.InferenceData
     meta : MetaModel or None
-        The built model (data, design, study labels); after :func:`bayes_se.fits.load_fit` a
+        The built model (data, design, study labels); after :func:`bayes_se.api.load_fit` a
         MetaModel without its PyMC model.
     settings : dict
         What ran: model, priors, sampler settings, level, smallest effect, spec text.
@@ -170,7 +169,7 @@ class BayesianFit(Fit):
         return super().to_netcdf(path)
 
     @classmethod
-    def _from_idata(cls, idata) -> "BayesianFit":
+    def from_idata(cls, idata) -> "BayesianFit":
         from bayes_se.builders.random_effects import MetaModel
 
         info = json.loads(idata.attrs["meta"])

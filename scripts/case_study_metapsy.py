@@ -96,7 +96,7 @@ def main(argv=None) -> None:
         level = name[len("beta[support["):-2]
         i = freq_rows[f"support[{level}]"]
         lines.append(f"| {level} vs auto | {fmt(post.loc[name])} | {positive[name]:.2f} "
-                     f"| {freq.beta[i]:.2f} [{freq.ci_lb[i]:.2f}, {freq.ci_ub[i]:.2f}] |")
+                     f"| {freq.beta[i]:.2f} [{freq.ci_lower[i]:.2f}, {freq.ci_upper[i]:.2f}] |")
     diag = bayes.diagnostics.to_dict()
     levels_c = [name[len("beta[support["):-2] for name in coef]
     sens_view = pd.DataFrame({"prior": sens.table["prior"]})
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     bayes_excl = [lev for lev, name in zip(levels_c, coef)
                   if post.loc[name, "q2.5"] > 0 or post.loc[name, "q97.5"] < 0]
     freq_excl = [lev for lev in levels_c
-                 if freq.ci_lb[freq_rows[f"support[{lev}]"]] > 0 or freq.ci_ub[freq_rows[f"support[{lev}]"]] < 0]
+                 if freq.ci_lower[freq_rows[f"support[{lev}]"]] > 0 or freq.ci_upper[freq_rows[f"support[{lev}]"]] < 0]
     widths = [post.loc[name, "q97.5"] - post.loc[name, "q2.5"] for name in coef]
     reading = (
         ("No Bayesian 95% credible interval of a contrast excludes zero" if not bayes_excl else
@@ -148,7 +148,7 @@ population, so comparisons are nested in trials: `y_ij ~ N(theta_ij, v_ij)`,
 ## Overall effect
 
 Frequentist three-level REML (metafor's `rma.mv`): g = {freq0.beta[0]:.2f}
-[{freq0.ci_lb[0]:.2f}, {freq0.ci_ub[0]:.2f}], sigma2 (trial) = {freq0.sigma2[0]:.3f}, sigma2
+[{freq0.ci_lower[0]:.2f}, {freq0.ci_upper[0]:.2f}], sigma2 (trial) = {freq0.sigma2[0]:.3f}, sigma2
 (comparison) = {freq0.sigma2[1]:.3f}.
 
 ## Does support moderate the effect?

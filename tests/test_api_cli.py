@@ -108,7 +108,7 @@ def test_cli_freq_moderators_json(capsys):
     obj = json.loads(out)
     assert {"coefficients", "QM", "QM_p", "R2"} <= set(obj)
     assert set(obj["coefficients"]) == {"intercept", "ablat", "alloc[random]", "alloc[systematic]"}
-    assert set(obj["coefficients"]["ablat"]) == {"estimate", "se", "ci_lower", "ci_upper", "p"}
+    assert set(obj["coefficients"]["ablat"]) == {"estimate", "se", "stat", "pval", "ci_lower", "ci_upper"}
 
 
 def test_cli_freq_three_level_matches_metafor(capsys):

@@ -53,7 +53,7 @@ def _check_fit(res, ref, rtol, pvalues=True):
     for j, name in enumerate(names):
         c = ref["coefficients"][name]
         for key, ours in (("estimate", res.beta), ("se", res.se), ("stat", res.stat),
-                          ("ci.lb", res.ci_lb), ("ci.ub", res.ci_ub)):
+                          ("ci.lb", res.ci_lower), ("ci.ub", res.ci_upper)):
             _close(ours[j], c[key], rtol, f"{name} {key}")
         if pvalues:
             _close(res.pval[j], c["pval"], rtol, f"{name} pval")
@@ -118,9 +118,10 @@ def test_konstantopoulos2011(konstantopoulos2011, key):
 def test_konstantopoulos2011_prediction_and_icc(konstantopoulos2011_reml):
     ref = _ref("dat.konstantopoulos2011")["multilevel_REML"]
     pred = konstantopoulos2011_reml.predict()
-    for key, ref_key in (("pred", "pred"), ("se", "se"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub"),
-                         ("pi_lb", "pi.lb"), ("pi_ub", "pi.ub")):
-        _close(pred[key][0], ref["prediction"][ref_key], ITER_RTOL, key)
+    assert isinstance(pred, pd.DataFrame) and len(pred) == 1
+    for key, ref_key in (("pred", "pred"), ("se", "se"), ("ci_lower", "ci.lb"), ("ci_upper", "ci.ub"),
+                         ("pi_lower", "pi.lb"), ("pi_upper", "pi.ub")):
+        _close(pred[key].iloc[0], ref["prediction"][ref_key], ITER_RTOL, key)
     _close(konstantopoulos2011_reml.icc, ref["ICC_district"], ITER_RTOL, "ICC")
 
 
@@ -128,9 +129,9 @@ def test_konstantopoulos2011_profile_ci(konstantopoulos2011_reml):
     ref = _ref("dat.konstantopoulos2011")["multilevel_REML"]["confint_sigma2"]
     ci = konstantopoulos2011_reml.confint_sigma2()
     for name, ref_name in (("district", "district"), ("district/school", "district_school")):
-        _close(ci[name]["estimate"], ref[ref_name]["estimate"], ITER_RTOL, f"{name} estimate")
-        for key in ("ci_lb", "ci_ub"):
-            assert abs(ci[name][key] - ref[ref_name][key.replace("_", ".")]) <= CONFINT_ATOL, f"{name} {key}"
+        _close(ci.loc[name, "estimate"], ref[ref_name]["estimate"], ITER_RTOL, f"{name} estimate")
+        for key, ref_key in (("ci_lower", "ci.lb"), ("ci_upper", "ci.ub")):
+            assert abs(ci.loc[name, key] - ref[ref_name][ref_key]) <= CONFINT_ATOL, f"{name} {key}"
 
 
 def test_konstantopoulos2011_profile_bounds_solve_the_profile_equation(konstantopoulos2011):
@@ -138,7 +139,7 @@ def test_konstantopoulos2011_profile_bounds_solve_the_profile_equation(konstanto
     d = konstantopoulos2011
     res = rma_mv(d.yi, d.vi, cluster=d.district)
     target = res.ll - stats.chi2.ppf(0.95, 1) / 2
-    problem = res._problem  # noqa: SLF001 - test-only access to the likelihood
+    problem = res.problem
 
     def profile(j, value):
         def negll(log_other):
@@ -150,8 +151,8 @@ def test_konstantopoulos2011_profile_bounds_solve_the_profile_equation(konstanto
         return -best.fun
 
     for j, name in enumerate(res.sigma2_names):
-        for key in ("ci_lb", "ci_ub"):
-            assert abs(profile(j, res.confint_sigma2()[name][key]) - target) < PROFILE_LL_ATOL
+        for key in ("ci_lower", "ci_upper"):
+            assert abs(profile(j, res.confint_sigma2().loc[name, key]) - target) < PROFILE_LL_ATOL
 
 
 def test_konstantopoulos2011_mv_parameterization_CS(konstantopoulos2011):
@@ -205,7 +206,7 @@ def _check_un(res, ref):
     _close(res.G, ref["G"], UN_RTOL, "G")
     assert res.G_names == ref["G_names"]
     # the reference is the less converged fit: its G gives a lower log-likelihood than ours
-    problem = res._problem  # noqa: SLF001 - test-only access to the likelihood
+    problem = res.problem
     G = np.asarray(ref["G"])
     theta = np.array([G[j, m] for j, m in problem.s.pairs])
     assert problem.ll(problem.evaluate(theta)) <= res.ll + 1e-12
@@ -276,8 +277,8 @@ def test_craft2003_matreg(key):
     assert res.coef_names == x
     for j, name in enumerate(x):
         c = ref["coefficients"][name]
-        for k, ours in (("estimate", res.beta), ("se", res.se), ("zval", res.zval), ("pval", res.pval),
-                        ("ci.lb", res.ci_lb), ("ci.ub", res.ci_ub)):
+        for k, ours in (("estimate", res.beta), ("se", res.se), ("zval", res.stat), ("pval", res.pval),
+                        ("ci.lb", res.ci_lower), ("ci.ub", res.ci_upper)):
             _close(ours[j], c[k], CLOSED_FORM_RTOL, f"{name} {k}")
     _close(res.vcov, ref["vcov"], CLOSED_FORM_RTOL, "vcov")
     json.dumps(res.to_dict(), allow_nan=False)

@@ -134,3 +134,164 @@ def test_blas_configure_after_pymc_import_links_without_pytensors_blas_search(tm
         assert pymc_flags.strip() in pytensor.config.gcc__cxxflags
         assert blas.configure() is False  # chosen now: a second call changes nothing
     """, tmp_path)
+
+
+# -- static import graph: no cycles, no sibling's private names ---------------------------------
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "bayes_se"
+
+
+def _modules() -> dict:
+    """``{dotted name: (path, is_package)}`` for every module of bayes_se."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
+    return out
+
+
+def _resolve(module: str, is_pkg: bool, node) -> str:
+    """The absolute module a ``from ... import`` names (relative imports resolved)."""
+    if node.level == 0:
+        return node.module
+    base = module.split(".")[: None if is_pkg else -1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph() -> dict:
+    """Edges ``module -> modules of bayes_se it imports``, from ``import`` and ``from ... import``
+    statements anywhere in the module (functions included); ``from pkg import name`` counts as
+    importing ``pkg.name`` when that is a submodule, else ``pkg``. The implicit import of a
+    module's parent packages is not an edge (a parent's ``__init__`` has always begun first)."""
+    import ast
+
+    mods = _modules()
+
+    def owner(name):  # the longest prefix of a dotted name that is a module of bayes_se
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {m: set() for m in mods}
+    for module, (path, is_pkg) in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(module, is_pkg, node)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            for target in targets:
+                if target.split(".")[0] == "bayes_se" and owner(target) not in (None, module):
+                    graph[module].add(owner(target))
+    return graph
+
+
+def find_cycle(graph: dict) -> list | None:
+    """One cycle ``[a, b, ..., a]`` of a directed graph, or None (depth-first search)."""
+    state, stack = {}, []
+
+    def visit(v):
+        state[v] = 1
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if state.get(w) == 1:
+                return stack[stack.index(w):] + [w]
+            if w not in state:
+                found = visit(w)
+                if found:
+                    return found
+        stack.pop()
+        state[v] = 2
+        return None
+
+    for v in sorted(graph):
+        if v not in state:
+            found = visit(v)
+            if found:
+                return found
+    return None
+
+
+def test_find_cycle_finds_a_planted_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_import_graph_sees_lazy_relative_and_submodule_imports():
+    graph = import_graph()
+    # a function-level import (mediation.add_derived imports builders.masem inside the function)
+    assert "bayes_se.builders.masem" in graph["bayes_se.mediation"]
+    # `from bayes_se.frequentist import rma` inside a function is an edge to the submodule
+    assert "bayes_se.frequentist.rma" in graph["bayes_se.cli"]
+    assert "bayes_se.frequentist.mv_result" in graph["bayes_se.frequentist.multilevel"]
+
+
+def test_import_graph_has_no_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_name_uses() -> list[str]:
+    """Uses of another bayes_se module's private (``_name``) names: ``from m import _name`` (absolute
+    or relative), ``module._name`` on an imported bayes_se module, and ``obj._name`` or a keyword
+    ``_name=`` where ``_name`` is defined (def, class, assignment, attribute or dataclass field) in
+    another bayes_se module and nowhere in this one."""
+    import ast
+
+    mods = _modules()
+    trees = {m: ast.parse(path.read_text(encoding="utf-8")) for m, (path, _) in mods.items()}
+    defined = {}
+    for module, tree in trees.items():
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+        defined[module] = {n for n in names if _private(n)}
+    elsewhere = {m: set().union(*(d for o, d in defined.items() if o != m)) for m in mods}
+    found = []
+    for module, tree in trees.items():
+        path, is_pkg = mods[module]
+        where = f"{path.relative_to(PACKAGE.parent)}"
+        module_aliases = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(module, is_pkg, node)
+                if base.split(".")[0] != "bayes_se":
+                    continue
+                for a in node.names:
+                    if _private(a.name):
+                        found.append(f"{where}:{node.lineno}: from {base} import {a.name}")
+                    elif f"{base}.{a.name}" in mods:
+                        module_aliases.add(a.asname or a.name)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "bayes_se":
+                        module_aliases.add(a.asname or a.name.split(".")[0])
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                on_module = isinstance(node.value, (ast.Name, ast.Attribute)) and \
+                    ast.unparse(node.value).split(".")[0] in module_aliases
+                if on_module or (node.attr in elsewhere[module] and node.attr not in defined[module]):
+                    found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            elif isinstance(node, ast.keyword) and node.arg and _private(node.arg):
+                if node.arg in elsewhere[module] and node.arg not in defined[module]:
+                    found.append(f"{where}:{node.lineno}: keyword {node.arg}=")
+    return found
+
+
+def test_no_module_uses_a_siblings_private_names():
+    uses = private_name_uses()
+    assert uses == [], "private names used across modules:\n" + "\n".join(uses)

@@ -86,7 +86,7 @@ def test_craft2003_indirect_and_total(craft):
         np.testing.assert_allclose(ind.estimate, b_conf[x] * b_perf["conf"], rtol=ITER_RTOL)
         tot = res.effects.loc[f"total[{x}->perf]"]
         np.testing.assert_allclose(tot.estimate, b_perf[x] + b_conf[x] * b_perf["conf"], rtol=ITER_RTOL)
-        assert ind.boot_lb < ind.estimate < ind.boot_ub and ind.ci_lb < ind.estimate < ind.ci_ub
+        assert ind.boot_lower < ind.estimate < ind.boot_upper and ind.ci_lower < ind.estimate < ind.ci_upper
     json.dumps(res.to_dict(), allow_nan=False)
 
 
@@ -112,6 +112,6 @@ def test_mediation_delta_method_matches_sobel():
     sobel = b**2 * va + a**2 * vb
     assert sobel - 2 * abs(a * b) * np.sqrt(va * vb) <= e.loc["indirect", "se"] ** 2 <= sobel + 2 * abs(a * b) * np.sqrt(va * vb)
     row = e.loc["a"]  # linear in the pooled vector: bootstrap and delta method agree
-    assert abs(row.boot_lb - row.ci_lb) < BOOT_VS_DELTA_SE * row.se
-    assert abs(row.boot_ub - row.ci_ub) < BOOT_VS_DELTA_SE * row.se
-    assert e.loc["indirect", "boot_lb"] < a * b < e.loc["indirect", "boot_ub"]
+    assert abs(row.boot_lower - row.ci_lower) < BOOT_VS_DELTA_SE * row.se
+    assert abs(row.boot_upper - row.ci_upper) < BOOT_VS_DELTA_SE * row.se
+    assert e.loc["indirect", "boot_lower"] < a * b < e.loc["indirect", "boot_upper"]

@@ -17,7 +17,8 @@ from bayes_se.correlations import load_correlations
 from bayes_se.data import load_effects
 from bayes_se.errors import DataError, DataWarning, SpecError
 from bayes_se.spec import load_spec
-from bayes_se.table import NotANumber, describe, is_missing, parse_number, read_table
+from bayes_se.data_check import describe
+from bayes_se.table import NotANumber, is_missing, parse_number, read_table
 
 GOOD = "study,yi,vi,g\nA,0.10,0.020,x\nB,0.30,0.010,y\nC,0.20,0.030,x\nD,0.45,0.015,y\n"
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from bayes_se.correlations import CorrelationData, olkin_siotani
 from bayes_se.errors import SpecError
+from bayes_se.path_algebra import vec_to_matrix
 from bayes_se.priors import Prior, parse_prior
 
 __all__ = ["MasemModel", "build_masem", "DEFAULT_PRIORS", "marginal_loglik"]
@@ -198,8 +199,6 @@ def marginal_loglik(data: CorrelationData, rho, T) -> np.ndarray:
     -------
     numpy.ndarray, shape (..., k)
     """
-    from bayes_se.mediation import vec_to_matrix
-
     rho, T = np.asarray(rho, float), np.asarray(T, float)
     Psi = olkin_siotani(vec_to_matrix(rho, data.p))
     out = np.empty(rho.shape[:-1] + (data.k,))

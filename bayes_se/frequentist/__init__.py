@@ -1,8 +1,10 @@
 """Frequentist meta-analysis engine: a metafor 3.8-1 twin.
 
 ``rma`` (univariate, metafor ``rma.uni``), ``regtest`` / ``ranktest`` / ``trimfill`` (funnel asymmetry),
-``leave1out``; ``rma_mv`` (multilevel/multivariate) lives in :mod:`.multilevel` and is imported
-on first access.
+``leave1out``; ``rma_mv`` (multilevel/multivariate) lives in :mod:`.multilevel` and ``matreg`` in
+:mod:`.matrix_regression`, imported on first access. The results share one naming
+(:mod:`.common`): ``ci_lower``/``ci_upper``, ``coef_table()``, ``predict()`` as a DataFrame with
+columns ``pred, se, ci_lower, ci_upper, pi_lower, pi_upper`` and the keys of ``to_dict()``.
 """
 
 from __future__ import annotations

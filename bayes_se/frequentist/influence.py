@@ -1,7 +1,8 @@
 """Leave-one-out diagnostics of a univariate meta-analysis (metafor ``leave1out.rma.uni``).
 
 For each study ``i`` the model ``y_j = x_j' beta + u_j + e_j`` is refitted on the other ``k - 1``
-studies with the same estimator and test.
+studies with the same estimator and test (:meth:`RMAResult.refit`; this module imports nothing of
+:mod:`bayes_se.frequentist.rma`, which imports it for ``RMAResult.leave1out``).
 
 References
 ----------
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from bayes_se.errors import SpecError
 
 __all__ = ["leave1out"]
 
@@ -35,16 +38,11 @@ def leave1out(res) -> pd.DataFrame:
     ----------
     Viechtbauer & Cheung (2010); metafor 3.8-1 ``R/leave1out.rma.uni.r``.
     """
-    from bayes_se.errors import SpecError
-    from bayes_se.frequentist.rma import rma
-
     if not res.int_only:
         raise SpecError("leave-one-out is available for models without moderators", key="mods")
     rows = []
     for i in range(res.k):
-        keep = np.arange(res.k) != i
-        fit = rma(res.yi[keep], res.vi[keep], method=res.method, test=res.test, level=res.level, r2=False,
-                  threshold=res.threshold)
+        fit = res.refit(np.arange(res.k) != i)
         rows.append({
             "estimate": fit.beta[0], "se": fit.se[0], "stat": fit.stat[0], "pval": fit.pval[0],
             "ci_lower": fit.ci_lower[0], "ci_upper": fit.ci_upper[0], "Q": fit.QE, "Q_p": fit.QE_p,

@@ -8,7 +8,7 @@ Stage 1 pools the studies' correlation vectors by multivariate REML (metafor ``r
 with ``V_i`` the Olkin-Siotani covariance evaluated at study i's own correlations (metafor
 ``rcalc``; a study missing a correlation that one of its covariances needs is dropped, as metafor
 does). Stage 2 turns the pooled matrix into path coefficients (metafor ``matreg``) and effects
-(:class:`bayes_se.mediation.PathModel`), with delta-method standard errors (derivatives by complex
+(:class:`bayes_se.path_algebra.PathModel`), with delta-method standard errors (derivatives by complex
 step, exact to rounding) and parametric-bootstrap percentile intervals from
 ``rho* ~ N(rho_hat, vcov)`` (draws that are not positive definite are discarded).
 
@@ -34,9 +34,10 @@ from scipy import linalg, stats
 from bayes_se.correlations import CorrelationData, olkin_siotani
 from bayes_se.errors import SpecError
 from bayes_se.frequentist.multilevel import MatregResult, RmaMvResult, matreg, rma_mv
-from bayes_se.mediation import PathModel, path_model, vec_to_matrix
+from bayes_se.path_algebra import path_model, reported_effects, vec_to_matrix
 
-__all__ = ["two_stage", "TwoStageResult", "stage1_inputs"]
+# reported_effects lives in bayes_se.path_algebra and stays importable from here
+__all__ = ["two_stage", "TwoStageResult", "stage1_inputs", "reported_effects"]
 
 #: Parametric bootstrap draws of the pooled correlation vector.
 N_BOOT = 5000
@@ -81,7 +82,7 @@ class TwoStageResult:
     effects : pandas.DataFrame
         Rows: effects (``a``, ``b``, ``c_prime``, ``indirect``, ``total``, ``prop_mediated`` for
         the mediation model; ``x->y``, ``indirect[...]``, ``total[...]`` in general); columns
-        ``estimate``, ``se``, ``ci_lb``, ``ci_ub`` (delta method), ``boot_lb``, ``boot_ub``
+        ``estimate``, ``se``, ``ci_lower``, ``ci_upper`` (delta method), ``boot_lower``, ``boot_upper``
         (parametric bootstrap percentiles).
     notes : list of str
         Warnings of stage 1 (rows metafor's NA rule omitted).
@@ -193,26 +194,12 @@ def two_stage(data: CorrelationData, *, paths=None, x="intervention", m="self_ef
     for name in names:
         se = float(np.sqrt(J[name] @ vcov @ J[name]))
         row = {"parameter": name, "estimate": float(est[name]), "se": se,
-               "ci_lb": float(est[name]) - crit * se, "ci_ub": float(est[name]) + crit * se}
+               "ci_lower": float(est[name]) - crit * se, "ci_upper": float(est[name]) + crit * se}
         if boot:
             lo, hi = np.quantile(boot[name], [(1 - level) / 2, (1 + level) / 2])
-            row.update(boot_lb=float(lo), boot_ub=float(hi))
+            row.update(boot_lower=float(lo), boot_upper=float(hi))
         rows.append(row)
     effects = pd.DataFrame(rows).set_index("parameter")
     return TwoStageResult(stage1=fit, R=Rdf, vcov=vcov, matreg=regs, effects=effects, level=float(level),
                           n_boot=int(n_boot), notes=notes)
 
-
-def reported_effects(model: PathModel, effects: dict) -> list[str]:
-    """The effect names a summary shows, in a fixed order."""
-    if model.mediation is not None:
-        return ["a", "b", "c_prime", "indirect", "total", "prop_mediated"]
-    direct = [f"{a}->{b}" for a, b in model.edges]
-    chains = ["indirect[" + "->".join(c) + "]" for c in model.chains]
-    n_chains = {}
-    for c in model.chains:
-        n_chains[f"{c[0]}->{c[-1]}"] = n_chains.get(f"{c[0]}->{c[-1]}", 0) + 1
-    # a summed indirect effect is shown only when more than one chain adds up to it
-    summed = [f"indirect[{key}]" for key, count in n_chains.items() if count > 1]
-    totals = [n for n in effects if n.startswith("total[")]
-    return direct + chains + summed + totals

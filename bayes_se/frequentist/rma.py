@@ -24,6 +24,7 @@ from scipy import stats
 from bayes_se.data import check_arrays
 from bayes_se.errors import DataError, SpecError
 from bayes_se.formula import describe_coding, design_matrix
+from bayes_se.frequentist.common import coef_table, format_coef_table, json_ready, prediction_frame
 from bayes_se.frequentist.tau2 import (
     METHODS,
     THRESHOLD,
@@ -93,15 +94,12 @@ class RMAResult:
         pred = Xnew @ self.beta
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xnew, self.vcov, Xnew))
         crit = _critical(self.test, self.level, self.k - self.p)
-        out = pd.DataFrame({"pred": pred, "se": se, "ci_lower": pred - crit * se, "ci_upper": pred + crit * se})
-        if self.method == "EE":
-            out["pi_lower"] = np.nan
-            out["pi_upper"] = np.nan
-        else:
-            half = crit * np.sqrt(se**2 + self.tau2)
-            out["pi_lower"] = pred - half
-            out["pi_upper"] = pred + half
-        return out
+        return prediction_frame(pred, se, crit, None if self.method == "EE" else self.tau2)
+
+    def coef_table(self) -> pd.DataFrame:
+        """Coefficients: index ``coef_names``; columns ``estimate, se, stat, pval, ci_lower, ci_upper``."""
+        return coef_table(self.coef_names, self.beta, self.se, self.stat, self.pval, self.ci_lower,
+                          self.ci_upper)
 
     def confint_tau2(self, type: str = "QP") -> pd.DataFrame:
         """Confidence intervals for ``tau^2``, ``tau``, ``I^2`` and ``H^2`` (metafor ``confint``).
@@ -157,6 +155,19 @@ class RMAResult:
             index=pd.Index(self.slab, name="study"),
         )
 
+    def refit(self, keep) -> "RMAResult":
+        """The same model (design, method, test, level, threshold) fitted to the studies in ``keep``.
+
+        Parameters
+        ----------
+        keep : array_like of bool or int
+            A mask over the ``k`` studies, or their indices.
+        """
+        keep = np.asarray(keep)
+        return rma(self.yi[keep], self.vi[keep], X=self.X[keep], coef_names=self.coef_names, intercept=False,
+                   method=self.method, test=self.test, level=self.level, slab=np.asarray(self.slab)[keep],
+                   threshold=self.threshold)
+
     def leave1out(self) -> pd.DataFrame:
         """Leave-one-out refits; see :func:`bayes_se.frequentist.influence.leave1out`."""
         from bayes_se.frequentist.influence import leave1out
@@ -186,13 +197,7 @@ class RMAResult:
             else:
                 lines.append(f"Test of Moderators: QM(df = {self.QM_df[0]}) = {self.QM:.4f}, p = {self.QM_p:.4g}")
         lines.append("")
-        stat = "tval" if self.test == "knha" else "zval"
-        table = pd.DataFrame(
-            {"estimate": self.beta, "se": self.se, stat: self.stat, "pval": self.pval,
-             "ci.lb": self.ci_lower, "ci.ub": self.ci_upper},
-            index=self.coef_names,
-        )
-        lines.append(table.to_string(float_format=lambda v: f"{v:.4f}"))
+        lines += format_coef_table(self.coef_table(), "tval" if self.test == "knha" else "zval")
         if self.coding:
             lines.append("")
             lines.extend(self.coding)
@@ -202,47 +207,50 @@ class RMAResult:
         return self.summary()
 
     def to_dict(self) -> dict:
-        """JSON-ready summary (``None`` where a value is undefined, never NaN)."""
+        """JSON-ready summary (``None`` where a value is undefined, never NaN).
 
-        def num(v):
-            if v is None:
-                return None
-            v = float(v)
-            return None if not math.isfinite(v) else v
-
+        The keys every frequentist result shares (``model``, ``level``, ``coefficients``, ``vcov``,
+        ``QM``, ``QM_df``, ``QM_p``), those shared with ``rma_mv`` (``k``, ``p``, ``method``, ``test``,
+        ``df``, ``estimate``, ``se``, ``ci_lower``, ``ci_upper`` of the first coefficient,
+        ``pi_lower``, ``pi_upper`` (intercept-only models), ``Q``, ``Q_df``, ``Q_p``, ``fit_stats``),
+        then ``tau2``, ``tau2_ci_lower``, ``tau2_ci_upper`` (Q-profile), ``I2``, ``H2``, ``R2``.
+        """
         pr = self.predict().iloc[0]
         if self.method == "EE":
             ci = (None, None)
         else:
             ci = tuple(self.confint_tau2().loc["tau2", ["ci_lower", "ci_upper"]])
         out = {
+            "model": "rma",
+            "level": self.level,
+            "coefficients": self.coef_table(),
+            "vcov": self.vcov,
+            "QM": self.QM,
+            "QM_df": list(self.QM_df),
+            "QM_p": self.QM_p,
             "k": int(self.k),
+            "p": int(self.p),
             "method": self.method,
             "test": self.test,
-            "estimate": num(self.beta[0]),
-            "se": num(self.se[0]),
-            "ci_lower": num(self.ci_lower[0]),
-            "ci_upper": num(self.ci_upper[0]),
-            "tau2": num(self.tau2),
-            "tau2_ci_lower": num(ci[0]),
-            "tau2_ci_upper": num(ci[1]),
-            "I2": num(self.I2),
-            "H2": num(self.H2),
-            "Q": num(self.QE),
-            "Q_p": num(self.QE_p),
-            "pi_lower": num(pr["pi_lower"]) if self.int_only else None,
-            "pi_upper": num(pr["pi_upper"]) if self.int_only else None,
+            "df": self.df,
+            "estimate": self.beta[0],
+            "se": self.se[0],
+            "ci_lower": self.ci_lower[0],
+            "ci_upper": self.ci_upper[0],
+            "pi_lower": pr["pi_lower"] if self.int_only else None,
+            "pi_upper": pr["pi_upper"] if self.int_only else None,
+            "Q": self.QE,
+            "Q_df": self.QE_df,
+            "Q_p": self.QE_p,
+            "fit_stats": {m: self.fit_stats[m].to_dict() for m in self.fit_stats.columns},
+            "tau2": self.tau2,
+            "tau2_ci_lower": ci[0],
+            "tau2_ci_upper": ci[1],
+            "I2": self.I2,
+            "H2": self.H2,
+            "R2": self.R2,
         }
-        if not self.int_only:
-            out["coefficients"] = {
-                name: {"estimate": num(b), "se": num(s), "ci_lower": num(lo), "ci_upper": num(hi), "p": num(pv)}
-                for name, b, s, lo, hi, pv in zip(
-                    self.coef_names, self.beta, self.se, self.ci_lower, self.ci_upper, self.pval)
-            }
-            out["QM"] = num(self.QM)
-            out["QM_p"] = num(self.QM_p)
-            out["R2"] = num(self.R2)
-        return out
+        return json_ready(out)
 
 
 def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):

@@ -135,7 +135,7 @@ def _diagnostics_blocks(fit, b):
     else:
         blocks.append(("alert", "DIAGNOSTICS FAILED: do not trust these estimates. The failed checks:"))
         blocks.append(("list", list(d.problems)))
-    reason = fit.idata.attrs.get("refit_reason")
+    reason = fit.refit_reason()
     if reason:
         blocks.append(("p", f"Note: {reason}"))
     blocks.append(b.table("diagnostics", stats, "Convergence checks (Vehtari et al. 2021; Betancourt 2016)"))
