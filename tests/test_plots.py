@@ -169,6 +169,32 @@ def test_forest_metapsy_exact_large_k(metapsy_exact):
     check_and_save(fig, "forest_metapsy_support", width="double")
 
 
+def test_forest_exact_meta_regression_draws_group_diamonds():
+    """An ExactFit meta-regression grouped by its moderator: one diamond per group and one overall."""
+    from matplotlib.patches import Polygon
+
+    from bayes_se.api import fit
+
+    res = fit(REFERENCE / "data" / "dat.bcg.csv", engine="exact", mods="alloc")
+    assert res.coef_names == ALLOC_NAMES
+    table = plots.forest_table(res, group="alloc")
+    beta = res.posterior.draws(plots.forest.EXACT_DRAWS, rng=0)["beta"]  # forest_table's draws (seed 0)
+    group_beta = {"alternate": beta[:, 0], "random": beta[:, 0] + beta[:, 1], "systematic": beta[:, 0] + beta[:, 2]}
+    pooled = table[table["row"] == "pooled"].set_index("group")
+    assert set(pooled.index) == {*group_beta, ""}
+    for g, draws in group_beta.items():
+        np.testing.assert_allclose(pooled.loc[g, ["estimate", "lower", "upper"]].to_numpy(float),
+                                   [draws.mean(), *np.quantile(draws, [0.025, 0.975])], rtol=SAME_DRAWS_RTOL)
+    fig = plots.plot_forest(res, group="alloc")
+    diamonds = [p for p in fig.axes[0].patches if isinstance(p, Polygon)]
+    assert len(diamonds) == len(pooled) == 4
+    spans = sorted((p.get_xy()[:, 0].min(), p.get_xy()[:, 0].max()) for p in diamonds)
+    np.testing.assert_allclose(spans, sorted(zip(pooled["lower"], pooled["upper"])), rtol=SAME_DRAWS_RTOL)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Pooled" in legend and "Subgroup pooled" in legend
+    check_and_save(fig, "forest_bcg_alloc_exact")
+
+
 def test_forest_errors(metapsy_exact):
     with pytest.raises(SpecError, match="data"):
         plots.forest_table(metapsy_exact)
