@@ -8,6 +8,7 @@ each posterior draw rather than sampled:
 * study effects ``theta_i | beta, tau, y ~ N((y_i/v_i + m_i/tau^2)/(1/v_i + 1/tau^2),
   1/(1/v_i + 1/tau^2))`` (written in the equivalent form that stays finite at tau = 0);
 * a new study's effect ``pred = x0' beta + tau * z`` at the reference (``mu + tau * z`` without moderators);
+  with a tau per subgroup, one per subgroup g: ``x_g' beta + tau_g * z`` (``MetaModel.subgroup_newx``);
 * for the three-level model, cluster effects ``u_j | y`` and effect-level ``w_ij | u_j, y``;
 * the pointwise log-likelihood with the study (cluster) effects integrated out, for LOO;
 * replicate effects ``y_rep`` from the marginal model (posterior predictive).
@@ -240,13 +241,15 @@ def add_exact_draws(idata, meta, seed: int):
             effects = tau_i * rng.standard_t(np.broadcast_to(nu_b, shape))
         ll = xr.DataArray(loglik, dims=dims3, coords=coords)
         y_rep = loc + effects + np.sqrt(meta.vi) * rng.standard_normal(shape)
-        mu = reference_location(post, meta)
+        # one new-study effect per subgroup: that subgroup's location and tau
+        mu = reference_location(post, meta) if meta.group_index is None else meta.subgroup_location(post)
         if meta.kind == "random_effects":
             z = rng.standard_normal(tau.shape)
         else:
-            z = rng.standard_t(meta.nu if meta.nu is not None else np.asarray(post["nu"]), size=mu.shape)
-            z = z[..., None] if meta.group_index is not None else z
-        pred = mu[..., None] + tau * z if meta.group_index is not None else mu + tau * z
+            nu = meta.nu if meta.nu is not None else np.asarray(post["nu"])
+            nu = nu[..., None] if np.ndim(nu) and meta.group_index is not None else nu
+            z = rng.standard_t(nu, size=tau.shape)  # independent across subgroups, as the normal z
+        pred = mu + tau * z
         pdims = ("chain", "draw", "subgroup") if meta.group_index is not None else ("chain", "draw")
         pcoords = {k: coords[k] for k in ("chain", "draw")}
         if meta.group_index is not None:
