@@ -365,6 +365,25 @@ def test_sensitivity_table_and_plot():
                    "sensitivity_single")
 
 
+@pytest.mark.parametrize("width", ["single", "double"])
+def test_sensitivity_text_columns_do_not_collide(width):
+    """Headers say P(mu > 0) and BF01; no two texts of the figure overlap, at either width."""
+    long = SENSITIVITY.copy()
+    long.loc[3] = ["a long prior label: tau ~ half_t(3, 0.5), mu ~ normal(0, 1)", -0.7, -1.2, -0.3, 0.5, 0.3, 1.0,
+                   0.99999, 12345.0]
+    fig = plots.plot_sensitivity(long, width=width)
+    texts = [t.get_text() for t in fig.axes[-1].texts]
+    assert any(t.startswith("BF01") for t in texts) and not any("BF(" in t for t in texts)
+    assert texts.count("<0.001") == 2 and ">0.999" in texts and "1.23e+04" in texts
+    fig.draw_without_rendering()
+    shown = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    boxes = [t.get_window_extent() for t in shown]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (shown[i].get_text(), shown[j].get_text())
+    check_and_save(fig, f"sensitivity_long_{width}", width)
+
+
 def test_sensitivity_errors_name_row_and_column():
     with pytest.raises(DataError, match="tau_upper"):
         plots.sensitivity_table(SENSITIVITY.drop(columns="tau_upper"))
