@@ -239,6 +239,41 @@ def test_funnel_from_rma_and_dataframe():
         plots.funnel_table(BCG[["yi"]])
 
 
+def test_funnel_marks_trimfill_studies():
+    """Filled studies are open circles in the legend; the adjusted estimate is metafor's trimfill."""
+    from matplotlib.lines import Line2D
+
+    from bayes_se.frequentist import rma, trimfill
+
+    ref = json.loads((REFERENCE / "metafor" / "dat.hackshaw1998.json").read_text())
+    frame = pd.read_csv(REFERENCE / ref["univariate_csv"])
+    expected = ref["trimfill"]["REML_L0"]
+    res = rma(frame["yi"], frame["vi"])
+    tf = trimfill(res, threshold=1e-5)  # metafor refits with its default threshold
+    table = plots.funnel_table(res, trimfill=tf)
+    assert table["filled"].sum() == tf.k0 == expected["k0"] == 7
+    filled = table[table["filled"]]
+    np.testing.assert_allclose(filled["yi"], expected["filled_yi"], rtol=ITERATIVE_RTOL)
+    np.testing.assert_allclose(filled["sei"], np.sqrt(expected["filled_vi"]), rtol=CLOSED_FORM_RTOL)
+    assert table.attrs["adjusted"] == pytest.approx(expected["estimate"], rel=ITERATIVE_RTOL)
+    assert table.attrs["estimate"] == pytest.approx(float(res.beta[0]), rel=SAME_DRAWS_RTOL)
+    assert plots.funnel_table(res, trimfill=True).attrs["k0"] == 7
+    fig = plots.plot_funnel(res, trimfill=tf)
+    ax = fig.axes[0]
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"Studies", "Filled studies (7)", "Trim-and-fill estimate"} <= legend
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if isinstance(ln, Line2D)}
+    open_marks = lines["Filled studies (7)"]
+    assert open_marks.get_markerfacecolor() == "white" and lines["Studies"].get_markerfacecolor() != "white"
+    np.testing.assert_allclose(open_marks.get_xdata(), filled["yi"], rtol=SAME_DRAWS_RTOL)
+    np.testing.assert_allclose(lines["Trim-and-fill estimate"].get_xdata(), table.attrs["adjusted"])
+    check_and_save(fig, "funnel_hackshaw_trimfill")
+    with pytest.raises(SpecError, match="trimfill"):
+        plots.funnel_table(frame[["yi", "vi"]], trimfill=True)
+    with pytest.raises(DataError, match="observed studies"):
+        plots.funnel_table(frame[["yi", "vi"]].iloc[:10], trimfill=tf)
+
+
 # -- densities --------------------------------------------------------------------------------------
 def test_densities_bcg(bcg_fit):
     table = plots.density_table(bcg_fit)
