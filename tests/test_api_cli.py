@@ -29,7 +29,7 @@ METAPSY = ROOT / "data" / "metapsy_depression_selfguided.csv"
 EXACT_RTOL = 1e-6  # exact engine vs the R quadrature reference (issue: 1e-6)
 SAME_CODE_RTOL = 1e-12  # the API and a direct engine call run the same arithmetic
 
-FREQ_KEYS = {"k", "method", "test", "estimate", "se", "ci_lower", "ci_upper", "tau2", "tau2_ci_lower",
+FREQ_KEYS = {"k", "method", "test", "estimate", "se", "ci_lower", "ci_upper", "tau2", "se_tau2", "tau2_ci_lower",
              "tau2_ci_upper", "I2", "H2", "Q", "Q_p", "pi_lower", "pi_upper"}
 
 
@@ -99,6 +99,31 @@ def test_cli_freq_json_keys(capsys):
     obj = json.loads(out)
     assert FREQ_KEYS <= set(obj)
     assert obj["method"] == "REML" and obj["k"] == 13
+
+
+METAFOR = sorted((REFERENCE / "metafor").glob("*.json"))
+CLOSED_FORM_TAU2 = {"EE", "DL", "HE", "HS", "SJ"}  # metafor's closed-form estimators: 1e-6, else 1e-5
+
+
+@pytest.mark.parametrize("path", METAFOR, ids=[p.stem for p in METAFOR])
+def test_cli_freq_json_se_tau2_matches_metafor(capsys, tmp_path, path):
+    """``freq --json`` carries metafor's se.tau2 for every tau2 estimator (None for EE)."""
+    import pandas as pd
+
+    ref = json.loads(path.read_text())
+    frame = pd.read_csv(REFERENCE / ref["univariate_csv"])
+    csv = tmp_path / "effects.csv"  # one row per effect with a unique label, as metafor's rma(yi, vi)
+    pd.DataFrame({"study": np.arange(1, len(frame) + 1), "yi": frame["yi"], "vi": frame["vi"]}).to_csv(csv, index=False)
+    for method, tests in ref["rma"].items():
+        want = tests["z"]["se.tau2"]
+        code, out, err = run_cli(capsys, "freq", csv, "--method", method, "--json")
+        assert code == 0, err
+        got = json.loads(out)["se_tau2"]
+        if want is None:
+            assert method == "EE" and got is None
+        else:
+            rtol = 1e-6 if method in CLOSED_FORM_TAU2 else 1e-5
+            assert got == pytest.approx(want, rel=rtol, abs=1e-10 if abs(want) < 1e-8 else 0), (path.stem, method)
 
 
 def test_cli_freq_moderators_json(capsys):

@@ -224,6 +224,7 @@ class RMAResult:
             "ci_lower": num(self.ci_lower[0]),
             "ci_upper": num(self.ci_upper[0]),
             "tau2": num(self.tau2),
+            "se_tau2": num(self.se_tau2),  # metafor's se.tau2 (None for EE)
             "tau2_ci_lower": num(ci[0]),
             "tau2_ci_upper": num(ci[1]),
             "I2": num(self.I2),

@@ -10,7 +10,8 @@
 Sections, in order: title and one-line verdict; convergence diagnostics (first, and loud when a
 check failed); data; model and priors; posterior summary; forest plot; posterior-predictive
 checks; leave-one-out and influential studies; prior vs posterior; prior sensitivity; Bayesian vs
-frequentist; mediation and box-score (when given); a methods paragraph following the Bayesian
+frequentist (with trim-and-fill and its funnel plot for a model without moderators); mediation and
+box-score (when given); a methods paragraph following the Bayesian
 Analysis Reporting Guidelines (Kruschke 2021); the reproducibility record.
 
 Figures come from :mod:`bayes_se.plots`; a plot that is not installed or fails for this fit is
