@@ -123,7 +123,7 @@ def sample(
             kwargs["nuts_sampler"] = "nutpie"
         with pm_model, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
-            return pm.sample(**kwargs)
+            return _sample_keeping_interrupts(pm.sample, kwargs)
 
     idata = run(target_accept)
     n_div = int(idata.sample_stats["diverging"].sum())
@@ -148,6 +148,41 @@ def sample(
                                            progressbar=False)
         return idata
     add_exact_draws(idata, meta, seed)
+    return idata
+
+
+def _sample_keeping_interrupts(sample, kwargs):
+    """``sample(**kwargs)``, raising KeyboardInterrupt after it returns if Ctrl-C came meanwhile.
+
+    ``pymc.sample`` catches KeyboardInterrupt and returns the draws made so far (or fails with "not
+    enough samples" during tuning), so without this a Ctrl-C would go on to post-process (or refit)
+    a truncated chain as if it were the fit asked for.
+    The SIGINT handler is wrapped only in the main thread and only when it is a Python callable
+    (an ignored or default SIGINT is left alone).
+    """
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        return sample(**kwargs)
+    received = []
+
+    def on_sigint(signum, frame):
+        received.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        idata = sample(**kwargs)
+    except Exception:
+        if received:  # e.g. "Not enough samples to build a trace" after a Ctrl-C during tuning
+            raise KeyboardInterrupt("sampling interrupted") from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt("sampling interrupted")
     return idata
 
 
