@@ -2,7 +2,9 @@
 
 Every subcommand parses its arguments, calls the public API and prints either a human table or
 one JSON object (``--json``). Bad input (any :class:`bayes_se.errors.BayesSEError`, a missing
-file) prints one readable line to stderr and exits with status 2; nothing is written.
+file) prints one readable line to stderr and exits with status 2; nothing is written. Ctrl-C
+prints ``interrupted`` and exits 130; a reader that closes the output pipe early ends the command
+quietly with 141 (no traceback).
 """
 
 from __future__ import annotations
@@ -434,17 +436,34 @@ def build_parser() -> argparse.ArgumentParser:
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+#: Exit status after a closed output pipe (128 + SIGPIPE, as a shell reports a process it killed).
+EXIT_BROKEN_PIPE = 141
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
 def main(argv=None) -> int:
     import os
 
     for var in BLAS_THREAD_VARS:
         os.environ.setdefault(var, "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         check_args(args)
         with _data_warnings_as_lines():
-            return args.func(args)
+            code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`bayes-se ... | head`): point stdout at devnull so the flush at
+        # exit has nowhere to fail (the recipe of the Python docs, signal module, "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BayesSEError as exc:
         print(f"bayes-se: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

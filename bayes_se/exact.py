@@ -572,6 +572,11 @@ class ExactPosterior:
         return self._mix_moments(kind, j)
 
     @property
+    def X(self) -> np.ndarray:
+        """The (k, p) design matrix, rows in study order (a copy): ``x_i' beta`` is study i's location."""
+        return self._model.X.copy()
+
+    @property
     def posterior_tau_density_at_0(self) -> float:
         """``p(tau = 0 | y)``: ``inf`` for a prior with a pole at 0 (log_t on tau2), whose posterior
         keeps the pole because the likelihood is positive at tau = 0; 0 for log_normal, inverse_gamma."""
@@ -671,11 +676,6 @@ class ExactPosterior:
     def vi(self) -> np.ndarray:
         """Their sampling variances."""
         return self._model.v.copy()
-
-    @property
-    def X(self) -> np.ndarray:
-        """The design matrix (k x p; a column of ones for the intercept-only model)."""
-        return self._model.X.copy()
 
     def __repr__(self):
         return (f"ExactPosterior(k={len(self.study)}, coefs={list(self._par)}, "

@@ -8,6 +8,7 @@ each posterior draw rather than sampled:
 * study effects ``theta_i | beta, tau, y ~ N((y_i/v_i + m_i/tau^2)/(1/v_i + 1/tau^2),
   1/(1/v_i + 1/tau^2))`` (written in the equivalent form that stays finite at tau = 0);
 * a new study's effect ``pred = x0' beta + tau * z`` at the reference (``mu + tau * z`` without moderators);
+  with a tau per subgroup, one per subgroup g: ``x_g' beta + tau_g * z`` (``MetaModel.subgroup_newx``);
 * for the three-level model, cluster effects ``u_j | y`` and effect-level ``w_ij | u_j, y``;
 * the pointwise log-likelihood with the study (cluster) effects integrated out, for LOO;
 * replicate effects ``y_rep`` from the marginal model (posterior predictive).
@@ -122,7 +123,7 @@ def sample(
             kwargs["nuts_sampler"] = "nutpie"
         with pm_model, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
-            return pm.sample(**kwargs)
+            return _sample_keeping_interrupts(pm.sample, kwargs)
 
     idata = run(target_accept)
     n_div = int(idata.sample_stats["diverging"].sum())
@@ -147,6 +148,41 @@ def sample(
                                            progressbar=False)
         return idata
     add_exact_draws(idata, meta, seed)
+    return idata
+
+
+def _sample_keeping_interrupts(sample, kwargs):
+    """``sample(**kwargs)``, raising KeyboardInterrupt after it returns if Ctrl-C came meanwhile.
+
+    ``pymc.sample`` catches KeyboardInterrupt and returns the draws made so far (or fails with "not
+    enough samples" during tuning), so without this a Ctrl-C would go on to post-process (or refit)
+    a truncated chain as if it were the fit asked for.
+    The SIGINT handler is wrapped only in the main thread and only when it is a Python callable
+    (an ignored or default SIGINT is left alone).
+    """
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        return sample(**kwargs)
+    received = []
+
+    def on_sigint(signum, frame):
+        received.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        idata = sample(**kwargs)
+    except Exception:
+        if received:  # e.g. "Not enough samples to build a trace" after a Ctrl-C during tuning
+            raise KeyboardInterrupt("sampling interrupted") from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt("sampling interrupted")
     return idata
 
 
@@ -240,13 +276,15 @@ def add_exact_draws(idata, meta, seed: int):
             effects = tau_i * rng.standard_t(np.broadcast_to(nu_b, shape))
         ll = xr.DataArray(loglik, dims=dims3, coords=coords)
         y_rep = loc + effects + np.sqrt(meta.vi) * rng.standard_normal(shape)
-        mu = reference_location(post, meta)
+        # one new-study effect per subgroup: that subgroup's location and tau
+        mu = reference_location(post, meta) if meta.group_index is None else meta.subgroup_location(post)
         if meta.kind == "random_effects":
             z = rng.standard_normal(tau.shape)
         else:
-            z = rng.standard_t(meta.nu if meta.nu is not None else np.asarray(post["nu"]), size=mu.shape)
-            z = z[..., None] if meta.group_index is not None else z
-        pred = mu[..., None] + tau * z if meta.group_index is not None else mu + tau * z
+            nu = meta.nu if meta.nu is not None else np.asarray(post["nu"])
+            nu = nu[..., None] if np.ndim(nu) and meta.group_index is not None else nu
+            z = rng.standard_t(nu, size=tau.shape)  # independent across subgroups, as the normal z
+        pred = mu + tau * z
         pdims = ("chain", "draw", "subgroup") if meta.group_index is not None else ("chain", "draw")
         pcoords = {k: coords[k] for k in ("chain", "draw")}
         if meta.group_index is not None:

@@ -29,7 +29,7 @@ METAPSY = ROOT / "data" / "metapsy_depression_selfguided.csv"
 EXACT_RTOL = 1e-6  # exact engine vs the R quadrature reference (issue: 1e-6)
 SAME_CODE_RTOL = 1e-12  # the API and a direct engine call run the same arithmetic
 
-FREQ_KEYS = {"k", "method", "test", "estimate", "se", "ci_lower", "ci_upper", "tau2", "tau2_ci_lower",
+FREQ_KEYS = {"k", "method", "test", "estimate", "se", "ci_lower", "ci_upper", "tau2", "se_tau2", "tau2_ci_lower",
              "tau2_ci_upper", "I2", "H2", "Q", "Q_p", "pi_lower", "pi_upper"}
 
 
@@ -100,6 +100,31 @@ def test_cli_freq_json_keys(capsys):
     obj = json.loads(out)
     assert FREQ_KEYS <= set(obj)
     assert obj["method"] == "REML" and obj["k"] == 13
+
+
+METAFOR = sorted((REFERENCE / "metafor").glob("*.json"))
+CLOSED_FORM_TAU2 = {"EE", "DL", "HE", "HS", "SJ"}  # metafor's closed-form estimators: 1e-6, else 1e-5
+
+
+@pytest.mark.parametrize("path", METAFOR, ids=[p.stem for p in METAFOR])
+def test_cli_freq_json_se_tau2_matches_metafor(capsys, tmp_path, path):
+    """``freq --json`` carries metafor's se.tau2 for every tau2 estimator (None for EE)."""
+    import pandas as pd
+
+    ref = json.loads(path.read_text())
+    frame = pd.read_csv(REFERENCE / ref["univariate_csv"])
+    csv = tmp_path / "effects.csv"  # one row per effect with a unique label, as metafor's rma(yi, vi)
+    pd.DataFrame({"study": np.arange(1, len(frame) + 1), "yi": frame["yi"], "vi": frame["vi"]}).to_csv(csv, index=False)
+    for method, tests in ref["rma"].items():
+        want = tests["z"]["se.tau2"]
+        code, out, err = run_cli(capsys, "freq", csv, "--method", method, "--json")
+        assert code == 0, err
+        got = json.loads(out)["se_tau2"]
+        if want is None:
+            assert method == "EE" and got is None
+        else:
+            rtol = 1e-6 if method in CLOSED_FORM_TAU2 else 1e-5
+            assert got == pytest.approx(want, rel=rtol, abs=1e-10 if abs(want) < 1e-8 else 0), (path.stem, method)
 
 
 def test_cli_freq_moderators_json(capsys):
@@ -233,3 +258,105 @@ def test_cli_fit_mediation_spec_json(capsys):
     assert {"a", "b", "c_prime", "indirect", "indirect_avg", "total", "prop_mediated",
             "rho[intervention,self_efficacy]"} <= set(obj["parameters"])
     assert obj["diagnostics"]["divergences"] == 0
+
+
+# -- CLI: closed pipes and Ctrl-C ------------------------------------------------------------------
+QUIET_STDERR_BANNED = ("Traceback", "Exception ignored", "BrokenPipeError")
+SUBPROCESS_TIMEOUT_S = 600  # a loaded 2-core machine: imports and PyTensor compilation take a while
+
+
+def _cli_process(*argv, **kwargs):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "bayes_se.cli", *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **kwargs)
+
+
+def test_cli_exits_quietly_when_the_reader_closes_the_pipe(tmp_path):
+    """`bayes-se ... | head -1`: no traceback, no 'Exception ignored' at shutdown, exit 141."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    k = 3000  # --json prints every theta[...]: several hundred kB, more than a pipe buffer holds
+    big = tmp_path / "big.csv"
+    pd.DataFrame({"study": np.arange(k), "yi": rng.normal(0.3, 0.3, k),
+                  "vi": rng.uniform(0.01, 0.1, k)}).to_csv(big, index=False)
+    proc = _cli_process("fit", "--data", big, "--engine", "exact", "--json")
+    assert proc.stdout.readline() == "{\n"  # read one line, then go away like `head -1`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=SUBPROCESS_TIMEOUT_S) == cli.EXIT_BROKEN_PIPE == 141
+    assert not [word for word in QUIET_STDERR_BANNED if word in err], err
+
+    proc = _cli_process("freq", BCG, "--json")  # the reader is gone before the first write
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=SUBPROCESS_TIMEOUT_S) == 141
+    assert not [word for word in QUIET_STDERR_BANNED if word in err], err
+
+
+def test_sampling_reraises_a_ctrl_c_that_pymc_swallowed():
+    """pymc.sample returns its partial draws on KeyboardInterrupt; the fit must stop instead."""
+    import signal
+
+    from bayes_se.sampling import _sample_keeping_interrupts
+
+    def swallowing_sample(**kwargs):  # what pymc.sample does with a Ctrl-C
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return "partial draws"
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        _sample_keeping_interrupts(swallowing_sample, {})
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
+
+    def failing_sample(**kwargs):  # pymc.sample interrupted during tuning
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise ValueError("Not enough samples to build a trace.")
+
+    with pytest.raises(KeyboardInterrupt):
+        _sample_keeping_interrupts(failing_sample, {})
+    with pytest.raises(ValueError, match="no interrupt"):
+        _sample_keeping_interrupts(lambda **kw: (_ for _ in ()).throw(ValueError("no interrupt")), {})
+    assert _sample_keeping_interrupts(lambda **kw: kw["x"], {"x": 1}) == 1
+
+
+@pytest.mark.mcmc
+def test_cli_ctrl_c_during_mcmc_prints_interrupted_and_exits_130():
+    """SIGINT while NUTS runs: one line 'interrupted' on stderr, exit 130, no traceback, no results."""
+    import signal
+    import threading
+    import time
+
+    proc = _cli_process("fit", "--data", BCG, "--chains", "1", "--tune", "500", "--draws", "1000000")
+    lines, started = [], threading.Event()
+
+    def read_stderr():
+        for line in proc.stderr:
+            lines.append(line)
+            if "sampling" in line.lower():  # PyMC logs "Sequential sampling (1 chains in 1 job)"
+                started.set()
+        started.set()  # the process ended without sampling: the assertions below say why
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert started.wait(SUBPROCESS_TIMEOUT_S), "the fit did not start sampling"
+    time.sleep(1.0)
+    assert proc.poll() is None, "".join(lines)  # a million draws: still sampling
+    proc.send_signal(signal.SIGINT)
+    out = proc.stdout.read()
+    code = proc.wait(timeout=SUBPROCESS_TIMEOUT_S)
+    reader.join(timeout=60)
+    err = "".join(lines)
+    assert code == cli.EXIT_INTERRUPTED == 130, err
+    assert err.rstrip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in err and out == ""

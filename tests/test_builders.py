@@ -233,6 +233,52 @@ def test_student_t_with_nu_prior_and_subgroup_post_processing(bcg):
     assert idata.posterior["theta"].shape == (2, 5, 13)
 
 
+def _subgroup_idata(meta, beta, tau, n=(2, 2000)):
+    """Constant synthetic posterior draws: beta (p,) and tau (G,) repeated over (chain, draw)."""
+    return az.from_dict(posterior={"beta": np.broadcast_to(beta, n + beta.shape).copy(),
+                                   "tau": np.broadcast_to(tau, n + tau.shape).copy()},
+                        coords={"subgroup": meta.group_labels, "coef": meta.coef_names},
+                        dims={"tau": ["subgroup"], "beta": ["coef"]})
+
+
+def test_subgroup_pred_uses_each_subgroups_location_and_tau(bcg):
+    """pred[g] = x_g' beta + tau_g z: the subgroup's own coefficient when it is also a moderator."""
+    levels = sorted(set(bcg.alloc))  # alternate (reference), random, systematic
+    X = np.column_stack([np.ones(len(bcg))] + [bcg.alloc == g for g in levels[1:]]).astype(float)
+    meta = build_random_effects(bcg.yi, bcg.vi, X=X, coef_names=["intercept", "random", "systematic"],
+                                study=bcg.study, priors=PRIORS, subgroup=bcg.alloc)
+    assert meta.group_labels == levels
+    np.testing.assert_array_equal(meta.subgroup_newx(), [[1, 0, 0], [1, 1, 0], [1, 0, 1]])
+    beta = np.array([-0.5, -0.4, 0.1])
+    expected = {"alternate": -0.5, "random": -0.9, "systematic": -0.4}
+    # tau = 0: pred is exactly the subgroup's location
+    idata = add_exact_draws(_subgroup_idata(meta, beta, np.zeros(3)), meta, seed=1)
+    pred = idata.posterior["pred"]
+    assert pred.dims == ("chain", "draw", "subgroup")
+    for g, loc in expected.items():
+        np.testing.assert_allclose(pred.sel(subgroup=g).values, loc, rtol=LOGP_RTOL)
+    # tau_g > 0: pred[g] - loc_g is N(0, tau_g^2), independently across subgroups
+    tau = np.array([0.1, 0.4, 1.6])
+    idata = add_exact_draws(_subgroup_idata(meta, beta, tau), meta, seed=1)
+    pred = idata.posterior["pred"]
+    z = np.stack([(pred.sel(subgroup=g).values.ravel() - expected[g]) / t for g, t in zip(levels, tau)])
+    n = z.shape[1]
+    np.testing.assert_allclose(z.mean(axis=1), 0.0, atol=5 / np.sqrt(n))  # 5 standard errors
+    np.testing.assert_allclose(z.std(axis=1), 1.0, atol=5 / np.sqrt(2 * n))
+    assert np.abs(np.corrcoef(z)[np.triu_indices(3, 1)]).max() < 5 / np.sqrt(n)
+
+
+def test_subgroup_pred_with_a_covariate_varying_within_subgroups(bcg):
+    """A moderator that is not a function of the subgroup stays at its reference 0 in pred."""
+    X = np.column_stack([np.ones(len(bcg)), bcg.ablat, bcg.alloc == "random"]).astype(float)
+    meta = build_random_effects(bcg.yi, bcg.vi, X=X, coef_names=["intercept", "ablat", "random"],
+                                study=bcg.study, priors=PRIORS, subgroup=bcg.alloc)
+    np.testing.assert_array_equal(meta.subgroup_newx(), [[1, 0, 0], [1, 0, 1], [1, 0, 0]])
+    beta = np.array([0.3, -0.03, -0.2])
+    idata = add_exact_draws(_subgroup_idata(meta, beta, np.zeros(3)), meta, seed=1)
+    np.testing.assert_allclose(idata.posterior["pred"].values[0, 0], [0.3, 0.1, 0.3], rtol=LOGP_RTOL)
+
+
 def test_coefficient_priors_follow_one_rule():
     """Prior objects: mu for the intercept, beta[NAME] where given, else beta (as bayes_se.priors says)."""
     import pymc as pm

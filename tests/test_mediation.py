@@ -153,6 +153,44 @@ def test_result_object_and_plots(tmp_path):
         assert (tmp_path / f"mediation_{name}.png").stat().st_size > 10_000
 
 
+def _segment_box_distance(p0, p1, box):
+    """Shortest distance (display units) between the segment p0-p1 and an axis-aligned box."""
+    lo, hi = np.array([box.x0, box.y0]), np.array([box.x1, box.y1])
+    # the segment meets the box when some point of it is inside: check a dense set of its points
+    ts = np.linspace(0.0, 1.0, 2001)[:, None]
+    pts = p0 + ts * (p1 - p0)
+    outside = np.maximum(np.maximum(lo - pts, pts - hi), 0.0)  # per-axis distance outside the box
+    return float(np.hypot(outside[:, 0], outside[:, 1]).min())
+
+
+@pytest.mark.parametrize("figsize", [None, (5.0, 4.0), (9.0, 3.5)])
+def test_path_labels_sit_beside_their_arrows(figsize):
+    """Every path label's box keeps clear of its arrow's line, also on other figure shapes."""
+    import matplotlib.pyplot as plt
+
+    from bayes_se.plots.paths import LABEL_GAP_PT, _layout, paths_table, plot_paths
+
+    fit = _synthetic_fit(_simulate())
+    ax = None if figsize is None else plt.subplots(figsize=figsize)[1]
+    fig = plot_paths(fit, ax=ax)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    pos = _layout(fit)
+    texts = {t.get_text().split(" = ")[0]: t for t in ax.texts if " = " in t.get_text()}
+    rows = paths_table(fit)
+    assert set(texts) == set(rows["label"]) == {"a", "b", "c_prime"}
+    for row in rows.itertuples():
+        p0, p1 = ax.transData.transform([pos[row.source], pos[row.target]])
+        box = texts[row.label].get_bbox_patch().get_window_extent()
+        gap_pt = _segment_box_distance(p0, p1, box) * 72.0 / fig.dpi
+        assert gap_pt > 0.9 * LABEL_GAP_PT, (row.label, gap_pt)
+        assert texts[row.label].get_bbox_patch().get_facecolor()[:3] == (1.0, 1.0, 1.0)
+    PLOT_DIR.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT_DIR / f"mediation_paths_{'default' if figsize is None else 'x'.join(map(str, figsize))}.png",
+                dpi=120)
+    plt.close(fig)
+
+
 def test_fit_mediation_rejects_bad_spec():
     data = _simulate(k=4)
     with pytest.raises(SpecError, match="'m'.*not one of the variables"):

@@ -169,6 +169,32 @@ def test_forest_metapsy_exact_large_k(metapsy_exact):
     check_and_save(fig, "forest_metapsy_support", width="double")
 
 
+def test_forest_exact_meta_regression_draws_group_diamonds():
+    """An ExactFit meta-regression grouped by its moderator: one diamond per group and one overall."""
+    from matplotlib.patches import Polygon
+
+    from bayes_se.api import fit
+
+    res = fit(REFERENCE / "data" / "dat.bcg.csv", engine="exact", mods="alloc")
+    assert res.coef_names == ALLOC_NAMES
+    table = plots.forest_table(res, group="alloc")
+    beta = res.posterior.draws(plots.forest.EXACT_DRAWS, rng=0)["beta"]  # forest_table's draws (seed 0)
+    group_beta = {"alternate": beta[:, 0], "random": beta[:, 0] + beta[:, 1], "systematic": beta[:, 0] + beta[:, 2]}
+    pooled = table[table["row"] == "pooled"].set_index("group")
+    assert set(pooled.index) == {*group_beta, ""}
+    for g, draws in group_beta.items():
+        np.testing.assert_allclose(pooled.loc[g, ["estimate", "lower", "upper"]].to_numpy(float),
+                                   [draws.mean(), *np.quantile(draws, [0.025, 0.975])], rtol=SAME_DRAWS_RTOL)
+    fig = plots.plot_forest(res, group="alloc")
+    diamonds = [p for p in fig.axes[0].patches if isinstance(p, Polygon)]
+    assert len(diamonds) == len(pooled) == 4
+    spans = sorted((p.get_xy()[:, 0].min(), p.get_xy()[:, 0].max()) for p in diamonds)
+    np.testing.assert_allclose(spans, sorted(zip(pooled["lower"], pooled["upper"])), rtol=SAME_DRAWS_RTOL)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Pooled" in legend and "Subgroup pooled" in legend
+    check_and_save(fig, "forest_bcg_alloc_exact")
+
+
 def test_forest_errors(metapsy_exact):
     with pytest.raises(SpecError, match="data"):
         plots.forest_table(metapsy_exact)
@@ -211,6 +237,41 @@ def test_funnel_from_rma_and_dataframe():
     assert plots.funnel_table(BCG[["study", "yi", "vi"]]).attrs["estimate"] is None
     with pytest.raises(DataError, match="vi"):
         plots.funnel_table(BCG[["yi"]])
+
+
+def test_funnel_marks_trimfill_studies():
+    """Filled studies are open circles in the legend; the adjusted estimate is metafor's trimfill."""
+    from matplotlib.lines import Line2D
+
+    from bayes_se.frequentist import rma, trimfill
+
+    ref = json.loads((REFERENCE / "metafor" / "dat.hackshaw1998.json").read_text())
+    frame = pd.read_csv(REFERENCE / ref["univariate_csv"])
+    expected = ref["trimfill"]["REML_L0"]
+    res = rma(frame["yi"], frame["vi"])
+    tf = trimfill(res, threshold=1e-5)  # metafor refits with its default threshold
+    table = plots.funnel_table(res, trimfill=tf)
+    assert table["filled"].sum() == tf.k0 == expected["k0"] == 7
+    filled = table[table["filled"]]
+    np.testing.assert_allclose(filled["yi"], expected["filled_yi"], rtol=ITERATIVE_RTOL)
+    np.testing.assert_allclose(filled["sei"], np.sqrt(expected["filled_vi"]), rtol=CLOSED_FORM_RTOL)
+    assert table.attrs["adjusted"] == pytest.approx(expected["estimate"], rel=ITERATIVE_RTOL)
+    assert table.attrs["estimate"] == pytest.approx(float(res.beta[0]), rel=SAME_DRAWS_RTOL)
+    assert plots.funnel_table(res, trimfill=True).attrs["k0"] == 7
+    fig = plots.plot_funnel(res, trimfill=tf)
+    ax = fig.axes[0]
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"Studies", "Filled studies (7)", "Trim-and-fill estimate"} <= legend
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if isinstance(ln, Line2D)}
+    open_marks = lines["Filled studies (7)"]
+    assert open_marks.get_markerfacecolor() == "white" and lines["Studies"].get_markerfacecolor() != "white"
+    np.testing.assert_allclose(open_marks.get_xdata(), filled["yi"], rtol=SAME_DRAWS_RTOL)
+    np.testing.assert_allclose(lines["Trim-and-fill estimate"].get_xdata(), table.attrs["adjusted"])
+    check_and_save(fig, "funnel_hackshaw_trimfill")
+    with pytest.raises(SpecError, match="trimfill"):
+        plots.funnel_table(frame[["yi", "vi"]], trimfill=True)
+    with pytest.raises(DataError, match="observed studies"):
+        plots.funnel_table(frame[["yi", "vi"]].iloc[:10], trimfill=tf)
 
 
 # -- densities --------------------------------------------------------------------------------------
@@ -343,6 +404,25 @@ def test_sensitivity_table_and_plot():
     check_and_save(plots.plot_sensitivity(SENSITIVITY), "sensitivity", "double")
     check_and_save(plots.plot_sensitivity(SENSITIVITY.drop(columns=["p_positive", "bf_mu0"]), width="single"),
                    "sensitivity_single")
+
+
+@pytest.mark.parametrize("width", ["single", "double"])
+def test_sensitivity_text_columns_do_not_collide(width):
+    """Headers say P(mu > 0) and BF01; no two texts of the figure overlap, at either width."""
+    long = SENSITIVITY.copy()
+    long.loc[3] = ["a long prior label: tau ~ half_t(3, 0.5), mu ~ normal(0, 1)", -0.7, -1.2, -0.3, 0.5, 0.3, 1.0,
+                   0.99999, 12345.0]
+    fig = plots.plot_sensitivity(long, width=width)
+    texts = [t.get_text() for t in fig.axes[-1].texts]
+    assert any(t.startswith("BF01") for t in texts) and not any("BF(" in t for t in texts)
+    assert texts.count("<0.001") == 2 and ">0.999" in texts and "1.23e+04" in texts
+    fig.draw_without_rendering()
+    shown = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    boxes = [t.get_window_extent() for t in shown]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (shown[i].get_text(), shown[j].get_text())
+    check_and_save(fig, f"sensitivity_long_{width}", width)
 
 
 def test_sensitivity_errors_name_row_and_column():

@@ -104,6 +104,20 @@ def test_bcg_report_tables_equal_objects(bcg_report, bcg_parts):
     pd.testing.assert_frame_equal(got, fit.summary(), check_exact=True)
 
 
+def test_bcg_report_funnel_shows_trimfill(bcg_report, bcg_parts):
+    """The frequentist section runs trim-and-fill on the REML fit and draws its funnel with the filled studies."""
+    from bayes_se.frequentist import trimfill
+
+    tf = trimfill(bcg_parts[2].freq["REML"])
+    assert tf.k0 == 1  # metafor: trimfill(rma(yi, vi)) imputes one study on the right for dat.bcg
+    assert (bcg_report / "figures" / "funnel.png").stat().st_size > 1000
+    md = (bcg_report / "report.md").read_text(encoding="utf-8")
+    section = md[md.index("## Bayesian vs frequentist"):]
+    section = section[:section.index("\n## ", 1)]
+    assert "imputes 1 study on the right" in section and f"adjusted estimate is {tf.fit.beta[0]:.3g}" in section
+    assert "figures/funnel.png" in section
+
+
 def test_report_refuses_to_overwrite(bcg, bcg_parts, tmp_path):
     fit = bcg_parts[0]
     out = tmp_path / "r"

@@ -93,6 +93,35 @@ class MetaModel:
         beta = np.asarray(posterior["beta"])
         return np.einsum("cdp,kp->cdk", beta, self.X)
 
+    def subgroup_newx(self) -> np.ndarray:
+        """Design rows (G, p) of a new study in each subgroup (``group_index`` / ``group_labels``).
+
+        A column of ``X`` that is constant within every subgroup is a function of the subgroup (the
+        intercept, the subgroup's own dummy columns when it is also a moderator, or a coarser
+        grouping) and takes its value in subgroup g; any other column stays at the reference, 0, as
+        in :func:`bayes_se.sampling.reference_location`. So with ``subgroup`` also a moderator,
+        subgroup g's row gives ``intercept + beta[g]``.
+        """
+        if self.group_index is None or self.X is None:
+            raise SpecError("subgroup_newx needs subgroups and a design matrix", key="subgroup")
+        G = len(self.group_labels)
+        lo = np.full((G, self.X.shape[1]), np.inf)
+        hi = np.full((G, self.X.shape[1]), -np.inf)
+        np.minimum.at(lo, self.group_index, self.X)
+        np.maximum.at(hi, self.group_index, self.X)
+        of_group = np.all(lo == hi, axis=0)  # columns constant within every subgroup
+        return np.where(of_group, lo, 0.0)
+
+    def subgroup_location(self, posterior) -> np.ndarray:
+        """Mean effect of a new study in each subgroup, draws (chain, draw, subgroup): ``mu``, or
+        ``x_g' beta`` with ``x_g`` from :meth:`subgroup_newx`."""
+        if self.group_index is None:
+            raise SpecError("the model has no subgroups", key="subgroup")
+        if self.X is None:
+            mu = np.asarray(posterior["mu"])
+            return np.repeat(mu[..., None], len(self.group_labels), axis=-1)
+        return np.einsum("cdp,gp->cdg", np.asarray(posterior["beta"]), self.subgroup_newx())
+
 
 def check_inputs(yi, vi, study=None) -> tuple[np.ndarray, np.ndarray, list]:
     """Validate effects and variances; return them as float arrays with study labels.

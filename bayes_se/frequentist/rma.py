@@ -244,6 +244,7 @@ class RMAResult:
             "Q_p": self.QE_p,
             "fit_stats": {m: self.fit_stats[m].to_dict() for m in self.fit_stats.columns},
             "tau2": self.tau2,
+            "se_tau2": self.se_tau2,  # metafor's se.tau2 (None for EE)
             "tau2_ci_lower": ci[0],
             "tau2_ci_upper": ci[1],
             "I2": self.I2,

@@ -105,9 +105,10 @@ def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0
 
     Parameters
     ----------
-    fit : BayesianFit or ExactPosterior
+    fit : BayesianFit, ExactPosterior or ExactFit
     data : pandas.DataFrame or EffectData, optional
-        Needed for an ExactPosterior: its ``yi`` and ``vi`` in the posterior's study order.
+        Needed for an ExactPosterior: its ``yi`` and ``vi`` in the posterior's study order (an
+        ExactFit brings its own data).
     n_draws, seed : int
         Number of exact draws from an ExactPosterior and their seed (unused for a BayesianFit).
 
@@ -124,12 +125,11 @@ def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0
         yi, vi = _data_arrays(data, len(study))
         d = fit.draws(int(n_draws), rng=seed)
         intercept_only = "mu" in d
+        X = fit.X
         return PosteriorDraws(
             yi=yi, vi=vi, study=study, coef_names=list(fit.coef_names),
             location_name="mu" if intercept_only else "beta", coef=d["beta"], tau=d["tau"][:, None],
-            tau_groups=None, theta=d["theta"],
-            location=np.repeat(d["mu"][:, None], len(study), axis=1) if intercept_only else None,
-            pred=d["pred"])
+            tau_groups=None, theta=d["theta"], location=d["beta"] @ X.T, pred=d["pred"], X=X)
     raise SpecError(f"expected a fit (bayes_se.fit, load_fit) or an ExactPosterior, got {type(fit).__name__}",
                     key="fit")
 
@@ -217,7 +217,7 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
         raise SpecError(f"level must be in (0, 1), got {level}", key="level")
     d = posterior_draws(fit, data, seed=seed)
     k = len(d.study)
-    groups = _groups(group, data, k)
+    groups = _groups(group, getattr(fit, "data", None) if data is None else data, k)
     z = stats.norm.ppf(0.5 + 0.5 * level)
     est, lo, hi = _interval(d.theta, level)
     normal = np.random.default_rng(seed).standard_normal(d.theta.shape[0])
@@ -344,6 +344,9 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
                           label=f"Shrunken ({100 * level:g}% CrI)"),
                    Line2D([], [], color=style.POOLED, marker="D", ls="none", ms=4, label="Pooled"),
                    Line2D([], [], color=style.POOLED, lw=2.0, label="Prediction")]
+        if ((table["row"] == "pooled") & (table["group"] != "")).any():  # first column: the long labels
+            handles.insert(2, Line2D([], [], color=style.OKABE_ITO["bluish_green"], marker="D", ls="none", ms=4,
+                                     label="Subgroup pooled"))
         ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
                   borderaxespad=0.2, handlelength=1.5)
     return fig

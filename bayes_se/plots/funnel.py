@@ -4,7 +4,9 @@ Effects ``y_i`` against standard errors ``sqrt(v_i)`` (inverted axis). Shaded re
 a study's two-sided test of ``theta = 0`` has ``p < 0.10``, ``0.05``, ``0.01``, i.e.
 ``|y| > z_{1-p/2} se``; dashed lines are the pseudo confidence region ``mu +- z se`` around the
 pooled effect. Asymmetry that falls in the unshaded region points to causes other than
-publication bias.
+publication bias. With a trim-and-fill result (:func:`bayes_se.frequentist.trimfill`) the imputed
+studies are drawn as open circles and the adjusted estimate as a line (metafor's
+``funnel(trimfill(res))``).
 
 References
 ----------
@@ -13,6 +15,8 @@ meta-analysis funnel plots help distinguish publication bias from other causes o
 Journal of Clinical Epidemiology 61, 991-996.
 Sterne, J. A. C. & Egger, M. (2001). Funnel plots for detecting bias in meta-analysis. Journal of
 Clinical Epidemiology 54, 1046-1055.
+Duval, S. & Tweedie, R. (2000). Trim and fill: a simple funnel-plot-based method of testing and
+adjusting for publication bias in meta-analysis. Biometrics 56, 455-463.
 """
 
 from __future__ import annotations
@@ -30,21 +34,27 @@ CONTOURS = (0.10, 0.05, 0.01)
 SHADES = ("0.93", "0.83", "0.70")
 
 
-def funnel_table(fit, data=None) -> pd.DataFrame:
+def funnel_table(fit, data=None, *, trimfill=None) -> pd.DataFrame:
     """The points of a funnel plot and the pooled effect.
 
     Parameters
     ----------
-    fit : BayesianFit, ExactPosterior, RMAResult or pandas.DataFrame
+    fit : BayesianFit, ExactPosterior, ExactFit, RMAResult or pandas.DataFrame
         A fit (its data are used) or a table with columns ``yi``, ``vi`` (and ``study``).
     data : pandas.DataFrame, optional
         The data of an ExactPosterior.
+    trimfill : TrimfillResult or True, optional
+        A :func:`bayes_se.frequentist.trimfill` result for these studies, whose imputed studies
+        are added as rows; ``True`` runs ``trimfill(fit)`` (``fit`` an intercept-only RMAResult).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``study``, ``yi``, ``sei``; ``attrs["estimate"]`` is the pooled effect (posterior
-        mean of mu, or metafor's estimate; None for a meta-regression).
+        Columns ``study``, ``yi``, ``sei``, ``filled`` (True for a study imputed by trim-and-fill);
+        ``attrs["estimate"]`` is the pooled effect (posterior mean of mu, or metafor's estimate;
+        None for a meta-regression); with ``trimfill``, ``attrs["adjusted"]`` is the estimate
+        refitted to observed and filled studies, ``attrs["k0"]`` and ``attrs["side"]`` its number
+        and side of imputed studies.
     """
     estimate = None
     if isinstance(fit, pd.DataFrame):
@@ -63,9 +73,29 @@ def funnel_table(fit, data=None) -> pd.DataFrame:
     bad = np.flatnonzero(~(np.isfinite(vi) & (vi > 0)))
     if bad.size:
         raise DataError("sampling variance must be finite and > 0", row=int(bad[0]) + 1, column="vi")
-    table = pd.DataFrame({"study": study, "yi": yi, "sei": np.sqrt(vi)})
+    table = pd.DataFrame({"study": study, "yi": yi, "sei": np.sqrt(vi), "filled": False})
     table.attrs["estimate"] = estimate
-    return table
+    if trimfill is None or trimfill is False:
+        return table
+    if trimfill is True:
+        if not (hasattr(fit, "blup") and hasattr(fit, "beta")):
+            raise SpecError("trimfill=True needs an RMAResult; pass a TrimfillResult for other fits", key="trimfill")
+        from bayes_se.frequentist import trimfill as run_trimfill
+
+        trimfill = run_trimfill(fit)
+    if not hasattr(trimfill, "filled_yi"):
+        raise SpecError(f"trimfill must be a TrimfillResult or True, got {type(trimfill).__name__}", key="trimfill")
+    k_obs = int(trimfill.fit.k) - int(trimfill.k0)
+    if k_obs != len(table):
+        raise DataError(f"the trim-and-fill result has {k_obs} observed studies but the funnel has {len(table)}",
+                        column="yi")
+    filled = pd.DataFrame({"study": [f"Filled {i + 1}" for i in range(int(trimfill.k0))],
+                           "yi": np.asarray(trimfill.filled_yi, float),
+                           "sei": np.sqrt(np.asarray(trimfill.filled_vi, float)), "filled": True})
+    out = pd.concat([table, filled], ignore_index=True) if len(filled) else table
+    out.attrs.update(estimate=estimate, adjusted=float(trimfill.fit.beta[0]), k0=int(trimfill.k0),
+                     side=trimfill.side)
+    return out
 
 
 def funnel_contours(se_max: float, *, estimate: float | None = None, levels=CONTOURS,
@@ -105,14 +135,19 @@ def funnel_contours(se_max: float, *, estimate: float | None = None, levels=CONT
     return pd.DataFrame(rows)
 
 
-def plot_funnel(fit, data=None, *, ax=None, levels=CONTOURS, width="single"):
+def plot_funnel(fit, data=None, *, trimfill=None, ax=None, levels=CONTOURS, width="single"):
     """Draw a contour-enhanced funnel plot (see :func:`funnel_table`, :func:`funnel_contours`).
+
+    With ``trimfill`` the imputed studies are open circles and the adjusted estimate a dotted line,
+    both in the legend.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    table = funnel_table(fit, data)
+    table = funnel_table(fit, data, trimfill=trimfill)
+    filled = table["filled"].to_numpy(bool)
+    adjusted = table.attrs.get("adjusted")
     estimate = table.attrs["estimate"]
     se_max = 1.05 * table["sei"].max()
     lines = funnel_contours(se_max, estimate=estimate, levels=levels)
@@ -133,11 +168,18 @@ def plot_funnel(fit, data=None, *, ax=None, levels=CONTOURS, width="single"):
             ax.plot(ci["upper"], ci["se"], ls="--", color=style.POOLED, lw=0.8, zorder=3,
                     label="Pseudo 95% CI")
             ax.axvline(estimate, color=style.POOLED, lw=0.9, zorder=3, label="Pooled effect")
-        ax.plot(table["yi"], table["sei"], "o", ms=3.0, mfc=style.OBSERVED, mec="white", mew=0.4,
-                zorder=4, label="Studies")
+        if adjusted is not None:
+            ax.axvline(adjusted, color=style.OKABE_ITO["bluish_green"], lw=1.0, ls=":", zorder=3,
+                       label="Trim-and-fill estimate")
+        ax.plot(table.loc[~filled, "yi"], table.loc[~filled, "sei"], "o", ms=3.0, mfc=style.OBSERVED, mec="white",
+                mew=0.4, zorder=4, label="Studies")
+        if adjusted is not None:
+            ax.plot(table.loc[filled, "yi"], table.loc[filled, "sei"], "o", ms=3.0, mfc="white", mec=style.OBSERVED,
+                    mew=0.8, zorder=4, label=f"Filled studies ({table.attrs['k0']})")
         ax.set_xlim(-half, half)
         ax.set_ylim(se_max, 0.0)
         ax.set_xlabel("Effect size")
         ax.set_ylabel("Standard error")
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, borderaxespad=0.2, handlelength=1.5)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3 if adjusted is None else 2,
+                  borderaxespad=0.2, handlelength=1.5)
     return fig

@@ -97,6 +97,9 @@ def _layout(fit):
 def plot_paths(fit, ax=None, level: float = 0.95):
     """Path diagram: variables as boxes, arrows labelled with posterior median and interval.
 
+    Each label sits beside its arrow (moved perpendicular to it, clear of the line by
+    :data:`LABEL_GAP_PT`, on a white box), on the side away from the diagram's centre.
+
     Arrows whose interval excludes 0 are solid blue (positive) or vermillion (negative); the rest
     are grey and dashed. For the mediation model the indirect and total effects are written below.
 
@@ -122,6 +125,9 @@ def plot_paths(fit, ax=None, level: float = 0.95):
     for v, (px, py) in pos.items():
         ax.text(px, py, v.replace("_", " "), ha="center", va="center", fontsize=11, bbox=box, zorder=3)
     pct = f"{100 * level:g}%"
+    ax.set_xlim(-0.25, 1.25)
+    ax.set_ylim(-0.62 if fit.paths.mediation is not None else -0.4, 0.85 if fit.paths.mediation else 1.2)
+    labels = []
     for row in table.itertuples():
         (x0, y0), (x1, y1) = pos[row.source], pos[row.target]
         sig = row.lower > 0 or row.upper < 0
@@ -129,17 +135,12 @@ def plot_paths(fit, ax=None, level: float = 0.95):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops=dict(arrowstyle="-|>", color=colour, lw=2.0, linestyle="-" if sig else "--",
                                     shrinkA=38, shrinkB=38, mutation_scale=16), zorder=2)
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        # labels sit beside the arrow, on the side away from the diagram's centre
-        cx, cy = np.mean([v[0] for v in pos.values()]), np.mean([v[1] for v in pos.values()])
-        nx, ny = -(y1 - y0), x1 - x0
-        norm = np.hypot(nx, ny) or 1.0
-        nx, ny = nx / norm, ny / norm
-        if (mx - cx) * nx + (my - cy) * ny < 0:
-            nx, ny = -nx, -ny
-        ax.text(mx + 0.12 * nx, my + 0.1 * ny, f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
-                ha="center", va="center", fontsize=9.5, color=colour,
-                bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.85), zorder=4)
+        label = ax.annotate(f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
+                            xy=((x0 + x1) / 2, (y0 + y1) / 2), xytext=(0.0, 0.0), textcoords="offset points",
+                            ha="center", va="center", fontsize=9.5, color=colour, zorder=4,
+                            bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none"))
+        labels.append((label, (x0, y0), (x1, y1)))
+    _place_beside(fig, ax, labels, pos)
     lines = [f"posterior medians, {pct} credible intervals"]
     if fit.paths.mediation is not None:
         for name, text in (("indirect", "indirect a*b (pooled paths)"),
@@ -147,11 +148,35 @@ def plot_paths(fit, ax=None, level: float = 0.95):
             lo, med, hi = _interval(fit.draws(name), level)
             lines.append(f"{text}: {med:.3f} [{lo:.3f}, {hi:.3f}]")
     ax.text(0.5, -0.28, "\n".join(lines), ha="center", va="top", fontsize=9.5, transform=ax.transData)
-    ax.set_xlim(-0.25, 1.25)
-    ax.set_ylim(-0.62 if fit.paths.mediation is not None else -0.4, 0.85 if fit.paths.mediation else 1.2)
     ax.set_axis_off()
     ax.set_title(f"Path model (k = {fit.data.k} studies)")
     return fig
+
+
+#: Gap (points) between an arrow and the nearest edge of its label's box.
+LABEL_GAP_PT = 4.0
+
+
+def _place_beside(fig, ax, labels, pos):
+    """Move each label (an annotation centred on its arrow's midpoint) perpendicular to the arrow,
+    on the side away from the diagram's centre, just far enough that its box clears the arrow line.
+
+    On screen the arrow has unit direction t and normal n; a box of half-width w and half-height h
+    centred at distance d along n is clear of the line when ``d - (w |n_x| + h |n_y|) >= gap``.
+    """
+    fig.draw_without_rendering()  # sizes the label boxes
+    to_pt = 72.0 / fig.dpi
+    centre = ax.transData.transform(np.mean(list(pos.values()), axis=0))
+    for label, start, end in labels:
+        p0, p1 = ax.transData.transform([start, end])
+        t = (p1 - p0) / (np.hypot(*(p1 - p0)) or 1.0)
+        n = np.array([-t[1], t[0]])
+        if np.dot((p0 + p1) / 2 - centre, n) < 0:
+            n = -n
+        box = label.get_bbox_patch().get_window_extent()
+        w, h = box.width / 2, box.height / 2
+        d = (w * abs(n[0]) + h * abs(n[1])) * to_pt + LABEL_GAP_PT
+        label.xyann = (d * n[0], d * n[1])
 
 
 def plot_indirect(fit, ax=None, name: str | None = None):

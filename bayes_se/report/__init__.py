@@ -10,7 +10,8 @@
 Sections, in order: title and one-line verdict; convergence diagnostics (first, and loud when a
 check failed); data; model and priors; posterior summary; forest plot; posterior-predictive
 checks; leave-one-out and influential studies; prior vs posterior; prior sensitivity; Bayesian vs
-frequentist; mediation and box-score (when given); a methods paragraph following the Bayesian
+frequentist (with trim-and-fill and its funnel plot for a model without moderators); mediation and
+box-score (when given); a methods paragraph following the Bayesian
 Analysis Reporting Guidelines (Kruschke 2021); the reproducibility record.
 
 Figures come from :mod:`bayes_se.plots`; a plot that is not installed or fails for this fit is
@@ -94,6 +95,30 @@ class _Builder:
 # ---------------------------------------------------------------------------------------------
 # pieces of content
 # ---------------------------------------------------------------------------------------------
+def _funnel_blocks(b, freq, pct) -> list:
+    """Trim-and-fill (Duval & Tweedie 2000, L0, on the REML fit as metafor's ``trimfill``) and the
+    contour-enhanced funnel with the filled studies; intercept-only models only."""
+    res = getattr(freq, "freq", {}).get("REML")
+    if res is None or not res.int_only:
+        return []
+    from bayes_se.frequentist import trimfill
+
+    try:
+        tf = trimfill(res)
+    except BayesSEError as exc:
+        return [("missing", f"Trim-and-fill skipped ({exc}).")]
+    adj = tf.fit
+    text = (f"Trim-and-fill (Duval & Tweedie 2000; L0 estimator on the REML model) imputes {tf.k0} "
+            f"{'study' if tf.k0 == 1 else 'studies'} on the {tf.side} of the funnel (open circles). ")
+    if tf.k0:
+        text += (f"The adjusted estimate is {adj.beta[0]:.3g} ({pct} CI {adj.ci_lower[0]:.3g} to "
+                 f"{adj.ci_upper[0]:.3g}), against {res.beta[0]:.3g} from the observed studies. ")
+    text += ("Trim-and-fill reads all funnel asymmetry as publication bias: treat it as a sensitivity check, "
+             "not a corrected estimate.")
+    return [("p", text), b.figure("funnel", "Contour-enhanced funnel plot with the trim-and-fill studies",
+                                  "plot_funnel", res, trimfill=tf)]
+
+
 def _is_exact(fit) -> bool:
     return fit.engine == "exact"
 
@@ -347,6 +372,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         freq_blocks = [b.table("comparison", freq.table, "Bayesian vs frequentist estimates")]
         freq_blocks.append(("list", freq.notes) if freq.notes else
                            ("p", "The methods agree within the thresholds of bayes_se.compare."))
+        freq_blocks += _funnel_blocks(b, freq, pct)
     b.section("frequentist", "Bayesian vs frequentist", freq_blocks)
 
     if other_models:
