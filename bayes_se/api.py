@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from bayes_se.errors import DataError, SpecError
@@ -111,6 +110,7 @@ class ExactFit:
     data: object
     spec: object
     coef_names: list = field(default_factory=list)
+    omitted_rows: list = field(default_factory=list)  # 1-based data rows left out (missing moderator)
 
     def summary(self, theta: bool = True) -> pd.DataFrame:
         return self.posterior.summary(theta=theta)
@@ -146,6 +146,7 @@ class ExactFit:
                 str(self.spec.summary.smallest_effect): self.prob_greater(self.spec.summary.smallest_effect),
             },
             "priors": {k: str(v) for k, v in self.spec.resolved_priors().items()},
+            "omitted_rows": [int(r) for r in self.omitted_rows],
         }
 
     def print_summary(self) -> str:
@@ -194,7 +195,7 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
 
 
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
-        chains=None):
+        chains=None, na="omit"):
     """Fit the Bayesian meta-analysis a spec describes.
 
     Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
@@ -208,6 +209,10 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         Overrides of the spec (see :func:`resolve_spec`).
     draws, tune, chains : int, optional
         Overrides of the spec's sampler settings (MCMC only).
+    na : {"omit", "error"}, default "omit"
+        A row with a missing moderator: left out of the whole fit (effects, variances, labels,
+        clusters) with a warning naming it, and listed as ``omitted_rows`` (in ``settings`` of an
+        MCMC fit, in ``to_dict()``); or refused with a DataError naming row and column.
 
     Returns
     -------
@@ -222,10 +227,9 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if mtype == "three_level" and data.cluster is None:
         raise DataError("a three-level model needs a cluster column (spec [data] cluster or --cluster)",
                         column="cluster")
-    if spec.model.mods:
-        X, coef_names = data.design(spec.model.mods)
-    else:
-        X, coef_names = np.ones((data.k, 1)), ["intercept"]
+    checksum = data.checksum()  # of the data as given, before rows with missing moderators go
+    data, design = data.model_data(spec.model.mods or None, na=na)
+    X, coef_names = design.X, design.names
     resolved = spec.resolved_priors()
     coef_priors = coefficient_priors(resolved, coef_names)
 
@@ -237,7 +241,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
 
         post = exact_posterior(data, X=X, coef_names=coef_names, beta_prior=coef_priors,
                                tau_prior=resolved["tau"], level=spec.summary.level)
-        return ExactFit(posterior=post, data=data, spec=spec, coef_names=coef_names)
+        return ExactFit(posterior=post, data=data, spec=spec, coef_names=coef_names,
+                        omitted_rows=list(design.omitted_rows))
 
     from bayes_se import results
 
@@ -272,5 +277,6 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
                                          priors=model_priors, effects=spec.model.effects,
                                          subgroup=subgroup, **sampler)
     res.settings["spec_toml"] = spec.to_toml()
-    res.settings["data_sha256"] = data.checksum()
+    res.settings["data_sha256"] = checksum
+    res.settings["omitted_rows"] = list(design.omitted_rows)
     return res

@@ -67,7 +67,7 @@ def cmd_freq(args) -> int:
         if args.method.upper() not in ("REML", "ML"):
             raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
         res = rma_mv(data, mods=args.mods, method=args.method.upper(),
-                     test="t" if args.test == "knha" else "z", level=args.level)
+                     test="t" if args.test == "knha" else "z", level=args.level, na=args.na)
         out = res.to_dict()
         pred = out.get("prediction", {})
         first = next(iter(out["coefficients"].values()))
@@ -77,7 +77,7 @@ def cmd_freq(args) -> int:
     else:
         from bayes_se.frequentist import rma
 
-        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level)
+        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na)
         out = res.to_dict()
     if args.json:
         _print_json(out)
@@ -125,7 +125,7 @@ def cmd_fit(args) -> int:
         from bayes_se.outputs import check_out_dir
 
         check_out_dir(args.out, force=args.force)
-    res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+    res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
     if args.out:
         write_fit_outputs(res, spec, args.out, force=args.force)
     if args.json:
@@ -167,7 +167,7 @@ def cmd_sensitivity(args) -> int:
     res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                       engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
                       three_level=three_level, smallest_effect=spec.summary.smallest_effect,
-                      seed=spec.sampler.seed, level=spec.summary.level)
+                      seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
     if args.csv:
         from bayes_se.outputs import atomic_file
 
@@ -191,12 +191,12 @@ def cmd_report(args) -> int:
 
     spec, data = _fit_from_args(args)
     check_out_dir(args.out, force=args.force)
-    res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+    res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
     sens = None
     if spec.model.type != "three_level":
         sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                            effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
-                           seed=spec.sampler.seed, level=spec.summary.level)
+                           seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
     out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
                        force=args.force)
     print(f"wrote {out / 'report.html'}")
@@ -210,6 +210,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
+MODS_HELP = ('moderator formula, e.g. "guided + year", "~ factor(dose) * year", "0 + group" '
+             "(see docs/model_spec.md)")
+
+
+def _add_na_arg(p) -> None:
+    p.add_argument("--na", default="omit", choices=["omit", "error"],
+                   help="a row with a missing moderator: leave it out with a warning (omit, default) "
+                        "or stop with an error naming it (error)")
+
+
 def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("spec", nargs="?", default=None,
                    help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
@@ -217,7 +227,8 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
                    help='override a prior, e.g. --prior "mu=normal(0, 1)" --prior "tau=half_normal(0.5)" '
                         '--prior "beta[guided]=normal(0, 0.5)" --prior "preset=rhodes2015_general"')
-    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
+    p.add_argument("--mods", default=None, help=MODS_HELP)
+    _add_na_arg(p)
     p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
     if sampler:
@@ -243,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="REML",
                    help="tau2 estimator: EE, DL, REML, ML, PM, EB, SJ, HS, HE (default REML)")
     p.add_argument("--test", default="z", choices=["z", "knha"], help="z or Knapp-Hartung (knha)")
-    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
+    p.add_argument("--mods", default=None, help=MODS_HELP)
+    _add_na_arg(p)
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_column_args(p)
@@ -300,8 +312,22 @@ def main(argv=None) -> int:
         os.environ.setdefault(var, "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    import warnings
+
+    from bayes_se.errors import DataWarning
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores the warning display when done
+            plain = warnings.showwarning
+
+            def show(message, category, *rest, **kw):  # a data warning as one readable line
+                if issubclass(category, DataWarning):
+                    print(f"bayes-se: warning: {message}", file=sys.stderr)
+                else:
+                    plain(message, category, *rest, **kw)
+
+            warnings.showwarning = show
+            return args.func(args)
     except BayesSEError as exc:
         print(f"bayes-se: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

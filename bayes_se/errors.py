@@ -47,3 +47,7 @@ class SpecError(BayesSEError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative estimator or a sampler did not meet its convergence checks."""
+
+
+class DataWarning(UserWarning):
+    """Rows of the data were left out of a model (e.g. for a missing moderator); the message names them."""

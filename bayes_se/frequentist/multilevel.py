@@ -324,9 +324,10 @@ def _as_V(V, k):
     return V
 
 
-def _prepare(yi, V, X, coef_names, mods, data, cluster, outcome, study):
+def _prepare(yi, V, X, coef_names, mods, data, cluster, outcome, study, na="omit"):
     """Arrays of the model after metafor's missing-value rule, with row-naming errors."""
     frame = data
+    study_labels = None
     if hasattr(yi, "yi"):  # an EffectData-like object
         effects = yi
         yi = effects.yi
@@ -335,6 +336,7 @@ def _prepare(yi, V, X, coef_names, mods, data, cluster, outcome, study):
             V = effects.vi if V is None else V
         cluster = getattr(effects, "cluster", None) if cluster is None else cluster
         frame = getattr(effects, "frame", None) if frame is None else frame
+        study_labels = getattr(effects, "study", None) if data is None else None
     try:
         y = np.asarray(yi, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -357,7 +359,12 @@ def _prepare(yi, V, X, coef_names, mods, data, cluster, outcome, study):
             raise SpecError("mods needs a data frame (data=) or an EffectData", key="mods")
         from bayes_se.formula import design_matrix
 
-        X, coef_names = design_matrix(frame, mods)
+        design = design_matrix(frame, mods, na=na, labels=study_labels,
+                               reserved=("yi", "vi", "study", "cluster") if data is None else ("yi", "vi"))
+        # rows with a missing moderator (already reported) get NaN: metafor's rule below drops them
+        X = np.full((len(design.rows) + len(design.omitted_rows), design.X.shape[1]), np.nan)
+        X[design.rows] = design.X
+        coef_names, reported = design.names, np.isnan(X[:, 0])
     if X is None:
         X, coef_names = np.ones((k, 1)), ["intercept"] if coef_names is None else coef_names
     X = np.asarray(X, dtype=float)
@@ -380,7 +387,7 @@ def _prepare(yi, V, X, coef_names, mods, data, cluster, outcome, study):
             drop |= np.array([_missing(v) for v in labels])
     keep = np.flatnonzero(~drop)
     rows = keep + 1  # 1-based data rows, as a user sees them
-    if drop.any():
+    if (drop & ~reported).any() if mods is not None else drop.any():
         warnings.warn(f"rows {', '.join(map(str, np.flatnonzero(drop) + 1))} have missing values "
                       "and were omitted from model fitting", UserWarning, stacklevel=3)
     y, X, V = y[keep], X[keep], V[np.ix_(keep, keep)]
@@ -422,7 +429,7 @@ def _same(labels):
 
 def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster=None,
            random=None, struct=None, outcome=None, study=None, outcome_levels=None,
-           method="REML", test="z", level=0.95, cluster_name="cluster", effect_name="effect"):
+           method="REML", test="z", level=0.95, cluster_name="cluster", effect_name="effect", na="omit"):
     """Multilevel / multivariate random-effects meta-analysis (metafor's ``rma.mv``).
 
     Three-level model (``struct=None``): ``y_ij = x_ij' beta + u_i + w_ij + e_ij`` with
@@ -442,6 +449,8 @@ def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster
     mods : str, optional
         Moderator formula for :func:`bayes_se.formula.design_matrix` on ``data`` (a DataFrame)
         or on the EffectData's frame; instead of ``X``.
+    na : {"omit", "error"}
+        A row with a missing moderator of ``mods``: left out with a warning, or refused.
     cluster : sequence, optional
         Cluster of each effect (level 2 of the nested model; the grouping of ``struct`` models
         when ``study`` is not given).
@@ -481,7 +490,7 @@ def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster
     if struct not in {None, "CS", "UN"}:
         raise SpecError(f"struct must be None, 'CS' or 'UN', got {struct!r}", key="struct")
     y, X, V, coef_names, cluster, outcome, study, rows = _prepare(
-        yi, V, X, coef_names, mods, data, cluster, outcome, study)
+        yi, V, X, coef_names, mods, data, cluster, outcome, study, na)
     k, p = X.shape
 
     r_ols = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
