@@ -65,6 +65,8 @@ _SYMBOLS = {"+", ":", "*", "~", "-", "(", ")"}
 _GRAMMAR = ("a moderator formula holds only column names, '+', ':', '*', a leading '~', "
             "'0 +' or '- 1' (no intercept) and factor(COLUMN)")
 _FUNCTIONS = ("factor",)
+_RESERVED_ROLE = {"yi": "the effect sizes", "vi": "the sampling variances", "study": "the study labels",
+                  "cluster": "the cluster ids"}
 
 
 def _error(expr: str, message: str) -> SpecError:
@@ -356,10 +358,10 @@ def _resolve_columns(frame: pd.DataFrame, terms, reserved) -> dict[str, tuple[st
                 continue
             col, forced = _column_of(var)
             if col in reserved:
+                what = _RESERVED_ROLE.get(col, "the effects or their variances")
                 raise DataError(
-                    f"the moderator formula uses '{col}', which holds the effects, sampling variances, "
-                    f"study labels or clusters; moderators are the other columns: {', '.join(available) or '(none)'}",
-                    column=col)
+                    f"the moderator formula uses '{col}', which holds {what}, not a moderator; the "
+                    f"moderator columns are: {', '.join(available) or '(none)'}", column=col)
             if col not in frame.columns:
                 raise DataError(
                     f"moderator column not found (available: {', '.join(available) or '(none)'})", column=col)
@@ -446,9 +448,11 @@ def design_matrix(
     missing_in: dict[int, list[str]] = {}
     for col in columns:
         mask = _missing_mask(frame[col])
+        if mask.all():
+            raise DataError("the moderator is missing in every row", column=col)
         if mask.any() and na == "error":
             i = int(np.flatnonzero(mask)[0])
-            raise DataError("missing value in a moderator (pass na='omit' to leave such rows out)",
+            raise DataError("missing value in a moderator (na='omit', CLI --na omit, leaves such rows out)",
                             row=_row_text(i, labels), column=col)
         for i in np.flatnonzero(mask):
             missing_in.setdefault(int(i), []).append(col)
@@ -458,7 +462,7 @@ def design_matrix(
     omitted_labels = [labels[i - 1] if labels is not None else str(i) for i in omitted]
     if omitted:
         if rows.size == 0:
-            raise DataError(f"every row has a missing value in the moderator column(s) {', '.join(columns)}")
+            raise DataError(f"every row has a missing value in one of the moderator columns {', '.join(columns)}")
         shown = [f"{r}" + (f" ('{lab}')" if labels is not None else "") + f": {', '.join(missing_in[r - 1])}"
                  for r, lab in zip(omitted, omitted_labels)]
         warnings.warn(

@@ -1,0 +1,60 @@
+# Reference numbers for the moderator formula language (tests/test_formula_metafor.py).
+#
+# For each (dataset, formula): metafor's rma(yi, vi, mods = FORMULA, data = ..., method = "REML")
+# with R's default na.action (na.omit: rows with a missing moderator are left out), and the column
+# names of model.matrix(FORMULA, data). Numbers rounded to 10 significant digits.
+#
+# Run from this folder:  Rscript formula.R   (writes formula_bcg.json and formula_bangertdrowns2004.json)
+suppressMessages({library(metafor); library(jsonlite)})
+
+here <- "."
+ctrl <- list(threshold = 1e-12, maxiter = 10000)
+
+case <- function(dat, formula, note = "") {
+  f <- as.formula(formula)
+  mm <- model.matrix(f, model.frame(f, dat, na.action = na.omit))
+  res <- suppressWarnings(rma(yi, vi, mods = f, data = dat, method = "REML", control = ctrl))
+  list(formula = formula, note = note,
+       model_matrix_colnames = I(colnames(mm)),
+       coef_names = I(rownames(res$b)),
+       estimate = I(signif(as.vector(res$b), 10)),
+       se = I(signif(res$se, 10)),
+       tau2 = signif(res$tau2, 10),
+       se_tau2 = signif(res$se.tau2, 10),
+       QM = signif(res$QM, 10),
+       k = res$k,
+       omitted_rows = I(which(!res$not.na)))
+}
+
+software <- list(R = R.version.string, metafor = as.character(packageVersion("metafor")),
+                 jsonlite = as.character(packageVersion("jsonlite")), date = as.character(Sys.Date()))
+
+write_ref <- function(name, csv, cases) {
+  out <- list(dataset = name, csv = csv, method = "REML", software = software, cases = cases)
+  writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE),
+             file.path(here, paste0("formula_", name, ".json")))
+}
+
+bcg <- read.csv(file.path(here, "..", "data", "dat.bcg.csv"))
+# a copy with ablat missing in rows 3 and 7 (1-based): metafor leaves those two trials out
+bcg_na <- bcg
+bcg_na$ablat[c(3, 7)] <- NA
+write_ref("bcg", "data/dat.bcg.csv", list(
+  case(bcg, "~ factor(alloc) * ablat"),
+  case(bcg, "~ 0 + factor(alloc)"),
+  case(bcg, "~ ablat + year"),
+  case(bcg, "~ ablat + alloc", "alloc is a character column"),
+  case(bcg, "~ alloc - 1"),
+  case(bcg, "~ ablat:factor(alloc)", "factor without its margin: one column per level"),
+  case(bcg, "~ year:ablat + ablat", "variables of an interaction in order of first appearance"),
+  case(bcg, "~ factor(alloc) + ablat + factor(alloc):year"),
+  case(bcg_na, "~ ablat + alloc", "ablat set to NA in rows 3 and 7")
+))
+
+bd <- read.csv(file.path(here, "..", "data", "dat.bangertdrowns2004.csv"))
+write_ref("bangertdrowns2004", "data/dat.bangertdrowns2004.csv", list(
+  case(bd, "~ factor(grade) + meta", "meta is missing in some rows"),
+  case(bd, "~ factor(grade) * length", "length is missing in some rows; numeric code as factor"),
+  case(bd, "~ subject", "a character column with many levels"),
+  case(bd, "~ 0 + factor(grade):factor(feedback)", "two factors, no margins, no intercept; feedback has missing values")
+))
