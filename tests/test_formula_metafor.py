@@ -82,8 +82,6 @@ def test_design_matrix_names_are_model_matrix_names(name, index):
 def test_exact_engine_names_the_coefficients_as_rma(name, index):
     case = REFS[name]["cases"][index]
     data = _effects(name, case)
-    if name == "bangertdrowns2004" and "subject" in case["formula"]:
-        pytest.skip("19 coefficients: the exact engine's quadrature is slow there, the names are the builder's")
     fit = _fit_quietly(bse.fit, data, engine="exact", mods=case["formula"])
     freq = _fit_quietly(rma, data, mods=case["formula"])
     assert fit.coef_names == freq.coef_names
