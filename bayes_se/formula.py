@@ -9,7 +9,8 @@ R's ``model.matrix`` (and so metafor) gives, except that the intercept is called
 Grammar (our own tokenizer; nothing is ever evaluated)::
 
     formula := ['~'] ['-'] item (('+' | '-') item)*
-    item    := '0' | '1' | term ('*' term)*       '+ 0' or '- 1': no intercept; '+ 1': intercept
+    item    := '0' | '1' | term ('*' term)*       only '0' added ('0 +', '+ 0') or '1' subtracted
+                                                  ('- 1'): no intercept
     term    := var (':' var)*                     a:b  == interaction (product of codings)
     var     := NAME | 'factor' '(' NAME ')'       factor(x): the numeric code x as categorical
     NAME    := [A-Za-z_][A-Za-z0-9_.]*            so ``weeks.c`` is one column name
@@ -168,8 +169,11 @@ class _Parser:
                     raise _error(self.expr, f"the number {tok[1]} at position {tok[2] + 1} is not a term "
                                             "(only '0 +' or '- 1', for no intercept)")
                 if sign == "-" and tok[1] == "0":
-                    raise _error(self.expr, f"'- 0' at position {tok[2] + 1} is not supported; write '1 +'")
-                intercept = tok[1] == "1" and sign == "+"
+                    raise _error(self.expr, f"'- 0' at position {tok[2] + 1} is not supported")
+                if sign == "+" and tok[1] == "1":
+                    raise _error(self.expr, f"'1' at position {tok[2] + 1}: the intercept is in the model "
+                                            "unless '0 +' or '- 1' drops it; leave the '1' out")
+                intercept = False
                 nxt = self.peek()
                 if nxt is not None and nxt[0] == "name" and tok[1] == "0":
                     raise _error(self.expr, "'0' must be followed by '+'")
@@ -215,7 +219,7 @@ def parse_formula(expr: str | None) -> tuple[bool, list[tuple[str, ...]]]:
     Returns
     -------
     intercept : bool
-        False for ``0 +`` / ``+ 0`` / ``- 1``.
+        False for ``0 +`` / ``+ 0`` / ``- 1`` (the only numbers a formula takes).
     terms : list of tuple of str
         Each term is a tuple of variables (``"x"`` or ``"factor(x)"``; one for a main effect,
         several for an interaction), in R's order: main effects first, then two-way interactions,
