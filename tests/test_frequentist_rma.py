@@ -30,7 +30,7 @@ ZERO_SCALE = 1e-8  # below this a reference value counts as ~0 (e.g. tau^2 trunc
 
 CLOSED_FORM = {"EE", "DL", "HE", "HS", "SJ"}
 
-DATASETS = sorted(p.stem for p in (REFERENCE / "metafor").glob("*.json"))
+DATASETS = sorted(p.stem for p in (REFERENCE / "metafor").glob("dat.*.json"))  # formula_*.json: test_formula_metafor
 
 
 def _load(name):
