@@ -318,11 +318,13 @@ def main(argv=None) -> int:
 
     try:
         with warnings.catch_warnings():  # restores the warning display when done
-            plain = warnings.showwarning
+            plain, shown = warnings.showwarning, set()
 
-            def show(message, category, *rest, **kw):  # a data warning as one readable line
+            def show(message, category, *rest, **kw):  # a data warning as one readable line, once
                 if issubclass(category, DataWarning):
-                    print(f"bayes-se: warning: {message}", file=sys.stderr)
+                    if str(message) not in shown:
+                        shown.add(str(message))
+                        print(f"bayes-se: warning: {message}", file=sys.stderr)
                 else:
                     plain(message, category, *rest, **kw)
 

@@ -267,3 +267,31 @@ def test_cli_na_flag(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0 and json.loads(captured.out)["omitted_rows"] == [3, 7]
     assert captured.err.startswith("bayes-se: warning:")
+
+
+def test_sensitivity_leaves_out_the_same_rows(tmp_path, capsys):
+    case = REFS["bcg"]["cases"][-1]
+    data = _effects("bcg", case)
+    with pytest.warns(DataWarning):
+        grid = bse.sensitivity(data, ["default"], mods="ablat")
+    kept = data.subset(np.setdiff1d(np.arange(data.k), [2, 6]))
+    direct = bse.sensitivity(kept, ["default"], mods="ablat")
+    pd.testing.assert_frame_equal(grid.table, direct.table)
+    with pytest.raises(DataError, match="row 3"):
+        bse.sensitivity(data, ["default"], mods="ablat", na="error")
+    path = _write_bcg_with_missing(tmp_path)
+    code = cli.main(["sensitivity", "--data", str(path), "--mods", "ablat", "--grid", "default", "--na", "error"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "column 'ablat'" in err[0]
+
+
+def test_report_counts_the_effects_the_model_used(tmp_path, capsys):
+    path = _write_bcg_with_missing(tmp_path)
+    out = tmp_path / "report"
+    code = cli.main(["report", "--data", str(path), "--engine", "exact", "--mods", "ablat", "--grid", "default",
+                     "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0 and len(err) == 1 and err[0].startswith("bayes-se: warning:")  # once, not per engine
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "| rows left out (missing moderator) | 3 (Rosenthal et al 1960), 7 (Vandiviere et al 1973) |" in text
+    assert "meta-regression to k = 11 effect sizes" in text
