@@ -295,3 +295,20 @@ def test_report_counts_the_effects_the_model_used(tmp_path, capsys):
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "| rows left out (missing moderator) | 3 (Rosenthal et al 1960), 7 (Vandiviere et al 1973) |" in text
     assert "meta-regression to k = 11 effect sizes" in text
+
+
+MODEL_MATRIX = json.loads((REFERENCE / "metafor" / "formula_model_matrix.json").read_text())
+
+
+@pytest.mark.parametrize("case", MODEL_MATRIX["cases"], ids=lambda c: c["formula"])
+def test_design_matrix_equals_r_model_matrix(case):
+    """Names and values of R's model.matrix; where R's matrix is rank deficient we refuse, naming columns."""
+    frame = pd.DataFrame(MODEL_MATRIX["data"])
+    X_r = np.array(case["X"], dtype=float).reshape(len(frame), -1)
+    if np.linalg.matrix_rank(X_r) < X_r.shape[1]:
+        with pytest.raises(DataError, match="rank-deficient moderator design: column '.*' is a linear combination"):
+            design_matrix(frame, case["formula"])
+        return
+    design = design_matrix(frame, case["formula"])
+    assert ["(Intercept)" if n == "intercept" else n for n in design.names] == case["colnames"]
+    np.testing.assert_array_equal(design.X, X_r)

@@ -4,7 +4,8 @@
 # with R's default na.action (na.omit: rows with a missing moderator are left out), and the column
 # names of model.matrix(FORMULA, data). Numbers rounded to 10 significant digits.
 #
-# Run from this folder:  Rscript formula.R   (writes formula_bcg.json and formula_bangertdrowns2004.json)
+# Run from this folder:  Rscript formula.R
+# (writes formula_bcg.json, formula_bangertdrowns2004.json and formula_model_matrix.json)
 suppressMessages({library(metafor); library(jsonlite)})
 
 here <- "."
@@ -58,3 +59,22 @@ write_ref("bangertdrowns2004", "data/dat.bangertdrowns2004.csv", list(
   case(bd, "~ subject", "a character column with many levels"),
   case(bd, "~ 0 + factor(grade):factor(feedback)", "two factors, no margins, no intercept; feedback has missing values")
 ))
+
+# model.matrix alone (no fit) on a small table: column names and values of many formulas,
+# including R's coding rules for factors whose margins are absent
+mm <- data.frame(x = c(1.5, 2, 0.5, 3, 4, 2.5, 1, 3.5, 0, 2),
+                 z = c(10, 12, 9, 15, 11, 13, 8, 14, 10, 12),
+                 g = c("b", "a", "c", "a", "b", "c", "a", "b", "c", "a"),
+                 d = c(2, 1, 3, 1, 2, 3, 1, 3, 2, 2),
+                 stringsAsFactors = FALSE)
+formulas <- c("~ x", "~ g", "~ factor(d)", "~ x + g", "~ g + x", "~ x:g", "~ g:x", "~ x + x:g", "~ g + g:x",
+              "~ x * g", "~ g * factor(d)", "~ g:factor(d)", "~ 0 + g", "~ g - 1", "~ 0 + x + g",
+              "~ 0 + g + factor(d)", "~ 0 + g:factor(d)", "~ x * z * g", "~ z:x + x", "~ g + x:z",
+              "~ factor(d) + g + factor(d):g", "~ -1 + x:z + g", "~ x + z + x:z:g")
+cases <- lapply(formulas, function(f) {
+  X <- model.matrix(as.formula(f), mm)
+  list(formula = f, colnames = I(colnames(X)), X = unname(X))
+})
+writeLines(toJSON(list(software = software, data = mm, cases = cases), digits = NA, pretty = TRUE,
+                  auto_unbox = TRUE, matrix = "rowmajor"),
+           file.path(here, "formula_model_matrix.json"))
