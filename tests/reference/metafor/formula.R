@@ -62,10 +62,11 @@ write_ref("bangertdrowns2004", "data/dat.bangertdrowns2004.csv", list(
 
 # model.matrix alone (no fit) on a small table: column names and values of many formulas,
 # including R's coding rules for factors whose margins are absent
-mm <- data.frame(x = c(1.5, 2, 0.5, 3, 4, 2.5, 1, 3.5, 0, 2),
-                 z = c(10, 12, 9, 15, 11, 13, 8, 14, 10, 12),
-                 g = c("b", "a", "c", "a", "b", "c", "a", "b", "c", "a"),
-                 d = c(2, 1, 3, 1, 2, 3, 1, 3, 2, 2),
+i <- 1:24  # every cell of g x d filled, x and z spread
+mm <- data.frame(x = ((i * 7) %% 11) / 2,
+                 z = ((i * 5) %% 13) + 8,
+                 g = rep(c("b", "a", "c"), times = 8),
+                 d = rep(c(2, 1, 3, 3, 1, 2, 1, 2), each = 3),
                  stringsAsFactors = FALSE)
 formulas <- c("~ x", "~ g", "~ factor(d)", "~ x + g", "~ g + x", "~ x:g", "~ g:x", "~ x + x:g", "~ g + g:x",
               "~ x * g", "~ g * factor(d)", "~ g:factor(d)", "~ 0 + g", "~ g - 1", "~ 0 + x + g",
