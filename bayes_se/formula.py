@@ -379,7 +379,7 @@ def _row_text(i: int, labels) -> str | int:
     return f"{i + 1} (study '{labels[i]}')"
 
 
-def _factor_values(series: pd.Series, forced: bool) -> tuple[np.ndarray, list]:
+def _factor_values(series: pd.Series) -> tuple[np.ndarray, list]:
     """(values, levels) of a categorical variable; ``factor()`` of a numeric column uses its numbers."""
     values = series.to_numpy()
     if isinstance(series.dtype, pd.CategoricalDtype):
@@ -481,7 +481,7 @@ def design_matrix(
     for var, (col, categorical) in variables.items():
         series = data[col]
         if categorical:
-            values, levels = _factor_values(series, True)
+            values, levels = _factor_values(series)
             if len(levels) < 2:
                 raise DataError(f"categorical moderator has only one level ({level_text(levels[0])!r})"
                                 if levels else "categorical moderator has no level", column=col)
