@@ -176,7 +176,7 @@ def test_three_level_data_keeps_clusters_aligned():
         warnings.simplefilter("always")
         res = rma_mv(data, mods="year_c")
     assert [w.category for w in record] == [DataWarning]  # one warning, not a second generic one
-    assert res.k == data.k - 2
+    assert res.k == data.k - 2 and res.omitted_rows == [1, 6] and res.to_dict()["omitted_rows"] == [1, 6]
     ref = rma_mv(kept, mods="year_c")
     np.testing.assert_allclose(res.beta, ref.beta, rtol=SAME_CODE_RTOL)
 

@@ -553,7 +553,10 @@ def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster
         warnings.warn("rma_mv: the variance components may not have converged",
                       ConvergenceWarning, stacklevel=2)
     fit0 = problem.evaluate(np.zeros(len(theta)))  # fixed-effects fit: Cochran's Q with V
-    return _result(problem, theta, fit, fit0, coef_names, info, method, test, float(level), rows)
+    res = _result(problem, theta, fit, fit0, coef_names, info, method, test, float(level), rows)
+    n_rows = len(getattr(yi, "yi", yi))  # rows given, before metafor's missing-value rule
+    res.omitted_rows = sorted(set(range(1, n_rows + 1)) - {int(r) for r in rows})
+    return res
 
 
 def _fit_stats(ll, n, parms, saturated):
@@ -687,6 +690,7 @@ class RmaMvResult:
     _problem: _Problem | None = field(default=None, repr=False)
     _theta: np.ndarray | None = field(default=None, repr=False)
     _confint: dict = field(default_factory=dict, repr=False)
+    omitted_rows: list = field(default_factory=list)  # 1-based rows left out (missing values)
 
     @property
     def ll(self) -> float:
@@ -792,7 +796,7 @@ class RmaMvResult:
                "k": self.k, "p": self.p, "struct": self.struct, "coefficients": coefs,
                "vcov": self.vcov, "df": self.df, "QE": self.QE, "QE_df": self.QE_df,
                "QE_p": self.QE_p, "QM": self.QM, "QM_df": list(self.QM_df), "QM_p": self.QM_p,
-               "fit_stats": self.fit_stats}
+               "fit_stats": self.fit_stats, "omitted_rows": [int(r) for r in self.omitted_rows]}
         if self.sigma2 is not None:
             out["sigma2"] = {"values": self.sigma2, "names": self.sigma2_names,
                              "levels": self.sigma2_levels}
