@@ -15,11 +15,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bayes_se as bse
 from bayes_se import api, cli
 from bayes_se.data import load_effects
-from bayes_se.errors import ConvergenceWarning, DataError, DataWarning, SpecError
+from bayes_se.errors import BayesSEError, ConvergenceWarning, DataError, DataWarning, SpecError
 from bayes_se.formula import design_matrix
 from bayes_se.frequentist import rma, rma_mv
 from bayes_se.spec import load_spec
@@ -312,3 +314,19 @@ def test_design_matrix_equals_r_model_matrix(case):
     design = design_matrix(frame, case["formula"])
     assert ["(Intercept)" if n == "intercept" else n for n in design.names] == case["colnames"]
     np.testing.assert_array_equal(design.X, X_r)
+
+
+_TOKENS = ["a", "b", "g", "factor(a)", "factor(g)", "factor(", ")", "(", "+", "-", "*", ":", "0", "1", "~", " "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=9).map("".join))
+def test_any_token_soup_gives_a_full_rank_design_or_a_bayes_se_error(text):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 4.0, 3.0, 0.5, 2.5], "b": [0.0, 1.0, 0.0, 2.0, 1.0, 3.0],
+                          "g": ["u", "v", "w", "u", "v", "w"]})
+    try:
+        design = design_matrix(frame, text)
+    except BayesSEError:
+        return
+    assert design.X.shape == (6, len(design.names)) and len(set(design.names)) == len(design.names)
+    assert np.linalg.matrix_rank(design.X) == design.X.shape[1]
