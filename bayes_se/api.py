@@ -158,7 +158,7 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
 
 
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
-        chains=None, level=None):
+        chains=None, level=None, na="omit"):
     """Fit the Bayesian meta-analysis a spec describes.
 
     Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
@@ -175,6 +175,10 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         ``chains`` must be >= 1 and ``tune`` >= 0 (checked before the data are read, for every engine).
     level : float, optional
         Credible level of summaries (default: the spec's).
+    na : {"omit", "error"}, default "omit"
+        A row with a missing moderator: left out of the whole fit (effects, variances, labels,
+        clusters) with a warning naming it, and listed as ``omitted_rows`` (in ``settings`` of an
+        MCMC fit, in ``to_dict()``); or refused with a DataError naming row and column.
 
     Returns
     -------
@@ -198,14 +202,15 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if mtype == "three_level" and data.cluster is None:
         raise DataError("a three-level model needs a cluster column (spec [data] cluster or --cluster)",
                         column="cluster")
-    if spec.model.mods:
-        X, coef_names = data.design(spec.model.mods)
-    else:
-        X, coef_names = None, ["intercept"]
+    checksum = data.checksum()  # of the data as given, before rows with missing moderators go
+    data, design = data.model_data(spec.model.mods or None, na=na)
+    X, coef_names = design.X, list(design.names)
+    if coef_names == ["intercept"]:
+        X = None
     model_priors = spec.model_priors(coef_names)
     settings = {"level": spec.summary.level, "smallest_effect": spec.summary.smallest_effect or None,
-                "seed": spec.sampler.seed, "spec_toml": spec.to_toml(), "data_sha256": data.checksum(),
-                "mods": spec.model.mods or None}
+                "seed": spec.sampler.seed, "spec_toml": spec.to_toml(), "data_sha256": checksum,
+                "mods": spec.model.mods or None, "omitted_rows": [int(r) for r in design.omitted_rows]}
 
     if spec.sampler.engine == "exact":
         if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:

@@ -70,12 +70,12 @@ def cmd_freq(args) -> int:
         from bayes_se.frequentist import rma_mv
 
         res = rma_mv(data, mods=args.mods, method=args.method.upper(),
-                     test="t" if args.test == "knha" else "z", level=args.level)
+                     test="t" if args.test == "knha" else "z", level=args.level, na=args.na)
         out = res.to_dict()  # the keys of rma's to_dict (estimate, ci_lower, pi_lower, Q, ...) and sigma2
     else:
         from bayes_se.frequentist import rma
 
-        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level)
+        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na)
         out = res.to_dict()
     if args.json:
         _print_json(out)
@@ -197,7 +197,7 @@ def cmd_fit(args) -> int:
 
     spec = _spec_from_args(args)
     with _out_lock(args):
-        res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+        res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         if args.out:
             write_fit_outputs(res, spec, args.out, force=args.force, inputs=_inputs(args))
     if args.json:
@@ -235,7 +235,7 @@ def cmd_sensitivity(args) -> int:
     res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                       engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
                       three_level=three_level, smallest_effect=spec.summary.smallest_effect,
-                      seed=spec.sampler.seed, level=spec.summary.level)
+                      seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
     if args.csv:
         from bayes_se.outputs import atomic_file
 
@@ -259,12 +259,12 @@ def cmd_report(args) -> int:
     spec = _spec_from_args(args)
     with _out_lock(args):
         spec, data = _fit_from_args(args, spec)
-        res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains)
+        res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         sens = None
         if spec.model.type != "three_level":
             sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                                effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
-                               seed=spec.sampler.seed, level=spec.summary.level)
+                               seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
         out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
                            force=args.force)
     print(f"wrote {out / 'report.html'}")
@@ -278,6 +278,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
+MODS_HELP = ('moderator formula, e.g. "guided + year", "~ factor(dose) * year", "0 + group" '
+             "(see docs/model_spec.md)")
+
+
+def _add_na_arg(p) -> None:
+    p.add_argument("--na", default="omit", choices=["omit", "error"],
+                   help="a row with a missing moderator: leave it out with a warning (omit, default) "
+                        "or stop with an error naming it (error)")
+
+
 def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("spec", nargs="?", default=None,
                    help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
@@ -285,7 +295,8 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
                    help='override a prior, e.g. --prior "mu=normal(0, 1)" --prior "tau=half_normal(0.5)" '
                         '--prior "beta[guided]=normal(0, 0.5)" --prior "preset=rhodes2015_general"')
-    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
+    p.add_argument("--mods", default=None, help=MODS_HELP)
+    _add_na_arg(p)
     p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
     p.add_argument("--level", type=float, default=None,
@@ -383,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="REML",
                    help="tau2 estimator: EE, DL, REML, ML, PM, EB, SJ, HS, HE (default REML)")
     p.add_argument("--test", default="z", choices=["z", "knha"], help="z or Knapp-Hartung (knha)")
-    p.add_argument("--mods", default=None, help='moderators, e.g. "guided + year"')
+    p.add_argument("--mods", default=None, help=MODS_HELP)
+    _add_na_arg(p)
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_column_args(p)

@@ -96,11 +96,36 @@ class EffectData:
             frame=frame,
         )
 
-    def design(self, mods):
-        """Moderator design matrix of ``mods`` (see :func:`bayes_se.formula.design_matrix`)."""
+    def design(self, mods, *, na: str = "omit"):
+        """Moderator design matrix of ``mods`` (see :func:`bayes_se.formula.design_matrix`).
+
+        ``na="omit"`` leaves out rows with a missing moderator (with a warning naming them); the
+        rows of ``X`` are then the data rows ``design.rows``, see :meth:`model_data`.
+        ``na="error"`` raises a DataError naming the row and column instead.
+
+        Returns
+        -------
+        bayes_se.formula.Design
+            Unpacks as ``X, names``.
+        """
         from bayes_se.formula import design_matrix
 
-        return design_matrix(self.frame, mods)
+        return design_matrix(self.frame, mods, na=na, labels=self.study, reserved=RESERVED)
+
+    def model_data(self, mods, *, na: str = "omit"):
+        """The effects a moderator model uses and its design: ``(data, design)``.
+
+        ``data`` holds only the rows with every moderator of ``mods`` present (all rows when none
+        is missing, or ``mods`` is empty), so that ``yi``, ``vi``, labels and clusters line up with
+        ``design.X``; ``design.omitted_rows`` lists the 1-based rows left out.
+        """
+        design = self.design(mods or None, na=na)
+        if not design.omitted_rows:
+            return self, design
+        if len(design.rows) < 2:
+            raise DataError(f"only {len(design.rows)} effect(s) have every moderator of '{mods}' "
+                            "(the others have missing values); at least 2 are needed")
+        return self.subset(design.rows), design
 
     def checksum(self) -> str:
         """SHA-256 (hex) of the canonical CSV of :attr:`frame`, for reproducibility records.

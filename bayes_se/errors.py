@@ -55,5 +55,6 @@ class ConvergenceWarning(UserWarning):
 
 
 class DataWarning(UserWarning):
-    """Something in a data table worth a look that still reads (a fallback encoding, skipped rows);
-    the CLI prints it as one ``bayes-se: warning:`` line."""
+    """Something in the data worth a look that still reads or fits: a fallback encoding, skipped
+    rows, rows left out of a model (e.g. for a missing moderator; the message names them). The CLI
+    prints it as one ``bayes-se: warning:`` line."""

@@ -203,6 +203,11 @@ class Fit:
     def k(self) -> int:
         return int(self.settings.get("k", 0))
 
+    @property
+    def omitted_rows(self) -> list[int]:
+        """1-based data rows left out of the fit (a missing moderator); empty when none."""
+        return [int(r) for r in self.settings.get("omitted_rows") or []]
+
     # -- tables ------------------------------------------------------------------------------
     def summary(self, level: float | None = None, interval: str = "central", smallest_effect=None,
                 theta: bool = True) -> pd.DataFrame:
@@ -300,6 +305,7 @@ class Fit:
                "parameters": params, "diagnostics": diagnostics,
                "priors": {k: str(v) for k, v in self.priors.items()},
                "settings": self.settings}
+        out["omitted_rows"] = self.omitted_rows
         thresholds = [0.0] + ([self.smallest_effect] if self.smallest_effect else [])
         probs = {f"{t:g}": {k: _num(v) for k, v in self.prob_greater(t).items()} for t in thresholds}
         if any(probs.values()):

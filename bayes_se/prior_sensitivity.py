@@ -190,11 +190,12 @@ def _as_effects(data):
     raise DataError(f"data must be an EffectData or a pandas DataFrame, not {type(data).__name__}")
 
 
-def _design(data, mods):
+def _design(data, mods, na="omit"):
+    """(data, X, names): the rows with every moderator present, and their design (None: intercept only)."""
+    data, design = data.model_data(mods or None, na=na)
     if not mods:
-        return None, ["intercept"]
-    X, names = data.design(mods)
-    return X, list(names)
+        return data, None, ["intercept"]
+    return data, design.X, list(design.names)
 
 
 def _exact_row(data, X, names, coef, tau_prior, level, smallest):
@@ -389,7 +390,7 @@ def _reweight(base, coef, sds, nu, draws, names, coef_new, sds_new, nu_new):
 def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague"), *, mods: str | None = None,
                 engine: str = "auto", effects: str = "normal", three_level: bool = False,
                 smallest_effect: float | None = None, seed: int = DEFAULT_SEED, level: float = 0.95,
-                mcmc: dict | None = None) -> SensitivityResult:
+                mcmc: dict | None = None, na: str = "omit") -> SensitivityResult:
     """Fit the same model under each prior of a grid and tabulate the posteriors side by side.
 
     ``y_i ~ N(x_i' beta + u_i, v_i)``, ``u_i ~ N(0, tau^2)``, with the priors on beta and tau
@@ -422,6 +423,8 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
     mcmc : dict, optional
         Sampler settings for MCMC entries (``draws``, ``tune``, ``chains``, ...), default
         :data:`MCMC_DEFAULTS`.
+    na : {"omit", "error"}
+        A row with a missing moderator: left out of every fit (with a warning), or refused.
 
     Returns
     -------
@@ -443,7 +446,7 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
     if not priors:
         raise SpecError("the prior grid is empty", key="priors")
     data = _as_effects(data)
-    X, names = _design(data, mods)
+    data, X, names = _design(data, mods, na)
     entries = [parse_grid_entry(e) for e in priors]
     labels = [lab for lab, _ in entries]
     if len(set(labels)) != len(labels):

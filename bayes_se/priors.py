@@ -80,7 +80,7 @@ _ALIASES = {
 # parameter names a prior can be assigned to (beta[NAME] too)
 PARAM_NAMES = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
 _SD_PARAMS = ("tau", "sigma_cluster", "sigma_effect")
-_BETA_RE = re.compile(r"^beta\[[A-Za-z_][A-Za-z0-9_.:]*\]$")
+_BETA_RE = re.compile(r"^beta\[[A-Za-z_][^\[\]]*\]$")  # ablat, allocrandom, factor(x)2:z, subjectEarth Science
 
 
 def _kind(family: str) -> str:
@@ -678,9 +678,19 @@ def _build(family, nu, args, kwargs, text) -> Prior:
         raise SpecError(f"{exc} in '{text}'") from None
 
 
+_BETA_LHS_RE = re.compile(r"^\s*(beta\[[^\[\]=~]+\])\s*[=~]")  # beta[factor(x)2:z] = ...
+
+
 def _parse(text: str):
     if not isinstance(text, str):
         raise SpecError(f"a prior must be text such as 'normal(0, 1)', got {text!r}")
+    beta = _BETA_LHS_RE.match(text)
+    inner = beta.group(1)[5:-1].strip() if beta else ""
+    if beta and not re.fullmatch(r"[A-Za-z0-9_.]+", inner):  # a name the tokenizer cannot read
+        lhs, prior = _parse(text[beta.end():])
+        if lhs is not None:
+            raise SpecError(f"cannot read prior '{text}': two '=' or '~'")
+        return f"beta[{inner}]", prior
     lhs, log_lhs, family, nu, args, kwargs = _Parser(text).statement()
     if log_lhs:
         # 'log(tau2) ~ Normal(..)' is log_normal, 'log(tau2) ~ t_5(..)' is log_t

@@ -36,13 +36,14 @@ ENGINES = ("mcmc", "exact")
 PRIOR_KEYS = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
 
 _COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_MODS_CHARS_RE = re.compile(r"[^A-Za-z0-9_.+:* ]")
+_MODS_CHARS_RE = re.compile(r"[^A-Za-z0-9_.+:*~()\- ]")
 _BETA_KEY_RE = re.compile(r"^beta\[(.+)\]$")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    """``[model]``: which model. ``mods`` is a formula over data columns (names, ``+ : *``, ``0``)."""
+    """``[model]``: which model. ``mods`` is a moderator formula over data columns (names, ``+ : *``,
+    ``factor(x)``, ``0 +`` / ``- 1``; :mod:`bayes_se.formula`)."""
 
     type: str = "random_effects"
     effects: str = "normal"
@@ -425,8 +426,15 @@ def _choice(key: str, value: str, allowed) -> None:
 
 
 def _mods_columns(expr: str) -> set[str]:
-    """Column names in a moderator formula (after the character check)."""
-    return {tok for tok in re.split(r"[+:* ]+", expr) if tok and tok != "0"}
+    """Variables of a moderator formula (``x`` or ``factor(x)``), after :func:`check_mods`."""
+    from bayes_se.formula import parse_formula
+
+    return {var for term in parse_formula(expr)[1] for var in term}
+
+
+def _names_coefficient(part: str, variables) -> bool:
+    """Whether one ``:``-part of a coefficient name can come from a variable: ``x`` or ``x`` + level."""
+    return any(part.startswith(v) for v in variables)
 
 
 def outcome_moderator(expr: str, *, effect: str = "", variance: str = "", se: str = "") -> tuple | None:
@@ -442,7 +450,7 @@ def outcome_moderator(expr: str, *, effect: str = "", variance: str = "", se: st
 
 
 def check_mods(expr: str, key: str = "model.mods") -> None:
-    """Check a moderator formula: only names, ``+``, ``:``, ``*``, spaces and ``0``.
+    """Check a moderator formula: names, ``factor(NAME)``, ``+ : * ~``, ``0 +`` / ``- 1``, spaces.
 
     Raises
     ------
@@ -452,8 +460,8 @@ def check_mods(expr: str, key: str = "model.mods") -> None:
     bad = _MODS_CHARS_RE.search(expr)
     if bad:
         raise SpecError(f"character {bad.group()!r} at position {bad.start() + 1} of '{expr}' is not "
-                        "allowed; a moderator formula holds only column names, '+', ':', '*', "
-                        "spaces and '0'", key=key)
+                        "allowed; a moderator formula holds only column names, '+', ':', '*', a leading "
+                        "'~', '0 +' or '- 1' (no intercept), factor(COLUMN) and spaces", key=key)
     from bayes_se.formula import parse_formula  # structure (e.g. 'a + + b') is the formula's job
 
     try:
@@ -587,8 +595,8 @@ def _validate_priors(spec: ModelSpec) -> None:
                                 key=f"priors.{key}")
             inner = _BETA_KEY_RE.match(key)
             if inner:
-                names = {re.sub(r"\[.*\]$", "", part) for part in inner.group(1).split(":")}
-                unknown = sorted(names - columns)
+                # a coefficient is named VARIABLE (numeric) or VARIABLE + LEVEL (allocrandom)
+                unknown = [part for part in inner.group(1).split(":") if not _names_coefficient(part, columns)]
                 if unknown:
                     raise SpecError(f"'{unknown[0]}' is not a moderator in mods = '{m.mods}'"
                                     f"{_closest(unknown[0], columns)}", key=f"priors.{key}")

@@ -93,15 +93,15 @@ def main(argv=None) -> None:
     positive = bayes.prob_greater(0.0)
     lines = []
     for name in coef:
-        level = name[len("beta[support["):-2]
-        i = freq_rows[f"support[{level}]"]
+        level = name[len("beta[support"):-1]  # beta[supportdemand]: R's coefficient names
+        i = freq_rows[f"support{level}"]
         lines.append(f"| {level} vs auto | {fmt(post.loc[name])} | {positive[name]:.2f} "
                      f"| {freq.beta[i]:.2f} [{freq.ci_lower[i]:.2f}, {freq.ci_upper[i]:.2f}] |")
     diag = bayes.diagnostics.to_dict()
-    levels_c = [name[len("beta[support["):-2] for name in coef]
+    levels_c = [name[len("beta[support"):-1] for name in coef]
     sens_view = pd.DataFrame({"prior": sens.table["prior"]})
     for lev in levels_c:
-        key = f"beta[support[{lev}]]"
+        key = f"beta[support{lev}]"
         sens_view[f"{lev} vs auto"] = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
                                        zip(sens.table[f"{key}_mean"], sens.table[f"{key}_lower"],
                                            sens.table[f"{key}_upper"])]
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     bayes_excl = [lev for lev, name in zip(levels_c, coef)
                   if post.loc[name, "q2.5"] > 0 or post.loc[name, "q97.5"] < 0]
     freq_excl = [lev for lev in levels_c
-                 if freq.ci_lower[freq_rows[f"support[{lev}]"]] > 0 or freq.ci_upper[freq_rows[f"support[{lev}]"]] < 0]
+                 if freq.ci_lower[freq_rows[f"support{lev}"]] > 0 or freq.ci_upper[freq_rows[f"support{lev}"]] < 0]
     widths = [post.loc[name, "q97.5"] - post.loc[name, "q2.5"] for name in coef]
     reading = (
         ("No Bayesian 95% credible interval of a contrast excludes zero" if not bayes_excl else

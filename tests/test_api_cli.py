@@ -132,7 +132,7 @@ def test_cli_freq_moderators_json(capsys):
     assert code == 0
     obj = json.loads(out)
     assert {"coefficients", "QM", "QM_p", "R2"} <= set(obj)
-    assert set(obj["coefficients"]) == {"intercept", "ablat", "alloc[random]", "alloc[systematic]"}
+    assert set(obj["coefficients"]) == {"intercept", "ablat", "allocrandom", "allocsystematic"}
     assert set(obj["coefficients"]["ablat"]) == {"estimate", "se", "stat", "pval", "ci_lower", "ci_upper"}
 
 

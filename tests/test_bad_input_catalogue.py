@@ -111,6 +111,12 @@ CASES = [
     Case("moderator-all-missing", "moderator missing in every row", "--mods g (g empty)",
          _fit("{dir}/data.csv", "--mods", "g"), "column 'g'",
          _data("study,yi,vi,g\nA,0.1,0.02,\nB,0.3,0.01,\nC,0.2,0.03,\n")),
+    Case("moderator-missing-na-error", "missing moderator with --na error (default: the row is left out with a "
+         "warning)", "--mods g --na error, B,0.3,0.01,", _fit("{dir}/data.csv", "--mods", "g", "--na", "error"),
+         "row 2 (study 'B'), column 'g'", _data("study,yi,vi,g\nA,0.1,0.02,x\nB,0.3,0.01,\nC,0.2,0.03,y\n"
+                                                "D,0.4,0.02,x\n")),
+    Case("moderator-effect-column", "moderator formula using the effect column", "--mods 'g + yi'",
+         _fit("{dir}/data.csv", "--mods", "g + yi"), "column 'yi'", _data(GOOD)),
     Case("moderator-unknown", "moderator that is not a column", "--mods dose", _fit(
         "{dir}/data.csv", "--mods", "dose"), "column 'dose'", _data(GOOD)),
     Case("moderator-expression", "moderator formula with an operator we do not have", "--mods 'g - yi'",

@@ -16,7 +16,7 @@ CLOSED_FORM_RTOL = 1e-6  # metafor, closed form (classic lm Egger test, Kendall'
 ITERATIVE_RTOL = 1e-5  # metafor, refits with the iterative REML estimator (regtest model="rma", trimfill)
 ZERO_ATOL = 1e-10  # absolute floor only where the reference is exactly 0 (tau^2 of an EE fit)
 
-DATASETS = sorted(p.stem for p in (REFERENCE / "metafor").glob("*.json"))
+DATASETS = sorted(p.stem for p in (REFERENCE / "metafor").glob("dat.*.json"))  # formula_*.json: test_formula_metafor
 
 
 def _load(name):

@@ -30,7 +30,7 @@ ZERO_SCALE = 1e-8  # below this a reference value counts as ~0 (e.g. tau^2 trunc
 
 CLOSED_FORM = {"EE", "DL", "HE", "HS", "SJ"}
 
-DATASETS = sorted(p.stem for p in (REFERENCE / "metafor").glob("*.json"))
+DATASETS = sorted(p.stem for p in (REFERENCE / "metafor").glob("dat.*.json"))  # formula_*.json: test_formula_metafor
 
 
 def _load(name):
@@ -126,10 +126,9 @@ def _prep_metareg(dataset, label, frame):
     if dataset == "dat.bangertdrowns2004" and label == "meta":
         return frame[frame["meta"].notna()].reset_index(drop=True), "meta", {"meta": "meta"}
     if dataset == "dat.bangertdrowns2004" and label == "grade":
-        frame["grade"] = frame["grade"].astype(int).astype(str)
-        return frame, "grade", {f"grade[{g}]": f"factor(grade){g}" for g in "234"}
+        return frame, "factor(grade)", {f"factor(grade){g}": f"factor(grade){g}" for g in "234"}
     if dataset == "dat.bcg" and label == "alloc":
-        return frame, "alloc", {f"alloc[{a}]": f"factor(alloc){a}" for a in ("random", "systematic")}
+        return frame, "factor(alloc)", {f"factor(alloc){a}": f"factor(alloc){a}" for a in ("random", "systematic")}
     if dataset == "dat.bcg" and label == "ablat_year":
         return frame, "ablat + year", {"ablat": "ablat", "year": "year"}
     if dataset in ("dat.berkey1998", "dat.konstantopoulos2011") and label == "year":
@@ -138,7 +137,7 @@ def _prep_metareg(dataset, label, frame):
         return frame, "year_c", {"year_c": f"I(year - {centre})"}
     if label in ("sport", "design", "tester"):
         level = {"sport": "T", "design": "cohort", "tester": "blind"}[label]
-        return frame, label, {f"{label}[{level}]": f"{label}{level}"}
+        return frame, label, {f"{label}{level}": f"{label}{level}"}
     return frame, label, {label: label}  # continuous: ablat, weeks.c
 
 
@@ -224,7 +223,7 @@ def test_bcg_method_aliases_and_effectdata_duck_typing():
     for alias in ("FE", "CE", "ee"):
         assert rma(frame["yi"], frame["vi"], method=alias).method == "EE"
     res = rma(effects, mods="ablat + alloc")
-    assert res.coef_names == ["intercept", "ablat", "alloc[random]", "alloc[systematic]"]
+    assert res.coef_names == ["intercept", "ablat", "allocrandom", "allocsystematic"]
     assert res.slab[0] == "Aronson 1948"
     assert "alloc: treatment coding, reference level 'alternate'" in res.summary()
     direct = rma(frame["yi"], frame["vi"], X=frame[["ablat"]].to_numpy(), coef_names=["ablat"])

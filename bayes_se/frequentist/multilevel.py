@@ -60,7 +60,7 @@ __all__ = ["rma_mv", "RmaMvResult", "matreg", "MatregResult"]
 
 def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster=None,
            random=None, struct=None, outcome=None, study=None, outcome_levels=None,
-           method="REML", test="z", level=0.95, cluster_name="cluster", effect_name="effect"):
+           method="REML", test="z", level=0.95, cluster_name="cluster", effect_name="effect", na="omit"):
     """Multilevel / multivariate random-effects meta-analysis (metafor's ``rma.mv``).
 
     Three-level model (``struct=None``): ``y_ij = x_ij' beta + u_i + w_ij + e_ij`` with
@@ -80,6 +80,8 @@ def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster
     mods : str, optional
         Moderator formula for :func:`bayes_se.formula.design_matrix` on ``data`` (a DataFrame)
         or on the EffectData's frame; instead of ``X``.
+    na : {"omit", "error"}
+        A row with a missing moderator of ``mods``: left out with a warning, or refused.
     cluster : sequence, optional
         Cluster of each effect (level 2 of the nested model; the grouping of ``struct`` models
         when ``study`` is not given).
@@ -119,7 +121,7 @@ def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster
     if struct not in {None, "CS", "UN"}:
         raise SpecError(f"struct must be None, 'CS' or 'UN', got {struct!r}", key="struct")
     y, X, V, coef_names, cluster, outcome, study, rows = prepare_inputs(
-        yi, V, X, coef_names, mods, data, cluster, outcome, study)
+        yi, V, X, coef_names, mods, data, cluster, outcome, study, na)
     k, p = X.shape
 
     r_ols = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
@@ -182,7 +184,10 @@ def rma_mv(yi, V=None, *, X=None, coef_names=None, mods=None, data=None, cluster
         warnings.warn("rma_mv: the variance components may not have converged",
                       ConvergenceWarning, stacklevel=2)
     fit0 = problem.evaluate(np.zeros(len(theta)))  # fixed-effects fit: Cochran's Q with V
-    return _result(problem, theta, fit, fit0, coef_names, info, method, test, float(level), rows)
+    res = _result(problem, theta, fit, fit0, coef_names, info, method, test, float(level), rows)
+    n_rows = len(getattr(yi, "yi", yi))  # rows given, before metafor's missing-value rule
+    res.omitted_rows = sorted(set(range(1, n_rows + 1)) - {int(r) for r in rows})
+    return res
 
 
 def _fit_stats(ll, n, parms, saturated):

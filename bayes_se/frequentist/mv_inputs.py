@@ -56,7 +56,7 @@ def _as_V(V, k):
     return V
 
 
-def prepare_inputs(yi, V, X, coef_names, mods, data, cluster, outcome, study):
+def prepare_inputs(yi, V, X, coef_names, mods, data, cluster, outcome, study, na="omit"):
     """Arrays of the model after metafor's missing-value rule, with row-naming errors.
 
     Returns
@@ -65,6 +65,7 @@ def prepare_inputs(yi, V, X, coef_names, mods, data, cluster, outcome, study):
         ``y, X, V, coef_names, cluster, outcome, study, rows`` (``rows``: the 1-based data rows kept).
     """
     frame = data
+    study_labels = None
     if hasattr(yi, "yi"):  # an EffectData-like object
         effects = yi
         yi = effects.yi
@@ -73,6 +74,7 @@ def prepare_inputs(yi, V, X, coef_names, mods, data, cluster, outcome, study):
             V = effects.vi if V is None else V
         cluster = getattr(effects, "cluster", None) if cluster is None else cluster
         frame = getattr(effects, "frame", None) if frame is None else frame
+        study_labels = getattr(effects, "study", None) if data is None else None
     try:
         y = np.asarray(yi, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -95,7 +97,12 @@ def prepare_inputs(yi, V, X, coef_names, mods, data, cluster, outcome, study):
             raise SpecError("mods needs a data frame (data=) or an EffectData", key="mods")
         from bayes_se.formula import design_matrix
 
-        X, coef_names = design_matrix(frame, mods)
+        design = design_matrix(frame, mods, na=na, labels=study_labels,
+                               reserved=("yi", "vi", "study", "cluster") if data is None else ("yi", "vi"))
+        # rows with a missing moderator (already reported) get NaN: metafor's rule below drops them
+        X = np.full((len(design.rows) + len(design.omitted_rows), design.X.shape[1]), np.nan)
+        X[design.rows] = design.X
+        coef_names, reported = design.names, np.isnan(X[:, 0])
     if X is None:
         X, coef_names = np.ones((k, 1)), ["intercept"] if coef_names is None else coef_names
     X = np.asarray(X, dtype=float)
@@ -118,7 +125,7 @@ def prepare_inputs(yi, V, X, coef_names, mods, data, cluster, outcome, study):
             drop |= np.array([_missing(v) for v in labels])
     keep = np.flatnonzero(~drop)
     rows = keep + 1  # 1-based data rows, as a user sees them
-    if drop.any():
+    if (drop & ~reported).any() if mods is not None else drop.any():
         warnings.warn(f"rows {', '.join(map(str, np.flatnonzero(drop) + 1))} have missing values "
                       "and were omitted from model fitting", UserWarning, stacklevel=3)
     y, X, V = y[keep], X[keep], V[np.ix_(keep, keep)]

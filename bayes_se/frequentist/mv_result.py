@@ -89,6 +89,7 @@ class RmaMvResult:
     problem: Problem | None = field(default=None, repr=False)
     theta: np.ndarray | None = field(default=None, repr=False)
     _confint: dict = field(default_factory=dict, repr=False)
+    omitted_rows: list = field(default_factory=list)  # 1-based rows left out (missing values)
 
     @property
     def ll(self) -> float:
@@ -212,7 +213,7 @@ class RmaMvResult:
                "pi_lower": None if pr is None else pr["pi_lower"],
                "pi_upper": None if pr is None else pr["pi_upper"],
                "Q": self.QE, "Q_df": self.QE_df, "Q_p": self.QE_p, "fit_stats": self.fit_stats,
-               "struct": self.struct}
+               "struct": self.struct, "omitted_rows": [int(r) for r in self.omitted_rows]}
         if self.sigma2 is not None:
             out["sigma2"] = {"values": self.sigma2, "names": self.sigma2_names,
                              "levels": self.sigma2_levels}

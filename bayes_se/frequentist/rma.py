@@ -52,8 +52,11 @@ class RMAResult:
     ``tau``, ``I2``, ``H2``, ``QE``, ``QE_df``, ``QE_p``, ``QM``, ``QM_df``, ``QM_p``, ``R2``,
     ``weights`` (percent), ``fit_stats`` (DataFrame, rows ll/dev/AIC/BIC/AICc, columns ML/REML),
     ``vcov``, ``s2w`` (Knapp-Hartung scale factor), ``df`` (t/F denominator df, None for z),
-    ``yi``, ``vi``, ``X``, ``slab``, ``level``, ``threshold``.
+    ``yi``, ``vi``, ``X``, ``slab``, ``level``, ``threshold``, ``omitted_rows`` (1-based data rows
+    left out for a missing moderator).
     """
+
+    omitted_rows: tuple = ()  # none unless the fit left rows out
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
@@ -201,6 +204,8 @@ class RMAResult:
         if self.coding:
             lines.append("")
             lines.extend(self.coding)
+        if self.omitted_rows:
+            lines.append(f"rows left out for a missing moderator: {', '.join(map(str, self.omitted_rows))}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -250,17 +255,20 @@ class RMAResult:
             "I2": self.I2,
             "H2": self.H2,
             "R2": self.R2,
+            "omitted_rows": [int(r) for r in self.omitted_rows],
         }
         return json_ready(out)
 
 
-def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):
-    """Turn the flexible user input into (yi, vi, X, names, slab, intercept, coding lines)."""
+def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept, na="omit"):
+    """Turn the flexible user input into (yi, vi, X, names, slab, intercept, coding lines, omitted rows)."""
     frame = data
+    reserved = ("yi", "vi")
     if hasattr(yi, "yi") and hasattr(yi, "vi"):  # duck-typed EffectData
         eff = yi
         if frame is None:
             frame = getattr(eff, "frame", None)
+            reserved = ("yi", "vi", "study", "cluster")
         if slab is None:
             slab = getattr(eff, "study", None)
         vi = eff.vi if vi is None else vi
@@ -270,6 +278,7 @@ def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):
     yi, vi = check_arrays(yi, vi)
     k = len(yi)
     coding: list[str] = []
+    omitted: list[int] = []
     if mods is not None and X is not None:
         raise SpecError("give either a moderator formula 'mods' or a design matrix 'X', not both", key="mods")
     if mods is not None:
@@ -278,9 +287,15 @@ def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):
         frame = pd.DataFrame(frame).reset_index(drop=True)
         if len(frame) != k:
             raise DataError(f"the data frame has {len(frame)} rows but there are {k} effect sizes")
-        Xm, names = design_matrix(frame, mods, intercept=intercept)
-        coding = describe_coding(frame, mods)
+        design = design_matrix(frame, mods, intercept=intercept, na=na, reserved=reserved,
+                               labels=None if slab is None else [str(s) for s in slab])
+        Xm, names, coding, omitted = design.X, design.names, design.coding, design.omitted_rows
         has_int = names[0] == "intercept"
+        if omitted:  # the rows with a missing moderator leave the whole model
+            keep = design.rows
+            yi, vi = yi[keep], vi[keep]
+            slab = [str(i + 1) for i in keep] if slab is None else [str(slab[i]) for i in keep]
+            k = len(yi)
     elif X is not None:
         Xm = np.asarray(X, float)
         if Xm.ndim == 1:
@@ -310,7 +325,7 @@ def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept):
     slab = [str(s) for s in slab]
     if len(slab) != k:
         raise DataError(f"{len(slab)} study labels for {k} effect sizes", column="study")
-    return yi, vi, Xm, names, slab, has_int, coding
+    return yi, vi, Xm, names, slab, has_int, coding, omitted
 
 
 def rma(
@@ -328,6 +343,7 @@ def rma(
     intercept: bool = True,
     r2: bool = True,
     threshold: float = THRESHOLD,
+    na: str = "omit",
 ) -> RMAResult:
     """Fit a fixed-, random- or mixed-effects meta-analysis exactly as metafor 3.8-1 ``rma.uni``.
 
@@ -362,6 +378,9 @@ def rma(
     threshold : float, default 1e-12
         Convergence threshold of Fisher scoring for ML/REML/EB (metafor's ``control$threshold``,
         whose metafor default is 1e-5).
+    na : {"omit", "error"}, default "omit"
+        A row with a missing moderator of ``mods``: left out with a warning (metafor's
+        ``na.omit``; listed in ``omitted_rows``) or refused with a DataError naming row and column.
 
     Returns
     -------
@@ -388,7 +407,8 @@ def rma(
         raise SpecError(f"unknown test {test!r} (use 'z' or 'knha')", key="test")
     if not 0 < level < 1:
         raise SpecError(f"level must be between 0 and 1 (got {level})", key="level")
-    yi, vi, Xm, names, slab, has_int, coding = _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept)
+    yi, vi, Xm, names, slab, has_int, coding, omitted = _resolve_inputs(yi, vi, mods, X, data, slab, coef_names,
+                                                                         intercept, na)
     k, p = Xm.shape
     if k < 2:
         raise DataError(f"need at least 2 studies (got {k})")
@@ -468,7 +488,7 @@ def rma(
         tau2=tau2, se_tau2=est.se_tau2, tau=math.sqrt(tau2), I2=I2, H2=H2, vt=vt,
         QE=QE, QE_df=k - p, QE_p=QE_p, QM=QM, QM_df=QM_df, QM_p=QM_p, R2=R2,
         weights=100 * w / w.sum(), fit_stats=fit_stats,
-        yi=yi, vi=vi, X=Xm, slab=slab, coding=coding, threshold=threshold,
+        yi=yi, vi=vi, X=Xm, slab=slab, coding=coding, threshold=threshold, omitted_rows=omitted,
     )
 
 

@@ -168,6 +168,14 @@ def _diagnostics_blocks(fit, b):
     return blocks, d.passed
 
 
+def _omitted_rows(data, mods) -> list[int]:
+    """1-based rows the fits leave out for a missing moderator of ``mods`` (bayes_se.formula's rule)."""
+    from bayes_se.formula import formula_columns
+
+    used = [c for c in formula_columns(mods) if c in data.frame.columns] if mods else []
+    return [] if not used else [int(i) + 1 for i in np.flatnonzero(data.frame[used].isna().any(axis=1).to_numpy())]
+
+
 def _data_blocks(data, b, mods):
     frame = data.frame
     mod_cols = [c for c in frame.columns if c not in ("yi", "vi", "study", "cluster")]
@@ -178,6 +186,10 @@ def _data_blocks(data, b, mods):
             "standard error range": f"{se.min():.4g} to {se.max():.4g}",
             "moderator columns": ", ".join(map(str, mod_cols)) if mod_cols else "none",
             "moderators in the model": mods or "none"}
+    if mods:
+        gone = _omitted_rows(data, mods)
+        rows["rows left out (missing moderator)"] = ", ".join(
+            f"{r} ({data.study[r - 1]})" for r in gone) if gone else "none"
     df = pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="item"))
     return [b.table("data_summary", df, "Data"),
             b.table("data", frame, "The effects as read", index=False)]
@@ -399,7 +411,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
 
     versions = package_versions()
     settings = dict(fit.settings)
-    methods = methods_paragraph(fit=fit, k=data.k, priors=prior_text, preset=spec.preset if spec else None,
+    methods = methods_paragraph(fit=fit, k=data.k - len(_omitted_rows(data, mods)), priors=prior_text, preset=spec.preset if spec else None,
                                 mods=mods, settings=settings, diagnostics=fit.diagnostics,
                                 sensitivity=sensitivity, compared=freq is not None, versions=versions, level=level)
     b.section("methods", "Methods (paste into a paper)", [("p", methods)])
