@@ -94,7 +94,7 @@ def test_exact_engine_names_the_coefficients_as_rma(name, index):
 
 def test_mcmc_fit_gets_the_same_names_and_rows_without_sampling(monkeypatch):
     """api.fit's MCMC path hands the builder the same design as rma, on the same kept rows."""
-    from bayes_se import results
+    from bayes_se import api
     from bayes_se.builders import build_random_effects
 
     case = REFS["bcg"]["cases"][-1]  # ~ ablat + alloc with rows 3 and 7 missing
@@ -108,7 +108,7 @@ def test_mcmc_fit_gets_the_same_names_and_rows_without_sampling(monkeypatch):
         seen.update(kwargs, yi=np.asarray(yi), vi=np.asarray(vi))
         raise Stop
 
-    monkeypatch.setattr(results, "fit_random_effects", capture)
+    monkeypatch.setattr(api, "fit_random_effects", capture)
     with pytest.warns(DataWarning), pytest.raises(Stop):
         api.fit(data, engine="mcmc", mods=case["formula"])
     freq = _fit_quietly(rma, data, mods=case["formula"])
