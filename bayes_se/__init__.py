@@ -57,7 +57,8 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in {"frequentist", "effect_sizes", "data", "errors", "priors", "spec", "exact", "api",
                 "formula", "diagnostics", "results", "sampling", "plots", "report", "mediation",
-                "correlations", "prior_sensitivity", "simulation", "compare", "outputs", "demo", "blas"}:
+                "correlations", "prior_sensitivity", "simulation", "compare", "outputs", "demo", "blas",
+                "datasets", "resources"}:
         return importlib.import_module(f"bayes_se.{name}")
     raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
 
