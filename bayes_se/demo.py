@@ -110,6 +110,8 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     echo : callable
         Where progress lines go.
     """
+    inputs = demo_inputs(data_dir)  # every input checked before the heavy imports and the fits
+    data_dir = inputs["data_dir"]
     from bayes_se import api
     from bayes_se.compare import compare_frequentist
     from bayes_se.correlations import load_correlations
@@ -118,8 +120,6 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     from bayes_se.report import write_report
     from bayes_se.prior_sensitivity import sensitivity
 
-    inputs = demo_inputs(data_dir)
-    data_dir = inputs["data_dir"]
     sampler = {"draws": 300, "tune": 300, "chains": 2} if quick else dict(DEMO_SAMPLER)
     start = time.perf_counter()
     between, within = _effects_from_raw(data_dir)
