@@ -1,8 +1,9 @@
 """One entry point for a Bayesian fit: data + spec (+ overrides) -> a result object.
 
-:func:`fit` reads the spec (a :class:`bayes_se.spec.ModelSpec`, a TOML path or text, a packaged spec's
-name, or the default random-effects spec), applies the caller's overrides (priors, moderators, engine, seed), builds the
-design matrix once and hands the numbers to the engine the spec asks for:
+:func:`fit` reads the spec (a :class:`bayes_se.spec.ModelSpec`, a TOML path or text, a packaged
+spec's name, or the default random-effects spec), applies the caller's overrides (priors,
+moderators, engine, seed), builds the design matrix once and hands the numbers to the engine the
+spec asks for:
 
 * ``engine = "exact"``: :func:`bayes_se.exact.exact_posterior` (normal-normal models with normal
   priors on mu/beta; quadrature over tau, no sampling) wrapped in :class:`ExactFit`;
