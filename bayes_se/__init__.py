@@ -60,7 +60,7 @@ def __getattr__(name: str):
     if name in {"frequentist", "effect_sizes", "data", "errors", "priors", "spec", "exact", "api",
                 "formula", "diagnostics", "results", "sampling", "plots", "report", "mediation",
                 "correlations", "prior_sensitivity", "simulation", "compare", "outputs", "demo", "blas",
-                "fits", "exact_fit", "defaults"}:
+                "fits", "exact_fit", "defaults", "datasets", "resources"}:
         return importlib.import_module(f"bayes_se.{name}")
     raise AttributeError(f"module 'bayes_se' has no attribute {name!r}")
 

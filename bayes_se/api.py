@@ -1,8 +1,9 @@
 """One entry point for a Bayesian fit: data + spec (+ overrides) -> a result object.
 
-:func:`fit` reads the spec (a :class:`bayes_se.spec.ModelSpec`, a TOML path or text, or the default
-random-effects spec), applies the caller's overrides (priors, moderators, engine, seed), builds the
-design matrix once and hands the numbers to the engine the spec asks for:
+:func:`fit` reads the spec (a :class:`bayes_se.spec.ModelSpec`, a TOML path or text, a packaged
+spec's name, or the default random-effects spec), applies the caller's overrides (priors,
+moderators, engine, seed), builds the design matrix once and hands the numbers to the engine the
+spec asks for:
 
 * ``engine = "exact"``: :func:`bayes_se.exact_fit.fit_exact` (normal-normal models with normal
   priors on mu/beta; quadrature over tau, no sampling), returning an ExactFit;
@@ -23,18 +24,9 @@ from bayes_se import defaults
 from bayes_se.errors import DataError, SpecError
 from bayes_se.exact_fit import ExactFit
 
-#: Spec used when none is given: the values of ``models/random_effects.toml`` (a test keeps the
-#: two equal), built in so that an installed package needs no file from the repository.
-DEFAULT_SPEC_TEXT = """
-[model]
-type = "random_effects"
-[priors]
-preset = "default"
-mu = "normal(0, 1)"
-tau = "half_normal(0.5)"
-[summary]
-smallest_effect = 0.2
-"""
+#: Spec used when none is given: the packaged ``models/random_effects.toml`` (its one home; it
+#: ships inside the package, see :mod:`bayes_se.resources`).
+DEFAULT_SPEC = "random_effects"
 
 
 def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
@@ -42,7 +34,9 @@ def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
 
     Parameters
     ----------
-    spec : ModelSpec, path, TOML text or None
+    spec : ModelSpec, path, TOML text, packaged spec name or None
+        A name such as ``"three_level"`` that is not an existing file is the packaged spec
+        (``bayes-se models`` lists them); None is :data:`DEFAULT_SPEC`.
     priors : sequence of str or mapping, optional
         ``["mu=normal(0, 1)", "tau=half_normal(0.5)"]`` (brms-like strings; ``preset=NAME`` picks a
         preset) or a mapping ``{"mu": Prior or str}``.
@@ -54,12 +48,13 @@ def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
     import dataclasses
 
     from bayes_se.priors import parse_assignment
+    from bayes_se.resources import spec_file, spec_source
     from bayes_se.spec import ModelSpec, load_spec
 
     if spec is None:
-        spec = load_spec(DEFAULT_SPEC_TEXT)
+        spec = load_spec(spec_file(DEFAULT_SPEC))
     elif not isinstance(spec, ModelSpec):
-        spec = load_spec(spec)
+        spec = load_spec(spec_source(spec))
     if mods is not None:
         spec = spec.with_mods(mods)
     if priors:
@@ -167,7 +162,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     Parameters
     ----------
     data : EffectData, path or DataFrame
-    spec : ModelSpec, path, TOML text or None (the default random-effects spec)
+    spec : ModelSpec, path, TOML text, packaged spec name (``"three_level"``) or None (the
+        packaged random-effects spec, :data:`DEFAULT_SPEC`)
     priors, mods, engine, seed :
         Overrides of the spec (see :func:`resolve_spec`).
     draws, tune, chains : int, optional

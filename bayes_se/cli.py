@@ -94,10 +94,19 @@ def _spec_columns(args):
 
 
 def _spec_arg(args):
-    """The SPEC argument as a path (a missing file is then 'file not found', never read as TOML)."""
+    """The SPEC argument as a path (a missing file is then 'file not found', never read as TOML);
+    a packaged spec's name (``three_level``) that is not an existing file is that packaged spec."""
     import pathlib
 
-    return pathlib.Path(args.spec) if args.spec else None
+    from bayes_se.resources import spec_names, spec_source
+
+    if not args.spec:
+        return None
+    path = pathlib.Path(spec_source(args.spec))
+    if not path.exists() and len(path.parts) == 1:
+        raise BayesSEError(f"spec file '{path}' not found, and no packaged spec has that name "
+                           f"(available: {', '.join(spec_names())})")
+    return path
 
 
 def _spec_from_args(args):
@@ -288,9 +297,37 @@ def _add_na_arg(p) -> None:
                         "or stop with an error naming it (error)")
 
 
+def cmd_models(args) -> int:
+    from bayes_se.resources import spec_description, spec_names
+
+    names = spec_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:<{width}}  {spec_description(name)}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    import pathlib
+
+    from bayes_se.outputs import atomic_file
+    from bayes_se.resources import spec_file
+
+    source = spec_file(args.name)  # an unknown name: one line listing the available ones
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(source.name)
+    if out.is_dir():
+        out = out / source.name
+    data = source.read_bytes()
+    atomic_file(out, lambda tmp: pathlib.Path(tmp).write_bytes(data), force=args.force)
+    print(f"wrote {out} (a copy of the packaged spec '{source.name}'; edit it, then: "
+          f"bayes-se fit {out} --data YOUR.csv)")
+    return 0
+
+
 def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("spec", nargs="?", default=None,
-                   help="model spec (TOML; default: the random-effects model of models/random_effects.toml)")
+                   help="model spec: a TOML file, or the name of a packaged spec (bayes-se models); "
+                        "default: the packaged random_effects")
     p.add_argument("--data", required=True, help="CSV file of effect sizes")
     p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
                    help='override a prior, e.g. --prior "mu=normal(0, 1)" --prior "tau=half_normal(0.5)" '
@@ -426,15 +463,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_check_parser(sub)
 
-    from bayes_se.demo import DEFAULT_DATA_DIR, DEMO_SEED
+    from bayes_se.demo import DEMO_SEED
 
     p = sub.add_parser("demo", help="the flagship analysis on the bundled simulated self-efficacy data")
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=f"dataset folder (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (default: the simulated data bundled with the package)")
     p.add_argument("--out", default="bayes_se_demo",
                    help="report folder (default bayes_se_demo; an existing one is kept and -2, -3, ... used)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"random seed (default {DEMO_SEED})")
     p.add_argument("--quick", action="store_true", help="small MCMC settings, for a smoke test")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("models", help="list the packaged model specs (bayes-se init NAME copies one)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("init", help="write a copy of a packaged model spec to edit")
+    p.add_argument("name", metavar="NAME", help="a packaged spec (bayes-se models lists them)")
+    p.add_argument("--out", default=None, help="file or folder to write (default: ./NAME.toml)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_init)
 
     from bayes_se import simulation
 

@@ -26,16 +26,39 @@ import pandas as pd
 
 from bayes_se.errors import BayesSEError
 
-#: Where the simulated data sit in a clone of the repository.
-DEFAULT_DATA_DIR = pathlib.Path("data") / "self_efficacy_sim"
+#: The bundled dataset the demo reads by default (``data/self_efficacy_sim/``, shipped in the package).
+DEFAULT_DATASET = "self_efficacy_sim"
+#: The files the demo reads from its data folder.
+DEMO_DATA_FILES = ("between.csv", "within.csv", "mediation_correlations.csv", "findings.csv")
 #: Sampler settings of the demo's MCMC fits (4 chains: R-hat needs several).
 DEMO_SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4}
 DEMO_SEED = 20251121
 #: The prior grid of the demo's sensitivity table.
 DEMO_GRID = ("default", "vague", "rover2021_smd", "tau=half_cauchy(0.3)", "mu=normal(0, 0.3); tau=half_normal(0.3)")
 
-#: The specs the demo fits (users copy and edit these files).
-MODELS_DIR = pathlib.Path("models")
+#: The packaged specs the demo fits (``bayes-se init NAME`` writes a copy to edit).
+DEMO_SPECS = ("guidance_moderator", "three_level")
+
+
+def demo_inputs(data_dir=None) -> dict:
+    """Every file the demo reads, resolved and checked before any fit: the data files (from
+    ``data_dir``, default the bundled simulated data), their README and the packaged specs.
+
+    Returns ``{"data_dir": Path, "between.csv": Path, ..., "README.md": Path or None,
+    "guidance_moderator": Path, "three_level": Path}``; works from any current folder.
+    """
+    from bayes_se.resources import data_file, spec_file
+
+    data_dir = data_file(DEFAULT_DATASET) if data_dir is None else pathlib.Path(data_dir)
+    missing = [name for name in DEMO_DATA_FILES if not (data_dir / name).is_file()]
+    if missing:
+        raise BayesSEError(f"demo data not found in '{data_dir}': no {', '.join(missing)} (leave out "
+                           "--data-dir to use the bundled data)")
+    paths = {"data_dir": data_dir}
+    paths.update({name: data_dir / name for name in DEMO_DATA_FILES})
+    paths["README.md"] = data_dir / "README.md" if (data_dir / "README.md").is_file() else None
+    paths.update({name: spec_file(name) for name in DEMO_SPECS})
+    return paths
 
 
 def _free_dir(path: pathlib.Path) -> pathlib.Path:
@@ -69,15 +92,15 @@ def _row(table: pd.DataFrame, name: str) -> str:
     return f"{r['q50']:.3f} [{r['q2.5']:.3f}, {r['q97.5']:.3f}]"
 
 
-def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, quick: bool = False,
+def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, quick: bool = False,
              echo=print) -> pathlib.Path:
     """Run the flagship analysis and write its report; return the report folder.
 
     Parameters
     ----------
-    data_dir : path
-        Folder of the simulated dataset (``between.csv``, ``within.csv``,
-        ``mediation_correlations.csv``, ``findings.csv``).
+    data_dir : path, optional
+        Folder of the dataset (``between.csv``, ``within.csv``, ``mediation_correlations.csv``,
+        ``findings.csv``); default: the simulated data bundled with the package.
     out_dir : path
         Report folder; if it exists and is not empty, ``out_dir-2`` (-3, ...) is used instead.
     seed : int
@@ -87,6 +110,8 @@ def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = 
     echo : callable
         Where progress lines go.
     """
+    inputs = demo_inputs(data_dir)  # every input checked before the heavy imports and the fits
+    data_dir = inputs["data_dir"]
     from bayes_se import api
     from bayes_se.compare import compare_frequentist
     from bayes_se.correlations import load_correlations
@@ -95,33 +120,27 @@ def run_demo(data_dir=DEFAULT_DATA_DIR, out_dir="bayes_se_demo", *, seed: int = 
     from bayes_se.report import write_report
     from bayes_se.prior_sensitivity import sensitivity
 
-    data_dir = pathlib.Path(data_dir)
-    if not (data_dir / "between.csv").is_file():
-        raise BayesSEError(f"demo data not found in '{data_dir}': run from the repository root or pass "
-                           "--data-dir data/self_efficacy_sim")
-    if not (MODELS_DIR / "guidance_moderator.toml").is_file():
-        raise BayesSEError(f"model specs not found in '{MODELS_DIR}': run the demo from the repository root")
     sampler = {"draws": 300, "tune": 300, "chains": 2} if quick else dict(DEMO_SAMPLER)
     start = time.perf_counter()
     between, within = _effects_from_raw(data_dir)
     echo(f"data: {between.k} between-group effects from {between.n_clusters} trials, "
-         f"{within.k} within-group effects (SIMULATED, see {data_dir / 'README.md'})")
+         f"{within.k} within-group effects (SIMULATED, see {inputs['README.md'] or data_dir})")
 
     # 2. random-effects models, exact engine
     re_between = api.fit(between, engine="exact")
     re_within = api.fit(within, engine="exact")
     # 3. guidance moderator (MCMC, main fit) and baseline meta-regression (exact)
-    spec = api.resolve_spec(MODELS_DIR / "guidance_moderator.toml", seed=seed)
+    spec = api.resolve_spec(inputs["guidance_moderator"], seed=seed)
     guidance = api.fit(between, spec, **sampler)
     baseline = api.fit(between, engine="exact", mods="baseline_c")
     # 4. three-level model
-    three = api.fit(between, MODELS_DIR / "three_level.toml", seed=seed, **sampler)
+    three = api.fit(between, inputs["three_level"], seed=seed, **sampler)
     # 5. mediation
-    corr = load_correlations(data_dir / "mediation_correlations.csv",
+    corr = load_correlations(inputs["mediation_correlations.csv"],
                              variables=("intervention", "self_efficacy", "symptoms"))
     mediation = fit_mediation(corr, seed=seed, **sampler)
     # 6. box-score, frequentist comparison, sensitivity
-    findings = pd.read_csv(data_dir / "findings.csv")
+    findings = pd.read_csv(inputs["findings.csv"])
     freq_between = rma(between, method="REML", test="knha")
     freq_three = rma_mv(between, method="REML")
     sens = sensitivity(between, priors=list(DEMO_GRID), smallest_effect=0.2, seed=seed)
