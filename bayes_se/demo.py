@@ -87,9 +87,28 @@ def _effects_from_raw(data_dir: pathlib.Path):
             load_effects(within, study="study", cluster="study_id"))
 
 
-def _row(table: pd.DataFrame, name: str) -> str:
-    r = table.loc[name]
-    return f"{r['q50']:.3f} [{r['q2.5']:.3f}, {r['q97.5']:.3f}]"
+def summary_of_findings(rows, diagnostics: dict) -> pd.DataFrame:
+    """One row per analysis: what is estimated, by which engine, its posterior median and 95%
+    credible interval, the review's published figure where there is one (Internet Interventions
+    40:100821: d = 0.46 between-group, 0.47 within-group, 0.66 for guided programmes) and whether
+    the engine's checks passed.
+
+    ``rows``: (analysis, estimand, engine, summary table or [median, lower, upper], row name, review).
+    """
+    out = {}
+    for analysis, estimand, engine, table, name, review in rows:
+        if name is None:
+            median, lower, upper = (float(v) for v in table)
+        else:
+            r = table.loc[name]
+            median, lower, upper = float(r["q50"]), float(r["q2.5"]), float(r["q97.5"])
+        out[analysis] = {"estimand": estimand, "engine": engine, "median": median, "lower": lower,
+                         "upper": upper, "review": np.nan if review is None else review,
+                         "checks": "exact" if engine == "exact" else
+                         ("passed" if diagnostics.get(engine, True) else "FAILED")}
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame.index.name = "analysis"
+    return frame
 
 
 def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, quick: bool = False,
@@ -140,7 +159,7 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
                              variables=("intervention", "self_efficacy", "symptoms"))
     mediation = fit_mediation(corr, seed=seed, **sampler)
     # 6. box-score, frequentist comparison, sensitivity
-    findings = pd.read_csv(inputs["findings.csv"])
+    boxscore = pd.read_csv(inputs["findings.csv"])
     freq_between = rma(between, method="REML", test="knha")
     freq_three = rma_mv(between, method="REML")
     sens = sensitivity(between, priors=list(DEMO_GRID), smallest_effect=0.2, seed=seed)
@@ -166,26 +185,32 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
             {"estimate": [freq_three.beta[0]], "ci_lower": [freq_three.ci_lower[0]], "ci_upper": [freq_three.ci_upper[0]],
              "sigma2_trial": [freq_three.sigma2[0]], "sigma2_effect": [freq_three.sigma2[1]]}, index=["mu"]),
     }
+    beta = guidance.idata.posterior["beta"]
+    guided_d = (beta.sel(coef="intercept") + beta.sel(coef="guided")).values.ravel()
+    sof = summary_of_findings([
+        ("Between-group effect (random effects)", "mu", "exact", t_between, "mu", 0.46),
+        ("Within-group effect, pre-post (random effects)", "mu", "exact", t_within, "mu", 0.47),
+        ("Unguided programmes", "intercept", "MCMC", t_guid, "beta[intercept]", None),
+        ("Guided programmes", "intercept + guided", "MCMC", np.quantile(guided_d, [0.5, 0.025, 0.975]), None, 0.66),
+        ("Guided minus unguided", "beta[guided]", "MCMC", t_guid, "beta[guided]", None),
+        ("Baseline self-efficacy (per point above 50)", "beta[baseline_c]", "exact", t_base, "beta[baseline_c]",
+         None),
+        ("Three-level model: effects nested in trials", "mu", "MCMC", t_three, "mu", None),
+        ("Mediation: intervention -> self-efficacy", "a", "MCMC", t_med, "a", None),
+        ("Mediation: self-efficacy -> symptoms", "b", "MCMC", t_med, "b", None),
+        ("Mediation: indirect effect", "a * b", "MCMC", t_med, "indirect", None),
+        ("Mediation: average indirect effect", "E[a_i b_i]", "MCMC", t_med, "indirect_avg", None),
+    ], diagnostics={"MCMC": all(f.diagnostics.passed for f in (guidance, three, mediation))})
     out = write_report(_free_dir(pathlib.Path(out_dir)), data=between, fit=guidance, spec=spec, freq=comparison,
-                       sensitivity=sens, mediation=mediation, boxscore=findings, other_models=other,
+                       sensitivity=sens, mediation=mediation, boxscore=boxscore, other_models=other, findings=sof,
                        title="Self-efficacy in internet-based interventions (SIMULATED data): Bayesian re-analysis")
     seconds = time.perf_counter() - start
 
     echo("")
-    echo("posterior medians [95% credible intervals]")
-    echo(f"  between-group d (random effects):      {_row(t_between, 'mu')}   (review: 0.46)")
-    echo(f"  within-group d (pre-post):             {_row(t_within, 'mu')}   (review: 0.47)")
-    beta = guidance.idata.posterior["beta"]
-    guided_d = (beta.sel(coef="intercept") + beta.sel(coef="guided")).values.ravel()
-    lo, mid, hi = (float(v) for v in np.quantile(guided_d, [0.025, 0.5, 0.975]))
-    echo(f"  unguided programmes:                   {_row(t_guid, 'beta[intercept]')}")
-    echo(f"  guided programmes:                     {mid:.3f} [{lo:.3f}, {hi:.3f}]   (review: 0.66)")
-    echo(f"  guided - unguided:                     {_row(t_guid, 'beta[guided]')}")
-    echo(f"  baseline self-efficacy slope:          {_row(t_base, 'beta[baseline_c]')}")
-    echo(f"  three-level mu:                        {_row(t_three, 'mu')}")
-    for name in ("a", "b", "indirect", "indirect_avg"):
-        if name in t_med.index:
-            echo(f"  mediation {name + ':':<29} {_row(t_med, name)}")
+    echo("summary of findings: posterior medians [95% credible intervals]")
+    for label, r in sof.iterrows():
+        review = "" if pd.isna(r["review"]) else f"   (review: {r['review']:g})"
+        echo(f"  {label + ':':<50} {r['median']:.3f} [{r['lower']:.3f}, {r['upper']:.3f}]{review}")
     failed = [label for label, fit in (("guidance", guidance), ("three-level", three), ("mediation", mediation))
               if not fit.diagnostics.passed]
     echo("")

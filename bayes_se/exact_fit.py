@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from bayes_se import defaults
-from bayes_se.fits import Fit, interval_columns, stored_priors, stored_settings
+from bayes_se.fits import Fit, interval_columns, stored_priors, stored_settings, typical_within_variance
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -33,17 +33,20 @@ def exact_verdict():
                    min_bfmi=np.nan, problems=[])
 
 
-def exact_hdi(posterior, name: str, level: float) -> tuple[float, float]:
+def exact_hdi(posterior, name: str, level: float, transform=None) -> tuple[float, float]:
     """Shortest interval holding ``level`` of the exact marginal of ``name``.
 
     Minimises ``Q(p + level) - Q(p)`` over the lower tail mass ``p`` in ``[0, 1 - level]`` (Brent's
     bounded method in SciPy); the boundary ``p = 0`` (an interval starting at tau = 0) is compared
-    explicitly, as a bounded search never evaluates its end points.
+    explicitly, as a bounded search never evaluates its end points. ``transform`` (increasing)
+    gives the HDI of ``transform(name)`` instead.
     """
     from scipy.optimize import minimize_scalar
 
+    f = transform or (lambda x: x)
+
     def width(p):
-        lo, hi = posterior.quantile(name, [p, p + level])
+        lo, hi = f(np.asarray(posterior.quantile(name, [p, p + level])))
         return hi - lo
 
     top = 1.0 - level
@@ -52,7 +55,7 @@ def exact_hdi(posterior, name: str, level: float) -> tuple[float, float]:
     for edge in (1e-15, top - 1e-15):
         if width(edge) < width(best):
             best = edge
-    lo, hi = posterior.quantile(name, [best, best + level])
+    lo, hi = f(np.asarray(posterior.quantile(name, [best, best + level])))
     return float(lo), float(hi)
 
 
@@ -201,9 +204,18 @@ class ExactFit(Fit):
         finally:
             post.level = saved
         cols = interval_columns(level, "central")
+        # I2 = tau^2 / (tau^2 + s^2), an increasing function of tau: its quantiles are tau's mapped
+        s2 = typical_within_variance(self.vi, self.X)
+        i2 = lambda t: np.square(t) / (np.square(t) + s2)  # noqa: E731
+        a = (1 - level) / 2
+        g = i2(post.tau_grid)
+        mean = float(post.tau_weights @ g)
+        table.loc["I2", ["mean", "sd"]] = mean, float(np.sqrt(post.tau_weights @ np.square(g - mean)))
+        table.loc["I2", [cols[0], "q50", cols[2]]] = i2(np.asarray(post.quantile("tau", [a, 0.5, 1 - a])))
         if interval == "hdi":
             hcols = interval_columns(level, "hdi")
-            bounds = np.array([exact_hdi(post, name, level) for name in table.index])
+            bounds = np.array([exact_hdi(post, "tau" if name == "I2" else name, level,
+                                         transform=i2 if name == "I2" else None) for name in table.index])
             table = table.rename(columns={cols[0]: hcols[0], cols[2]: hcols[2]})
             table[hcols[0]], table[hcols[2]] = bounds[:, 0], bounds[:, 1]
             cols = hcols

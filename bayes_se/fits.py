@@ -126,6 +126,29 @@ def draws_table(labels, values, level: float, interval: str = "central", *, mcmc
     return table
 
 
+def typical_within_variance(vi, X=None) -> float:
+    """metafor's typical within-study variance ``s^2 = (k - p) / tr(P)`` (Higgins & Thompson 2002).
+
+    Parameters
+    ----------
+    vi : array_like
+        Sampling variances.
+    X : array_like, optional
+        Design matrix (None: intercept only).
+
+    Returns
+    -------
+    float
+    """
+    vi = np.asarray(vi, dtype=float)
+    X = np.ones((vi.size, 1)) if X is None else np.asarray(X, dtype=float)
+    w = 1.0 / vi
+    wx = X * w[:, None]
+    # tr(P) = sum w - tr((X'WX)^-1 X'W^2 X)
+    trace = w.sum() - np.trace(np.linalg.solve(X.T @ wx, wx.T @ wx))
+    return float((vi.size - X.shape[1]) / trace)
+
+
 def data_hash(*arrays) -> str:
     """SHA-256 of numeric arrays (NaN-safe), the one data hash every fit records and checks."""
     digest = hashlib.sha256()

@@ -20,36 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bayes_se.diagnostics import Verdict, check
-from bayes_se.fits import Fit, draws_table, stored_priors, stored_settings
+from bayes_se.fits import Fit, draws_table, stored_priors, stored_settings, typical_within_variance
 
 #: Posterior variables left out of the summary table: raw non-centred draws and effect-level
 #: deviations (theta carries the same information on the effect scale).
 HIDDEN = ("u", "w_effect")
 #: Location parameters (for probabilities of effects).
 LOCATION = ("mu", "beta", "pred", "theta")
-
-
-def typical_within_variance(vi, X=None) -> float:
-    """metafor's typical within-study variance ``s^2 = (k - p) / tr(P)`` (Higgins & Thompson 2002).
-
-    Parameters
-    ----------
-    vi : array_like
-        Sampling variances.
-    X : array_like, optional
-        Design matrix (None: intercept only).
-
-    Returns
-    -------
-    float
-    """
-    vi = np.asarray(vi, dtype=float)
-    X = np.ones((vi.size, 1)) if X is None else np.asarray(X, dtype=float)
-    w = 1.0 / vi
-    wx = X * w[:, None]
-    # tr(P) = sum w - tr((X'WX)^-1 X'W^2 X)
-    trace = w.sum() - np.trace(np.linalg.solve(X.T @ wx, wx.T @ wx))
-    return float((vi.size - X.shape[1]) / trace)
 
 
 def _row_names(name, arr):

@@ -211,7 +211,9 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
     pandas.DataFrame
         Columns ``row`` ("study", "pooled", "prediction"), ``label``, ``group``, ``yi``, ``vi``,
         ``obs_lower``, ``obs_upper`` (``yi -+ z sqrt(vi)``), ``estimate``, ``lower``, ``upper``
-        (posterior mean and quantiles of theta_i, of the pooled effect or of a new effect).
+        (posterior mean and quantiles of theta_i, of the pooled effect or of a new effect),
+        ``weight`` (percent: metafor's random-effects weights ``1 / (v_i + tau^2)`` at the posterior
+        median of tau; NaN on pooled rows).
     """
     if not 0.0 < level < 1.0:
         raise SpecError(f"level must be in (0, 1), got {level}", key="level")
@@ -221,12 +223,19 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
     z = stats.norm.ppf(0.5 + 0.5 * level)
     est, lo, hi = _interval(d.theta, level)
     normal = np.random.default_rng(seed).standard_normal(d.theta.shape[0])
+    # metafor's random-effects weights 1 / (v_i + tau^2), in percent, at the posterior median of tau
+    # (of the total SD of a new effect in a three-level model; of each study's tau with subgroups)
+    tau_med = np.median(d.tau, axis=0)
+    tau_i = tau_med[0] if tau_med.size == 1 else tau_med[[d.tau_groups.index(g) for g in groups]] \
+        if d.tau_groups and groups is not None and set(groups) <= set(d.tau_groups) else np.median(tau_med)
+    w = 1.0 / (d.vi + np.square(tau_i))
+    weight = 100.0 * w / w.sum()
 
     def study_rows(idx):
         return [{"row": "study", "label": d.study[i], "group": "" if groups is None else groups[i],
                  "yi": d.yi[i], "vi": d.vi[i], "obs_lower": d.yi[i] - z * np.sqrt(d.vi[i]),
                  "obs_upper": d.yi[i] + z * np.sqrt(d.vi[i]), "estimate": est[i], "lower": lo[i],
-                 "upper": hi[i]} for i in idx]
+                 "upper": hi[i], "weight": weight[i]} for i in idx]
 
     def pooled_rows(mask, label, grp, tau):
         loc = d.location[:, mask].mean(axis=1)
@@ -236,8 +245,8 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
                              and d.tau.shape[1] == 1) else loc + tau * normal
             out.append(("prediction", "Prediction interval", new))
         return [{"row": r, "label": lab, "group": grp, "yi": np.nan, "vi": np.nan, "obs_lower": np.nan,
-                 "obs_upper": np.nan, **dict(zip(("estimate", "lower", "upper"), _interval(x, level)))}
-                for r, lab, x in out]
+                 "obs_upper": np.nan, **dict(zip(("estimate", "lower", "upper"), _interval(x, level))),
+                 "weight": np.nan} for r, lab, x in out]
 
     if groups is None:
         rows = study_rows(range(k))
@@ -267,7 +276,16 @@ def _diamond(ax, y, est, lo, hi, color, half_height=0.35):
                          closed=True, facecolor=color, edgecolor=color, zorder=3))
 
 
-def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, width=None):
+def _annotation(r) -> str:
+    """metafor's annotation of a row: the observed effect and its CI for a study, else the estimate
+    and its interval."""
+    if r["row"] == "study":
+        return f"{r['yi']:.2f} [{r['obs_lower']:.2f}, {r['obs_upper']:.2f}]"
+    return f"{r['estimate']:.2f} [{r['lower']:.2f}, {r['upper']:.2f}]"
+
+
+def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, width=None,
+                annotate: bool = True):
     """Draw the forest plot of :func:`forest_table`.
 
     Parameters
@@ -278,7 +296,11 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
     ax : matplotlib.axes.Axes, optional
         Draw into this axes; otherwise a new figure whose height grows with the number of rows.
     width : {"single", "double"} or float, optional
-        Width of a new figure; default double column when labels are long.
+        Width of a new figure; default double column when labels are long or ``annotate``.
+    annotate : bool
+        metafor's annotation columns on the right: each study's observed effect with its CI and its
+        weight (percent, random-effects weights at the posterior median of tau), each pooled row's
+        estimate with its interval.
 
     Returns
     -------
@@ -305,9 +327,17 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
     n_rows = ypos.max() + 1.0
     longest = max(len(s) for s in table["label"])
     if width is None:
-        width = "double" if longest > 28 else "single"
+        width = "double" if longest > 28 or annotate else "single"
     with style.style():
-        fig, ax = style.figure_and_axes(ax, width, height_mm=MARGIN_MM + ROW_MM * n_rows)
+        height = MARGIN_MM + ROW_MM * n_rows
+        tax = None
+        if ax is None and annotate:  # the annotation columns get an axes of their own, beside the plot
+            fig, (ax, tax) = style.new_figure(width, height, ncols=2, sharey=True,
+                                              gridspec_kw={"width_ratios": [2.0, 1.3], "wspace": 0.0})
+        else:
+            fig, ax = style.figure_and_axes(ax, width, height_mm=height)
+            if annotate:
+                tax = ax.inset_axes([1.02, 0.0, 0.65, 1.0], sharey=ax)
         studies = (table["row"] == "study").to_numpy()
         ys = ypos[studies]
         s = table[studies]
@@ -338,6 +368,16 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
         ax.spines["left"].set_visible(False)
         ax.set_ylim(n_rows - 0.3, -0.8)
         ax.set_xlabel("Effect size")
+        if tax is not None:
+            tax.set_xlim(0.0, 1.0)
+            tax.axis("off")
+            pct = f"{100 * level:g}%"
+            tax.text(0.02, -0.8, f"Estimate [{pct} interval]", ha="left", va="bottom", fontweight="bold")
+            tax.text(0.98, -0.8, "Weight", ha="right", va="bottom", fontweight="bold")
+            for yy, (_, r) in zip(ypos, table.iterrows()):
+                tax.text(0.02, yy, _annotation(r), ha="left", va="center")
+                if r["row"] == "study":
+                    tax.text(0.98, yy, f"{r['weight']:.1f}%", ha="right", va="center")
         handles = [Line2D([], [], color=style.OBSERVED, marker="s", ms=3, lw=0.8,
                           label=f"Observed ({100 * level:g}% CI)"),
                    Line2D([], [], color=style.POSTERIOR, marker="o", ms=3, lw=0.8,

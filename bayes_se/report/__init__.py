@@ -7,12 +7,15 @@
     figures/*.png   (and *.svg) every figure drawn
     tables/*.csv    every table shown
 
-Sections, in order: title and one-line verdict; convergence diagnostics (first, and loud when a
-check failed); data; model and priors; posterior summary; forest plot; posterior-predictive
-checks; leave-one-out and influential studies; prior vs posterior; prior sensitivity; Bayesian vs
-frequentist (with trim-and-fill and its funnel plot for a model without moderators); mediation and
-box-score (when given); a methods paragraph following the Bayesian
-Analysis Reporting Guidelines (Kruschke 2021); the reproducibility record.
+Sections, in order: the answer first (title, one-line verdict, key results: the pooled effect or
+each coefficient, the heterogeneity tau and I², the prediction interval named as such, and a
+summary-of-findings table of every analysis when given); the forest plot; the posterior summary;
+model and priors; convergence diagnostics (first of all, and loud, when a check failed);
+posterior-predictive checks; leave-one-out and influential studies; prior vs posterior; prior
+sensitivity; Bayesian vs frequentist (with trim-and-fill and its funnel plot for a model without
+moderators); further models, mediation and box-score (when given); a methods paragraph following
+the Bayesian Analysis Reporting Guidelines (Kruschke 2021); the reproducibility record; the data
+table last.
 
 Figures come from :mod:`bayes_se.plots`; a plot that is not installed or fails for this fit is
 replaced by a visible note, never by a crash.
@@ -39,9 +42,11 @@ from bayes_se.report.methods import methods_paragraph, package_versions
 
 __all__ = ["write_report", "SECTION_IDS"]
 
-#: Section ids in report order (mediation and boxscore only when given).
-SECTION_IDS = ("diagnostics", "data", "model", "posterior", "forest", "ppc", "loo", "prior-posterior",
-               "sensitivity", "frequentist", "other-models", "mediation", "boxscore", "methods", "reproducibility")
+#: Section ids in report order (other-models, mediation and boxscore only when given); a fit that
+#: failed its convergence checks moves "diagnostics" to the front.
+SECTION_IDS = ("answer", "forest", "posterior", "model", "diagnostics", "ppc", "loo", "prior-posterior",
+               "sensitivity", "frequentist", "other-models", "mediation", "boxscore", "methods", "reproducibility",
+               "data")
 FIGURE_FORMATS = ("png", "svg")
 PLOTS_MODULE = "bayes_se.plots"  # where figures come from (a test points this at a stand-in)
 BOXSCORE_NOTE = ("A box-score counts studies by the sign or significance of their results. Vote counts are "
@@ -59,7 +64,10 @@ class _Builder:
         self.sections = []
 
     def section(self, sid, title, blocks):
-        self.sections.append({"id": sid, "title": title, "blocks": [b for b in blocks if b is not None]})
+        # a table whose caption repeats its section's title is shown without it (said once)
+        blocks = [(b[0], b[1], "") if b is not None and b[0] == "table" and b[2] == title else b
+                  for b in blocks if b is not None]
+        self.sections.append({"id": sid, "title": title, "blocks": blocks})
 
     def table(self, name, df, caption, index=True):
         """Write ``tables/NAME.csv`` and return the table block."""
@@ -143,6 +151,37 @@ def _verdict(fit, table, level, diagnostics_failed):
         parts.append(f"P(mu > 0) = {p:.3g}")
     text = "; ".join(parts) + "."
     return ("DIAGNOSTICS FAILED, do not trust these estimates. " + text) if diagnostics_failed else text
+
+
+def _key_results(fit, table, level, smallest) -> pd.DataFrame:
+    """The answer in a few rows: each location parameter, tau, I² and the prediction interval of a
+    new study's effect, with their intervals, and the probabilities of an effect."""
+    pct = f"{100 * level:g}%"
+    lo, hi = table.columns[2], table.columns[4]
+    names = {"mu": "pooled effect (mu)", "tau": "between-study SD (tau)", "I2": "I² (share of variance that is heterogeneity)",
+             "pred": f"{pct} prediction interval: a new study's effect (pred)"}
+    rows = {}
+    for name in table.index:
+        label = names.get(name)
+        if label is None and name.startswith("beta["):
+            label = f"coefficient {name[5:-1]}"
+        if label is None and name.startswith(("tau[", "pred[", "sigma_")):
+            label = name
+        if label is not None:
+            r = table.loc[name]
+            rows[label] = {"median": r["q50"], f"{pct} lower": r[lo], f"{pct} upper": r[hi]}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "quantity"
+    return out
+
+
+def _probability_sentence(fit, smallest) -> str:
+    """Posterior probabilities of an effect, each location parameter, at 0 and at the smallest effect."""
+    parts = []
+    for t in [0.0] + ([smallest] if smallest else []):
+        probs = fit.prob_greater(t)
+        parts += [f"P({name} > {t:g}) = {p:.3g}" for name, p in probs.items() if name != "pred"]
+    return "Posterior probabilities: " + "; ".join(parts) + "."
 
 
 def _diagnostics_blocks(fit, b):
@@ -246,8 +285,8 @@ def _checksum(data) -> str:
 
 # ---------------------------------------------------------------------------------------------
 def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, mediation=None, boxscore=None,
-                 other_models: dict | None = None,
-                 title: str = "Bayesian meta-analysis", force: bool = False, mods: str | None = None,
+                 other_models: dict | None = None, findings=None,
+                 title: str | None = None, force: bool = False, mods: str | None = None,
                  priors: dict | None = None, level: float | None = None,
                  smallest_effect: float | None = None) -> pathlib.Path:
     """Write the report of a fit into a new directory and return its path.
@@ -275,7 +314,10 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     other_models : dict, optional
         Further fits of the same analysis shown as tables (title -> DataFrame), e.g. a
         within-group model or a three-level model next to the main fit.
-    title : str
+    findings : pandas.DataFrame, optional
+        A summary-of-findings table of every analysis (one row each), shown first.
+    title : str, optional
+        Default "Bayesian meta-analysis", or "Bayesian meta-regression" for a model with moderators.
     force : bool
         Replace an existing non-empty ``out_dir``.
     mods, priors, level, smallest_effect : optional
@@ -309,40 +351,50 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         mods = spec.model.mods if mods is None else mods
         level = spec.summary.level if level is None else level
         smallest_effect = spec.summary.smallest_effect if smallest_effect is None else smallest_effect
-    level = 0.95 if level is None else float(level)
-    mods = mods or None
+    level = fit.level if level is None else float(level)
+    mods = mods or fit.settings.get("mods") or None
+    if title is None:
+        title = "Bayesian meta-regression" if mods else "Bayesian meta-analysis"
     from bayes_se.outputs import atomic_dir
 
     # built in a temporary sibling folder and swapped into place under the folder's lock
     # (bayes_se.outputs.atomic_dir), which checks again: another writer may have made it meanwhile
     return atomic_dir(out, lambda stage: _build(
         stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
-        boxscore=boxscore, other_models=other_models, title=title, mods=mods, priors=priors, level=level,
-        smallest=smallest_effect), force=force)
+        boxscore=boxscore, other_models=other_models, findings=findings, title=title, mods=mods, priors=priors,
+        level=level, smallest=smallest_effect), force=force)
 
 
-def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, title, mods, priors,
-           level, smallest):
+def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, findings, title, mods,
+           priors, level, smallest):
     b = _Builder(root)
     pct = f"{100 * level:g}%"
     diag_blocks, passed = _diagnostics_blocks(fit, b)
-    b.section("diagnostics", "Convergence diagnostics", diag_blocks)
-    b.section("data", "Data", _data_blocks(data, b, mods))
+    if not passed:  # a failed fit says so before anything else
+        b.section("diagnostics", "Convergence diagnostics", diag_blocks)
     prior_text = _priors(fit, priors)
-    b.section("model", "Model and priors", _model_blocks(fit, mods, prior_text))
-
     table = _posterior_table(fit, level, smallest)
-    shown = table.loc[[n for n in table.index if not str(n).startswith("theta[")]]
-    b.table("posterior_full", table, "")
-    b.section("posterior", "Posterior summary", [
-        ("p", f"Posterior means, SDs, medians (q50) and central {pct} credible intervals. Study effects θ_i are "
-              "in tables/posterior_full.csv."),
-        b.table("posterior", shown, "Posterior summary")])
     verdict = _verdict(fit, table, level, not passed)
-
+    answer = [b.table("key_results", _key_results(fit, table, level, smallest), "Key results"),
+              ("p", _probability_sentence(fit, smallest))]
+    if findings is not None:
+        answer += [("p", "Every analysis of this report, each with its interval, and the published figure beside "
+                         "it where there is one:"),
+                   b.table("findings", findings, "Summary of findings")]
+    b.section("answer", "Summary of findings" if findings is not None else "Main result", answer)
     b.section("forest", "Forest plot", [
         b.figure("forest", f"Observed effects with {pct} intervals, shrunken study estimates and the pooled "
                            "effect", "plot_forest", fit, data=data, level=level, width="double")])
+    shown = table.loc[[n for n in table.index if not str(n).startswith("theta[")]]
+    b.table("posterior_full", table, "")
+    b.section("posterior", "Posterior summary", [
+        ("p", f"Posterior means, SDs, medians (q50) and central {pct} credible intervals; pred is the effect "
+              f"of a new study (its interval is the {pct} prediction interval). Study effects θ_i are in "
+              "tables/posterior_full.csv."),
+        b.table("posterior", shown, "")])
+    b.section("model", "Model and priors", _model_blocks(fit, mods, prior_text))
+    if passed:
+        b.section("diagnostics", "Convergence diagnostics", diag_blocks)
     b.section("ppc", "Posterior-predictive checks", [
         ("p", "Replicated data from the fitted model should look like the observed effects; LOO-PIT values "
               "should be uniform."),
@@ -427,6 +479,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
     if settings:
         record += [("p", "Fit settings:"), ("code", json.dumps(settings, indent=2, sort_keys=True, default=str))]
     b.section("reproducibility", "Reproducibility record", record)
+    b.section("data", "Data", _data_blocks(data, b, mods))
 
     (root / "report.html").write_text(render_html(title, verdict, b.sections, failed=not passed), encoding="utf-8")
     (root / "report.md").write_text(render_markdown(title, verdict, b.sections), encoding="utf-8")
