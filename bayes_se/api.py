@@ -47,7 +47,7 @@ def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
     """
     import dataclasses
 
-    from bayes_se.priors import parse_assignment
+    from bayes_se.priors import prior_overrides
     from bayes_se.resources import spec_file, spec_source
     from bayes_se.spec import ModelSpec, load_spec
 
@@ -58,18 +58,9 @@ def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
     if mods is not None:
         spec = spec.with_mods(mods)
     if priors:
-        if isinstance(priors, str):
-            priors = [priors]
-        if not hasattr(priors, "items"):
-            mapping = {}
-            for text in priors:
-                key, _, value = str(text).partition("=")
-                if key.strip() == "preset":
-                    mapping["preset"] = value.strip()
-                    continue
-                name, prior = parse_assignment(text)
-                mapping[name] = prior
-            priors = mapping
+        if not isinstance(priors, dict):
+            name, mapping = prior_overrides(priors)
+            priors = mapping if name is None else {"preset": name, **mapping}
         spec = spec.with_priors(priors)
     if engine is not None or seed is not None:
         sampler = spec.sampler

@@ -406,10 +406,13 @@ def _data_warnings_as_lines():
     from bayes_se.errors import DataWarning
 
     with warnings.catch_warnings():
-        default = warnings.showwarning
+        default, shown = warnings.showwarning, set()
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, DataWarning):
+                if str(message) in shown:  # once, however many engines read the same rows
+                    return
+                shown.add(str(message))
                 print(f"bayes-se: warning: {message}", file=sys.stderr if file is None else file)
             else:
                 default(message, category, filename, lineno, file, line)

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from bayes_se import defaults
 from bayes_se.errors import BayesSEError
 
 #: The bundled dataset the demo reads by default (``data/self_efficacy_sim/``, shipped in the package).
@@ -32,7 +33,7 @@ DEFAULT_DATASET = "self_efficacy_sim"
 DEMO_DATA_FILES = ("between.csv", "within.csv", "mediation_correlations.csv", "findings.csv")
 #: Sampler settings of the demo's MCMC fits (4 chains: R-hat needs several).
 DEMO_SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4}
-DEMO_SEED = 20251121
+DEMO_SEED = defaults.SEED
 #: The prior grid of the demo's sensitivity table.
 DEMO_GRID = ("default", "vague", "rover2021_smd", "tau=half_cauchy(0.3)", "mu=normal(0, 0.3); tau=half_normal(0.3)")
 

@@ -56,9 +56,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from bayes_se import defaults
 from bayes_se.errors import DataError, SpecError
 from bayes_se.exact import exact_posterior
-from bayes_se.priors import PRESETS, Prior, coefficient_priors, parse_assignment, preset
+from bayes_se.priors import PRESETS, Prior, coefficient_priors, preset, prior_overrides
 
 __all__ = ["ReweightedFit", "SensitivityResult", "sensitivity", "parse_grid_entry"]
 
@@ -67,7 +68,7 @@ ENGINES = ("auto", "exact", "mcmc")
 #: MCMC settings of a sensitivity refit: each grid entry is one fit, so fewer draws than a main
 #: analysis; 4 x 1000 draws keep the Monte Carlo error of a 95% bound near 2% of the posterior SD.
 MCMC_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4}
-DEFAULT_SEED = 20251121  # the default [sampler] seed of bayes_se.spec
+DEFAULT_SEED = defaults.SEED  # the default [sampler] seed of bayes_se.spec
 #: Largest Pareto k-hat at which a reweighted entry is reported; above it the entry is refitted.
 #: 0.7 is the PSIS reliability threshold of Vehtari et al. (2024) for the draw counts used here.
 PARETO_K_MAX = 0.7
@@ -99,31 +100,14 @@ def parse_grid_entry(entry: str | Sequence[str]) -> tuple[str, dict[str, Prior]]
         Key ``priors``: an empty entry, two presets in one entry, an unknown preset or parameter,
         a malformed prior.
     """
-    if isinstance(entry, str):
-        pieces = [p.strip() for p in entry.split(";")]
-    elif isinstance(entry, (list, tuple)) and all(isinstance(p, str) for p in entry):
-        pieces = [p.strip() for p in entry]
-    else:
-        raise SpecError(f"a grid entry must be a string or a list of strings, got {entry!r}", key="priors")
-    pieces = [p for p in pieces if p]
-    if not pieces:
-        raise SpecError(f"empty grid entry {entry!r}", key="priors")
-    names = [p for p in pieces if "=" not in p and "~" not in p]
-    if len(names) > 1:
-        raise SpecError(f"grid entry '{'; '.join(pieces)}' names {len(names)} presets ({', '.join(names)}); "
-                        "give at most one", key="priors")
     try:
-        priors = preset(names[0] if names else DEFAULT_PRESET)
+        name, given = prior_overrides(entry, bare_preset=True)
+        priors = preset(name or DEFAULT_PRESET)
     except SpecError as exc:
-        raise SpecError(f"grid entry '{'; '.join(pieces)}': {exc}", key="priors") from None
-    for piece in pieces:
-        if piece in names:
-            continue
-        try:
-            param, prior = parse_assignment(piece)
-        except SpecError as exc:
-            raise SpecError(f"grid entry '{'; '.join(pieces)}': {exc}", key="priors") from None
+        raise SpecError(f"grid entry {entry!r}: {exc}", key="priors") from None
+    for param, prior in given.items():
         priors["tau" if param == "tau2" else param] = prior
+    pieces = [p.strip() for p in (entry.split(";") if isinstance(entry, str) else entry) if p.strip()]
     return "; ".join(pieces), priors
 
 

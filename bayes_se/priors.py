@@ -747,6 +747,50 @@ def parse_assignment(text: str) -> tuple[str, Prior]:
     return param, assign_prior(param, prior)
 
 
+def prior_overrides(entry, *, bare_preset: bool = False) -> tuple[str | None, dict[str, Prior]]:
+    """The one reader of prior overrides: CLI ``--prior`` strings, grid entries, Python lists.
+
+    ``entry`` is a string (pieces separated by ``;``) or a sequence of strings. A piece is an
+    assignment (``tau = half_cauchy(0.5)``, ``beta[guided] ~ normal(0, 0.3)``) or ``preset=NAME``;
+    with ``bare_preset`` a piece without ``=`` or ``~`` also names a preset (the grid syntax of
+    :func:`bayes_se.prior_sensitivity.sensitivity`). At most one preset.
+
+    Returns
+    -------
+    (str or None, dict)
+        The preset named (None if none) and the assigned priors by parameter (``tau2`` kept as
+        given: it replaces ``tau``).
+
+    Raises
+    ------
+    SpecError
+        Key ``priors``: not a string or strings, an empty entry, two presets, a malformed prior.
+    """
+    if isinstance(entry, str):
+        pieces = entry.split(";")
+    elif isinstance(entry, (list, tuple)) and all(isinstance(p, str) for p in entry):
+        pieces = [q for p in entry for q in p.split(";")]
+    else:
+        raise SpecError(f"priors must be a string or a list of strings, got {entry!r}", key="priors")
+    pieces = [p.strip() for p in pieces if p.strip()]
+    if not pieces:
+        raise SpecError(f"empty prior entry {entry!r}", key="priors")
+    presets, priors = [], {}
+    for piece in pieces:
+        key, eq, value = piece.partition("=")
+        if eq and key.strip() == "preset":
+            presets.append(value.strip())
+        elif bare_preset and "=" not in piece and "~" not in piece:
+            presets.append(piece)
+        else:
+            param, prior = parse_assignment(piece)
+            priors[param] = prior
+    if len(presets) > 1:
+        raise SpecError(f"'{'; '.join(pieces)}' names {len(presets)} presets ({', '.join(presets)}); "
+                        "give at most one", key="priors")
+    return (presets[0] if presets else None), priors
+
+
 def prior_for(param: str, text: str) -> Prior:
     """Parse ``text`` as the prior of ``param`` (the form a spec's ``[priors]`` table uses).
 

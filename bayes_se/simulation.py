@@ -49,6 +49,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from bayes_se import defaults
 from bayes_se.errors import BayesSEError, SpecError
 
 __all__ = ["simulate", "summarise", "expand_grid", "generate", "fit_methods", "add_parser",
@@ -62,7 +63,8 @@ CELL_COLUMNS = ("k", "tau", "mu", "v")
 RESULT_COLUMNS = ("k", "tau", "mu", "v", "rep", "method", "estimate", "ci_lower", "ci_upper",
                   "covered", "width", "tau_estimate", "error", "seed")
 #: Default priors of ``bayes_exact`` / ``bayes_mcmc``: the package's default random-effects spec.
-DEFAULT_PRIORS = ("mu=normal(0, 1)", "tau=half_normal(0.5)")
+#: The Bayesian methods' priors unless overridden (bayes_se.defaults.PRIORS, the default preset).
+DEFAULT_PRIORS = tuple(f"{name}={defaults.PRIORS[name]}" for name in ("mu", "tau"))
 #: Sampler settings of ``bayes_mcmc`` (per replicate), as bayes_se.prior_sensitivity's refits: 4 x 1000
 #: draws; 2 x 500 left the 2.5% bound 0.1 (0.75 posterior SD) off the exact one in a k = 5 check.
 MCMC_SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4}
@@ -179,10 +181,11 @@ def generate(k: int, tau: float, mu: float, v: str, rng) -> tuple[np.ndarray, np
 # fitting
 # ---------------------------------------------------------------------------------------------
 def _priors(priors):
-    from bayes_se.priors import parse_assignment
+    from bayes_se.priors import prior_for, prior_overrides
 
-    out = dict(parse_assignment(p) for p in DEFAULT_PRIORS)
-    out.update(dict(parse_assignment(p) for p in (priors or ())))
+    out = {name: prior_for(name, defaults.PRIORS[name]) for name in ("mu", "tau")}
+    if priors:
+        out.update(prior_overrides(priors)[1])
     unknown = set(out) - {"mu", "tau"}
     if unknown:
         raise SpecError(f"the simulation's model has priors on mu and tau only, not {sorted(unknown)}",
@@ -556,7 +559,7 @@ def add_parser(subparsers):
                    help=f"comma-separated, from {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})")
     p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST",
                    help='prior of the Bayesian methods, e.g. --prior "tau=half_cauchy(0.5)"')
-    p.add_argument("--seed", type=int, default=20251121, help="root seed (default 20251121)")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"root seed (default {defaults.SEED})")
     p.add_argument("--out", default="results.csv", help="results CSV; a rerun resumes it (default results.csv)")
     p.add_argument("--summary", default=None, help="also write the summary table to this CSV")
     p.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
