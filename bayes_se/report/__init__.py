@@ -158,8 +158,10 @@ def _key_results(fit, table, level, smallest) -> pd.DataFrame:
     new study's effect, with their intervals, and the probabilities of an effect."""
     pct = f"{100 * level:g}%"
     lo, hi = table.columns[2], table.columns[4]
-    names = {"mu": "pooled effect (mu)", "tau": "between-study SD (tau)", "I2": "I² (share of variance that is heterogeneity)",
-             "pred": f"{pct} prediction interval: a new study's effect (pred)"}
+    where = "" if "mu" in table.index else " at the reference (every moderator 0)"
+    names = {"mu": "pooled effect (mu)", "tau": "between-study SD (tau)",
+             "I2": "I² (share of variance that is heterogeneity)",
+             "pred": f"{pct} prediction interval: a new study's effect{where} (pred)"}
     rows = {}
     for name in table.index:
         label = names.get(name)
