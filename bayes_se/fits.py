@@ -368,60 +368,35 @@ class Fit:
         idata.to_netcdf(str(path))
         return str(path)
 
-    # -- plots (thin wrappers over bayes_se.plots) -------------------------------------------
-    def plot_forest(self, **kwargs):
-        """Forest plot (:func:`bayes_se.plots.plot_forest`)."""
-        from bayes_se.plots import plot_forest
+    # -- plots: methods made below from PLOT_METHODS (thin wrappers over bayes_se.plots) --------
 
-        return plot_forest(self, **kwargs)
 
-    def plot_densities(self, **kwargs):
-        """Prior and posterior densities (:func:`bayes_se.plots.plot_densities`)."""
-        from bayes_se.plots import plot_densities
+#: Fit method -> (function of bayes_se.plots it calls, what it draws).
+PLOT_METHODS = {
+    "plot_forest": ("plot_forest", "Forest plot"),
+    "plot_densities": ("plot_densities", "Prior and posterior densities"),
+    "plot_funnel": ("plot_funnel", "Contour-enhanced funnel plot"),
+    "plot_ppc": ("plot_ppc_density", "Observed effects against posterior-predictive replicates"),
+    "plot_ppc_stats": ("plot_ppc_stats", "Posterior-predictive test statistics"),
+    "plot_loo_pit": ("plot_loo_pit", "LOO probability integral transform"),
+    "plot_pareto_k": ("plot_pareto_k", "Pareto k of each study"),
+    "plot_trace": ("plot_trace", "Trace plots"),
+    "plot_rank": ("plot_rank", "Rank plots"),
+}
 
-        return plot_densities(self, **kwargs)
 
-    def plot_funnel(self, **kwargs):
-        """Contour-enhanced funnel plot (:func:`bayes_se.plots.plot_funnel`)."""
-        from bayes_se.plots import plot_funnel
+def _plot_method(function: str, what: str):
+    def method(self, **kwargs):
+        from bayes_se import plots
 
-        return plot_funnel(self, **kwargs)
+        return getattr(plots, function)(self, **kwargs)
 
-    def plot_ppc(self, **kwargs):
-        """Observed effects against posterior-predictive replicates (:func:`bayes_se.plots.plot_ppc_density`)."""
-        from bayes_se.plots import plot_ppc_density
+    method.__doc__ = f"{what} (:func:`bayes_se.plots.{function}`); keyword arguments pass through."
+    return method
 
-        return plot_ppc_density(self, **kwargs)
 
-    def plot_ppc_stats(self, **kwargs):
-        """Posterior-predictive test statistics (:func:`bayes_se.plots.plot_ppc_stats`)."""
-        from bayes_se.plots import plot_ppc_stats
-
-        return plot_ppc_stats(self, **kwargs)
-
-    def plot_loo_pit(self, **kwargs):
-        """LOO probability integral transform (:func:`bayes_se.plots.plot_loo_pit`)."""
-        from bayes_se.plots import plot_loo_pit
-
-        return plot_loo_pit(self, **kwargs)
-
-    def plot_pareto_k(self, **kwargs):
-        """Pareto k of each study (:func:`bayes_se.plots.plot_pareto_k`)."""
-        from bayes_se.plots import plot_pareto_k
-
-        return plot_pareto_k(self, **kwargs)
-
-    def plot_trace(self, **kwargs):
-        """Trace plots (:func:`bayes_se.plots.plot_trace`)."""
-        from bayes_se.plots import plot_trace
-
-        return plot_trace(self, **kwargs)
-
-    def plot_rank(self, **kwargs):
-        """Rank plots (:func:`bayes_se.plots.plot_rank`)."""
-        from bayes_se.plots import plot_rank
-
-        return plot_rank(self, **kwargs)
+for _name, (_function, _what) in PLOT_METHODS.items():
+    setattr(Fit, _name, _plot_method(_function, _what))
 
 
 def stored_settings(idata) -> dict:

@@ -1,18 +1,8 @@
 """Mediation and path models from a pooled correlation matrix: path algebra, Bayesian fit, result.
 
-A path model over ``p`` named variables is a set of equations ``outcome ~ predictors`` forming a
-directed acyclic graph. With all variables standardized, each equation's coefficients come from
-the correlation matrix ``R``::
-
-    B[y, x] = (R_xx^-1 R_xy)    for the predictors x of outcome y
-
-(Becker 1992). The effect of ``x`` on ``y`` along a chain ``x -> m_1 -> ... -> y`` is the product of
-the coefficients on it; the **indirect** effect through given mediators is the sum over the chains
-through them, and the **total** effect is the direct coefficient plus every indirect chain
-(``(I - B)^-1 - I``). For the mediation model X -> M -> Y::
-
-    a = r_XM,   b = (r_MY - r_XM r_XY) / (1 - r_XM^2),   c' = (r_XY - r_XM r_MY) / (1 - r_XM^2),
-    indirect = a b,   total = c' + a b = r_XY,   prop_mediated = a b / (c' + a b).
+The model X -> M -> Y on the pooled correlation matrix: ``a = r_XM``, ``b`` and ``c'`` the
+coefficients of M and X on Y, ``indirect = a b``, ``total = c' + a b`` (the algebra for any path
+model is in :mod:`bayes_se.path_algebra`).
 
 :func:`fit_mediation` fits the Bayesian MASEM of :mod:`bayes_se.builders.masem` and returns a
 :class:`MediationFit`. The path algebra (:class:`PathModel`, :func:`vec_to_matrix`) lives in

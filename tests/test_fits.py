@@ -181,3 +181,21 @@ def test_to_dict_layout_is_shared(exact_fit):
             "prob_greater", "omitted_rows"} <= set(out)
     assert out["engine"] == "exact" and out["diagnostics"]["passed"] is True
     assert out["prob_greater"]["0.2"]["mu"] == pytest.approx(exact_fit.prob_greater(0.2)["mu"])
+
+
+def test_every_plot_draws_into_the_users_axes(exact_fit):
+    """Single-panel plots take one Axes, multi-panel plots a sequence of them; each returns the figure."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 8))
+    grid = fig.subplots(3, 4)
+    assert exact_fit.plot_forest(ax=grid[0, 0]) is fig
+    assert exact_fit.plot_funnel(ax=grid[0, 1]) is fig
+    assert exact_fit.plot_ppc(ax=grid[0, 2]) is fig
+    assert exact_fit.plot_loo_pit(ax=grid[0, 3]) is fig
+    assert exact_fit.plot_pareto_k(ax=grid[1, 0]) is fig
+    assert exact_fit.plot_densities(ax=grid[1, 1:3]) is fig
+    assert exact_fit.plot_ppc_stats(ax=grid[2, :]) is fig
+    assert grid[1, 1].get_xlabel() == "mu" and grid[1, 2].get_xlabel() == "tau"
+    with pytest.raises(SpecError, match="panels"):
+        exact_fit.plot_densities(ax=grid[1, 3])

@@ -121,8 +121,10 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
                      ignore_index=True)
 
 
-def plot_densities(fit, priors: dict | None = None, *, data=None, width="double"):
+def plot_densities(fit, priors: dict | None = None, *, data=None, ax=None, width="double"):
     """Draw :func:`density_table`: one panel per parameter, prior and posterior overlaid.
+
+    ``ax``: axes to draw into, one per panel (mu or each beta, then tau); default a new figure.
 
     Returns
     -------
@@ -133,22 +135,24 @@ def plot_densities(fit, priors: dict | None = None, *, data=None, width="double"
     ncols = min(len(names), 3 if style.width_inches(width) * style.MM_PER_INCH > 120.0 else 2)
     nrows = int(np.ceil(len(names) / ncols))
     with style.style():
-        fig, axes = style.new_figure(width, height_mm=48.0 * nrows + 8.0, nrows=nrows, ncols=ncols,
-                                     squeeze=False)
-        for ax, name in zip(axes.ravel(), names):
+        fig, axes = style.panel_axes(ax, len(names), width, 48.0 * nrows + 8.0, nrows, ncols)
+        for panel, name in zip(axes.ravel(), names):
             post = table[(table["parameter"] == name) & (table["source"] == "posterior")]
             prior = table[(table["parameter"] == name) & (table["source"] == "prior")]
-            ax.plot(post["x"], post["density"], color=style.POSTERIOR, lw=1.2, label="Posterior")
-            ax.fill_between(post["x"], post["density"], color=style.POSTERIOR, alpha=0.15, lw=0)
+            panel.plot(post["x"], post["density"], color=style.POSTERIOR, lw=1.2, label="Posterior")
+            panel.fill_between(post["x"], post["density"], color=style.POSTERIOR, alpha=0.15, lw=0)
             if len(prior):
-                ax.plot(prior["x"], prior["density"], color=style.PRIOR, lw=1.2, ls="--", label="Prior")
-            ax.set_xlim(post["x"].min(), post["x"].max())
-            ax.set_ylim(bottom=0.0)
-            ax.set_xlabel(name)
-            ax.set_yticks([])
-            ax.spines["left"].set_visible(False)
-        for ax in axes.ravel()[len(names):]:
-            ax.set_visible(False)
-        fig.legend(*axes.ravel()[0].get_legend_handles_labels(), loc="outside upper center", ncol=2,
-                   handlelength=1.8)
+                panel.plot(prior["x"], prior["density"], color=style.PRIOR, lw=1.2, ls="--", label="Prior")
+            panel.set_xlim(post["x"].min(), post["x"].max())
+            panel.set_ylim(bottom=0.0)
+            panel.set_xlabel(name)
+            panel.set_yticks([])
+            panel.spines["left"].set_visible(False)
+        for unused in axes.ravel()[len(names):]:
+            unused.set_visible(False)
+        if ax is not None:  # the user's figure: a legend in the first panel
+            axes.ravel()[0].legend()
+        else:
+            fig.legend(*axes.ravel()[0].get_legend_handles_labels(), loc="outside upper center", ncol=2,
+                       handlelength=1.8)
     return fig

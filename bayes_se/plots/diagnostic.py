@@ -26,9 +26,11 @@ ROW_MM = 32.0
 
 
 def _var_names(fit, var_names):
-    idata = getattr(fit, "idata", None)
-    if idata is None or not hasattr(idata, "posterior"):
-        raise SpecError("trace and rank plots need a BayesianFit (with posterior draws)", key="fit")
+    from bayes_se.fits import Fit
+
+    if not isinstance(fit, Fit):
+        raise SpecError(f"trace and rank plots need a fit (bayes_se.fit), got {type(fit).__name__}", key="fit")
+    idata = fit.idata
     post = idata.posterior
     names = [v for v in DEFAULT_VARS if v in post] if var_names is None else list(var_names)
     missing = [v for v in names if v not in post]
@@ -47,8 +49,10 @@ def _restyle(fig):
         ax.tick_params(labelsize=style.MIN_FONT_PT)
 
 
-def plot_trace(fit, var_names=None, *, width="double"):
+def plot_trace(fit, var_names=None, *, ax=None, width="double"):
     """Trace plot (density and draws per chain) of the sampled parameters via ``az.plot_trace``.
+
+    ``ax``: a (parameters x 2) array of axes to draw into; default a new figure.
 
     Returns
     -------
@@ -58,15 +62,17 @@ def plot_trace(fit, var_names=None, *, width="double"):
 
     idata, names = _var_names(fit, var_names)
     with style.style():
-        fig, axes = style.new_figure(width, height_mm=ROW_MM * len(names), nrows=len(names), ncols=2,
-                                     squeeze=False)
+        fig, axes = style.panel_axes(ax, 2 * len(names), width, ROW_MM * len(names), len(names), 2)
+        axes = axes.reshape(len(names), 2)
         az.plot_trace(idata, var_names=names, axes=axes, compact=True, show=False)
         _restyle(fig)
     return fig
 
 
-def plot_rank(fit, var_names=None, *, width="double"):
+def plot_rank(fit, var_names=None, *, ax=None, width="double"):
     """Rank plot (rank histogram per chain) of each sampled parameter via ``az.plot_rank``.
+
+    ``ax``: axes to draw into, one per parameter element; default a new figure.
 
     Returns
     -------
@@ -80,8 +86,7 @@ def plot_rank(fit, var_names=None, *, width="double"):
     ncols = min(n, 3)
     nrows = int(np.ceil(n / ncols))
     with style.style():
-        fig, axes = style.new_figure(width, height_mm=ROW_MM * nrows + 6.0, nrows=nrows, ncols=ncols,
-                                     squeeze=False)
+        fig, axes = style.panel_axes(ax, n, width, ROW_MM * nrows + 6.0, nrows, ncols)
         az.plot_rank(idata, var_names=names, ax=axes.ravel()[:n], show=False)
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)

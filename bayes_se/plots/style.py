@@ -108,6 +108,22 @@ def figure_and_axes(ax, width="single", height_mm: float = 70.0):
     return new_figure(width, height_mm)
 
 
+def panel_axes(ax, n: int, width, height_mm: float, nrows: int, ncols: int):
+    """``(figure, 2-D array of axes)`` for a plot of ``n`` panels: the user's axes, or a new figure.
+
+    ``ax`` may be None (a new ``nrows x ncols`` figure), one Axes when ``n == 1``, or a sequence
+    (or array) of at least ``n`` Axes of one figure, filled in order; panels left over are hidden.
+    """
+    import numpy as np
+
+    if ax is None:
+        return new_figure(width, height_mm, nrows=nrows, ncols=ncols, squeeze=False)
+    axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
+    if axes.size < n:
+        raise SpecError(f"this plot draws {n} panels; ax= gave {axes.size} axes", key="ax")
+    return axes[0].figure, axes.reshape(1, -1)
+
+
 def save_figure(fig, path, width="single", formats=FORMATS, dpi: int = 300) -> list:
     """Save ``fig`` at a journal width in several formats.
 
