@@ -347,16 +347,38 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     return data, notes
 
 
-def _number_repeats(labels, study_col, rows):
-    counts = pd.Series(labels).value_counts()
-    seen: dict = {}
-    out = []
+def unique_labels(labels, *, number_first: bool = False) -> list[str]:
+    """Labels made unique by numbering repeats: the one rule for study coordinates.
+
+    ``number_first=False`` (metadat's habit, for labels given as arrays): the first keeps its
+    label, later ones become ``'A #1'``, ``'A #2'``; a made label that exists already is numbered
+    on. ``number_first=True`` (the table loader's): every repeat is numbered, ``'A [1]'``,
+    ``'A [2]'`` (the loader then refuses a made label that clashes with a given one).
+    """
+    labels = [str(lab) for lab in labels]
+    if number_first:
+        counts = pd.Series(labels).value_counts()
+        seen: dict = {}
+        out = []
+        for lab in labels:
+            if counts[lab] > 1:
+                seen[lab] = seen.get(lab, 0) + 1
+                out.append(f"{lab} [{seen[lab]}]")
+            else:
+                out.append(lab)
+        return out
+    seen, out = {}, []
     for lab in labels:
-        if counts[lab] > 1:
-            seen[lab] = seen.get(lab, 0) + 1
-            out.append(f"{lab} [{seen[lab]}]")
-        else:
-            out.append(lab)
+        while lab in seen:
+            seen[lab] += 1
+            lab = f"{lab} #{seen[lab]}"
+        seen.setdefault(lab, 0)
+        out.append(lab)
+    return out
+
+
+def _number_repeats(labels, study_col, rows):
+    out = unique_labels(labels, number_first=True)
     first = {}
     for i, lab in enumerate(out):
         if lab in first:

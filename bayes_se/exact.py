@@ -682,18 +682,6 @@ class ExactPosterior:
                 f"nodes={self.tau_grid.size}, log_ml={self.log_marginal_likelihood:.6g})")
 
 
-def _unique_labels(labels):
-    """Study labels, made unique as metadat does (a repeated label gets ' #1', ' #2', ...)."""
-    seen, out = {}, []
-    for lab in map(str, labels):
-        if lab in seen:
-            seen[lab] += 1
-            lab = f"{lab} #{seen[lab]}"
-        seen.setdefault(lab, 0)
-        out.append(lab)
-    return out
-
-
 def _vector(value, p, key):
     arr = np.asarray(value, dtype=float)
     arr = np.full(p, float(arr)) if arr.ndim == 0 else arr
@@ -783,13 +771,13 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
         study = getattr(data, "study", None) if study is None else study
     if vi is None:
         raise SpecError("sampling variances are missing", key="vi")
-    from bayes_se.data import check_arrays
+    from bayes_se.data import check_arrays, unique_labels
 
     y, v = check_arrays(yi, vi)
     k = y.size
     if k == 0:
         raise DataError("no effect sizes given", column="yi")
-    labels = _unique_labels(range(1, k + 1) if study is None else study)
+    labels = unique_labels(range(1, k + 1) if study is None else study)
     if len(labels) != k:
         raise DataError(f"{len(labels)} study labels for {k} effects", column="study")
     X, names = _design(X, k, coef_names)

@@ -131,7 +131,7 @@ def check_inputs(yi, vi, study=None) -> tuple[np.ndarray, np.ndarray, list]:
     DataError
         Naming the 1-based row and the column (``yi`` or ``vi``) of the first bad value.
     """
-    from bayes_se.data import check_arrays
+    from bayes_se.data import check_arrays, unique_labels
 
     yi, vi = check_arrays(yi, vi)
     if yi.size < 2:
@@ -141,15 +141,8 @@ def check_inputs(yi, vi, study=None) -> tuple[np.ndarray, np.ndarray, list]:
     study = [str(s) for s in study]
     if len(study) != yi.size:
         raise DataError(f"{len(study)} study labels for {yi.size} effects", column="study")
-    if len(set(study)) != len(study):
-        # coordinates must be unique: number repeated labels (e.g. several effects per study)
-        seen: dict = {}
-        out = []
-        for s in study:
-            seen[s] = seen.get(s, 0) + 1
-            out.append(s if seen[s] == 1 else f"{s} #{seen[s] - 1}")
-        study = out
-    return yi, vi, study
+    # coordinates must be unique: number repeated labels (e.g. several effects per study)
+    return yi, vi, unique_labels(study)
 
 
 def check_design(X, coef_names, k: int) -> tuple[np.ndarray | None, list]:
