@@ -281,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small MCMC settings, for a smoke test")
     p.set_defaults(func=cmd_demo)
 
-    from bayes_se import simulation
+    from bayes_se import sbc, simulation
 
     simulation.add_parser(sub)
+    sbc.add_parser(sub)
     return parser
 
 
