@@ -486,9 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_init)
 
-    from bayes_se import simulation
+    from bayes_se import sbc, simulation
 
     simulation.add_parser(sub)
+    sbc.add_parser(sub)
     return parser
 
 

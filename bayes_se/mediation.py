@@ -215,7 +215,8 @@ def _effects_dataarray(model: PathModel, rho, chain_draw_coords, names):
 
 
 def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRAWS):
-    """Add effects, ``indirect_avg``, per-study log-likelihood and observed data to ``idata``.
+    """Add effects, ``indirect_avg``, per-study log-likelihood and observed data to ``idata`` (the
+    last two only where the built model's ``postprocess`` has not, as after sampling).
 
     Parameters
     ----------
@@ -233,7 +234,7 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
     """
     import xarray as xr
 
-    from bayes_se.builders.masem import marginal_loglik
+    from bayes_se.builders.masem import add_likelihood
 
     post = idata.posterior
     rho = np.asarray(post["rho"])
@@ -262,16 +263,8 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
         pcd = {"chain": pr["chain"].values, "draw": pr["draw"].values}
         with np.errstate(all="ignore"):
             idata.prior["effects"] = _effects_dataarray(model, np.asarray(pr["rho"]), pcd, names)
-    ll = marginal_loglik(data, rho, T)
-    study = list(data.study)
-    log_lik = xr.Dataset({"r": xr.DataArray(ll, dims=("chain", "draw", "study"), coords={**cd, "study": study})})
-    obs = xr.Dataset({"r": xr.DataArray(data.r, dims=("study", "pair"),
-                                        coords={"study": study, "pair": data.pair_labels}),
-                      "n": xr.DataArray(data.n, dims=("study",), coords={"study": study})})
-    for group, ds in (("log_likelihood", log_lik), ("observed_data", obs)):
-        if group in idata.groups():
-            delattr(idata, group)
-        idata.add_groups({group: ds})
+    if "log_likelihood" not in idata.groups() or "r" not in idata.log_likelihood:
+        add_likelihood(idata, data)  # the built model's postprocess adds it after sampling
     return idata
 
 
@@ -317,11 +310,8 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
         data = load_correlations(data)
     model = path_model(data, paths, x, m, y)
     built = build_masem(data, priors=priors)
-    idata = sample(built.model, draws=draws, tune=tune, chains=chains, cores=cores,
+    idata = sample(built, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept, seed=seed, sampler=sampler)
-    for group in ("posterior_predictive",):  # per-pattern replicates; not meaningful to users
-        if group in idata.groups():
-            delattr(idata, group)
     add_derived(idata, data, model, seed, mc_draws)
     checked = [v for v in ("rho", "tau", "Omega") if v in idata.posterior]
     from bayes_se.priors import Prior, prior_for

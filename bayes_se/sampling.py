@@ -1,23 +1,16 @@
-"""The one place that runs samplers, and the exact post-sampling draws.
+"""The one place that runs samplers.
 
-:func:`sample` runs NUTS on a built model (refitting once with a higher ``target_accept`` if there
-were divergences), adds prior draws and the prior predictive, and, for a
-:class:`~bayes_se.builders.random_effects.MetaModel`, the quantities that are drawn exactly given
-each posterior draw rather than sampled:
-
-* study effects ``theta_i | beta, tau, y ~ N((y_i/v_i + m_i/tau^2)/(1/v_i + 1/tau^2),
-  1/(1/v_i + 1/tau^2))`` (written in the equivalent form that stays finite at tau = 0);
-* a new study's effect ``pred = x0' beta + tau * z`` at the reference (``mu + tau * z`` without moderators);
-  with a tau per subgroup, one per subgroup g: ``x_g' beta + tau_g * z`` (``MetaModel.subgroup_newx``);
-* for the three-level model, cluster effects ``u_j | y`` and effect-level ``w_ij | u_j, y``;
-* the pointwise log-likelihood with the study (cluster) effects integrated out, for LOO;
-* replicate effects ``y_rep`` from the marginal model (posterior predictive).
+:func:`sample` runs NUTS on a built model, refitting once with a higher ``target_accept`` if there
+were divergences, adds prior draws and the prior predictive, and hands the InferenceData to the
+built model's own post-processing: ``model.postprocess(idata, seed)`` (for the builders'
+:class:`~bayes_se.builders.random_effects.MetaModel`: study effects drawn exactly given each
+posterior draw, a new study's effect, the marginal log-likelihood for LOO and replicates of ``y``;
+see :meth:`~bayes_se.builders.random_effects.MetaModel.postprocess`). A plain :class:`pymc.Model`
+gets PyMC's own log-likelihood and posterior predictive instead. Nothing model-specific lives here.
 
 References
 ----------
 Hoffman, M. D. & Gelman, A. (2014). The No-U-Turn sampler. JMLR 15, 1593-1623.
-Gelman, A. et al. (2013). Bayesian Data Analysis, 3rd ed., sec. 5.4 (conditional normal of the
-study effects in the normal-normal model).
 """
 
 from __future__ import annotations
@@ -25,9 +18,7 @@ from __future__ import annotations
 import importlib.util
 import warnings
 
-import numpy as np
-from scipy import special
-
+from bayes_se.diagnostics import EXACT_ATTR  # noqa: F401  (the attribute's old home)
 from bayes_se.errors import SpecError
 
 #: target_accept of the automatic refit after divergences.
@@ -42,16 +33,10 @@ TARGET_ACCEPT_BY_KIND = {"random_effects": 0.8}
 DEFAULT_TARGET_ACCEPT = 0.9
 #: Number of prior (predictive) draws stored with each fit.
 PRIOR_DRAWS = 500
-#: Trapezoidal grid in log(lambda) for the Student-t marginal likelihood (see
-#: student_t_marginal_logpdf): about 1e-13 accurate for 0.5 <= nu <= 200.
-LOG_LAMBDA_RANGE = (-50.0, 5.0)
-LOG_LAMBDA_STEP = 0.1
-CHUNK = 8192
-#: log(2 pi) / 2, as scipy.stats.norm's normalising constant.
-LOG_SQRT_2PI = np.log(2 * np.pi) / 2
-#: Attribute marking posterior variables drawn exactly (not by MCMC): diagnostics skip them.
-EXACT_ATTR = "exact_conditional_draw"
 SAMPLERS = ("pymc", "nutpie")
+#: Model-specific post-processing that moved to the builders, still importable from here.
+_MOVED = {"normal_conditional": "bayes_se.builders.random_effects",
+          "student_t_marginal_logpdf": "bayes_se.builders.random_effects"}
 
 
 def sample(
@@ -70,9 +55,11 @@ def sample(
 
     Parameters
     ----------
-    model : MetaModel or pymc.Model
-        From a bayes_se builder (gets exact study effects, marginal log-likelihood and ``y_rep``)
-        or any PyMC model (gets PyMC's own log-likelihood and posterior predictive).
+    model : built model or pymc.Model
+        A built model: an object with the PyMC model as ``.model``, a ``postprocess(idata, seed)``
+        method (adds its exact draws, log-likelihood and ``y_rep``) and optionally a ``.kind``
+        (picks the default target_accept), such as a bayes_se builder's ``MetaModel``; or any PyMC
+        model (gets PyMC's own log-likelihood and posterior predictive).
     draws, tune, chains, cores : int
         As in :func:`pymc.sample`.
     target_accept : float, optional
@@ -90,7 +77,7 @@ def sample(
     arviz.InferenceData
         Groups posterior, sample_stats, observed_data, constant_data (the builders' shared
         data other than the observed effects: ``vi``, ``X``), prior, prior_predictive,
-        posterior_predictive and log_likelihood (both ``y``, as observed_data). ``attrs["refit_reason"]``
+        posterior_predictive (``y_rep``) and log_likelihood (``y``). ``attrs["refit_reason"]``
         says why a refit happened.
 
     References
@@ -102,16 +89,14 @@ def sample(
     blas.configure()  # link PyTensor's C code to SciPy's OpenBLAS before anything compiles
     import pymc as pm
 
-    from bayes_se.builders.random_effects import MetaModel
-
     if sampler not in SAMPLERS:
         raise SpecError(f"sampler must be one of {SAMPLERS}, got {sampler!r}", key="sampler")
     if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
         raise SpecError("sampler 'nutpie' needs the nutpie package, which is not installed", key="sampler")
-    meta = model if isinstance(model, MetaModel) else None
-    pm_model = meta.model if meta is not None else model
+    built = None if isinstance(model, pm.Model) else model
+    pm_model = model if built is None else built.model
     if target_accept is None:
-        target_accept = TARGET_ACCEPT_BY_KIND.get(getattr(meta, "kind", None), DEFAULT_TARGET_ACCEPT)
+        target_accept = TARGET_ACCEPT_BY_KIND.get(getattr(built, "kind", None), DEFAULT_TARGET_ACCEPT)
     if not 0.0 < target_accept < 1.0:
         raise SpecError(f"target_accept must be in (0, 1), got {target_accept}", key="target_accept")
 
@@ -141,14 +126,14 @@ def sample(
         warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
         prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, random_seed=seed)
     idata.extend(prior)
-    if meta is None:
+    if built is None:
         with pm_model:
             pm.compute_log_likelihood(idata, progressbar=False)
             pm.sample_posterior_predictive(idata, random_seed=seed, extend_inferencedata=True,
                                            progressbar=False)
         return idata
-    add_exact_draws(idata, meta, seed)
-    return idata
+    return built.postprocess(idata, seed)
+
 
 
 def _sample_keeping_interrupts(sample, kwargs):
@@ -186,192 +171,15 @@ def _sample_keeping_interrupts(sample, kwargs):
     return idata
 
 
-def reference_location(posterior, meta) -> np.ndarray:
-    """Draws (chain, draw) of the mean effect of a new study at the reference: ``mu``, or with
-    moderators ``x0' beta`` with ``x0`` = 1 for a column of ones (the intercept) and 0 for every
-    other column (a reference level / a covariate at 0), as the exact engine's default ``newx``."""
-    if meta.X is None:
-        return np.asarray(posterior["mu"])
-    x0 = np.all(meta.X == 1.0, axis=0).astype(float)
-    return np.asarray(posterior["beta"]) @ x0
-
-
 def add_exact_draws(idata, meta, seed: int):
-    """Add exact conditional draws, marginal log-likelihood and ``y_rep`` to ``idata`` in place.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        With a posterior of ``meta``'s free parameters.
-    meta : MetaModel
-    seed : int
-        Seeds a NumPy Generator (independent of the sampler's streams).
-
-    Returns
-    -------
-    arviz.InferenceData
-        The same object.
-    """
-    import xarray as xr
-
-    from bayes_se.builders.three_level import cluster_logp
-
-    rng = np.random.default_rng([int(seed), 20240601])
-    post = idata.posterior
-    loc = meta.location(post)
-    shape = loc.shape  # (chain, draw, k)
-    dims3 = ("chain", "draw", "study")
-    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "study": meta.study}
-    new = {}
-    if meta.kind == "three_level":
-        s2c = np.asarray(post["sigma_cluster"]) ** 2
-        s2e = np.asarray(post["sigma_effect"]) ** 2
-        ind = (meta.group_index[None, :] == np.arange(len(meta.group_labels))[:, None]).astype(float)
-        resid = meta.yi - loc
-        # u_j | y: precision 1/s2c + sum_i 1/d_i, d_i = v_i + s2e (w and e integrated out);
-        # multiplying through by s2c keeps it finite as s2c -> 0.
-        d = meta.vi + s2e[..., None]
-        s_j = (1.0 / d) @ ind.T
-        a_j = (resid / d) @ ind.T
-        denom = 1.0 + s2c[..., None] * s_j
-        u_mean = s2c[..., None] * a_j / denom
-        u_var = s2c[..., None] / denom
-        u = u_mean + np.sqrt(u_var) * rng.standard_normal(u_mean.shape)
-        # w_ij | u_j, y: normal-normal with prior variance s2e and data variance v_i
-        w_mean, w_var = normal_conditional(resid - u[..., meta.group_index], meta.vi, 0.0, s2e[..., None])
-        w = w_mean + np.sqrt(w_var) * rng.standard_normal(shape)
-        theta = loc + u[..., meta.group_index] + w
-        new["u_cluster"] = xr.DataArray(u, dims=("chain", "draw", "cluster"),
-                                        coords={**{k: coords[k] for k in ("chain", "draw")},
-                                                "cluster": meta.group_labels})
-        new["w_effect"] = xr.DataArray(w, dims=dims3, coords=coords)
-        new["theta"] = xr.DataArray(theta, dims=dims3, coords=coords)
-        loglik = cluster_logp(resid, meta.vi, s2c, s2e, ind)
-        ll = xr.DataArray(loglik, dims=("chain", "draw", "cluster"),
-                          coords={"chain": coords["chain"], "draw": coords["draw"], "cluster": meta.group_labels})
-        y_rep = (loc + np.sqrt(s2c)[..., None] * rng.standard_normal(u.shape)[..., meta.group_index]
-                 + np.sqrt(s2e)[..., None] * rng.standard_normal(shape)
-                 + np.sqrt(meta.vi) * rng.standard_normal(shape))
-        z = rng.standard_normal((2,) + shape[:2])
-        new["pred"] = xr.DataArray(reference_location(post, meta) + np.sqrt(s2c) * z[0] + np.sqrt(s2e) * z[1],
-                                   dims=("chain", "draw"), coords={k: coords[k] for k in ("chain", "draw")})
-    else:
-        tau = np.asarray(post["tau"])
-        tau_i = tau[..., meta.group_index] if meta.group_index is not None else tau[..., None]
-        tau2_i = tau_i**2
-        if meta.kind == "random_effects":
-            theta_mean, theta_var = normal_conditional(meta.yi, meta.vi, loc, tau2_i)
-            theta = theta_mean + np.sqrt(theta_var) * rng.standard_normal(shape)
-            new["theta"] = xr.DataArray(theta, dims=dims3, coords=coords)
-            # scipy.stats.norm.logpdf's own expression, written out: its argument checks and
-            # masking cost 0.25 s on the (chain, draw, k) array at k = 1000; same numbers
-            sd = np.sqrt(meta.vi + tau2_i)
-            x = (meta.yi - loc) / sd
-            loglik = (-(x**2) / 2.0 - LOG_SQRT_2PI) - np.log(sd)
-            effects = tau_i * rng.standard_normal(shape)
-        else:
-            nu = meta.nu if meta.nu is not None else np.asarray(post["nu"])
-            loglik = student_t_marginal_logpdf(meta.yi, loc, meta.vi, tau_i, nu)
-            nu_b = nu if np.ndim(nu) == 0 else np.asarray(nu)[..., None]
-            effects = tau_i * rng.standard_t(np.broadcast_to(nu_b, shape))
-        ll = xr.DataArray(loglik, dims=dims3, coords=coords)
-        y_rep = loc + effects + np.sqrt(meta.vi) * rng.standard_normal(shape)
-        # one new-study effect per subgroup: that subgroup's location and tau
-        mu = reference_location(post, meta) if meta.group_index is None else meta.subgroup_location(post)
-        if meta.kind == "random_effects":
-            z = rng.standard_normal(tau.shape)
-        else:
-            nu = meta.nu if meta.nu is not None else np.asarray(post["nu"])
-            nu = nu[..., None] if np.ndim(nu) and meta.group_index is not None else nu
-            z = rng.standard_t(nu, size=tau.shape)  # independent across subgroups, as the normal z
-        pred = mu + tau * z
-        pdims = ("chain", "draw", "subgroup") if meta.group_index is not None else ("chain", "draw")
-        pcoords = {k: coords[k] for k in ("chain", "draw")}
-        if meta.group_index is not None:
-            pcoords["subgroup"] = meta.group_labels
-        new["pred"] = xr.DataArray(pred, dims=pdims, coords=pcoords)
-
-    for name, arr in new.items():
-        if name in post:  # Student-t theta is sampled (deterministic of u), keep it
-            continue
-        arr.attrs[EXACT_ATTR] = 1
-        idata.posterior[name] = arr
-    log_lik = xr.Dataset({"y": ll})
-    # replicates share the observed data's name, so az.plot_ppc(idata) needs no arguments
-    y_rep_ds = xr.Dataset({"y": xr.DataArray(y_rep, dims=dims3, coords=coords)})
-    for group, ds in (("log_likelihood", log_lik), ("posterior_predictive", y_rep_ds)):
-        if group in idata.groups():
-            delattr(idata, group)
-        idata.add_groups({group: ds})
-    if "observed_data" not in idata.groups():
-        idata.add_groups({"observed_data": xr.Dataset(
-            {"y": xr.DataArray(meta.yi, dims=("study",), coords={"study": meta.study})})})
-    return idata
+    """``meta.postprocess(idata, seed)``: the built model's exact draws, marginal log-likelihood
+    and ``y_rep`` added to ``idata`` in place (kept for callers of the old function)."""
+    return meta.postprocess(idata, seed)
 
 
-def normal_conditional(y, v, m, s2):
-    """Mean and variance of ``theta | y`` for ``y ~ N(theta, v)``, ``theta ~ N(m, s2)``.
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
 
-    ``mean = (y/v + m/s2) / (1/v + 1/s2)``, ``var = 1 / (1/v + 1/s2)``, written as
-    ``(y s2 + m v) / (v + s2)`` and ``v s2 / (v + s2)`` so that s2 = 0 gives theta = m exactly.
-
-    Parameters
-    ----------
-    y, v, m, s2 : array_like
-        Broadcastable arrays.
-
-    Returns
-    -------
-    (numpy.ndarray, numpy.ndarray)
-
-    References
-    ----------
-    Gelman et al. (2013), Bayesian Data Analysis, 3rd ed., eq. 2.12.
-    """
-    y, v, m, s2 = (np.asarray(a, dtype=float) for a in (y, v, m, s2))
-    total = v + s2
-    return (y * s2 + m * v) / total, v * s2 / total
-
-
-def student_t_marginal_logpdf(y, loc, v, tau, nu):
-    """log of ``int N(y; loc + tau u, v) t_nu(u) du``, the Student-t random-effects marginal.
-
-    Uses the normal scale mixture ``t_nu = int N(0, 1/lambda) Gamma(lambda; nu/2, nu/2) dlambda``,
-    so the marginal is ``E_lambda[N(y; loc, v + tau^2/lambda)]``, a one-dimensional integral whose
-    integrand is analytic and decays (doubly) exponentially in ``s = log lambda``; the trapezoidal
-    rule on a fixed grid in s is then accurate to about 1e-13 (hand-written because SciPy has no
-    quadrature vectorised over arrays of parameters).
-
-    Parameters
-    ----------
-    y, loc, v, tau : array_like
-        Broadcastable arrays.
-    nu : float or array_like
-        Degrees of freedom (scalar, or broadcastable to ``tau[..., 0]`` per draw).
-
-    Returns
-    -------
-    numpy.ndarray
-
-    References
-    ----------
-    Trefethen, L. N. & Weideman, J. A. C. (2014). The exponentially convergent trapezoidal rule.
-    SIAM Review 56, 385-458.
-    """
-    y, loc, v, tau = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (y, loc, v, tau)))
-    if np.ndim(nu) == 0:
-        nu = np.full(y.shape, float(nu))
-    else:
-        nu = np.broadcast_to(np.asarray(nu, dtype=float)[..., None], y.shape)
-    s = np.arange(LOG_LAMBDA_RANGE[0], LOG_LAMBDA_RANGE[1] + LOG_LAMBDA_STEP / 2, LOG_LAMBDA_STEP)
-    lam = np.exp(s)
-    flat = [np.ravel(a) for a in (y, loc, v, tau, nu)]
-    out = np.empty(flat[0].size)
-    for start in range(0, out.size, CHUNK):  # chunks bound memory to CHUNK x len(s) doubles
-        yc, lc, vc, tc, nc = (a[start:start + CHUNK, None] for a in flat)
-        half = nc / 2.0
-        log_gamma = half * np.log(half) - special.gammaln(half) + half * s - half * lam  # + log jacobian
-        var = vc + tc**2 / lam
-        log_norm = -0.5 * (np.log(2.0 * np.pi * var) + (yc - lc) ** 2 / var)
-        out[start:start + CHUNK] = special.logsumexp(log_norm + log_gamma, axis=-1)
-    return out.reshape(y.shape) + np.log(LOG_LAMBDA_STEP)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

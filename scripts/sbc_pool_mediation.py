@@ -1,9 +1,10 @@
 """Pool mediation SBC rank files and redraw the rank histograms.
 
-``python scripts/sbc.py --models mediation --csv RUN.csv --seed S ...`` writes one CSV of ranks
-per run; this script stacks those runs with the committed ranks of one study (adding them there,
-with their seed), recomputes the chi-square uniformity p-value of every parameter (the test of
-``scripts/sbc.py``) and redraws that study's rank histograms in ``docs/figures``. The studies:
+``bayes-se sbc --models mediation --engines mcmc --csv RUN.csv --seed S ...`` writes one CSV of
+ranks per run; this script stacks those runs with the committed ranks of one study (adding them
+there, with their seed), recomputes the chi-square uniformity p-value of every parameter (the test
+of :func:`bayes_se.sbc.uniformity_pvalue`) and redraws that study's rank histograms in
+``docs/figures`` (replacing them: that is its purpose). The studies:
 
 * ``sample`` (``docs/sbc_mediation_ranks.csv``): data are sample correlations of raw
   multivariate-normal samples (``--mediation-data sample``, tau ~ HalfNormal(0.05));
@@ -21,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 
 import pandas as pd
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from sbc import plot_ranks, uniformity_pvalue  # noqa: E402
+from bayes_se.sbc import parameters, save_rank_histogram, uniformity_pvalue
 
 STUDIES = {"sample": (pathlib.Path("docs/sbc_mediation_ranks.csv"), "sbc_mediation_"),
            "likelihood": (pathlib.Path("docs/sbc_mediation_likelihood_ranks.csv"), "sbc_mediation_likelihood_")}
 FIGURES = pathlib.Path("docs/figures")
-PARAMS = ["rho[X,M]", "rho[X,Y]", "rho[M,Y]", "tau[X,M]", "tau[X,Y]", "tau[M,Y]", "a", "b", "indirect"]
+PARAMS = parameters("mediation")  # rho[X,M], rho[X,Y], rho[M,Y], tau[...], a, b, indirect
 
 
 def figure_name(param: str, prefix: str = "sbc_mediation_") -> str:
@@ -74,8 +73,10 @@ def main(argv=None) -> None:
     for param in PARAMS:
         ranks = pooled[param].to_numpy()
         name = figure_name(param, prefix)
-        plot_ranks(ranks, FIGURES / name, f"mediation ({args.study}): {param} ({len(ranks)} replicates)")
-        print(f"| `{param}` | {len(ranks)} | {uniformity_pvalue(ranks):.3f} | [histogram](figures/{name}) |")
+        p = uniformity_pvalue(ranks)
+        save_rank_histogram(ranks, FIGURES / name, f"mediation ({args.study} data): {param}\n"
+                                                   f"N = {len(ranks)} replicates, chi-square p = {p:.2f}")
+        print(f"| `{param}` | {len(ranks)} | {p:.3f} | [histogram](figures/{name}) |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from scipy import integrate, stats
 from bayes_se.builders import build_random_effects, build_three_level
 from bayes_se.builders.three_level import cluster_logp
 from bayes_se.errors import DataError, SpecError
-from bayes_se.sampling import add_exact_draws, normal_conditional, student_t_marginal_logpdf
+from bayes_se.builders.random_effects import normal_conditional, student_t_marginal_logpdf
 from conftest import REFERENCE
 
 LOGP_RTOL = 1e-10  # same closed form evaluated two ways: rounding only
@@ -161,7 +161,7 @@ def test_exact_draws_follow_the_conditional_normal(bcg):
     meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS)
     draws = 20_000
     idata = _fake_posterior(meta, draws, {"mu": -0.7, "tau": 0.55})
-    add_exact_draws(idata, meta, seed=1)
+    meta.postprocess(idata, seed=1)
     theta = idata.posterior["theta"]
     assert theta.dims == ("chain", "draw", "study")
     mean, var = normal_conditional(bcg.yi, bcg.vi, -0.7, 0.55**2)
@@ -174,7 +174,7 @@ def test_exact_draws_follow_the_conditional_normal(bcg):
     assert idata.posterior_predictive["y"].shape == (2, draws, 13)
     assert idata.posterior["pred"].dims == ("chain", "draw")
     again = _fake_posterior(meta, draws, {"mu": -0.7, "tau": 0.55})
-    add_exact_draws(again, meta, seed=1)
+    meta.postprocess(again, seed=1)
     np.testing.assert_array_equal(again.posterior["theta"].values, theta.values)
 
 
@@ -182,7 +182,7 @@ def test_three_level_exact_draws_and_cluster_loglik(konstantopoulos):
     dat = konstantopoulos
     meta = build_three_level(dat.yi, dat.vi, dat.district, study=dat.es_id, priors=PRIORS)
     idata = _fake_posterior(meta, 4000, {"mu": 0.18, "sigma_cluster": 0.25, "sigma_effect": 0.18})
-    add_exact_draws(idata, meta, seed=2)
+    meta.postprocess(idata, seed=2)
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "cluster")
     assert idata.posterior["u_cluster"].shape == (2, 4000, 11)
     assert idata.posterior["theta"].shape == (2, 4000, 56)
@@ -221,14 +221,14 @@ def test_student_t_with_nu_prior_and_subgroup_post_processing(bcg):
     assert "nu" in [rv.name for rv in meta.model.free_RVs] and meta.nu is None
     nu = np.random.default_rng(0).uniform(2, 10, (2, 5))
     idata = az.from_dict(posterior={"mu": np.full((2, 5), -0.7), "tau": np.full((2, 5), 0.5), "nu": nu})
-    add_exact_draws(idata, meta, seed=1)
+    meta.postprocess(idata, seed=1)
     np.testing.assert_allclose(idata.log_likelihood["y"].values[1, 3],
                                student_t_marginal_logpdf(bcg.yi, -0.7, bcg.vi, 0.5, nu[1, 3]), rtol=LOGP_RTOL)
 
     meta = build_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=PRIORS, subgroup=bcg.alloc)
     idata = az.from_dict(posterior={"mu": np.full((2, 5), -0.7), "tau": np.full((2, 5, 3), 0.5)},
                          coords={"subgroup": meta.group_labels}, dims={"tau": ["subgroup"]})
-    add_exact_draws(idata, meta, seed=1)
+    meta.postprocess(idata, seed=1)
     assert idata.posterior["pred"].dims == ("chain", "draw", "subgroup")
     assert idata.posterior["theta"].shape == (2, 5, 13)
 

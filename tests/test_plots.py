@@ -23,7 +23,7 @@ matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from bayes_se import plots  # noqa: E402
+from bayes_se import checks, plots  # noqa: E402
 from bayes_se.plots.boxscore import CATEGORIES  # noqa: E402
 from bayes_se.errors import DataError, SpecError  # noqa: E402
 
@@ -94,6 +94,16 @@ def test_import_plots_loads_no_matplotlib():
             "print('matplotlib' in sys.modules, 'plot_forest' in names, 'save_figure' in names)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_check_tables_still_importable_from_plots():
+    """The model-check tables moved to bayes_se.checks; bayes_se.plots and its modules re-export them."""
+    from bayes_se.plots import loo, ppc
+
+    for name in ("ppc_stat_draws", "ppc_stat_table", "ppc_density_table", "loo_pit_table", "pareto_k_table"):
+        assert getattr(plots, name) is getattr(checks, name)
+        assert name in dir(plots)
+    assert ppc.ppc_stat_table is checks.ppc_stat_table and loo.pareto_k_table is checks.pareto_k_table
 
 
 def test_unknown_plots_name_is_attribute_error():
@@ -323,7 +333,7 @@ def direct_q(y, v):
 
 
 def test_ppc_stats_bcg(bcg_fit):
-    table = plots.ppc_stat_table(bcg_fit)
+    table = checks.ppc_stat_table(bcg_fit)
     assert table.loc["Q", "observed"] == pytest.approx(METAFOR_BCG["rma"]["REML"]["z"]["QE"], rel=CLOSED_FORM_RTOL)
     y_rep = np.asarray(bcg_fit.idata.posterior_predictive["y"]).reshape(-1, len(BCG))
     q_rep, q_obs = direct_q(y_rep, BCG.vi.to_numpy()), direct_q(BCG.yi.to_numpy(), BCG.vi.to_numpy())
@@ -338,34 +348,34 @@ def test_ppc_stats_bcg(bcg_fit):
 
 
 def test_ppc_q_of_meta_regression_is_metafor_qe(bcg_alloc_fit):
-    table = plots.ppc_stat_table(bcg_alloc_fit)
+    table = checks.ppc_stat_table(bcg_alloc_fit)
     qe = METAFOR_BCG["metareg"]["alloc"]["REML"]["QE"]
     assert table.loc["Q", "observed"] == pytest.approx(qe, rel=CLOSED_FORM_RTOL)
 
 
 def test_ppc_density_caps_replicates(bcg_fit):
-    table = plots.ppc_density_table(bcg_fit, n_replicates=25)
+    table = checks.ppc_density_table(bcg_fit, n_replicates=25)
     assert table.loc[table["source"] == "replicated", "replicate"].nunique() == 25
     assert (table["replicate"] == -1).any()
     check_and_save(plots.plot_ppc_density(bcg_fit), "ppc_density_bcg")
 
 
 def test_loo_pit_bcg(bcg_fit):
-    table = plots.loo_pit_table(bcg_fit)
+    table = checks.loo_pit_table(bcg_fit)
     assert len(table) == len(BCG) and table["pit"].between(0, 1).all()
     check_and_save(plots.plot_loo_pit(bcg_fit), "loo_pit_bcg")
 
 
 def test_ppc_needs_replicates(metapsy_exact):
     with pytest.raises(SpecError, match="replicates"):
-        plots.ppc_stat_table(metapsy_exact)
+        checks.ppc_stat_table(metapsy_exact)
 
 
 # -- Pareto k -------------------------------------------------------------------------------------
 def test_pareto_k_bcg(bcg_fit):
     import arviz as az
 
-    table = plots.pareto_k_table(bcg_fit)
+    table = checks.pareto_k_table(bcg_fit)
     loo = az.loo(bcg_fit.idata, pointwise=True)
     np.testing.assert_allclose(table["pareto_k"], np.asarray(loo.pareto_k), rtol=SAME_DRAWS_RTOL)
     assert list(table["study"]) == list(BCG.study)
@@ -382,7 +392,7 @@ def test_pareto_k_names_influential_studies(bcg_fit):
     ll[..., 7] *= np.exp(np.random.default_rng(0).normal(0.0, 1.5, ll.shape[:2]))
     idata.log_likelihood["y"] = (idata.log_likelihood["y"].dims, ll)
     fit = BayesianFit(idata=idata, meta=bcg_fit.meta, diagnostics=bcg_fit.diagnostics)
-    table = plots.pareto_k_table(fit)
+    table = checks.pareto_k_table(fit)
     assert table.loc[7, "influential"]
     fig = plots.plot_pareto_k(fit)
     texts = {t.get_text() for t in fig.axes[0].texts}

@@ -10,19 +10,21 @@ one simulated from) must fail it: the check has power.
 
 The slow tests run rank-based SBC of the MCMC engine through ``bayes_se.api.fit`` (a few dozen
 replicates) and of the mediation MASEM through ``bayes_se.mediation.fit_mediation`` (the full
-study is ``scripts/sbc.py``, reported in ``docs/calibration.md``).
+study is ``bayes-se sbc``, reported in ``docs/calibration.md``). The command itself is tested on a
+small exact-engine study.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+
+from bayes_se import cli
+from bayes_se import sbc as sbc_module
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -34,17 +36,25 @@ N_REP_MEDIATION = 20  # slow test: mediation replicates (~15 s each on an idle c
 SEED = 20180418
 
 
-def _sbc():
-    spec = importlib.util.spec_from_file_location("bayes_se_sbc_script", ROOT / "scripts" / "sbc.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses looks its module up there
-    spec.loader.exec_module(module)
-    return module
+#: Data mode and tau prior of SBC proper of the mediation model (docs/calibration.md).
+LIKELIHOOD = {"mediation_data": "likelihood", "mediation_priors": {"tau": "half_normal(0.2)"}}
 
 
 @pytest.fixture(scope="module")
 def sbc():
-    return _sbc()
+    return sbc_module
+
+
+@pytest.mark.parametrize("model", ["random_effects", "guidance_moderator"])
+def test_sbc_specs_are_the_shipped_models(sbc, model):
+    """The built-in SBC specs have the model and priors of models/<model>.toml."""
+    from bayes_se.spec import load_spec
+
+    shipped = load_spec(ROOT / "models" / f"{model}.toml")
+    built_in = sbc.model_spec(model)
+    assert built_in.model == shipped.model
+    assert {k: str(v) for k, v in built_in.resolved_priors().items()} == \
+        {k: str(v) for k, v in shipped.resolved_priors().items()}
 
 
 @pytest.mark.parametrize("model", ["random_effects", "guidance_moderator"])
@@ -103,15 +113,13 @@ def test_mediation_simulation(sbc):
     assert np.all(np.abs(values[~np.isnan(values)]) < 1)
 
 
-def test_mediation_likelihood_simulation(sbc, monkeypatch):
+def test_mediation_likelihood_simulation(sbc):
     """SBC proper draws from the fitted likelihood, r_i ~ N(rho, S_i(rho) + T), with nothing
     redrawn: each r is centred on its pooled rho with variance (1 - rho^2)^2 / (n - 1) + tau^2."""
-    monkeypatch.setattr(sbc, "MEDIATION_DATA", "likelihood")
-    monkeypatch.setattr(sbc, "MEDIATION_PRIORS", {"tau": "half_normal(0.2)"})
     rng = np.random.default_rng(SEED)
     z = []
     for _ in range(8):
-        sim = sbc.simulate_mediation(rng)
+        sim = sbc.simulate_mediation(rng, priors=LIKELIHOOD["mediation_priors"], data_mode="likelihood")
         assert sim.truth["redraws"] == 0
         assert len(sim.frame) == sbc.K_STUDIES
         assert sim.frame["r_M_Y"].isna().to_numpy().nonzero()[0].tolist() == list(sbc.MEDIATION_NO_MY)
@@ -127,14 +135,66 @@ def test_mediation_likelihood_simulation(sbc, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.mcmc
-def test_mediation_mcmc_is_calibrated(sbc, monkeypatch):
+def test_mediation_mcmc_is_calibrated(sbc):
     """SBC proper of the MASEM (data from the model, shipped tau prior); docs/calibration.md has
     the full 407-replicate study."""
-    monkeypatch.setattr(sbc, "MEDIATION_DATA", "likelihood")
-    monkeypatch.setattr(sbc, "MEDIATION_PRIORS", {"tau": "half_normal(0.2)"})
     ranks, infos = sbc.run("mediation", "mcmc", N_REP_MEDIATION, SEED,
-                           mcmc={"draws": 250, "tune": 250, "chains": 2})
+                           mcmc={"draws": 250, "tune": 250, "chains": 2}, **LIKELIHOOD)
     assert list(ranks.columns) == sbc.parameters("mediation")
     pvalues = {name: sbc.uniformity_pvalue(ranks[name]) for name in ranks.columns}
     assert min(pvalues.values()) > ALPHA, pvalues
     assert sum(i["divergences"] for i in infos) == 0
+
+
+# -- the command ---------------------------------------------------------------------------------
+def _cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sbc", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--exact-reps" in out and "--force" in out and "Talts" in out
+
+
+@pytest.mark.parametrize("flag", ["--exact-reps", "--mcmc-reps", "--mcmc-draws", "--mcmc-tune", "--mcmc-chains"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_cli_refuses_counts_below_one(capsys, tmp_path, flag, value):
+    code, out, err = _cli(capsys, "sbc", flag, value, "--figures", tmp_path / "f")
+    assert code == 2 and out == ""
+    assert err.strip() == f"bayes-se: error: {flag} must be at least 1, got {value}"
+    assert not (tmp_path / "f").exists()
+
+
+def test_cli_refuses_mediation_with_exact_engine_only(capsys, tmp_path):
+    code, _, err = _cli(capsys, "sbc", "--models", "mediation", "--engines", "exact", "--figures", tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "mcmc" in err
+
+
+def test_cli_small_study_writes_histograms_and_ranks_never_over_without_force(capsys, tmp_path):
+    """Five exact replicates of the random-effects model: one histogram per parameter, the ranks
+    in 0..99 in the CSV, the same numbers as the API; a rerun is refused until --force."""
+    figures, csv = tmp_path / "figs", tmp_path / "ranks.csv"
+    argv = ["sbc", "--models", "random_effects", "--engines", "exact", "--exact-reps", 5, "--seed", 7,
+            "--figures", figures, "--csv", csv, "--quiet"]
+    code, out, _ = _cli(capsys, *argv)
+    assert code == 0
+    names = sorted(p.name for p in figures.iterdir())
+    assert names == sorted(f"{sbc_module.figure_stem('random_effects', 'exact', n)}.png"
+                           for n in sbc_module.parameters("random_effects"))
+    ranks = pd.read_csv(csv)
+    assert len(ranks) == 5 and ranks[["mu", "tau", "theta[1]"]].stack().between(0, sbc_module.N_RANKS).all()
+    expected, _ = sbc_module.run("random_effects", "exact", 5, 7)
+    np.testing.assert_array_equal(ranks[["mu", "tau", "theta[1]"]].to_numpy(), expected.to_numpy())
+    assert "theta[1]" in out
+    before = {p.name: p.read_bytes() for p in figures.iterdir()}, csv.read_bytes()
+    code, out, err = _cli(capsys, *argv)
+    assert code == 2 and out == "" and "--force" in err and len(err.strip().splitlines()) == 1
+    assert ({p.name: p.read_bytes() for p in figures.iterdir()}, csv.read_bytes()) == before
+    code, _, _ = _cli(capsys, *argv, "--force")
+    assert code == 0
+    np.testing.assert_array_equal(pd.read_csv(csv)[["mu", "tau", "theta[1]"]].to_numpy(), expected.to_numpy())

@@ -43,7 +43,7 @@ from bayes_se.errors import SpecError
 from bayes_se.path_algebra import vec_to_matrix
 from bayes_se.priors import Prior, parse_prior
 
-__all__ = ["MasemModel", "build_masem", "DEFAULT_PRIORS", "marginal_loglik"]
+__all__ = ["MasemModel", "build_masem", "DEFAULT_PRIORS", "marginal_loglik", "add_likelihood"]
 
 #: Default priors: tau of each pair's heterogeneity on the correlation scale (a between-study SD of
 #: 0.2 in a correlation is large), LKJ shapes of the heterogeneity correlations (eta = 2 mildly
@@ -59,6 +59,12 @@ class MasemModel:
     model: object
     data: CorrelationData
     priors: dict
+
+    def postprocess(self, idata, seed: int):
+        """Called by :func:`bayes_se.sampling.sample` after NUTS: the per-study marginal
+        log-likelihood and the observed correlations (:func:`add_likelihood`). Nothing is drawn,
+        so ``seed`` is unused; the path effects are :func:`bayes_se.mediation.add_derived`'s."""
+        return add_likelihood(idata, self.data)
 
 
 def _priors(priors) -> dict:
@@ -211,3 +217,34 @@ def marginal_loglik(data: CorrelationData, rho, T) -> np.ndarray:
         logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
         out[..., i] = -0.5 * (len(obs) * np.log(2 * np.pi) + logdet + (z**2).sum(-1))
     return out
+
+
+def add_likelihood(idata, data: CorrelationData):
+    """Add ``log_likelihood["r"]`` (chain, draw, study; :func:`marginal_loglik` at each draw's rho
+    and ``T = diag(tau) Omega diag(tau)``) and ``observed_data`` ``r`` (study, pair; NaN where
+    unreported) and ``n`` to ``idata`` in place, replacing PyMC's groups of the stacked vector.
+
+    Returns
+    -------
+    arviz.InferenceData
+        The same object.
+    """
+    import xarray as xr
+
+    post = idata.posterior
+    rho = np.asarray(post["rho"])
+    tau = np.asarray(post["tau"])
+    Omega = np.asarray(post["Omega"]) if "Omega" in post else np.ones(rho.shape[:-1] + (1, 1))
+    T = tau[..., :, None] * Omega * tau[..., None, :]
+    cd = {"chain": post["chain"].values, "draw": post["draw"].values}
+    ll = marginal_loglik(data, rho, T)
+    study = list(data.study)
+    log_lik = xr.Dataset({"r": xr.DataArray(ll, dims=("chain", "draw", "study"), coords={**cd, "study": study})})
+    obs = xr.Dataset({"r": xr.DataArray(data.r, dims=("study", "pair"),
+                                        coords={"study": study, "pair": data.pair_labels}),
+                      "n": xr.DataArray(data.n, dims=("study",), coords={"study": study})})
+    for group, ds in (("log_likelihood", log_lik), ("observed_data", obs)):
+        if group in idata.groups():
+            delattr(idata, group)
+        idata.add_groups({group: ds})
+    return idata

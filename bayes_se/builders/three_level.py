@@ -13,6 +13,9 @@ D_j = diag(v_ij + sigma_effect^2). ``V_j`` is a rank-one update of a diagonal ma
 The sums are taken with a constant cluster-indicator matrix, vectorised over all clusters at once,
 and enter the model as a ``pm.Potential`` (no per-cluster loop, any cluster sizes).
 
+The built model (:class:`ThreeLevelModel`) draws the cluster and effect-level deviations exactly
+after sampling (:meth:`ThreeLevelModel.exact_draws`, called by its ``postprocess``).
+
 References
 ----------
 Konstantopoulos, S. (2011). Fixed effects and variance components estimation in three-level
@@ -28,11 +31,13 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_se.builders.random_effects import (
+    STUDY_DIMS,
     MetaModel,
     coefficient_rv,
     check_design,
     check_inputs,
     make_rv,
+    normal_conditional,
     prior_text,
     resolve_prior,
     scale_rv,
@@ -72,6 +77,69 @@ def cluster_logp(resid, vi, sigma2_cluster, sigma2_effect, indicator):
     return -0.5 * (n_j * LOG_2PI + logdet + quad)
 
 
+class ThreeLevelModel(MetaModel):
+    """A built three-level model: a :class:`MetaModel` (``kind="three_level"``) whose clusters are
+    ``group_index`` / ``group_labels`` and whose post-processing draws the nested effects."""
+
+    def exact_draws(self, posterior, rng: np.random.Generator) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Cluster and effect-level deviations drawn exactly given each posterior draw.
+
+        * ``u_j | y ~ N(s2c a_j / (1 + s2c S_j), s2c / (1 + s2c S_j))`` with ``d_i = v_i + s2e``,
+          ``S_j = sum_i 1/d_i``, ``a_j = sum_i r_i/d_i`` (w and e integrated out);
+        * ``w_ij | u_j, y``: the normal-normal conditional with prior variance s2e and data variance
+          v_i; ``theta_ij = x_ij' beta + u_j + w_ij``;
+        * the per-cluster marginal log-likelihood (:func:`cluster_logp`), replicates
+          ``y_rep = m + u + w + e`` drawn from the marginal model, and a new effect in a new cluster
+          ``pred = x0' beta + sigma_cluster z1 + sigma_effect z2``.
+
+        Returns
+        -------
+        (dict, xarray.DataArray, numpy.ndarray)
+            As :meth:`MetaModel.exact_draws`; the log-likelihood has dims (chain, draw, cluster).
+
+        References
+        ----------
+        Konstantopoulos (2011), Res Synth Methods 2:61-76.
+        """
+        import xarray as xr
+
+        post = posterior
+        loc = self.location(post)
+        shape = loc.shape  # (chain, draw, k)
+        coords = {"chain": post["chain"].values, "draw": post["draw"].values, "study": self.study}
+        cd = {k: coords[k] for k in ("chain", "draw")}
+        s2c = np.asarray(post["sigma_cluster"]) ** 2
+        s2e = np.asarray(post["sigma_effect"]) ** 2
+        ind = (self.group_index[None, :] == np.arange(len(self.group_labels))[:, None]).astype(float)
+        resid = self.yi - loc
+        # u_j | y: precision 1/s2c + sum_i 1/d_i, d_i = v_i + s2e (w and e integrated out);
+        # multiplying through by s2c keeps it finite as s2c -> 0.
+        d = self.vi + s2e[..., None]
+        s_j = (1.0 / d) @ ind.T
+        a_j = (resid / d) @ ind.T
+        denom = 1.0 + s2c[..., None] * s_j
+        u_mean = s2c[..., None] * a_j / denom
+        u_var = s2c[..., None] / denom
+        u = u_mean + np.sqrt(u_var) * rng.standard_normal(u_mean.shape)
+        # w_ij | u_j, y: normal-normal with prior variance s2e and data variance v_i
+        w_mean, w_var = normal_conditional(resid - u[..., self.group_index], self.vi, 0.0, s2e[..., None])
+        w = w_mean + np.sqrt(w_var) * rng.standard_normal(shape)
+        theta = loc + u[..., self.group_index] + w
+        new = {"u_cluster": xr.DataArray(u, dims=("chain", "draw", "cluster"),
+                                         coords={**cd, "cluster": self.group_labels}),
+               "w_effect": xr.DataArray(w, dims=STUDY_DIMS, coords=coords),
+               "theta": xr.DataArray(theta, dims=STUDY_DIMS, coords=coords)}
+        loglik = cluster_logp(resid, self.vi, s2c, s2e, ind)
+        ll = xr.DataArray(loglik, dims=("chain", "draw", "cluster"), coords={**cd, "cluster": self.group_labels})
+        y_rep = (loc + np.sqrt(s2c)[..., None] * rng.standard_normal(u.shape)[..., self.group_index]
+                 + np.sqrt(s2e)[..., None] * rng.standard_normal(shape)
+                 + np.sqrt(self.vi) * rng.standard_normal(shape))
+        z = rng.standard_normal((2,) + shape[:2])
+        new["pred"] = xr.DataArray(self.reference_location(post) + np.sqrt(s2c) * z[0] + np.sqrt(s2e) * z[1],
+                                   dims=("chain", "draw"), coords=cd)
+        return new, ll, y_rep
+
+
 def _cluster_logp_tensor(resid, vi, sigma2_cluster, sigma2_effect, indicator):
     """The same closed form as :func:`cluster_logp` for PyTensor tensors (scalar variances)."""
     d = vi + sigma2_effect
@@ -94,7 +162,7 @@ def build_three_level(
     coef_names=None,
     study=None,
     priors: dict | None = None,
-) -> MetaModel:
+) -> ThreeLevelModel:
     """Build the Bayesian three-level model (effects within clusters), not sampled.
 
     Model: ``y_j ~ MVN(X_j beta, diag(v_ij + sigma_effect^2) + sigma_cluster^2 11')`` per cluster j.
@@ -113,7 +181,7 @@ def build_three_level(
 
     Returns
     -------
-    MetaModel
+    ThreeLevelModel
         ``kind="three_level"``; its log-likelihood is per cluster.
 
     References
@@ -163,7 +231,7 @@ def build_three_level(
         "priors": {"location": prior_text(loc_prior), "sigma_cluster": prior_text(sc_prior),
                    "sigma_effect": prior_text(se_prior)},
     }
-    return MetaModel(
+    return ThreeLevelModel(
         model=model,
         kind="three_level",
         yi=yi,

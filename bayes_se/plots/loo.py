@@ -1,66 +1,20 @@
 """Pareto-k diagnostic of PSIS-LOO per study, with influential studies named.
 
-The shape ``k`` of the generalised Pareto fitted to each study's importance ratios measures how
-much the posterior changes when the study is left out: ``k > 0.7`` makes that study's LOO
-estimate unreliable (an influential study), ``k > 1`` means the importance ratios have no finite
-mean. The log-likelihood used integrates the study effect out (``y_i ~ N(x_i' beta, v_i +
-tau^2)``), so each study is left out with its own effect. The numbers are ArviZ's
-``az.loo(idata, pointwise=True)``; this module only tabulates and draws them.
+Drawing only: the table (ArviZ's ``az.loo(idata, pointwise=True)``, thresholds ``K_WARN`` = 0.7
+and ``K_BAD`` = 1) is :func:`bayes_se.checks.pareto_k_table`, still importable from here.
 
 References
 ----------
-Vehtari, A., Gelman, A. & Gabry, J. (2017). Practical Bayesian model evaluation using leave-one-out
-cross-validation and WAIC. Statistics and Computing 27, 1413-1432.
 Vehtari, A., Simpson, D., Gelman, A., Yao, Y. & Gabry, J. (2024). Pareto smoothed importance
 sampling. JMLR 25(72), 1-58.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import pandas as pd
 
-from bayes_se.errors import SpecError
+from bayes_se.checks import K_BAD, K_WARN, pareto_k_table  # noqa: F401  (the table's old home)
 from bayes_se.plots import style
-
-#: Pareto-k thresholds: LOO unreliable above K_WARN, importance ratios without a mean above K_BAD.
-K_WARN = 0.7
-K_BAD = 1.0
-
-
-def pareto_k_table(fit) -> pd.DataFrame:
-    """Pareto k and pointwise elpd of each study.
-
-    Parameters
-    ----------
-    fit : BayesianFit
-        With a ``log_likelihood`` group.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``study``, ``pareto_k``, ``elpd_loo``, ``influential`` (k > :data:`K_WARN`).
-    """
-    import arviz as az
-
-    from bayes_se.fits import Fit
-
-    idata = fit.idata if isinstance(fit, Fit) else None
-    if idata is None or "log_likelihood" not in idata.groups():
-        raise SpecError("Pareto k needs a fit with a log_likelihood group", key="fit")
-    with warnings.catch_warnings():
-        # ArviZ warns when some k are high: that is what this table reports
-        warnings.simplefilter("ignore", UserWarning)
-        loo = az.loo(idata, pointwise=True)
-    k = np.asarray(loo.pareto_k, float)
-    ll = idata.log_likelihood[list(idata.log_likelihood.data_vars)[0]]
-    unit = [d for d in ll.dims if d not in ("chain", "draw")]
-    study = [str(s) for s in ll.coords[unit[0]].values] if unit and unit[0] in ll.coords else \
-        [str(i + 1) for i in range(k.size)]
-    return pd.DataFrame({"study": study, "pareto_k": k, "elpd_loo": np.asarray(loo.loo_i, float),
-                         "influential": k > K_WARN})
 
 
 def plot_pareto_k(fit, *, ax=None, width="single"):

@@ -407,9 +407,10 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
                         "Vehtari et al. 2017)."),
                   b.figure("pareto_k", "Pareto k of each study", "plot_pareto_k", fit, data=data)]
     try:
-        pk = importlib.import_module(PLOTS_MODULE).pareto_k_table(fit)
-        loo_blocks.append(b.table("pareto_k", pk, "Pareto k per study"))
-    except Exception as exc:  # optional table from another module, see _Builder.figure
+        from bayes_se.checks import pareto_k_table
+
+        loo_blocks.append(b.table("pareto_k", pareto_k_table(fit), "Pareto k per study"))
+    except Exception as exc:  # e.g. a fit without a log-likelihood: a visible note, as _Builder.figure
         loo_blocks.append(("missing", f"Pareto-k table skipped ({type(exc).__name__}: {exc})."))
     b.section("loo", "Leave-one-out and influential studies", loo_blocks)
     b.section("prior-posterior", "Prior vs posterior", [
