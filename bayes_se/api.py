@@ -339,7 +339,7 @@ def load_fit(path):
         raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
                         "load it with arviz.from_netcdf")
     fit = classes[kind].from_idata(idata)
-    stored = idata.attrs.get("data_sha256")
+    stored = idata.attrs.get("fit_data_sha256")
     if stored and fit.data_sha256() != stored:
         raise DataError(f"the data stored in '{p}' do not match its data hash: the file was changed after "
                         "it was written")

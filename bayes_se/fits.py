@@ -358,7 +358,9 @@ class Fit:
                  "settings": json.dumps(self.settings, sort_keys=True, default=str),
                  "priors": json.dumps({k: {"family": p.family, "params": dict(p.params), "target": p.target}
                                        for k, p in self.priors.items()}),
-                 "data_sha256": self.data_sha256()}
+                 # the numbers fitted (load_fit checks them), and the table they came from (provenance.json's)
+                 "fit_data_sha256": self.data_sha256(),
+                 "data_sha256": self.settings.get("data_sha256") or self.data_sha256()}
         attrs.update({f"{name}_version": version for name, version in package_versions().items() if version})
         if "seed" in self.settings:
             attrs["seed"] = int(self.settings["seed"])

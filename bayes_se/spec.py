@@ -71,9 +71,9 @@ class SamplerSection:
     """``[sampler]``: engine and MCMC settings (the exact engine ignores chains/draws/tune)."""
 
     engine: str = "mcmc"
-    chains: int = 4
-    draws: int = 1000
-    tune: int = 1000
+    chains: int = defaults.CHAINS
+    draws: int = defaults.DRAWS
+    tune: int = defaults.TUNE
     #: None: the model's default (``bayes_se.sampling.TARGET_ACCEPT_BY_KIND``); TOML has no null,
     #: so a spec either sets a number or leaves the key out.
     target_accept: float | None = dataclasses.field(default=None, metadata={"type": float})
@@ -103,8 +103,8 @@ class MediationSection:
     variables: str = ""
     layout: str = "auto"
     n: str = "n"
-    eta: float = 2.0
-    eta_rho: float = 1.0
+    eta: float = defaults.MEDIATION_PRIORS["eta"]
+    eta_rho: float = defaults.MEDIATION_PRIORS["eta_rho"]
     mc_draws: int = 256
 
 

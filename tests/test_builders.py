@@ -252,14 +252,14 @@ def test_subgroup_pred_uses_each_subgroups_location_and_tau(bcg):
     beta = np.array([-0.5, -0.4, 0.1])
     expected = {"alternate": -0.5, "random": -0.9, "systematic": -0.4}
     # tau = 0: pred is exactly the subgroup's location
-    idata = add_exact_draws(_subgroup_idata(meta, beta, np.zeros(3)), meta, seed=1)
+    idata = meta.postprocess(_subgroup_idata(meta, beta, np.zeros(3)), seed=1)
     pred = idata.posterior["pred"]
     assert pred.dims == ("chain", "draw", "subgroup")
     for g, loc in expected.items():
         np.testing.assert_allclose(pred.sel(subgroup=g).values, loc, rtol=LOGP_RTOL)
     # tau_g > 0: pred[g] - loc_g is N(0, tau_g^2), independently across subgroups
     tau = np.array([0.1, 0.4, 1.6])
-    idata = add_exact_draws(_subgroup_idata(meta, beta, tau), meta, seed=1)
+    idata = meta.postprocess(_subgroup_idata(meta, beta, tau), seed=1)
     pred = idata.posterior["pred"]
     z = np.stack([(pred.sel(subgroup=g).values.ravel() - expected[g]) / t for g, t in zip(levels, tau)])
     n = z.shape[1]
@@ -275,7 +275,7 @@ def test_subgroup_pred_with_a_covariate_varying_within_subgroups(bcg):
                                 study=bcg.study, priors=PRIORS, subgroup=bcg.alloc)
     np.testing.assert_array_equal(meta.subgroup_newx(), [[1, 0, 0], [1, 0, 1], [1, 0, 0]])
     beta = np.array([0.3, -0.03, -0.2])
-    idata = add_exact_draws(_subgroup_idata(meta, beta, np.zeros(3)), meta, seed=1)
+    idata = meta.postprocess(_subgroup_idata(meta, beta, np.zeros(3)), seed=1)
     np.testing.assert_allclose(idata.posterior["pred"].values[0, 0], [0.3, 0.1, 0.3], rtol=LOGP_RTOL)
 
 

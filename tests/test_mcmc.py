@@ -120,8 +120,8 @@ def test_bcg_result_object(bcg_fit, tmp_path):
     table = bcg_fit.summary(smallest_effect=0.1)
     assert {"mu", "tau", "tau2", "pred", "I2", "theta[Aronson 1948]"} <= set(table.index)
     assert list(table.columns[:8]) == ["mean", "sd", "q2.5", "q50", "q97.5", "ess_bulk", "ess_tail", "r_hat"]
-    assert table.loc["mu", "prob_below"] > 0.99  # BCG vaccine lowers the risk ratio
-    assert np.isnan(table.loc["tau", "prob_above"])
+    assert table.loc["mu", "P(<-0.1)"] > 0.99  # BCG vaccine lowers the risk ratio (columns name their threshold)
+    assert np.isnan(table.loc["tau", "P(>0.1)"])
     assert list(bcg_fit.summary(level=0.9).columns[2:5]) == ["q5", "q50", "q95"]
     assert bcg_fit.prob_positive()["mu"] < 0.01
     assert 0.0 < table.loc["I2", "q50"] < 1.0

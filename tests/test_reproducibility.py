@@ -8,6 +8,7 @@ writes under a failure in the middle; no overwriting without ``--force``.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -83,8 +84,9 @@ def test_netcdf_attrs_carry_spec_seed_checksum_versions(mcmc_runs):
     _, out, _ = mcmc_runs
     attrs = az.from_netcdf(out / "idata.nc").attrs
     assert int(attrs["seed"]) == SEED
-    settings = json.loads(attrs["spec"])
+    settings = json.loads(attrs["settings"])
     assert load_spec(settings["spec_toml"]).sampler.seed == SEED
+    assert load_spec(attrs["spec_toml"]).sampler.seed == SEED
     assert len(attrs["data_sha256"]) == 64
     for name in ("bayes_se", "numpy", "pymc", "pytensor", "arviz"):
         assert attrs[f"{name}_version"], name
@@ -167,14 +169,14 @@ def test_failure_during_the_swap_keeps_the_old_folder(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert _exact_out(out) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real_rename = pathlib.Path.rename
+    real_rename = os.rename
 
-    def rename(self, target):
-        if pathlib.Path(target) == out and self.name.startswith(".out."):
+    def rename(source, target):  # the swap's second rename (new folder -> out) fails
+        if pathlib.Path(target) == out and "-new-" in pathlib.Path(source).name:
             raise Boom("rename failed")
-        return real_rename(self, target)
+        return real_rename(source, target)
 
-    monkeypatch.setattr(pathlib.Path, "rename", rename)
+    monkeypatch.setattr(os, "rename", rename)
     with pytest.raises(Boom):
         _exact_out(out, "--force")
     monkeypatch.undo()

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayes_se import defaults
 from bayes_se.correlations import CorrelationData, olkin_siotani
 from bayes_se.errors import SpecError
 from bayes_se.path_algebra import vec_to_matrix
@@ -48,7 +49,7 @@ __all__ = ["MasemModel", "build_masem", "DEFAULT_PRIORS", "marginal_loglik", "ad
 #: Default priors: tau of each pair's heterogeneity on the correlation scale (a between-study SD of
 #: 0.2 in a correlation is large), LKJ shapes of the heterogeneity correlations (eta = 2 mildly
 #: favours weak correlation) and of the pooled matrix (eta_rho = 1: uniform).
-DEFAULT_PRIORS = {"tau": "half_normal(0.2)", "eta": 2.0, "eta_rho": 1.0}
+DEFAULT_PRIORS = dict(defaults.MEDIATION_PRIORS)  # tau of the study deviations, LKJ shapes eta and eta_rho
 PRIOR_KEYS = tuple(DEFAULT_PRIORS)
 
 

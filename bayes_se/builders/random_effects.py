@@ -37,15 +37,6 @@ from scipy import special
 from bayes_se.diagnostics import EXACT_ATTR
 from bayes_se.errors import DataError, SpecError
 
-#: Location and heterogeneity priors of the reference fits (tests/reference/README.md), used when
-#: bayes_se.priors is not available: each beta ~ N(0, 1), tau ~ half-N(0, 0.5).
-FALLBACK_PRIORS = {
-    "mu": lambda name, **kw: pm.Normal(name, 0.0, 1.0, **kw),
-    "beta": lambda name, **kw: pm.Normal(name, 0.0, 1.0, **kw),
-    "tau": lambda name, **kw: pm.HalfNormal(name, 0.5, **kw),
-    "nu": None,
-}
-
 #: Degrees of freedom of Student-t random effects when no prior is given for nu.
 DEFAULT_NU = 4.0
 
@@ -306,14 +297,13 @@ def check_design(X, coef_names, k: int) -> tuple[np.ndarray | None, list]:
 
 
 def resolve_prior(priors: dict | None, key: str):
-    """The prior for ``key``: from ``priors``, else bayes_se.priors' default preset, else the fallback."""
+    """The prior for ``key``: from ``priors``, else the default preset's (:data:`bayes_se.defaults.PRIORS`);
+    None for a key the preset does not set (``nu``: fixed degrees of freedom)."""
     if priors and priors.get(key) is not None:
         return priors[key]
-    try:  # the priors module is optional for the builders
-        from bayes_se.priors import preset
-    except ImportError:
-        return FALLBACK_PRIORS.get(key)
-    return preset("default").get(key, FALLBACK_PRIORS.get(key))
+    from bayes_se.priors import preset
+
+    return preset("default").get(key)
 
 
 def make_rv(prior, name: str, **dims):

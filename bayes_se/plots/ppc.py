@@ -52,8 +52,10 @@ def plot_ppc_density(fit, *, n_replicates: int = N_REPLICATES, ax=None, width="s
     return fig
 
 
-def plot_ppc_stats(fit, *, width="double"):
+def plot_ppc_stats(fit, *, ax=None, width="double"):
     """Histograms of replicated Q, I2, min and max with the observed value and the p-value.
+
+    ``ax``: four axes to draw into (Q, I2, min, max); default a new figure.
 
     Returns
     -------
@@ -64,8 +66,8 @@ def plot_ppc_stats(fit, *, width="double"):
     labels = {"Q": "Q", "I2": "I² (%)", "min": "Smallest effect", "max": "Largest effect"}
     with style.style():
         wide = style.width_inches(width) * style.MM_PER_INCH > 120.0
-        fig, axes = style.new_figure(width, height_mm=45.0 if wide else 80.0, nrows=1 if wide else 2,
-                                     ncols=len(STATISTICS) if wide else 2)
+        fig, axes = style.panel_axes(ax, len(STATISTICS), width, 45.0 if wide else 80.0, 1 if wide else 2,
+                                     len(STATISTICS) if wide else 2)
         for ax, s in zip(axes.ravel(), STATISTICS):
             ax.hist(draws[s], bins=30, color=style.REPLICATED, edgecolor="white", linewidth=0.3)
             ax.axvline(table.loc[s, "observed"], color=style.OBSERVED, lw=1.2)
