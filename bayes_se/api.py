@@ -14,12 +14,14 @@ This module only wires; the maths lives in the engines.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from bayes_se.errors import DataError, SpecError
+from bayes_se.errors import DataError, PriorScaleWarning, SpecError
 from bayes_se.priors import coefficient_priors
 
 #: Spec used when none is given: the values of ``models/random_effects.toml`` (a test keeps the
@@ -124,9 +126,17 @@ class ExactFit:
         return float(self.posterior.log_marginal_likelihood)
 
     def bayes_factors(self) -> dict:
-        """BF01 for mu = 0 (intercept-only models) and for tau = 0."""
+        """BF01 for mu = 0 (intercept-only models) and for tau = 0 (inf or 0 where it overflows:
+        :meth:`log_bayes_factors` stays finite)."""
         out = {"tau0": float(self.posterior.bayes_factor("tau0"))}
         out["mu0"] = float(self.posterior.bayes_factor("mu0")) if self.coef_names == ["intercept"] else None
+        return out
+
+    def log_bayes_factors(self) -> dict:
+        """Natural logs of the Bayes factors of :meth:`bayes_factors` (NaN where undefined)."""
+        out = {"tau0": float(self.posterior.log_bayes_factor("tau0"))}
+        out["mu0"] = (float(self.posterior.log_bayes_factor("mu0")) if self.coef_names == ["intercept"]
+                      else None)
         return out
 
     def to_dict(self) -> dict:
@@ -141,6 +151,7 @@ class ExactFit:
                             "note": "exact quadrature: no Monte Carlo error, no sampler diagnostics"},
             "log_marginal_likelihood": self.log_marginal_likelihood,
             "bayes_factors": self.bayes_factors(),
+            "log_bayes_factors": self.log_bayes_factors(),
             "prob_greater": {
                 "0": self.prob_greater(0.0),
                 str(self.spec.summary.smallest_effect): self.prob_greater(self.spec.summary.smallest_effect),
@@ -162,16 +173,60 @@ class ExactFit:
         for name, p in self.prob_greater(0.0).items():
             lines.append(f"P({name} > 0) = {p:.4f}" + (
                 f"    P({name} > {smallest:g}) = {self.prob_greater(smallest)[name]:.4f}" if smallest else ""))
-        bf = self.bayes_factors()
+        bf, log_bf = self.bayes_factors(), self.log_bayes_factors()
         lines.append(f"log marginal likelihood = {self.log_marginal_likelihood:.4f}")
-        if bf["mu0"] is not None:
-            lines.append(f"BF01 (mu = 0 vs mu free) = {bf['mu0']:.4g}")
-        lines.append(f"BF01 (tau = 0 vs tau free) = {bf['tau0']:.4g}")
+        for key, what in (("mu0", "mu = 0 vs mu free"), ("tau0", "tau = 0 vs tau free")):
+            if bf[key] is not None:
+                lines.append(f"BF01 ({what}) = {bf[key]:.4g}    log BF01 = {log_bf[key]:.4f}")
         return "\n".join(lines)
 
     def to_netcdf(self, path) -> str:
         raise SpecError("the exact engine stores no draws; use --out to write its summary CSV",
                         key="sampler.engine")
+
+
+#: The effects' scale must exceed the priors' by this factor before :func:`check_prior_scale` warns.
+PRIOR_SCALE_FACTOR = 10.0
+
+
+def check_prior_scale(yi, vi, mu_prior, tau_prior) -> str | None:
+    """Warn (:class:`~bayes_se.errors.PriorScaleWarning`) when the effects sit far outside the priors' scale.
+
+    The effects' scale is ``max(|median(y) - m|, sd(y), median(sqrt(v)))`` (``m`` the prior
+    location of mu), the priors' ``max(s, tau_99)`` (``s`` mu's prior scale, ``tau_99`` the 99th
+    percentile of tau's prior); a warning when the first exceeds :data:`PRIOR_SCALE_FACTOR` times the
+    second, as effects in the hundreds under the default ``mu ~ N(0, 1)``, ``tau ~ HalfNormal(0.5)``.
+
+    Returns
+    -------
+    str or None
+        The warning's text (None when the scales agree or a prior has no simple scale).
+    """
+    params = getattr(mu_prior, "params", {})
+    if "mu" in params and "sigma" in params:  # normal, student_t
+        m, s = float(params["mu"]), float(params["sigma"])
+    elif "lower" in params:  # uniform
+        m, s = 0.5 * (params["lower"] + params["upper"]), 0.5 * (params["upper"] - params["lower"])
+    else:
+        return None
+    try:
+        tau_99 = float(tau_prior.tau_quantile(0.99))
+    except (AttributeError, SpecError, ValueError):
+        return None
+    y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+    data_scale = max(abs(float(np.median(y)) - m), float(np.std(y, ddof=1)) if y.size > 1 else 0.0,
+                     float(np.median(np.sqrt(v))))
+    prior_scale = max(s, tau_99)
+    spread = max(float(np.std(y, ddof=1)) if y.size > 1 else 0.0, float(np.median(np.sqrt(v))))
+    if not (math.isfinite(prior_scale) and data_scale > PRIOR_SCALE_FACTOR * prior_scale):
+        return None
+    text = (f"the effects' scale (median {np.median(y):.4g}, SD {np.std(y, ddof=1):.4g}, typical SE "
+            f"{np.median(np.sqrt(v)):.4g}) is over {PRIOR_SCALE_FACTOR:g} times the priors' ({mu_prior}, "
+            f"{tau_prior}: tau below {tau_99:.3g} with 99% prior probability), so the priors decide the "
+            f"estimates; set priors on the effects' scale with --prior, e.g. --prior "
+            f"'mu=normal(0, {10 * data_scale:.2g})' --prior 'tau=half_normal({spread:.2g})'")
+    warnings.warn(text, PriorScaleWarning, stacklevel=3)
+    return text
 
 
 def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
@@ -228,6 +283,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         X, coef_names = np.ones((data.k, 1)), ["intercept"]
     resolved = spec.resolved_priors()
     coef_priors = coefficient_priors(resolved, coef_names)
+    if mtype != "three_level":  # three-level models split tau in two SDs: no single tau prior
+        check_prior_scale(data.yi, data.vi, coef_priors[0], resolved.get("tau"))
 
     if spec.sampler.engine == "exact":
         if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:

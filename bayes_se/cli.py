@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
 from bayes_se.errors import BayesSEError
 
@@ -293,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """bayes_se's own warnings as one line on stderr; others in Python's usual form."""
+    from bayes_se.errors import ConvergenceWarning, PriorScaleWarning
+
+    if issubclass(category, (PriorScaleWarning, ConvergenceWarning)):
+        print(f"bayes-se: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main(argv=None) -> int:
     import os
 
@@ -301,7 +315,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except BayesSEError as exc:
         print(f"bayes-se: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -47,3 +47,8 @@ class SpecError(BayesSEError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative estimator or a sampler did not meet its convergence checks."""
+
+
+class PriorScaleWarning(UserWarning):
+    """The effects sit far outside the scale the priors on mu and tau allow (a prior-data conflict:
+    the prior, not the data, then decides the estimates)."""

@@ -116,7 +116,7 @@ class _NormalModel:
     """
 
     def __init__(self, y, v, X, m, s):
-        self.y, self.v, self.X = y, v, X
+        self.y, self.v, self.X, self.s = y, v, X, s
         flat = ~np.isfinite(s)
         self.proper = not bool(flat.any())
         self.prec = np.where(flat, 0.0, (1.0 / np.where(flat, 1.0, s)) ** 2)  # (1/s)^2: no overflow at s ~ 1e200
@@ -140,6 +140,9 @@ class _NormalModel:
         d = self.v + np.square(tau)[:, None]
         w = 1.0 / d
         logdet_d = np.sum(np.log(d), axis=1)
+        if p == 0:  # no coefficients (the null model of a Bayes factor): y ~ N(0, D)
+            G = d.shape[0]
+            return self.const - 0.5 * (logdet_d + w @ self._rr), np.zeros((G, 0)), np.zeros((G, 0, 0))
         A = (w @ self._XX).reshape(-1, p, p)
         A += np.diag(self.prec)
         rhs = w @ self._Xr
@@ -181,6 +184,8 @@ class ExactPosterior:
     def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only, log_tau2_prior=None):
         self._model = model
         self._logprior = logprior
+        # a flat (improper) tau prior: no normalising constant, so no marginal likelihood
+        self._tau_improper = bool(getattr(logprior, "improper", False))
         # a frozen scipy distribution of u = log tau^2: the grid is then on u (see the module notes)
         self._log_tau2_prior = log_tau2_prior
         self._log_axis = log_tau2_prior is not None
@@ -190,6 +195,7 @@ class ExactPosterior:
         self._intercept_only = intercept_only
         self._newx = newx
         self._par = ["mu"] if intercept_only else [f"beta[{n}]" for n in names]
+        self._scale = scale
         self._build(scale)
         self._mixtures = {}
 
@@ -578,21 +584,34 @@ class ExactPosterior:
         return float(self._tau_pdf(0.0)[0])
 
     def bayes_factor(self, hypothesis: str) -> float:
-        """Bayes factor BF01 of a point null against the full model.
+        """Bayes factor BF01 of a point null against the full model: ``exp(log_bayes_factor)``.
 
-        ``"tau0"`` (or ``"tau=0"``): ``p(y | tau = 0) / p(y)``, the ratio of the marginal likelihoods
-        of the common-effect and the random-effects model. It is defined for every proper tau prior,
-        whatever its density at 0 (infinite for log_t, zero for log_normal or inverse_gamma), and
-        equals the Savage-Dickey ratio ``p(tau=0 | y) / p(tau=0)`` where that is finite and positive.
-        With a flat prior on beta both marginal likelihoods carry the same arbitrary constant, which
-        cancels, so the ratio stays the Savage-Dickey value. ``"mu0"`` (or ``"mu=0"``,
-        ``"beta[NAME]=0"``): ``p(beta_j = 0 | y) / p(beta_j = 0)``, exact here because beta_j given
-        tau is normal (Dickey 1971); NaN for a flat prior on beta_j.
+        It may overflow to ``inf`` or underflow to 0 under a tight prior far from the data (the
+        log stays finite: use :meth:`log_bayes_factor`). NaN where undefined (a flat prior).
+        """
+        log_bf = self.log_bayes_factor(hypothesis)
+        with np.errstate(over="ignore"):
+            return float(np.exp(log_bf))
+
+    def log_bayes_factor(self, hypothesis: str) -> float:
+        """Natural log of the Bayes factor BF01 of a point null against the full model.
+
+        ``"tau0"`` (or ``"tau=0"``): ``log p(y | tau = 0) - log p(y)``, the ratio of the marginal
+        likelihoods of the common-effect and the random-effects model. It is defined for every proper
+        tau prior, whatever its density at 0 (infinite for log_t, zero for log_normal or
+        inverse_gamma), and equals the Savage-Dickey ratio ``p(tau=0 | y) / p(tau=0)`` where that is
+        finite and positive. With a flat prior on beta both marginal likelihoods carry the same
+        arbitrary constant, which cancels, so the ratio stays the Savage-Dickey value; NaN for a flat
+        (improper) prior on tau, whose marginal likelihood has no normalising constant.
+        ``"mu0"`` (or ``"mu=0"``, ``"beta[NAME]=0"``): ``log p(beta_j = 0 | y) - log p(beta_j = 0)``,
+        exact here because beta_j given tau is normal (Dickey 1971); NaN for a flat prior on beta_j.
+        Both are computed from log densities (``logsumexp`` over the tau mixture), so a tight prior
+        far from the data gives a finite number, however large.
         """
         h = hypothesis.replace(" ", "")
         h = h[:-2] + "0" if h.endswith("=0") else h
         if h == "tau0":
-            return math.exp(self._loglik0 - self._log_z)
+            return math.nan if self._tau_improper else float(self._loglik0 - self._log_z)
         name = h[:-1]
         if not h.endswith("0"):
             raise SpecError(f"hypothesis must be 'tau0', 'mu0' or 'beta[NAME]=0', not {hypothesis!r}",
@@ -600,11 +619,21 @@ class ExactPosterior:
         kind, j = self._resolve(name)
         if kind != "coef":
             raise SpecError(f"no point-null Bayes factor for {name!r}", key="hypothesis")
-        prec, m = self._model.prec[j], self._model.m[j]
-        if prec == 0:
+        if self._model.prec[j] == 0:
             return math.nan
-        prior0 = math.sqrt(prec / (2 * math.pi)) * math.exp(-0.5 * prec * m * m)
-        return float(self.pdf(name, 0.0)) / prior0
+        return float(self._log_z_without(j) - self._log_z)
+
+    def _log_z_without(self, j):
+        """``log p(y | beta_j = 0)``: the same model without column j, integrated over tau on its own
+        grid (the Savage-Dickey ratio read off this posterior's mixture would need the far tail
+        of beta_j's posterior, which a tight prior far from 0 puts beyond the grid)."""
+        md = self._model
+        keep = np.arange(md.X.shape[1]) != j
+        model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
+        null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
+                              self._newx[keep], self._logprior, self._scale, self.level, False,
+                              self._log_tau2_prior)
+        return null._log_z
 
     def summary(self, theta: bool = True, pred: bool = True) -> pd.DataFrame:
         """Posterior mean, sd, central ``level`` interval and median of each parameter.

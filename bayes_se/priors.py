@@ -257,6 +257,17 @@ class Prior:
         out = np.where(np.isnan(tau), np.nan, out)
         return out if out.ndim else float(out)
 
+    def tau_quantile(self, q: float) -> float:
+        """Quantile ``q`` of the standard deviation tau, whatever quantity the prior is stated on
+        (``sqrt`` of tau2's quantile for the variance families; quantiles commute with monotone maps)."""
+        if self.kind == "real":
+            raise SpecError(f"'{self}' is a prior on a real-valued parameter, not on a standard deviation",
+                            key=self.target)
+        x = float(self._scipy().ppf(q))
+        if self.family in ("log_normal", "log_t"):
+            return math.exp(0.5 * x)
+        return math.sqrt(x) if self.family == "inverse_gamma" else x
+
     def rvs(self, size=None, rng=None):
         """Random draws on the prior's target (tau2 itself for the variance families).
 

@@ -401,9 +401,10 @@ def rma(
     int_only = p == 1 and has_int
     btt = np.arange(1, p) if (has_int and not int_only) else np.arange(p)
     m = len(btt)
-    QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
+    QM = _wald(beta[btt], vb[np.ix_(btt, btt)])
     se = np.sqrt(np.diag(vb))
-    stat = beta / se
+    with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 (knha, identical effects): as metafor
+        stat = beta / se
     if test == "knha":
         df = k - p
         QM = QM / m
@@ -461,6 +462,18 @@ def rma(
         weights=100 * w / w.sum(), fit_stats=fit_stats,
         yi=yi, vi=vi, X=Xm, slab=slab, coding=coding, threshold=threshold,
     )
+
+
+def _wald(b, V) -> float:
+    """Wald statistic ``b' V^-1 b``; NaN where ``V`` is not positive definite, as metafor's
+    ``chol2inv(chol(vb))`` fails to NA (Knapp-Hartung with a residual sum of squares of 0, i.e.
+    effects the model fits exactly, scales ``vb`` to 0)."""
+    try:
+        L = np.linalg.cholesky(V)
+    except np.linalg.LinAlgError:
+        return math.nan
+    z = np.linalg.solve(L, b)
+    return float(z @ z)
 
 
 def _pseudo_r2(yi, vi, X, method, tau2, w, threshold):
