@@ -124,7 +124,7 @@ def plot_densities(fit, priors: dict | None = None, *, data=None, width="double"
                 ax.plot(prior["x"], prior["density"], color=style.PRIOR, lw=1.2, ls="--", label="Prior")
             ax.set_xlim(post["x"].min(), post["x"].max())
             ax.set_ylim(bottom=0.0)
-            ax.set_xlabel(name)
+            style.literal(ax.set_xlabel(name))
             ax.set_yticks([])
             ax.spines["left"].set_visible(False)
         for ax in axes.ravel()[len(names):]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bayes_se.plots.style import literal
+
 __all__ = ["paths_table", "indirect_density_table", "plot_paths", "plot_indirect", "OKABE_ITO"]
 
 OKABE_ITO = {"orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
@@ -120,7 +122,7 @@ def plot_paths(fit, ax=None, level: float = 0.95):
         fig = ax.figure
     box = dict(boxstyle="round,pad=0.45", facecolor="white", edgecolor=OKABE_ITO["black"], linewidth=1.2)
     for v, (px, py) in pos.items():
-        ax.text(px, py, v.replace("_", " "), ha="center", va="center", fontsize=11, bbox=box, zorder=3)
+        literal(ax.text(px, py, v.replace("_", " "), ha="center", va="center", fontsize=11, bbox=box, zorder=3))
     pct = f"{100 * level:g}%"
     for row in table.itertuples():
         (x0, y0), (x1, y1) = pos[row.source], pos[row.target]
@@ -137,9 +139,11 @@ def plot_paths(fit, ax=None, level: float = 0.95):
         nx, ny = nx / norm, ny / norm
         if (mx - cx) * nx + (my - cy) * ny < 0:
             nx, ny = -nx, -ny
-        ax.text(mx + 0.12 * nx, my + 0.1 * ny, f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
-                ha="center", va="center", fontsize=9.5, color=colour,
-                bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.85), zorder=4)
+        literal(ax.text(mx + 0.12 * nx, my + 0.1 * ny,
+                        f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
+                        ha="center", va="center", fontsize=9.5, color=colour,
+                        bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.85),
+                        zorder=4))
     lines = [f"posterior medians, {pct} credible intervals"]
     if fit.paths.mediation is not None:
         for name, text in (("indirect", "indirect a*b (pooled paths)"),
