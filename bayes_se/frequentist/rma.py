@@ -28,7 +28,7 @@ from bayes_se.frequentist.tau2 import (
     METHODS,
     THRESHOLD,
     estimate_tau2,
-    hat_residual_matrix,
+    ResidualProjection,
     profile_likelihood_ci,
     qprofile_ci,
 )
@@ -421,10 +421,10 @@ def rma(
 
     # heterogeneity test and I^2/H^2 (always inverse-variance weights 1/v_i; metafor's i2def "1")
     ymc = yi - yi.mean()
-    P_fe = hat_residual_matrix(1.0 / vi, Xm)
-    QE = max(0.0, float(ymc @ P_fe @ ymc))
+    P_fe = ResidualProjection(1.0 / vi, Xm)  # O(k) memory: never the k x k matrix
+    QE = max(0.0, P_fe.quad(ymc))
     QE_p = float(stats.chi2.sf(QE, k - p))
-    vt = (k - p) / np.trace(P_fe)
+    vt = (k - p) / P_fe.trace()
     if method == "EE":
         I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0  # QE = 0: identical effects
         H2 = QE / (k - p)
