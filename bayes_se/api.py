@@ -139,6 +139,23 @@ class ExactFit:
                       else None)
         return out
 
+    def improper_notes(self) -> list:
+        """Why the marginal likelihood / Bayes factors are undefined (flat priors), else []."""
+        flat = [k for k, v in self.spec.resolved_priors().items() if getattr(v, "improper", False)
+                and (k in ("mu", "tau") or k.startswith("beta"))]
+        if not flat:
+            return []
+        notes = [f"improper flat prior on {', '.join(flat)}: the log marginal likelihood is undefined (no "
+                 "normalising constant)"]
+        if "tau" in flat:
+            notes.append("BF01 for tau = 0 is undefined under a flat tau prior")
+        if "mu" in flat:
+            notes.append("BF01 for mu = 0 is undefined under a flat mu prior")
+        if any(not math.isfinite(v) for v in self.summary(theta=False)["sd"]):
+            notes.append("inf: a posterior moment that does not exist (a flat tau prior leaves p(tau | y) "
+                         "a power-law tail)")
+        return notes
+
     def to_dict(self) -> dict:
         table = self.summary()
         params = {name: {col: float(row[col]) for col in table.columns} for name, row in table.iterrows()}
@@ -157,6 +174,7 @@ class ExactFit:
                 str(self.spec.summary.smallest_effect): self.prob_greater(self.spec.summary.smallest_effect),
             },
             "priors": {k: str(v) for k, v in self.spec.resolved_priors().items()},
+            "notes": self.improper_notes(),
         }
 
     def print_summary(self) -> str:
@@ -174,10 +192,15 @@ class ExactFit:
             lines.append(f"P({name} > 0) = {p:.4f}" + (
                 f"    P({name} > {smallest:g}) = {self.prob_greater(smallest)[name]:.4f}" if smallest else ""))
         bf, log_bf = self.bayes_factors(), self.log_bayes_factors()
-        lines.append(f"log marginal likelihood = {self.log_marginal_likelihood:.4f}")
+        lml = self.log_marginal_likelihood
+        lines.append(f"log marginal likelihood = {lml:.4f}" if math.isfinite(lml)
+                     else "log marginal likelihood: undefined (improper flat prior)")
         for key, what in (("mu0", "mu = 0 vs mu free"), ("tau0", "tau = 0 vs tau free")):
-            if bf[key] is not None:
-                lines.append(f"BF01 ({what}) = {bf[key]:.4g}    log BF01 = {log_bf[key]:.4f}")
+            if bf[key] is None:
+                continue
+            lines.append(f"BF01 ({what}) = {bf[key]:.4g}    log BF01 = {log_bf[key]:.4f}"
+                         if math.isfinite(log_bf[key]) else f"BF01 ({what}): undefined (improper flat prior)")
+        lines += [f"note: {n}" for n in self.improper_notes()]
         return "\n".join(lines)
 
     def to_netcdf(self, path) -> str:
@@ -296,6 +319,11 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
                                tau_prior=resolved["tau"], level=spec.summary.level)
         return ExactFit(posterior=post, data=data, spec=spec, coef_names=coef_names)
 
+    flat = [k for k, v in resolved.items() if getattr(v, "improper", False)]
+    if flat:  # before PyMC is imported: the MCMC engine samples proper priors only
+        raise SpecError(f"flat() (improper) priors are for the exact engine only ({', '.join(flat)}); use "
+                        "engine = \"exact\" (--engine exact) or a proper prior such as normal(0, 10)",
+                        key=f"priors.{flat[0]}")
     from bayes_se import results
 
     sampler = dict(

@@ -37,6 +37,15 @@ need not be resolved across the whole way down to tau0. This beats a substitutio
 t tail in u decays only polynomially, so no finite grid in tau or asinh(tau) reaches the mass near
 0, while the analytic tail leaves the grid only the smooth part.
 
+Flat priors (``flat()``, :mod:`bayes_se.priors`). A flat coefficient has prior precision 0 and is
+integrated analytically by the conditional normal above. A flat tau prior is uniform on (0, inf):
+``p(y | tau)`` falls like ``tau^-(k - p_flat)`` (``p_flat`` flat coefficients), so the posterior is
+proper iff ``k - p_flat >= 2`` (checked before any work) and ``E[tau^r | y]`` is finite iff
+``r < k - p_flat - 1`` (a moment that does not exist is reported as inf). The grid then follows the
+tail until ``tau^r p(tau | y)`` has decayed by ``TAIL_NATS`` too (``r`` up to ``MAX_TAIL_MOMENT``),
+so the moments that exist are resolved; the log marginal likelihood is NaN (no normalising
+constant), as is BF01 of tau = 0.
+
 References
 ----------
 Röver C (2020). Bayesian random-effects meta-analysis using the bayesmeta R package. Journal of
@@ -66,7 +75,8 @@ DEFAULT_TAU_SCALE = 0.5  # half-N(0, 0.5) on tau: weakly informative on log-OR /
 TAIL_NATS = 50.0  # the grid covers tau where the density is within e^-50 of its maximum
 SCAN_DECADES = (-8.0, 4.0)  # first scan: tau from 1e-8 to 1e4 times the data's scale
 SCAN_POINTS = 49  # 4 per decade; then REFINE_POINTS between the neighbours of the best one
-SCAN_MAX_DECADE = 16.0  # heavy tails (flat priors, small k) are followed this far before giving up
+SCAN_MAX_DECADE = 24.0  # heavy tails (flat priors, small k) are followed this far before giving up
+MAX_TAIL_MOMENT = 4  # a flat tau prior: the grid reaches far enough for E[tau^4] (tau2's sd)
 REFINE_POINTS = 33
 CHEB_START = 24
 CHEB_MAX = 1536
@@ -181,11 +191,16 @@ class ExactPosterior:
     first use, so a fit that never asks for them stays fast.
     """
 
-    def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only, log_tau2_prior=None):
+    def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only, log_tau2_prior=None,
+                 tail_power=None):
         self._model = model
         self._logprior = logprior
-        # a flat (improper) tau prior: no normalising constant, so no marginal likelihood
-        self._tau_improper = bool(getattr(logprior, "improper", False))
+        # a flat (improper) tau prior: p(tau | y) falls like tau^-tail_power (module notes, "Flat
+        # priors"); no normalising constant, so no marginal likelihood; E[tau^r] finite iff
+        # r < tail_power - 1
+        self._tail_power = tail_power
+        self._tau_improper = tail_power is not None
+        self._tail_moment = 0 if tail_power is None else max(0, min(MAX_TAIL_MOMENT, tail_power - 2))
         # a frozen scipy distribution of u = log tau^2: the grid is then on u (see the module notes)
         self._log_tau2_prior = log_tau2_prior
         self._log_axis = log_tau2_prior is not None
@@ -221,7 +236,13 @@ class ExactPosterior:
         order = np.argsort(taus)
         taus, g = taus[order], np.concatenate([g1, g2])[order]
         top = SCAN_DECADES[1]
-        while g[-1] > g.max() - TAIL_NATS:  # the tail has not decayed yet: follow it further
+        r = self._tail_moment  # a flat tau prior: the tail of tau^r p(tau | y) must decay too
+
+        def tail_open():
+            gt = g + r * np.log(taus)
+            return gt[-1] > gt.max() - TAIL_NATS
+
+        while tail_open():  # the tail has not decayed yet: follow it further
             if top >= SCAN_MAX_DECADE:
                 raise SpecError(
                     "the posterior of tau is improper or too heavy-tailed to integrate; "
@@ -234,6 +255,9 @@ class ExactPosterior:
         c = float(taus[np.argmax(g)])
         core = taus[g > g.max() - 2.0]  # about +-2 sd of a normal-shaped peak
         inside = np.flatnonzero(g > g.max() - TAIL_NATS)
+        if r:  # ... up to where tau^r p(tau | y) has decayed (the moments of a flat tau prior)
+            gt = g + r * np.log(taus)
+            inside = np.arange(inside[0], max(inside[-1], int(np.flatnonzero(gt > gt.max() - TAIL_NATS)[-1])) + 1)
         tau_lo = taus[inside[0] - 1] if inside[0] > 0 else 0.0
         tau_hi = taus[inside[-1] + 1]
         # a prior with bounded support (e.g. uniform) ends the grid exactly at its edge, so the
@@ -368,7 +392,8 @@ class ExactPosterior:
         self._cdf_coef[0] += self._p0  # the cdf of x, P(tau <= tau(x)), is p0 at the grid's start
         self._degrees = np.arange(self._cdf_coef.size, dtype=float)
         self._tau_q = {}
-        self.log_marginal_likelihood = self._log_z if self._model.proper else math.nan
+        self.log_marginal_likelihood = (self._log_z if self._model.proper and not self._tau_improper
+                                        else math.nan)
 
     # -- normal mixtures -------------------------------------------------------------------
     def _resolve(self, name):
@@ -440,8 +465,13 @@ class ExactPosterior:
 
     def _mix_quantile(self, kind, j, q):
         m, s = self._mixture(kind, j)
+        # components of negligible weight (the far tail of a flat tau prior, tau ~ 1e21) can move no
+        # quantile in (1e-15, 1 - 1e-15): the bracket and tolerance come from the others
+        keep = self.tau_weights > 1e-15 * min(q, 1.0 - q)
+        w, m, s = self.tau_weights[keep], m[keep], s[keep]
         lo, hi = float(np.min(m - 12 * s)), float(np.max(m + 12 * s))
-        xtol = 1e-13 * float(np.max(s))
+        order = np.argsort(s)  # tolerance: 1e-13 of the weighted median component sd
+        xtol = 1e-13 * float(s[order][min(np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum()), s.size - 1)])
         return optimize.brentq(
             lambda x: self._mix_cdf(kind, j, x) - q, lo, hi, xtol=xtol, rtol=QUANTILE_RTOL
         )
@@ -574,8 +604,19 @@ class ExactPosterior:
         if kind in ("tau", "tau2"):
             t = self.tau_grid if kind == "tau" else np.square(self.tau_grid)
             mean = float(self.tau_weights @ t)
-            return mean, math.sqrt(float(self.tau_weights @ np.square(t - mean)))
-        return self._mix_moments(kind, j)
+            out = mean, math.sqrt(float(self.tau_weights @ np.square(t - mean)))
+            order = 1 if kind == "tau" else 2  # E[tau^order] for the mean, E[tau^(2 order)] for the sd
+            return tuple(v if self.moment_exists(order * (i + 1)) else math.inf for i, v in enumerate(out))
+        mean, sd = self._mix_moments(kind, j)
+        # a flat coefficient's and pred's conditional variance grow like tau^2 under a flat tau prior
+        if kind == "pred" or (kind == "coef" and self._model.prec[j] == 0):
+            sd = sd if self.moment_exists(2) else math.inf
+        return mean, sd
+
+    def moment_exists(self, r: int) -> bool:
+        """Whether ``E[tau^r | y]`` is finite: always for a proper tau prior (the likelihood falls
+        like tau^-(k - p_flat)... times a proper density); for a flat one iff ``r < k - p_flat - 1``."""
+        return self._tail_power is None or r < self._tail_power - 1
 
     @property
     def posterior_tau_density_at_0(self) -> float:
@@ -632,7 +673,8 @@ class ExactPosterior:
         model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
         null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
                               self._newx[keep], self._logprior, self._scale, self.level, False,
-                              self._log_tau2_prior)
+                              self._log_tau2_prior,
+                              self._tail_power)  # coefficient j is proper: the tail is unchanged
         return null._log_z
 
     def summary(self, theta: bool = True, pred: bool = True) -> pd.DataFrame:
@@ -810,11 +852,12 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     p = X.shape[1]
     if beta_prior is not None:
         priors = [beta_prior] * p if hasattr(beta_prior, "params") else list(beta_prior)
-        try:
-            beta_mean = [float(pr.params["mu"]) for pr in priors]
-            beta_sd = [float(pr.params["sigma"]) for pr in priors]
+        try:  # flat(): mean 0 (unused), sd inf (prior precision 0)
+            flat_prior = [getattr(pr, "family", None) == "flat" for pr in priors]
+            beta_mean = [0.0 if f else float(pr.params["mu"]) for f, pr in zip(flat_prior, priors)]
+            beta_sd = [math.inf if f else float(pr.params["sigma"]) for f, pr in zip(flat_prior, priors)]
         except (AttributeError, KeyError, TypeError):
-            raise SpecError("each beta prior must be normal (params 'mu' and 'sigma')",
+            raise SpecError("each beta prior must be normal (params 'mu' and 'sigma') or flat()",
                             key="beta_prior") from None
     m = _vector(beta_mean, p, "beta_mean")
     s = _vector(beta_sd, p, "beta_sd")
@@ -836,6 +879,16 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     else:
         raise SpecError("must be a prior with tau_logpdf() or a callable log density", key="tau_prior")
     log_tau2_prior = _log_tau2_distribution(tau_prior)
+    tail_power = None
+    if getattr(tau_prior, "family", None) == "flat":
+        # p(y | tau) ~ tau^-(k - p_flat) as tau -> inf (each flat coefficient integrated out gives
+        # back one power): the posterior under a flat tau prior is proper iff k - p_flat >= 2
+        tail_power = k - int(flat.sum())
+        if tail_power < 2:
+            raise SpecError(f"tau = flat() gives an improper posterior for these data: p(y | tau) falls only "
+                            f"like tau^-{tail_power} as tau grows (k = {k} effects, {int(flat.sum())} "
+                            f"coefficient(s) with flat priors), which does not integrate; it needs at least "
+                            f"{int(flat.sum()) + 2} effects, or use a proper tau prior", key="priors.tau")
     if log_tau2_prior is None and np.any(np.asarray(logprior(np.zeros(1)), dtype=float) == np.inf):
         # a pole of unknown shape cannot be integrated analytically; log_t / log_normal priors can
         raise SpecError("the tau prior density is infinite at tau = 0; the exact engine handles a pole "
@@ -846,7 +899,7 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     scale = max(float(np.std(y)), math.sqrt(float(np.median(v))))
     model = _NormalModel(y, v, X, m, s)
     return ExactPosterior(model, names, labels, x0, logprior, scale, float(level), intercept_only,
-                          log_tau2_prior)
+                          log_tau2_prior, tail_power)
 
 
 def _log_tau2_distribution(prior):
