@@ -206,3 +206,34 @@ def test_effects_in_the_hundreds_warning_is_one_cli_line(tmp_path, capsys):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("bayes-se: warning: the effects' scale")
     assert "--prior" in lines[0] and "Normal(0, 1)" in lines[0]
+
+
+# -- REML where Fisher scoring oscillates, and on a large scale ----------------------------------------
+
+
+def test_reml_when_fisher_scoring_oscillates_is_the_likelihood_maximum():
+    """A draw on which Fisher scoring's steps oscillate forever (found by the property test in
+    test_frequentist_rma.py): the estimate is the maximiser of the restricted likelihood, found
+    independently by scipy's bounded scalar minimiser, whatever the study order."""
+    from scipy import optimize
+
+    from bayes_se.frequentist.tau2 import log_likelihood
+
+    rng = np.random.default_rng(528)
+    vi = rng.uniform(0.01, 0.5, 10)
+    yi = rng.normal(0.3, np.sqrt(vi + 0.1))
+    perm = rng.permutation(10)
+    best = optimize.minimize_scalar(lambda t: -log_likelihood(t, yi, vi, np.ones((10, 1)), True),
+                                    bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-13}).x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning: the root was found
+        for y, v in ((yi, vi), (yi[perm], vi[perm])):
+            assert rma(y, v).tau2 == pytest.approx(best, rel=1e-6)
+
+
+def test_reml_converges_on_a_large_scale():
+    y, v = np.array([1.0, 3.0, 2.5, 4.0]), np.array([0.1, 0.2, 0.1, 0.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big = rma(y * 1e40, v * 1e80)
+    assert big.tau2 == pytest.approx(1e80 * rma(y, v).tau2, rel=1e-9)
