@@ -18,10 +18,13 @@ This module only wires; the maths lives in the engines.
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 
 from bayes_se import defaults
-from bayes_se.errors import DataError, SpecError
+from bayes_se.errors import DataError, PriorScaleWarning, SpecError
 from bayes_se.exact_fit import ExactFit
 
 #: Spec used when none is given: the packaged ``models/random_effects.toml`` (its one home; it
@@ -119,6 +122,50 @@ def check_count(name: str, value) -> int:
     return int(value)
 
 
+#: The effects' scale must exceed the priors' by this factor before :func:`check_prior_scale` warns.
+PRIOR_SCALE_FACTOR = 10.0
+
+
+def check_prior_scale(yi, vi, mu_prior, tau_prior) -> str | None:
+    """Warn (:class:`~bayes_se.errors.PriorScaleWarning`) when the effects sit far outside the priors' scale.
+
+    The effects' scale is ``max(|median(y) - m|, sd(y), median(sqrt(v)))`` (``m`` the prior
+    location of mu), the priors' ``max(s, tau_99)`` (``s`` mu's prior scale, ``tau_99`` the 99th
+    percentile of tau's prior); a warning when the first exceeds :data:`PRIOR_SCALE_FACTOR` times the
+    second, as effects in the hundreds under the default ``mu ~ N(0, 1)``, ``tau ~ HalfNormal(0.5)``.
+
+    Returns
+    -------
+    str or None
+        The warning's text (None when the scales agree or a prior has no simple scale).
+    """
+    params = getattr(mu_prior, "params", {})
+    if "mu" in params and "sigma" in params:  # normal, student_t
+        m, s = float(params["mu"]), float(params["sigma"])
+    elif "lower" in params:  # uniform
+        m, s = 0.5 * (params["lower"] + params["upper"]), 0.5 * (params["upper"] - params["lower"])
+    else:
+        return None
+    try:
+        tau_99 = float(tau_prior.tau_quantile(0.99))
+    except (AttributeError, SpecError, ValueError):
+        return None
+    y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+    data_scale = max(abs(float(np.median(y)) - m), float(np.std(y, ddof=1)) if y.size > 1 else 0.0,
+                     float(np.median(np.sqrt(v))))
+    prior_scale = max(s, tau_99)
+    spread = max(float(np.std(y, ddof=1)) if y.size > 1 else 0.0, float(np.median(np.sqrt(v))))
+    if not (math.isfinite(prior_scale) and data_scale > PRIOR_SCALE_FACTOR * prior_scale):
+        return None
+    text = (f"the effects' scale (median {np.median(y):.4g}, SD {np.std(y, ddof=1):.4g}, typical SE "
+            f"{np.median(np.sqrt(v)):.4g}) is over {PRIOR_SCALE_FACTOR:g} times the priors' ({mu_prior}, "
+            f"{tau_prior}: tau below {tau_99:.3g} with 99% prior probability), so the priors decide the "
+            f"estimates; set priors on the effects' scale with --prior, e.g. --prior "
+            f"'mu=normal(0, {10 * data_scale:.2g})' --prior 'tau=half_normal({spread:.2g})'")
+    warnings.warn(text, PriorScaleWarning, stacklevel=3)
+    return text
+
+
 def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     """A ``type = "mediation"`` spec: correlation table in, :class:`bayes_se.mediation.MediationFit` out."""
     from bayes_se.correlations import CorrelationData, load_correlations
@@ -195,6 +242,9 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if coef_names == ["intercept"]:
         X = None
     model_priors = spec.model_priors(coef_names)
+    if mtype != "three_level":  # three-level models split tau in two SDs: no single tau prior
+        first = model_priors["mu"] if "mu" in model_priors else model_priors[f"beta[{coef_names[0]}]"]
+        check_prior_scale(data.yi, data.vi, first, model_priors["tau"])
     settings = {"level": spec.summary.level, "smallest_effect": spec.summary.smallest_effect or None,
                 "seed": spec.sampler.seed, "spec_toml": spec.to_toml(), "data_sha256": checksum,
                 "mods": spec.model.mods or None, "omitted_rows": [int(r) for r in design.omitted_rows]}
@@ -208,6 +258,11 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         return fit_exact(data.yi, data.vi, X=X, coef_names=coef_names, study=data.study, priors=model_priors,
                          settings=settings, data=data, spec=spec)
 
+    flat = [k for k, v in model_priors.items() if v.improper]
+    if flat:  # before PyMC is imported: the MCMC engine samples proper priors only
+        raise SpecError(f"flat() (improper) priors are for the exact engine only ({', '.join(flat)}); use "
+                        "engine = \"exact\" (--engine exact) or a proper prior such as normal(0, 10)",
+                        key=f"priors.{flat[0]}")
     sampler = dict(
         seed=spec.sampler.seed,
         **counts,

@@ -401,15 +401,16 @@ def _add_check_parser(sub) -> None:
 
 @contextlib.contextmanager
 def _data_warnings_as_lines():
-    """Print each :class:`bayes_se.errors.DataWarning` as one ``bayes-se: warning:`` line on stderr;
-    other warnings as Python prints them."""
-    from bayes_se.errors import DataWarning
+    """Print each of bayes_se's own warnings (:class:`~bayes_se.errors.DataWarning`,
+    ``PriorScaleWarning``, ``ConvergenceWarning``) once, as one ``bayes-se: warning:`` line on
+    stderr; other warnings as Python prints them."""
+    from bayes_se.errors import ConvergenceWarning, DataWarning, PriorScaleWarning
 
     with warnings.catch_warnings():
         default, shown = warnings.showwarning, set()
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, DataWarning):
+            if issubclass(category, (DataWarning, PriorScaleWarning, ConvergenceWarning)):
                 if str(message) in shown:  # once, however many engines read the same rows
                     return
                 shown.add(str(message))

@@ -25,6 +25,14 @@ from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, number_co
 
 __all__ = ["EffectData", "load_effects", "MAX_FILE_BYTES"]
 
+# Magnitudes the engines compute with safely in double precision: |y| <= 1e50 and
+# 1e-100 <= v <= 1e100 keep y^2, the weights 1/v, their squares and y^2/v below ~1e200, far from
+# overflow (~1.8e308) for any k, and tau grids scanned to 1e16 times the data's scale in range.
+MAX_ABS_EFFECT = 1e50
+VARIANCE_RANGE = (1e-100, 1e100)
+# Weights 1/v spanning more than 14 orders of magnitude: sums such as sum(w) - sum(w^2)/sum(w)
+# (the DL denominator, the I^2 variance) cancel below double precision's 16 digits.
+MIN_VARIANCE_RATIO = 1e-14
 RESERVED = ("yi", "vi", "study", "cluster")
 
 
@@ -288,6 +296,7 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     if bad.size:  # se**2 can over- or underflow
         i = int(bad[0])
         raise DataError(f"the {what} {v[i]:g} gives no usable variance", row=where(i), column=vcol)
+    check_magnitudes(yi, vi, where, effect=effect, variance=vcol, se=se is not None)
     if k < 2:
         raise DataError(f"the table holds {k} effect; a meta-analysis needs at least 2")
 
@@ -460,4 +469,57 @@ def check_arrays(yi, vi) -> tuple[np.ndarray, np.ndarray]:
     if bad.size:
         raise DataError(f"sampling variance must be positive (> 0), got {vi[bad[0]]:g}", row=int(bad[0]) + 1,
                         column="vi")
+    check_magnitudes(yi, vi)
     return yi, vi
+
+
+def check_magnitudes(yi, vi, where=None, *, effect="yi", variance="vi", se=False) -> None:
+    """Refuse effects and variances too large or too small to compute with in double precision.
+
+    ``|y_i| <= MAX_ABS_EFFECT`` and ``VARIANCE_RANGE[0] <= v_i <= VARIANCE_RANGE[1]``: inside these
+    bounds ``y^2``, the weights ``1/v``, ``1/v^2`` and ``y^2 / v`` stay far from overflow, so
+    every engine's sums are finite. ``min(v) / max(v) >= MIN_VARIANCE_RATIO``: beyond it the
+    heterogeneity statistics (``sum w - sum w^2 / sum w``) cancel to noise in double precision. The model is scale-equivariant (``y / c``, ``v / c^2``), so
+    data outside the bounds can be rescaled without changing the analysis.
+
+    Parameters
+    ----------
+    yi, vi : ndarray
+        Finite effects and positive variances.
+    where : callable, optional
+        Row index (0-based) -> the row as the message names it (default: 1-based number).
+    effect, variance : str
+        Column names for the message; ``se=True`` says the variance column holds standard errors.
+
+    Raises
+    ------
+    DataError
+        Naming the row and column of the first value out of range.
+    """
+    where = where or (lambda i: i + 1)
+    big = np.flatnonzero(np.abs(yi) > MAX_ABS_EFFECT)
+    if big.size:
+        i = int(big[0])
+        raise DataError(f"the effect {yi[i]:g} is too large to compute with (|effect| must be <= "
+                        f"{MAX_ABS_EFFECT:g}: its square and weighted sums would overflow); rescale "
+                        "the effects (and the variances by the square of the factor)",
+                        row=where(i), column=effect)
+    lo, hi = VARIANCE_RANGE
+    out = np.flatnonzero((vi < lo) | (vi > hi))
+    if out.size:
+        i = int(out[0])
+        value, low, high = (math.sqrt(vi[i]), math.sqrt(lo), math.sqrt(hi)) if se else (vi[i], lo, hi)
+        what = "standard error" if se else "sampling variance"
+        problem = ("so small that the weight 1/v (and its square) overflows double precision"
+                   if vi[i] < lo else "so large that its square overflows double precision")
+        raise DataError(f"the {what} {value:g} is {problem}; it must lie in [{low:g}, {high:g}] "
+                        "(rescale the effects and variances together, or check the units)",
+                        row=where(i), column=variance)
+    i, j = int(np.argmin(vi)), int(np.argmax(vi))
+    if vi[i] < MIN_VARIANCE_RATIO * vi[j]:
+        what, value, other = (("standard error", math.sqrt(vi[i]), math.sqrt(vi[j])) if se
+                              else ("sampling variance", vi[i], vi[j]))
+        raise DataError(f"the {what} {value:g} is more than {1 / MIN_VARIANCE_RATIO:g} times smaller (in "
+                        f"variance) than the largest, {other:g} (row {where(j)}): weights spanning that "
+                        "many orders of magnitude are beyond double precision in the heterogeneity "
+                        "statistics; check the units of this row", row=where(i), column=variance)

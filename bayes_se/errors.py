@@ -58,3 +58,8 @@ class DataWarning(UserWarning):
     """Something in the data worth a look that still reads or fits: a fallback encoding, skipped
     rows, rows left out of a model (e.g. for a missing moderator; the message names them). The CLI
     prints it as one ``bayes-se: warning:`` line."""
+
+
+class PriorScaleWarning(UserWarning):
+    """The effects sit far outside the scale the priors on mu and tau allow (a prior-data conflict:
+    the prior, not the data, then decides the estimates)."""

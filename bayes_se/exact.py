@@ -37,6 +37,15 @@ need not be resolved across the whole way down to tau0. This beats a substitutio
 t tail in u decays only polynomially, so no finite grid in tau or asinh(tau) reaches the mass near
 0, while the analytic tail leaves the grid only the smooth part.
 
+Flat priors (``flat()``, :mod:`bayes_se.priors`). A flat coefficient has prior precision 0 and is
+integrated analytically by the conditional normal above. A flat tau prior is uniform on (0, inf):
+``p(y | tau)`` falls like ``tau^-(k - p_flat)`` (``p_flat`` flat coefficients), so the posterior is
+proper iff ``k - p_flat >= 2`` (checked before any work) and ``E[tau^r | y]`` is finite iff
+``r < k - p_flat - 1`` (a moment that does not exist is reported as inf). The grid then follows the
+tail until ``tau^r p(tau | y)`` has decayed by ``TAIL_NATS`` too (``r`` up to ``MAX_TAIL_MOMENT``),
+so the moments that exist are resolved; the log marginal likelihood is NaN (no normalising
+constant), as is BF01 of tau = 0.
+
 References
 ----------
 Röver C (2020). Bayesian random-effects meta-analysis using the bayesmeta R package. Journal of
@@ -66,7 +75,8 @@ DEFAULT_TAU_SCALE = 0.5  # half-N(0, 0.5) on tau: weakly informative on log-OR /
 TAIL_NATS = 50.0  # the grid covers tau where the density is within e^-50 of its maximum
 SCAN_DECADES = (-8.0, 4.0)  # first scan: tau from 1e-8 to 1e4 times the data's scale
 SCAN_POINTS = 49  # 4 per decade; then REFINE_POINTS between the neighbours of the best one
-SCAN_MAX_DECADE = 16.0  # heavy tails (flat priors, small k) are followed this far before giving up
+SCAN_MAX_DECADE = 24.0  # heavy tails (flat priors, small k) are followed this far before giving up
+MAX_TAIL_MOMENT = 4  # a flat tau prior: the grid reaches far enough for E[tau^4] (tau2's sd)
 REFINE_POINTS = 33
 CHEB_START = 24
 CHEB_MAX = 1536
@@ -116,7 +126,7 @@ class _NormalModel:
     """
 
     def __init__(self, y, v, X, m, s):
-        self.y, self.v, self.X = y, v, X
+        self.y, self.v, self.X, self.s = y, v, X, s
         flat = ~np.isfinite(s)
         self.proper = not bool(flat.any())
         self.prec = np.where(flat, 0.0, (1.0 / np.where(flat, 1.0, s)) ** 2)  # (1/s)^2: no overflow at s ~ 1e200
@@ -140,6 +150,9 @@ class _NormalModel:
         d = self.v + np.square(tau)[:, None]
         w = 1.0 / d
         logdet_d = np.sum(np.log(d), axis=1)
+        if p == 0:  # no coefficients (the null model of a Bayes factor): y ~ N(0, D)
+            G = d.shape[0]
+            return self.const - 0.5 * (logdet_d + w @ self._rr), np.zeros((G, 0)), np.zeros((G, 0, 0))
         A = (w @ self._XX).reshape(-1, p, p)
         A += np.diag(self.prec)
         rhs = w @ self._Xr
@@ -178,9 +191,16 @@ class ExactPosterior:
     first use, so a fit that never asks for them stays fast.
     """
 
-    def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only, log_tau2_prior=None):
+    def __init__(self, model, names, study, newx, logprior, scale, level, intercept_only, log_tau2_prior=None,
+                 tail_power=None):
         self._model = model
         self._logprior = logprior
+        # a flat (improper) tau prior: p(tau | y) falls like tau^-tail_power (module notes, "Flat
+        # priors"); no normalising constant, so no marginal likelihood; E[tau^r] finite iff
+        # r < tail_power - 1
+        self._tail_power = tail_power
+        self._tau_improper = tail_power is not None
+        self._tail_moment = 0 if tail_power is None else max(0, min(MAX_TAIL_MOMENT, tail_power - 2))
         # a frozen scipy distribution of u = log tau^2: the grid is then on u (see the module notes)
         self._log_tau2_prior = log_tau2_prior
         self._log_axis = log_tau2_prior is not None
@@ -190,6 +210,7 @@ class ExactPosterior:
         self._intercept_only = intercept_only
         self._newx = newx
         self._par = ["mu"] if intercept_only else [f"beta[{n}]" for n in names]
+        self._scale = scale
         self._build(scale)
         self._mixtures = {}
 
@@ -215,7 +236,13 @@ class ExactPosterior:
         order = np.argsort(taus)
         taus, g = taus[order], np.concatenate([g1, g2])[order]
         top = SCAN_DECADES[1]
-        while g[-1] > g.max() - TAIL_NATS:  # the tail has not decayed yet: follow it further
+        r = self._tail_moment  # a flat tau prior: the tail of tau^r p(tau | y) must decay too
+
+        def tail_open():
+            gt = g + r * np.log(taus)
+            return gt[-1] > gt.max() - TAIL_NATS
+
+        while tail_open():  # the tail has not decayed yet: follow it further
             if top >= SCAN_MAX_DECADE:
                 raise SpecError(
                     "the posterior of tau is improper or too heavy-tailed to integrate; "
@@ -228,6 +255,9 @@ class ExactPosterior:
         c = float(taus[np.argmax(g)])
         core = taus[g > g.max() - 2.0]  # about +-2 sd of a normal-shaped peak
         inside = np.flatnonzero(g > g.max() - TAIL_NATS)
+        if r:  # ... up to where tau^r p(tau | y) has decayed (the moments of a flat tau prior)
+            gt = g + r * np.log(taus)
+            inside = np.arange(inside[0], max(inside[-1], int(np.flatnonzero(gt > gt.max() - TAIL_NATS)[-1])) + 1)
         tau_lo = taus[inside[0] - 1] if inside[0] > 0 else 0.0
         tau_hi = taus[inside[-1] + 1]
         # a prior with bounded support (e.g. uniform) ends the grid exactly at its edge, so the
@@ -362,7 +392,8 @@ class ExactPosterior:
         self._cdf_coef[0] += self._p0  # the cdf of x, P(tau <= tau(x)), is p0 at the grid's start
         self._degrees = np.arange(self._cdf_coef.size, dtype=float)
         self._tau_q = {}
-        self.log_marginal_likelihood = self._log_z if self._model.proper else math.nan
+        self.log_marginal_likelihood = (self._log_z if self._model.proper and not self._tau_improper
+                                        else math.nan)
 
     # -- normal mixtures -------------------------------------------------------------------
     def _resolve(self, name):
@@ -434,8 +465,13 @@ class ExactPosterior:
 
     def _mix_quantile(self, kind, j, q):
         m, s = self._mixture(kind, j)
+        # components of negligible weight (the far tail of a flat tau prior, tau ~ 1e21) can move no
+        # quantile in (1e-15, 1 - 1e-15): the bracket and tolerance come from the others
+        keep = self.tau_weights > 1e-15 * min(q, 1.0 - q)
+        w, m, s = self.tau_weights[keep], m[keep], s[keep]
         lo, hi = float(np.min(m - 12 * s)), float(np.max(m + 12 * s))
-        xtol = 1e-13 * float(np.max(s))
+        order = np.argsort(s)  # tolerance: 1e-13 of the weighted median component sd
+        xtol = 1e-13 * float(s[order][min(np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum()), s.size - 1)])
         return optimize.brentq(
             lambda x: self._mix_cdf(kind, j, x) - q, lo, hi, xtol=xtol, rtol=QUANTILE_RTOL
         )
@@ -568,8 +604,19 @@ class ExactPosterior:
         if kind in ("tau", "tau2"):
             t = self.tau_grid if kind == "tau" else np.square(self.tau_grid)
             mean = float(self.tau_weights @ t)
-            return mean, math.sqrt(float(self.tau_weights @ np.square(t - mean)))
-        return self._mix_moments(kind, j)
+            out = mean, math.sqrt(float(self.tau_weights @ np.square(t - mean)))
+            order = 1 if kind == "tau" else 2  # E[tau^order] for the mean, E[tau^(2 order)] for the sd
+            return tuple(v if self.moment_exists(order * (i + 1)) else math.inf for i, v in enumerate(out))
+        mean, sd = self._mix_moments(kind, j)
+        # a flat coefficient's and pred's conditional variance grow like tau^2 under a flat tau prior
+        if kind == "pred" or (kind == "coef" and self._model.prec[j] == 0):
+            sd = sd if self.moment_exists(2) else math.inf
+        return mean, sd
+
+    def moment_exists(self, r: int) -> bool:
+        """Whether ``E[tau^r | y]`` is finite: always for a proper tau prior (the likelihood falls
+        like tau^-(k - p_flat)... times a proper density); for a flat one iff ``r < k - p_flat - 1``."""
+        return self._tail_power is None or r < self._tail_power - 1
 
     @property
     def X(self) -> np.ndarray:
@@ -583,21 +630,34 @@ class ExactPosterior:
         return float(self._tau_pdf(0.0)[0])
 
     def bayes_factor(self, hypothesis: str) -> float:
-        """Bayes factor BF01 of a point null against the full model.
+        """Bayes factor BF01 of a point null against the full model: ``exp(log_bayes_factor)``.
 
-        ``"tau0"`` (or ``"tau=0"``): ``p(y | tau = 0) / p(y)``, the ratio of the marginal likelihoods
-        of the common-effect and the random-effects model. It is defined for every proper tau prior,
-        whatever its density at 0 (infinite for log_t, zero for log_normal or inverse_gamma), and
-        equals the Savage-Dickey ratio ``p(tau=0 | y) / p(tau=0)`` where that is finite and positive.
-        With a flat prior on beta both marginal likelihoods carry the same arbitrary constant, which
-        cancels, so the ratio stays the Savage-Dickey value. ``"mu0"`` (or ``"mu=0"``,
-        ``"beta[NAME]=0"``): ``p(beta_j = 0 | y) / p(beta_j = 0)``, exact here because beta_j given
-        tau is normal (Dickey 1971); NaN for a flat prior on beta_j.
+        It may overflow to ``inf`` or underflow to 0 under a tight prior far from the data (the
+        log stays finite: use :meth:`log_bayes_factor`). NaN where undefined (a flat prior).
+        """
+        log_bf = self.log_bayes_factor(hypothesis)
+        with np.errstate(over="ignore"):
+            return float(np.exp(log_bf))
+
+    def log_bayes_factor(self, hypothesis: str) -> float:
+        """Natural log of the Bayes factor BF01 of a point null against the full model.
+
+        ``"tau0"`` (or ``"tau=0"``): ``log p(y | tau = 0) - log p(y)``, the ratio of the marginal
+        likelihoods of the common-effect and the random-effects model. It is defined for every proper
+        tau prior, whatever its density at 0 (infinite for log_t, zero for log_normal or
+        inverse_gamma), and equals the Savage-Dickey ratio ``p(tau=0 | y) / p(tau=0)`` where that is
+        finite and positive. With a flat prior on beta both marginal likelihoods carry the same
+        arbitrary constant, which cancels, so the ratio stays the Savage-Dickey value; NaN for a flat
+        (improper) prior on tau, whose marginal likelihood has no normalising constant.
+        ``"mu0"`` (or ``"mu=0"``, ``"beta[NAME]=0"``): ``log p(beta_j = 0 | y) - log p(beta_j = 0)``,
+        exact here because beta_j given tau is normal (Dickey 1971); NaN for a flat prior on beta_j.
+        Both are computed from log densities (``logsumexp`` over the tau mixture), so a tight prior
+        far from the data gives a finite number, however large.
         """
         h = hypothesis.replace(" ", "")
         h = h[:-2] + "0" if h.endswith("=0") else h
         if h == "tau0":
-            return math.exp(self._loglik0 - self._log_z)
+            return math.nan if self._tau_improper else float(self._loglik0 - self._log_z)
         name = h[:-1]
         if not h.endswith("0"):
             raise SpecError(f"hypothesis must be 'tau0', 'mu0' or 'beta[NAME]=0', not {hypothesis!r}",
@@ -605,11 +665,22 @@ class ExactPosterior:
         kind, j = self._resolve(name)
         if kind != "coef":
             raise SpecError(f"no point-null Bayes factor for {name!r}", key="hypothesis")
-        prec, m = self._model.prec[j], self._model.m[j]
-        if prec == 0:
+        if self._model.prec[j] == 0:
             return math.nan
-        prior0 = math.sqrt(prec / (2 * math.pi)) * math.exp(-0.5 * prec * m * m)
-        return float(self.pdf(name, 0.0)) / prior0
+        return float(self._log_z_without(j) - self._log_z)
+
+    def _log_z_without(self, j):
+        """``log p(y | beta_j = 0)``: the same model without column j, integrated over tau on its own
+        grid (the Savage-Dickey ratio read off this posterior's mixture would need the far tail
+        of beta_j's posterior, which a tight prior far from 0 puts beyond the grid)."""
+        md = self._model
+        keep = np.arange(md.X.shape[1]) != j
+        model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
+        null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
+                              self._newx[keep], self._logprior, self._scale, self.level, False,
+                              self._log_tau2_prior,
+                              self._tail_power)  # coefficient j is proper: the tail is unchanged
+        return null._log_z
 
     def summary(self, theta: bool = True, pred: bool = True) -> pd.DataFrame:
         """Posterior mean, sd, central ``level`` interval and median of each parameter.
@@ -784,11 +855,12 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     p = X.shape[1]
     if beta_prior is not None:
         priors = [beta_prior] * p if hasattr(beta_prior, "params") else list(beta_prior)
-        try:
-            beta_mean = [float(pr.params["mu"]) for pr in priors]
-            beta_sd = [float(pr.params["sigma"]) for pr in priors]
+        try:  # flat(): mean 0 (unused), sd inf (prior precision 0)
+            flat_prior = [getattr(pr, "family", None) == "flat" for pr in priors]
+            beta_mean = [0.0 if f else float(pr.params["mu"]) for f, pr in zip(flat_prior, priors)]
+            beta_sd = [math.inf if f else float(pr.params["sigma"]) for f, pr in zip(flat_prior, priors)]
         except (AttributeError, KeyError, TypeError):
-            raise SpecError("each beta prior must be normal (params 'mu' and 'sigma')",
+            raise SpecError("each beta prior must be normal (params 'mu' and 'sigma') or flat()",
                             key="beta_prior") from None
     m = _vector(beta_mean, p, "beta_mean")
     s = _vector(beta_sd, p, "beta_sd")
@@ -810,6 +882,16 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     else:
         raise SpecError("must be a prior with tau_logpdf() or a callable log density", key="tau_prior")
     log_tau2_prior = _log_tau2_distribution(tau_prior)
+    tail_power = None
+    if getattr(tau_prior, "family", None) == "flat":
+        # p(y | tau) ~ tau^-(k - p_flat) as tau -> inf (each flat coefficient integrated out gives
+        # back one power): the posterior under a flat tau prior is proper iff k - p_flat >= 2
+        tail_power = k - int(flat.sum())
+        if tail_power < 2:
+            raise SpecError(f"tau = flat() gives an improper posterior for these data: p(y | tau) falls only "
+                            f"like tau^-{tail_power} as tau grows (k = {k} effects, {int(flat.sum())} "
+                            f"coefficient(s) with flat priors), which does not integrate; it needs at least "
+                            f"{int(flat.sum()) + 2} effects, or use a proper tau prior", key="priors.tau")
     if log_tau2_prior is None and np.any(np.asarray(logprior(np.zeros(1)), dtype=float) == np.inf):
         # a pole of unknown shape cannot be integrated analytically; log_t / log_normal priors can
         raise SpecError("the tau prior density is infinite at tau = 0; the exact engine handles a pole "
@@ -820,7 +902,7 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     scale = max(float(np.std(y)), math.sqrt(float(np.median(v))))
     model = _NormalModel(y, v, X, m, s)
     return ExactPosterior(model, names, labels, x0, logprior, scale, float(level), intercept_only,
-                          log_tau2_prior)
+                          log_tau2_prior, tail_power)
 
 
 def _log_tau2_distribution(prior):

@@ -101,14 +101,16 @@ def exact_idata(posterior, yi, vi, X, priors: dict, *, seed: int, chains: int = 
 
     prior_vars = {}
     pn = n
-    if not priors:
-        pass
-    elif intercept_only:
-        prior_vars["mu"] = (("chain", "draw"), np.asarray(priors["mu"].rvs(pn, rng=rng), float).reshape(chains, draws))
-    else:
-        cols = [np.asarray(priors[f"beta[{c}]"].rvs(pn, rng=rng), float) for c in coefs]
-        prior_vars["beta"] = (("chain", "draw", "coef"), np.stack(cols, axis=-1).reshape(chains, draws, len(coefs)))
-    if priors:
+    # draws from the priors (an improper flat prior has none: its variable is left out of the group)
+    location = [priors["mu"]] if priors and intercept_only else [priors[f"beta[{c}]"] for c in coefs] if priors else []
+    if location and not any(p.improper for p in location):
+        if intercept_only:
+            prior_vars["mu"] = (("chain", "draw"), np.asarray(location[0].rvs(pn, rng=rng), float).reshape(chains, draws))
+        else:
+            cols = [np.asarray(p.rvs(pn, rng=rng), float) for p in location]
+            prior_vars["beta"] = (("chain", "draw", "coef"),
+                                  np.stack(cols, axis=-1).reshape(chains, draws, len(coefs)))
+    if priors and not priors["tau"].improper:
         tau_prior = priors["tau"]
         t = np.asarray(tau_prior.rvs(pn, rng=rng), float)
         tau_draws = np.sqrt(t) if tau_prior.on_variance else t
@@ -226,12 +228,16 @@ class ExactFit(Fit):
         return f"Bayesian {kind}, exact engine (quadrature over tau; k = {self.k})"
 
     def _footer(self) -> list[str]:
-        lines = [f"log marginal likelihood = {self.log_marginal_likelihood:.4f}"]
-        bf = self.bayes_factors()
-        if bf["mu0"] is not None:
-            lines.append(f"BF01 (mu = 0 vs mu free) = {bf['mu0']:.4g}")
-        lines.append(f"BF01 (tau = 0 vs tau free) = {bf['tau0']:.4g}")
-        return lines
+        lml = self.log_marginal_likelihood
+        lines = [f"log marginal likelihood = {lml:.4f}" if math.isfinite(lml)
+                 else "log marginal likelihood: undefined (improper flat prior)"]
+        bf, log_bf = self.bayes_factors(), self.log_bayes_factors()
+        for key, what in (("mu0", "mu = 0 vs mu free"), ("tau0", "tau = 0 vs tau free")):
+            if bf[key] is None:
+                continue
+            lines.append(f"BF01 ({what}) = {bf[key]:.4g}    log BF01 = {log_bf[key]:.4f}"
+                         if math.isfinite(log_bf[key]) else f"BF01 ({what}): undefined (improper flat prior)")
+        return lines + [f"note: {n}" for n in self.improper_notes()]
 
     def _data_arrays(self) -> list:
         return [self.yi, self.vi, self.X]
@@ -278,15 +284,40 @@ class ExactFit(Fit):
         return float(self.posterior.log_marginal_likelihood)
 
     def bayes_factors(self) -> dict:
-        """BF01 for mu = 0 (intercept-only models) and for tau = 0."""
+        """BF01 for mu = 0 (intercept-only models) and for tau = 0 (inf or 0 where it overflows:
+        :meth:`log_bayes_factors` stays finite)."""
         out = {"tau0": float(self.posterior.bayes_factor("tau0"))}
         out["mu0"] = float(self.posterior.bayes_factor("mu0")) if self._coef_rows() == ["mu"] else None
         return out
+
+    def log_bayes_factors(self) -> dict:
+        """Natural logs of the Bayes factors of :meth:`bayes_factors` (NaN where undefined)."""
+        out = {"tau0": float(self.posterior.log_bayes_factor("tau0"))}
+        out["mu0"] = float(self.posterior.log_bayes_factor("mu0")) if self._coef_rows() == ["mu"] else None
+        return out
+
+    def improper_notes(self) -> list:
+        """Why the marginal likelihood / Bayes factors are undefined (flat priors), else []."""
+        flat = [k for k, v in self.priors.items() if v.improper]
+        if not flat:
+            return []
+        notes = [f"improper flat prior on {', '.join(flat)}: the log marginal likelihood is undefined (no "
+                 "normalising constant)"]
+        if "tau" in flat:
+            notes.append("BF01 for tau = 0 is undefined under a flat tau prior")
+        if "mu" in flat:
+            notes.append("BF01 for mu = 0 is undefined under a flat mu prior")
+        if any(not math.isfinite(v) for v in self.summary(theta=False)["sd"]):
+            notes.append("inf: a posterior moment that does not exist (a flat tau prior leaves p(tau | y) "
+                         "a power-law tail)")
+        return notes
 
     def to_dict(self, level=None, interval="central") -> dict:
         out = super().to_dict(level=level, interval=interval)
         out["log_marginal_likelihood"] = self.log_marginal_likelihood
         out["bayes_factors"] = self.bayes_factors()
+        out["log_bayes_factors"] = self.log_bayes_factors()
+        out["notes"] = self.improper_notes()
         return out
 
 

@@ -18,6 +18,11 @@ Families and the quantity each is a density on::
     inverse_gamma(alpha, beta)   tau2 ~ InvGamma(shape alpha, scale beta) (variance)
     log_normal(mu, sigma)        log(tau2) ~ N(mu, sigma^2)              (variance)
     log_t(nu, mu, sigma)         log(tau2) ~ t_nu(mu, sigma)             (variance)
+    flat()                       p(x) = 1 (improper): mu, beta on the real line, tau on (0, inf)
+
+``flat()`` is for the exact engine only (:mod:`bayes_se.exact`), which integrates it and checks
+that the posterior is proper; it has no normalising constant, so marginal likelihoods and Bayes
+factors of hypotheses on the flat parameter are undefined. The MCMC engine refuses it.
 
 References
 ----------
@@ -55,7 +60,10 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "inverse_gamma": (("alpha", "beta"), "variance"),
     "log_normal": (("mu", "sigma"), "variance"),
     "log_t": (("nu", "mu", "sigma"), "variance"),
+    "flat": ((), "real"),  # improper; a flat tau prior is "positive" (see Prior.kind)
 }
+#: Parameters a flat (improper) prior may be given for.
+FLAT_PARAMS = ("mu", "beta", "tau")
 # arguments that must be > 0
 _POSITIVE_ARGS = {"sigma", "beta", "nu", "lam", "alpha"}
 # the maths names str() prints; parse also accepts these (case-insensitive, '_' ignored)
@@ -66,6 +74,7 @@ _DISPLAY = {
     "exponential": "Exponential",
     "uniform": "Uniform",
     "inverse_gamma": "InvGamma",
+    "flat": "Flat",
 }
 _ALIASES = {
     "normal": "normal", "n": "normal", "gaussian": "normal",
@@ -76,6 +85,7 @@ _ALIASES = {
     "uniform": "uniform", "u": "uniform",
     "inversegamma": "inverse_gamma", "invgamma": "inverse_gamma",
     "lognormal": "log_normal", "logt": "log_t",
+    "flat": "flat", "improper": "flat",
 }
 # parameter names a prior can be assigned to (beta[NAME] too)
 PARAM_NAMES = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
@@ -164,7 +174,14 @@ class Prior:
         negative lower bound is real)."""
         if self.family == "uniform" and self.params["lower"] < 0:
             return "real"
+        if self.family == "flat":
+            return "positive" if self.target in _SD_PARAMS else "real"
         return _kind(self.family)
+
+    @property
+    def improper(self) -> bool:
+        """True for ``flat()``: a density with no normalising constant."""
+        return self.family == "flat"
 
     @property
     def on_variance(self) -> bool:
@@ -179,6 +196,8 @@ class Prior:
 
         p = self.params
         f = self.family
+        if f == "flat":
+            raise SpecError(f"'{self}' is improper: it has no draws, moments or quantiles", key=self.target)
         if f == "normal" or f == "log_normal":
             return stats.norm(p["mu"], p["sigma"])
         if f == "student_t" or f == "log_t":
@@ -257,6 +276,17 @@ class Prior:
         out = np.where(np.isnan(tau), np.nan, out)
         return out if out.ndim else float(out)
 
+    def tau_quantile(self, q: float) -> float:
+        """Quantile ``q`` of the standard deviation tau, whatever quantity the prior is stated on
+        (``sqrt`` of tau2's quantile for the variance families; quantiles commute with monotone maps)."""
+        if self.kind == "real":
+            raise SpecError(f"'{self}' is a prior on a real-valued parameter, not on a standard deviation",
+                            key=self.target)
+        x = float(self._scipy().ppf(q))
+        if self.family in ("log_normal", "log_t"):
+            return math.exp(0.5 * x)
+        return math.sqrt(x) if self.family == "inverse_gamma" else x
+
     def rvs(self, size=None, rng=None):
         """Random draws on the prior's target (tau2 itself for the variance families).
 
@@ -281,6 +311,8 @@ class Prior:
         """
         if self.family == "normal":
             return float(self.params["mu"]), float(self.params["sigma"])
+        if self.family == "flat":
+            raise SpecError(f"'{self}' is improper: it has no mean and standard deviation", key=self.target)
         if self.family == "log_t":
             mean = sd = math.inf  # E[exp(T)] diverges for every t
         elif self.family == "log_normal":
@@ -307,6 +339,7 @@ class Prior:
         For log_normal / log_t it is the distribution of ``log tau2`` (what :meth:`to_pymc`
         samples).
         """
+        _refuse_flat_in_mcmc(self)
         import pymc as pm
 
         p = self._float64_params()
@@ -344,6 +377,7 @@ class Prior:
         -------
         pytensor.tensor.TensorVariable
         """
+        _refuse_flat_in_mcmc(self)
         import pymc as pm
 
         p = self._float64_params()
@@ -366,6 +400,14 @@ class Prior:
         return ctor(name)
 
 
+def _refuse_flat_in_mcmc(prior) -> None:
+    """The MCMC engine samples proper priors only (docs/model_spec.md, "Flat priors")."""
+    if prior.family == "flat":
+        raise SpecError(f"'{prior}' is an improper flat prior, which the MCMC engine does not sample (an "
+                        "improper posterior would go unnoticed); use engine = \"exact\" (--engine exact) "
+                        "or a proper prior such as normal(0, 10)", key=f"priors.{prior.target}")
+
+
 def _t_logpdf(z, nu):
     """log t_nu(z) of the standard t, SciPy's formula (``poch`` keeps the gamma ratio accurate for
     large nu)."""
@@ -383,6 +425,8 @@ def _log_density(family, params, x):
     """
     p = params
     x = np.asarray(x, dtype=float)
+    if family == "flat":  # improper: log density 0 (on tau: 0 for tau >= 0, see Prior.tau_logpdf)
+        return np.where(np.isnan(x), np.nan, 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if family in ("normal", "log_normal"):
             z = (x - p["mu"]) / p["sigma"]
@@ -506,8 +550,13 @@ def assign_prior(param: str, prior: Prior) -> Prior:
         ``tau``, a lower bound < 0 for a standard deviation, ...).
     """
     _check_param_name(param)
-    kind = prior.kind
     is_location = param in ("mu", "beta") or param.startswith("beta[")
+    if prior.family == "flat":
+        if not (is_location or param == "tau"):
+            raise SpecError(f"flat() is allowed for {', '.join(FLAT_PARAMS)} and beta[NAME] only, not "
+                            f"'{param}'", key=param)
+        return dataclasses.replace(prior, target=param)
+    kind = prior.kind
     if is_location:
         if kind == "variance" or (kind == "positive" and prior.family != "uniform"):
             raise SpecError(f"{prior.family} is a prior for a positive quantity; '{param}' is a real "
@@ -833,6 +882,7 @@ def heterogeneity_rv(prior: Prior, name: str = "tau", **dims):
     pytensor.tensor.TensorVariable
         tau.
     """
+    _refuse_flat_in_mcmc(prior)
     import pymc as pm
 
     kind = prior.kind
@@ -999,6 +1049,8 @@ def coefficient_vector_rv(priors: Sequence[Prior], name: str = "beta", **dims):
     becomes one RV per element (``name_0``, ``name_1``, ...) stacked into the Deterministic
     ``name``, so the posterior always carries ``name`` with the given dims.
     """
+    for prior in priors:
+        _refuse_flat_in_mcmc(prior)
     import pymc as pm
     import pytensor.tensor as pt
 

@@ -609,6 +609,6 @@ def _validate_priors(spec: ModelSpec) -> None:
             raise SpecError("engine = 'exact' has one tau; subgroup_tau needs engine = 'mcmc'",
                             key="sampler.engine")
         for key, prior in spec.resolved_priors().items():
-            if (key == "mu" or key.startswith("beta")) and prior.family != "normal":
-                raise SpecError(f"engine = 'exact' needs normal priors on the coefficients; {key} has "
+            if (key == "mu" or key.startswith("beta")) and prior.family not in ("normal", "flat"):
+                raise SpecError(f"engine = 'exact' needs normal priors on the coefficients (or flat()); {key} has "
                                 f"'{prior}'", key=f"priors.{key}")

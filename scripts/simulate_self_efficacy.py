@@ -25,7 +25,9 @@ Generating model (true values in ``GENERATING``; written to ``generating_values.
   ``theta``; ``b_j ~ N(b, sd_b)``, ``c'_j ~ N(c', sd_c')``. Correlations are sample correlations.
 
 Usage: ``python scripts/simulate_self_efficacy.py [--out DIR]``. Deterministic: a fixed seed, one
-``numpy.random.Generator`` consumed in a fixed order, round-trip float text, ``\\n`` line ends.
+``numpy.random.Generator`` consumed in a fixed order, ``\\n`` line ends. Computed floats are
+written with ``SIG_DIGITS`` significant digits, so last-bit differences between NumPy/BLAS builds
+(vectorised ``exp``/``log``, ``lstsq``) cannot change the committed text.
 
 References
 ----------
@@ -51,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "data" / "self_efficacy_sim"
 
 SEED = 100821  # the review's article number
+SIG_DIGITS = 10  # significant digits of every written float (far above the data's precision)
+FLOAT_FORMAT = f"%.{SIG_DIGITS}g"
 GENERATING = {
     "seed": SEED,
     "n_trials": 70,
@@ -373,15 +377,27 @@ def simulate() -> dict:
             "findings": findings, "generating_values": values}
 
 
+def _significant(value):
+    """``value`` with every float rounded to ``SIG_DIGITS`` significant digits (nested JSON)."""
+    if isinstance(value, dict):
+        return {key: _significant(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_significant(v) for v in value]
+    if isinstance(value, float):
+        return float(FLOAT_FORMAT % value)
+    return value
+
+
 def write(tables: dict, out: Path) -> None:
-    """CSV files (round-trip float text, ``\\n``) and the JSON of generating values."""
+    """CSV files and the JSON of generating values: floats with ``SIG_DIGITS`` digits, ``\\n``."""
     out.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         if name == "generating_values":
-            text = json.dumps(table, indent=2, sort_keys=False) + "\n"
+            text = json.dumps(_significant(table), indent=2, sort_keys=False) + "\n"
             (out / f"{name}.json").write_bytes(text.encode("utf-8"))
         else:
-            (out / f"{name}.csv").write_bytes(table.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+            text = table.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
+            (out / f"{name}.csv").write_bytes(text.encode("utf-8"))
 
 
 def main(argv=None) -> int:

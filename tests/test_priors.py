@@ -468,7 +468,7 @@ def test_unknown_preset():
 
 def test_families_table_is_complete():
     assert set(FAMILIES) == {"normal", "student_t", "half_normal", "half_cauchy", "half_student_t",
-                             "exponential", "uniform", "inverse_gamma", "log_normal", "log_t"}
+                             "exponential", "uniform", "inverse_gamma", "log_normal", "log_t", "flat"}
 
 
 EXACT_RTOL = 1e-7  # reference: quadrature ~1e-9 accurate, rounded to 10 significant digits

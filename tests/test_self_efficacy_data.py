@@ -21,7 +21,7 @@ from bayes_se import load_effects
 from bayes_se.effect_sizes import DEFAULT_PRE_POST_R, smcr, smd
 from bayes_se.frequentist import rma
 
-from conftest import REFERENCE
+from conftest import REFERENCE, assert_csv_close, assert_json_close
 
 REPO = REFERENCE.parents[1]
 SIM = REPO / "data" / "self_efficacy_sim"
@@ -40,7 +40,7 @@ UNGUIDED_RANGE = (0.30, 0.35)  # "clearly lower" than guided: the brief's target
 PARTICIPANTS_RTOL = 0.01   # the brief: total participants within 1% of the review's 17,407
 SAMPLE_TOL = 0.06          # one simulated sample: about 1.5 sampling SEs of a pooled/subgroup g
 MIN_GUIDED_GAP = 0.2       # guided minus unguided must be well above sampling noise (~0.07)
-EXACT_RTOL = 1e-12         # yi/vi are written from the same functions: only float text round trip
+EXACT_RTOL = 1e-9          # yi/vi are written from the same functions with 10 significant digits
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,12 @@ def truth():
 def test_self_efficacy_sim_script_reproduces_committed_files(tmp_path):
     subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path)], check=True,
                    capture_output=True, timeout=120)
-    for name in GENERATED:
-        assert (tmp_path / name).read_bytes() == (SIM / name).read_bytes(), name
+    for name in GENERATED:  # numbers, not bytes: last-bit BLAS/SIMD differences are not a failure
+        if name.endswith(".json"):
+            assert_json_close(json.loads((tmp_path / name).read_text(encoding="utf-8")),
+                              json.loads((SIM / name).read_text(encoding="utf-8")))
+        else:
+            assert_csv_close(tmp_path / name, SIM / name)
 
 
 def test_self_efficacy_sim_between_loads_nested(between):

@@ -29,7 +29,7 @@ from bayes_se.frequentist.tau2 import (
     METHODS,
     THRESHOLD,
     estimate_tau2,
-    hat_residual_matrix,
+    ResidualProjection,
     profile_likelihood_ci,
     qprofile_ci,
 )
@@ -430,9 +430,10 @@ def rma(
     int_only = p == 1 and has_int
     btt = np.arange(1, p) if (has_int and not int_only) else np.arange(p)
     m = len(btt)
-    QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
+    QM = _wald(beta[btt], vb[np.ix_(btt, btt)])
     se = np.sqrt(np.diag(vb))
-    stat = beta / se
+    with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 (knha, identical effects): as metafor
+        stat = beta / se
     if test == "knha":
         df = k - p
         QM = QM / m
@@ -449,10 +450,10 @@ def rma(
 
     # heterogeneity test and I^2/H^2 (always inverse-variance weights 1/v_i; metafor's i2def "1")
     ymc = yi - yi.mean()
-    P_fe = hat_residual_matrix(1.0 / vi, Xm)
-    QE = max(0.0, float(ymc @ P_fe @ ymc))
+    P_fe = ResidualProjection(1.0 / vi, Xm)  # O(k) memory: never the k x k matrix
+    QE = max(0.0, P_fe.quad(ymc))
     QE_p = float(stats.chi2.sf(QE, k - p))
-    vt = (k - p) / np.trace(P_fe)
+    vt = (k - p) / P_fe.trace()
     if method == "EE":
         I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0  # QE = 0: identical effects
         H2 = QE / (k - p)
@@ -490,6 +491,18 @@ def rma(
         weights=100 * w / w.sum(), fit_stats=fit_stats,
         yi=yi, vi=vi, X=Xm, slab=slab, coding=coding, threshold=threshold, omitted_rows=omitted,
     )
+
+
+def _wald(b, V) -> float:
+    """Wald statistic ``b' V^-1 b``; NaN where ``V`` is not positive definite, as metafor's
+    ``chol2inv(chol(vb))`` fails to NA (Knapp-Hartung with a residual sum of squares of 0, i.e.
+    effects the model fits exactly, scales ``vb`` to 0)."""
+    try:
+        L = np.linalg.cholesky(V)
+    except np.linalg.LinAlgError:
+        return math.nan
+    z = np.linalg.solve(L, b)
+    return float(z @ z)
 
 
 def _pseudo_r2(yi, vi, X, method, tau2, w, threshold):

@@ -29,6 +29,7 @@ __all__ = [
     "Tau2Estimate",
     "estimate_tau2",
     "hat_residual_matrix",
+    "ResidualProjection",
     "generalized_q",
     "log_likelihood",
     "qprofile_ci",
@@ -39,7 +40,8 @@ __all__ = [
 METHODS = ("EE", "DL", "REML", "ML", "PM", "EB", "SJ", "HS", "HE")
 
 THRESHOLD = 1e-12  # change in tau^2 that ends Fisher scoring (metafor's control$threshold in the reference)
-MAXITER = 10_000  # iterations of Fisher scoring
+MAXITER = 10_000  # iterations of the root finders
+DENSE_MAX_K = 1_000  # up to this many effects P is formed as a k x k matrix (see ResidualProjection)
 ROOT_XTOL = 1e-15  # absolute tolerance of brentq (tighter than metafor's uniroot tol of 1e-12)
 TAU2_MAX_FLOOR = 100.0  # metafor's control$tau2.max default before its adaptive enlargement
 
@@ -54,15 +56,96 @@ class Tau2Estimate:
 
 
 def hat_residual_matrix(w: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``P = W - W X (X' W X)^{-1} X' W`` for diagonal weights ``w`` (metafor's ``P``)."""
+    """``P = W - W X (X' W X)^{-1} X' W`` for diagonal weights ``w`` (metafor's ``P``), as a k x k matrix.
+
+    The estimators here never form it (see :class:`ResidualProjection`, O(k) memory); it stays for
+    callers that want the matrix itself.
+    """
     WX = X * w[:, None]
     return np.diag(w) - WX @ np.linalg.solve(X.T @ WX, WX.T)
 
 
+class ResidualProjection:
+    """metafor's ``P = W - W X (X'WX)^{-1} X'W`` without the k x k matrix: O(k p) memory.
+
+    With ``Q = W^{1/2} X L^{-T}`` an orthonormal basis of ``W^{1/2} X`` (``L L' = X'WX``, the
+    Cholesky factor of the p x p matrix metafor inverts) and ``M = I - Q Q'``,
+    ``P = W^{1/2} M W^{1/2}``; the hat values are ``h_i = ||q_i||^2`` (row sums of ``Q * Q``), so
+
+    * ``P y = W^{1/2} (z - Q Q'z)``, ``z = W^{1/2} y`` (the weighted residuals ``w_i e_i``);
+    * ``tr(P) = sum_i w_i (1 - h_i)``;
+    * ``sum_ij a_i b_j M_ij^2 = sum_i a_i b_i (1 - 2 h_i) + <Q'AQ, Q'BQ>_F`` for diagonal A, B, which
+      gives ``sum(P * P)`` (a = b = w), ``sum(PV * (PV)')`` (a = b = w v) and ``sum(PV * P)``
+      (a = w, b = w v) of metafor's formulas (Viechtbauer 2005, Table 1).
+
+    The last identity subtracts terms of size ``a_i b_i h_i^2``: when one weight exceeds the others
+    by ~1e8 or more (``h_i`` -> 1) it cancels to noise. Up to ``DENSE_MAX_K`` effects the k x k
+    ``P`` (at most 8 MB) is therefore formed and summed elementwise, as metafor does; above that the
+    O(k) forms are used (and :func:`_fisher_scoring` falls back to bracketing the root of its
+    estimating equation if the information ``sum(P * P)`` is not a positive number).
+
+    Parameters
+    ----------
+    w : ndarray, shape (k,)
+        Positive weights (all ones: the unweighted projection ``I - X (X'X)^{-1} X'``).
+    X : ndarray, shape (k, p)
+        Full-column-rank design.
+    dense : bool, optional
+        Force (True) or forbid (False) the k x k matrix; default: ``k <= DENSE_MAX_K``.
+    """
+
+    def __init__(self, w, X, dense=None):
+        self.w = np.asarray(w, float)
+        self.sw = np.sqrt(self.w)
+        Xs = X * self.sw[:, None]
+        L = np.linalg.cholesky(Xs.T @ Xs)
+        self.Q = Xs @ np.linalg.inv(L).T
+        self._h = None
+        dense = self.w.size <= DENSE_MAX_K if dense is None else dense
+        self.P = hat_residual_matrix(self.w, X) if dense else None
+
+    @property
+    def h(self) -> np.ndarray:
+        """Hat values ``h_i = ||q_i||^2`` (row sums of ``Q * Q``), computed on first use."""
+        if self._h is None:
+            self._h = np.einsum("ij,ij->i", self.Q, self.Q)
+        return self._h
+
+    def apply(self, y) -> np.ndarray:
+        """``P y``."""
+        if self.P is not None:
+            return self.P @ y
+        z = self.sw * y
+        return self.sw * (z - self.Q @ (self.Q.T @ z))
+
+    def quad(self, y) -> float:
+        """``y' P y`` as the squared norm of the projected ``W^{1/2} y`` (no cancellation)."""
+        if self.P is not None:
+            return float(y @ self.P @ y)
+        z = self.sw * y
+        r = z - self.Q @ (self.Q.T @ z)
+        return float(r @ r)
+
+    def trace(self) -> float:
+        """``tr(P)``."""
+        if self.P is not None:
+            return float(np.trace(self.P))
+        return float(np.sum(self.w * (1.0 - self.h)))
+
+    def sum_sq(self, a, b=None) -> float:
+        """``sum_ij a_i b_j M_ij^2`` (``b = a`` by default); ``a = b = w`` gives ``sum(P * P)``."""
+        b = a if b is None else b
+        if self.P is not None:  # M_ij^2 = P_ij^2 / (w_i w_j)
+            M2 = np.square(self.P) / np.outer(self.w, self.w)
+            return float(a @ M2 @ b)
+        QA = self.Q.T @ (self.Q * a[:, None])
+        QB = QA if b is a else self.Q.T @ (self.Q * b[:, None])
+        return float(np.sum(a * b * (1.0 - 2.0 * self.h)) + np.sum(QA * QB))
+
+
 def generalized_q(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
     """Generalised Q statistic ``y' P(tau2) y`` with weights ``1 / (v_i + tau2)`` (metafor ``.QE.func``)."""
-    P = hat_residual_matrix(1.0 / (vi + tau2), X)
-    return float(y @ P @ y)
+    return ResidualProjection(1.0 / (vi + tau2), X).quad(y)
 
 
 def log_likelihood(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray, reml: bool) -> float:
@@ -92,27 +175,71 @@ def default_tau2_max(yi: np.ndarray) -> float:
     return max(TAU2_MAX_FLOOR, 10 * mad**2)
 
 
-def _fisher_scoring(ymc, vi, X, method, tau2, threshold):
-    """Fisher scoring (ML, REML) or the EB fixed-point step, with metafor's step halving at 0."""
+FS_MAXITER = 1_000  # Fisher-scoring steps before the bracketing fallback (metafor's default maxiter: 100)
+
+
+def _score(ymc, vi, X, method, tau2):
+    """The estimating equation Fisher scoring solves, ``> 0`` below the root: ``y'P P y - tr(P)``
+    (REML), ``y'P P y - sum w`` (ML), ``y'P y k / (k - p) - k`` (EB)."""
     k, p = X.shape
-    for it in range(1, MAXITER + 2):
+    w = 1.0 / (vi + tau2)
+    P = ResidualProjection(w, X)
+    Py = P.apply(ymc)
+    if method == "ML":
+        return float(Py @ Py - w.sum())
+    if method == "REML":
+        return float(Py @ Py - P.trace())
+    return float(ymc @ Py * k / (k - p) - k)
+
+
+def _fisher_scoring(ymc, vi, X, method, tau2, threshold):
+    """Fisher scoring (ML, REML) or the EB fixed-point step, with metafor's step halving at 0.
+
+    Converged when tau^2 changes by at most ``threshold`` (metafor's absolute rule), or by 64
+    rounding units of tau^2 where that is larger (data on a large scale, tau^2 ~ 1e80, converge too). Where the
+    steps oscillate without converging (rare: a very flat likelihood) the root of the same
+    estimating equation is bracketed and found by ``brentq`` instead (metafor stops with an error).
+    """
+    k, p = X.shape
+    start = tau2
+    for it in range(1, FS_MAXITER + 2):
         old = tau2
         w = 1.0 / (vi + tau2)
-        P = hat_residual_matrix(w, X)
-        Py = P @ ymc
+        P = ResidualProjection(w, X)
+        Py = P.apply(ymc)
         if method == "ML":
             adj = (Py @ Py - w.sum()) / np.sum(w**2)
         elif method == "REML":
-            adj = (Py @ Py - np.trace(P)) / np.sum(P * P)
+            info = P.sum_sq(w)
+            if not info > 0:  # cancelled to noise (weights ~1e8 apart, k > DENSE_MAX_K)
+                break
+            adj = (Py @ Py - P.trace()) / info
         else:  # EB
             adj = (ymc @ Py * k / (k - p) - k) / w.sum()
+        if not np.isfinite(adj):
+            break
         while tau2 + adj < 0:
             adj /= 2
         tau2 = tau2 + adj
-        if abs(old - tau2) <= threshold:
+        if abs(old - tau2) <= max(threshold, 64 * np.finfo(float).eps * tau2):
             return tau2, it
-    warnings.warn(f"{method} Fisher scoring did not converge in {MAXITER} iterations", ConvergenceWarning)
-    return tau2, MAXITER
+    return _bracketed_root(ymc, vi, X, method, start), it
+
+
+def _bracketed_root(ymc, vi, X, method, start):
+    """The root of :func:`_score` in tau^2 >= 0 by bracketing and ``brentq`` (0 if the score is <= 0 there)."""
+    def f(t):
+        return _score(ymc, vi, X, method, t)
+
+    if f(0.0) <= 0:
+        return 0.0
+    hi = max(1.0, start)
+    while f(hi) > 0:
+        if hi > 1e300:
+            warnings.warn(f"{method}: no root of the estimating equation found", ConvergenceWarning)
+            return hi
+        hi *= 4.0
+    return float(optimize.brentq(f, 0.0, hi, xtol=ROOT_XTOL, rtol=4 * np.finfo(float).eps, maxiter=MAXITER))
 
 
 def estimate_tau2(yi, vi, X, method: str = "REML", *, threshold: float = THRESHOLD) -> Tau2Estimate:
@@ -151,19 +278,18 @@ def estimate_tau2(yi, vi, X, method: str = "REML", *, threshold: float = THRESHO
 
     if method == "HS":
         w = 1.0 / vi
-        P = hat_residual_matrix(w, X)
-        tau2 = max(0.0, (ymc @ P @ ymc - k) / w.sum())
-        se = np.sqrt((2 * (k - p) + 4 * tau2 * np.trace(P) + 2 * tau2**2 * np.sum(P * P)) / w.sum() ** 2)
+        P = ResidualProjection(w, X)
+        tau2 = max(0.0, (P.quad(ymc) - k) / w.sum())
+        se = np.sqrt((2 * (k - p) + 4 * tau2 * P.trace() + 2 * tau2**2 * P.sum_sq(w)) / w.sum() ** 2)
         return Tau2Estimate(tau2, float(se))
 
     if method in ("HE", "ML", "REML", "EB"):
-        P0 = np.eye(k) - X @ np.linalg.solve(X.T @ X, X.T)
-        PV = P0 * vi[None, :]
-        tr_pv = np.trace(PV)
-        tau2 = (ymc @ P0 @ ymc - tr_pv) / (k - p)
+        P0 = ResidualProjection(np.ones(k), X)  # I - X (X'X)^-1 X'; metafor's PV = P0 V
+        tr_pv = float(np.sum(vi * (1.0 - P0.h)))
+        tau2 = (P0.quad(ymc) - tr_pv) / (k - p)
         if method == "HE":
             tau2 = max(0.0, tau2)
-            se = np.sqrt((2 * np.sum(PV * PV.T) + 4 * tau2 * tr_pv + 2 * tau2**2 * (k - p)) / (k - p) ** 2)
+            se = np.sqrt((2 * P0.sum_sq(vi) + 4 * tau2 * tr_pv + 2 * tau2**2 * (k - p)) / (k - p) ** 2)
             return Tau2Estimate(tau2, float(se))
         tau2, iterations = _fisher_scoring(ymc, vi, X, method, max(0.0, tau2), threshold)
         if method in ("ML", "REML") and tau2 > threshold:
@@ -177,27 +303,27 @@ def estimate_tau2(yi, vi, X, method: str = "REML", *, threshold: float = THRESHO
         if method == "ML":
             se = np.sqrt(2 / np.sum(w**2))
         elif method == "REML":
-            P = hat_residual_matrix(w, X)
-            se = np.sqrt(2 / np.sum(P * P))
+            se = np.sqrt(2 / ResidualProjection(w, X).sum_sq(w))
         else:
             se = np.sqrt(2 * k**2 / (k - p) / w.sum() ** 2)
         return Tau2Estimate(tau2, float(se), iterations)
 
     if method == "DL":
-        P = hat_residual_matrix(1.0 / vi, X)
-        trP = np.trace(P)
-        tau2 = max(0.0, (ymc @ P @ ymc - (k - p)) / trP)
-        se = np.sqrt((2 * (k - p) + 4 * tau2 * trP + 2 * tau2**2 * np.sum(P * P)) / trP**2)
+        w = 1.0 / vi
+        P = ResidualProjection(w, X)
+        trP = P.trace()
+        tau2 = max(0.0, (P.quad(ymc) - (k - p)) / trP)
+        se = np.sqrt((2 * (k - p) + 4 * tau2 * trP + 2 * tau2**2 * P.sum_sq(w)) / trP**2)
         return Tau2Estimate(tau2, float(se))
 
     if method == "SJ":
         tau2_0 = float(np.mean(ymc**2))  # metafor: var(ymci) * (k-1)/k
-        P = hat_residual_matrix(1.0 / (vi + tau2_0), X)
-        PV = P * vi[None, :]
-        tau2 = max(0.0, tau2_0 * (ymc @ P @ ymc) / (k - p))
+        w = 1.0 / (vi + tau2_0)
+        P = ResidualProjection(w, X)  # metafor's PV = P V: sums below with a = w v (module notes)
+        tau2 = max(0.0, tau2_0 * P.quad(ymc) / (k - p))
         se = np.sqrt(
             tau2_0**2 / (k - p) ** 2
-            * (2 * np.sum(PV * PV.T) + 4 * tau2 * np.sum(PV * P) + 2 * tau2**2 * np.sum(P * P))
+            * (2 * P.sum_sq(w * vi) + 4 * tau2 * P.sum_sq(w, w * vi) + 2 * tau2**2 * P.sum_sq(w))
         )
         return Tau2Estimate(tau2, float(se))
 

@@ -159,14 +159,14 @@ def plot_boxscore(table, *, pooled: dict | None = None, width="double"):
                     ax.text(l + v / 2, yi, str(v), ha="center", va="center", fontsize=style.MIN_FONT_PT,
                             color="white" if dark else "black", bbox=box)
             left = left + values
-        ax.set_yticks(y, labels)
+        style.literal_ticks(ax, "y", y, labels)
         ax.set_ylim(len(counts) - 0.5, -0.5)
         ax.tick_params(axis="y", length=0)
         ax.set_xlabel("Number of studies")
         ax.set_xlim(0, max(left.max(), 1) * 1.02)
         wide = style.width_inches(width) * style.MM_PER_INCH > 120.0
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=5 if wide else 3,
-                   handlelength=1.5, columnspacing=1.0)
+        style.literal(fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center",
+                                 ncol=5 if wide else 3, handlelength=1.5, columnspacing=1.0))
         if pooled:
             pax = axes[0, 1]
             for yi, (construct, _) in zip(y, counts.index):

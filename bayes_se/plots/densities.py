@@ -145,7 +145,7 @@ def plot_densities(fit, priors: dict | None = None, *, data=None, ax=None, width
                 panel.plot(prior["x"], prior["density"], color=style.PRIOR, lw=1.2, ls="--", label="Prior")
             panel.set_xlim(post["x"].min(), post["x"].max())
             panel.set_ylim(bottom=0.0)
-            panel.set_xlabel(name)
+            style.literal(panel.set_xlabel(name))
             panel.set_yticks([])
             panel.spines["left"].set_visible(False)
         for unused in axes.ravel()[len(names):]:

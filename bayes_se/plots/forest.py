@@ -361,7 +361,7 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
         for yy, g in headers:
             ticks.append(yy)
             labels.append(g)
-        ax.set_yticks(ticks, labels)
+        style.literal_ticks(ax, "y", ticks, labels)
         for tick in ax.get_yticklabels()[len(ypos):]:  # the group headers
             tick.set_fontweight("bold")
         ax.tick_params(axis="y", length=0)

@@ -39,8 +39,9 @@ def plot_pareto_k(fit, *, ax=None, width="single"):
         n = len(table)
         for xi, ki, name in zip(x[k > K_WARN], k[k > K_WARN], table["study"][k > K_WARN]):
             right = xi > n / 2  # label towards the middle so it stays inside the axes
-            ax.annotate(name, (xi, ki), xytext=(-4 if right else 4, 2), textcoords="offset points",
-                        ha="right" if right else "left", va="bottom", fontsize=style.MIN_FONT_PT)
+            style.literal(ax.annotate(str(name), (xi, ki), xytext=(-4 if right else 4, 2),
+                                      textcoords="offset points", ha="right" if right else "left",
+                                      va="bottom", fontsize=style.MIN_FONT_PT))
         top = max(K_BAD + 0.15, k.max())
         ax.set_ylim(min(0.0, k.min() - 0.05), top + 0.12 * (top - min(0.0, k.min())))
         ax.set_xlim(0.3, n + 0.7)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bayes_se.plots.style import literal
+
 __all__ = ["paths_table", "indirect_density_table", "plot_paths", "plot_indirect", "OKABE_ITO"]
 
 OKABE_ITO = {"orange": "#E69F00", "sky_blue": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
@@ -123,7 +125,7 @@ def plot_paths(fit, ax=None, level: float = 0.95):
         fig = ax.figure
     box = dict(boxstyle="round,pad=0.45", facecolor="white", edgecolor=OKABE_ITO["black"], linewidth=1.2)
     for v, (px, py) in pos.items():
-        ax.text(px, py, v.replace("_", " "), ha="center", va="center", fontsize=11, bbox=box, zorder=3)
+        literal(ax.text(px, py, v.replace("_", " "), ha="center", va="center", fontsize=11, bbox=box, zorder=3))
     pct = f"{100 * level:g}%"
     ax.set_xlim(-0.25, 1.25)
     ax.set_ylim(-0.62 if fit.paths.mediation is not None else -0.4, 0.85 if fit.paths.mediation else 1.2)
@@ -135,10 +137,10 @@ def plot_paths(fit, ax=None, level: float = 0.95):
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops=dict(arrowstyle="-|>", color=colour, lw=2.0, linestyle="-" if sig else "--",
                                     shrinkA=38, shrinkB=38, mutation_scale=16), zorder=2)
-        label = ax.annotate(f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
+        label = literal(ax.annotate(f"{row.label} = {row.median:.2f}\n[{row.lower:.2f}, {row.upper:.2f}]",
                             xy=((x0 + x1) / 2, (y0 + y1) / 2), xytext=(0.0, 0.0), textcoords="offset points",
                             ha="center", va="center", fontsize=9.5, color=colour, zorder=4,
-                            bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none"))
+                            bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none")))
         labels.append((label, (x0, y0), (x1, y1)))
     _place_beside(fig, ax, labels, pos)
     lines = [f"posterior medians, {pct} credible intervals"]

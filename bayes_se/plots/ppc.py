@@ -72,7 +72,7 @@ def plot_ppc_stats(fit, *, ax=None, width="double"):
             ax.hist(draws[s], bins=30, color=style.REPLICATED, edgecolor="white", linewidth=0.3)
             ax.axvline(table.loc[s, "observed"], color=style.OBSERVED, lw=1.2)
             ax.set_title(f"p = {table.loc[s, 'p_value']:.2f}", loc="left")
-            ax.set_xlabel(labels[s])
+            style.literal(ax.set_xlabel(labels[s]))
             ax.set_yticks([])
             ax.spines["left"].set_visible(False)
     return fig

@@ -100,7 +100,7 @@ def plot_sensitivity(table, *, width="double"):
             ax.set_xlabel(label)
             ax.tick_params(axis="y", length=0)
         axes[0].axvline(0.0, color="0.5", lw=0.6, ls=":")
-        axes[0].set_yticks(y, labels)
+        style.literal_ticks(axes[0], "y", y, labels)
         axes[0].set_ylim(n - 0.5, -0.5)
         axes[1].set_xlim(left=0.0)
         if extra:  # a text column: the numbers beside each prior's row

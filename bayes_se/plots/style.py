@@ -61,6 +61,8 @@ RC = {
     "legend.frameon": False,
     "svg.fonttype": "none",
     "pdf.fonttype": 42,
+    # labels are text: a '$' in a study label must not start mathtext (see literal())
+    "text.parse_math": False,
 }
 FORMATS = ("png", "svg", "pdf")
 
@@ -79,6 +81,36 @@ def width_inches(width) -> float:
     if not mm > 0:
         raise SpecError(f"width must be positive, got {width!r}", key="width")
     return mm / MM_PER_INCH
+
+
+def literal(texts):
+    """Draw user-provided text literally: turn off matplotlib's mathtext (``$...$``) parsing.
+
+    Every study label, moderator level, variable or prior name a plot shows goes through here (or
+    :func:`literal_ticks`), so a label such as ``A$x$`` or ``$$`` is drawn as typed, never as maths
+    or a parse error. :data:`RC` sets ``text.parse_math`` off for text created inside
+    :func:`style` as well; this also covers tick labels of axes a caller created beforehand.
+
+    Parameters
+    ----------
+    texts : matplotlib.text.Text, an iterable of them, or a Legend (its texts)
+
+    Returns
+    -------
+    The argument.
+    """
+    items = texts.get_texts() if hasattr(texts, "get_texts") else texts
+    for text in ([items] if hasattr(items, "set_parse_math") else items):
+        text.set_parse_math(False)
+    return texts
+
+
+def literal_ticks(ax, axis: str, ticks, labels) -> None:
+    """``ax.set_xticks`` / ``ax.set_yticks`` (``axis`` "x" or "y") with literal (:func:`literal`) labels."""
+    labels = [str(label) for label in labels]
+    getattr(ax, f"set_{axis}ticks")(ticks, labels)
+    for sibling in getattr(ax, f"get_shared_{axis}_axes")().get_siblings(ax):  # sharex/sharey: same labels
+        literal(getattr(sibling, f"get_{axis}ticklabels")())
 
 
 def style():

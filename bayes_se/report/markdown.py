@@ -7,6 +7,7 @@ Blocks as in :mod:`bayes_se.report.html`. Pipe tables are written here rather th
 from __future__ import annotations
 
 import html
+import re
 
 import pandas as pd
 
@@ -15,13 +16,34 @@ from bayes_se.report.html import format_value
 __all__ = ["render_markdown"]
 
 
+#: Characters with a meaning in (GitHub-flavoured) Markdown anywhere in a line: backslash-escaped
+#: (CommonMark 2.4: any ASCII punctuation may be), so ``*a_b*``, ``[x](url)``, ``![x](url)``,
+#: `` `code` ``, ``~~x~~`` and ``a | b`` in a study label show as typed.
+_MD_INLINE = re.compile(r"([\\`*_\[\]~|!{}])")
+#: Line starts that open a block (heading, list, quote, setext underline, ordered list).
+_MD_LINE_START = re.compile(r"^(\s*)([#+=-]|\d+(?=[.)]))", flags=re.M)
+
+
+def _inline(text) -> str:
+    """User text shown literally inside a line: ``& < >`` HTML-escaped (Markdown passes raw HTML
+    through to its renderer) and Markdown's inline syntax backslash-escaped."""
+    return _MD_INLINE.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
 def _text(text) -> str:
-    """User text with ``& < >`` escaped: Markdown passes raw HTML through to its renderer."""
-    return html.escape(str(text), quote=False)
+    """:func:`_inline`, and block syntax at the start of each line (``# - + =``, ``1.``) escaped."""
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2) if not m.group(2).isdigit()
+                              else m.group(0) + "\\", _inline(text))
 
 
 def _cell(text: str) -> str:
-    return _text(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return _inline(text).replace("\n", " ")
+
+
+def _fence(body: str) -> str:
+    """A code fence longer than any run of backticks in ``body``, so the body cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _table(df: pd.DataFrame, caption: str) -> str:
@@ -49,7 +71,8 @@ def _block(block) -> str:
     if kind == "list":
         return "\n".join(f"- {_text(i)}" for i in block[1])
     if kind == "code":
-        return "```\n" + block[1] + "\n```"
+        fence = _fence(block[1])
+        return f"{fence}\n{block[1]}\n{fence}"
     if kind == "table":
         return _table(block[1], block[2])
     if kind == "figure":
