@@ -55,7 +55,7 @@ REAL_PRIORS = ["normal(0, 1)", "student_t(3, 0.2, 0.5)", "uniform(-1, 2)"]
 def test_str_round_trips(text):
     prior = parse_prior(text)
     assert parse_prior(str(prior)) == prior
-    assert Prior.parse(str(prior)) == prior
+    assert parse_prior(str(prior)) == prior
     assert parse_prior(prior.spec_text()).params == prior.params
 
 

@@ -1,35 +1,9 @@
-"""Priors as small value objects, their text grammar, densities, PyMC bridge and named presets.
+"""A prior as a value object: its families, parameters, target, densities and draws.
 
-A :class:`Prior` is data: a family name, its parameters and the quantity (``target``) its density is
-on. ``str(prior)`` prints the maths it means (``tau ~ HalfNormal(0.5)``,
-``log(tau2) ~ t_5(-3.44, 2.59)``) and :func:`parse_prior` reads that back, as well as the short
-forms a spec file uses (``half_normal(0.5)``, ``normal(mu=0, sigma=1)``). Text is read by a small
-tokenizer and grammar of our own, never evaluated.
-
-Families and the quantity each is a density on::
-
-    normal(mu, sigma)            x ~ N(mu, sigma^2)                      (target: a real, e.g. mu)
-    student_t(nu, mu, sigma)     x ~ t_nu(mu, sigma)                     (real)
-    half_normal(sigma)           tau ~ N+(0, sigma^2)                    (positive, e.g. tau)
-    half_cauchy(beta)            tau ~ Cauchy+(0, beta)                  (positive)
-    half_student_t(nu, sigma)    tau ~ t+_nu(0, sigma)                   (positive)
-    exponential(lam)             tau ~ Exp(rate lam)                     (positive)
-    uniform(lower, upper)        x ~ U(lower, upper)                     (positive when lower >= 0)
-    inverse_gamma(alpha, beta)   tau2 ~ InvGamma(shape alpha, scale beta) (variance)
-    log_normal(mu, sigma)        log(tau2) ~ N(mu, sigma^2)              (variance)
-    log_t(nu, mu, sigma)         log(tau2) ~ t_nu(mu, sigma)             (variance)
-    flat()                       p(x) = 1 (improper): mu, beta on the real line, tau on (0, inf)
-
-``flat()`` is for the exact engine only (:mod:`bayes_se.exact`), which integrates it and checks
-that the posterior is proper; it has no normalising constant, so marginal likelihoods and Bayes
-factors of hypotheses on the flat parameter are undefined. The MCMC engine refuses it.
-
-References
-----------
-Rhodes KM, Turner RM, Higgins JPT (2015). Predictive distributions were developed for the extent of
-heterogeneity in meta-analyses of continuous outcome data. J Clin Epidemiol 68(1):52-60.
-Röver C, Bender R, Dias S, et al. (2021). On weakly informative prior distributions for the
-heterogeneity parameter in Bayesian random-effects meta-analysis. Res Synth Methods 12(4):448-474.
+A :class:`Prior` is data: a family name, its parameters and the quantity (``target``) its density
+is on; ``str(prior)`` prints the maths it means. :func:`assign_prior` checks that a prior suits a
+parameter, :func:`coefficient_priors` gives each regression coefficient its prior by one rule.
+The families are listed in :mod:`bayes_se.priors`.
 """
 
 from __future__ import annotations
@@ -76,7 +50,7 @@ _DISPLAY = {
     "inverse_gamma": "InvGamma",
     "flat": "Flat",
 }
-_ALIASES = {
+FAMILY_ALIASES = {
     "normal": "normal", "n": "normal", "gaussian": "normal",
     "studentt": "student_t", "t": "student_t",
     "halfnormal": "half_normal", "halfcauchy": "half_cauchy",
@@ -89,7 +63,7 @@ _ALIASES = {
 }
 # parameter names a prior can be assigned to (beta[NAME] too)
 PARAM_NAMES = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
-_SD_PARAMS = ("tau", "sigma_cluster", "sigma_effect")
+SD_PARAMS = ("tau", "sigma_cluster", "sigma_effect")
 _BETA_RE = re.compile(r"^beta\[[A-Za-z_][^\[\]]*\]$")  # ablat, allocrandom, factor(x)2:z, subjectEarth Science
 
 
@@ -101,7 +75,7 @@ def _default_target(family: str) -> str:
     return {"real": "mu", "positive": "tau", "variance": "tau2"}[_kind(family)]
 
 
-def _fmt(x: float) -> str:
+def format_number(x: float) -> str:
     """Shortest text that reads back as the same float (repr), with integral values as ints."""
     if float(x).is_integer() and abs(x) < 1e15:
         return str(int(x))
@@ -130,7 +104,7 @@ class Prior:
 
     def __post_init__(self):
         if self.family not in FAMILIES:
-            raise SpecError(_unknown_family_message(self.family))
+            raise SpecError(unknown_family_message(self.family))
         params = _check_args(self.family, dict(self.params))
         object.__setattr__(self, "params", types.MappingProxyType(params))
         if not self.target:
@@ -141,7 +115,7 @@ class Prior:
         return hash((self.family, tuple(sorted(self.params.items())), self.target))
 
     def __repr__(self):
-        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        args = ", ".join(f"{k}={format_number(v)}" for k, v in self.params.items())
         return f"Prior({self.family}({args}), target={self.target!r})"
 
     def __str__(self):
@@ -149,24 +123,19 @@ class Prior:
         target = self.target or _default_target(self.family)
         f = self.family
         names = FAMILIES[f][0]
-        if "nu" in p and "e" not in _fmt(p["nu"]):  # t_5(mu, sigma); an exponent cannot sit in a name
+        if "nu" in p and "e" not in format_number(p["nu"]):  # t_5(mu, sigma); an exponent cannot sit in a name
             names = tuple(n for n in names if n != "nu")
-            display = ("HalfT_" if f == "half_student_t" else "t_") + _fmt(p["nu"])
+            display = ("HalfT_" if f == "half_student_t" else "t_") + format_number(p["nu"])
         else:
             display = {"student_t": "StudentT", "log_t": "StudentT", "half_student_t": "HalfStudentT",
                        "log_normal": "Normal"}.get(f) or _DISPLAY[f]
         lhs = f"log({target})" if f in ("log_normal", "log_t") else target
-        return f"{lhs} ~ {display}({', '.join(_fmt(p[n]) for n in names)})"
+        return f"{lhs} ~ {display}({', '.join(format_number(p[n]) for n in names)})"
 
-    # -- text ------------------------------------------------------------------------------------
-    @classmethod
-    def parse(cls, text: str) -> "Prior":
-        """Read a prior from text; see :func:`parse_prior`."""
-        return parse_prior(text)
-
+    # -- text (read back by bayes_se.priors.grammar.parse_prior) ------------------------------
     def spec_text(self) -> str:
         """The short keyword-free form a spec file uses, e.g. ``half_normal(0.5)``."""
-        return f"{self.family}({', '.join(_fmt(v) for v in self.params.values())})"
+        return f"{self.family}({', '.join(format_number(v) for v in self.params.values())})"
 
     @property
     def kind(self) -> str:
@@ -175,7 +144,7 @@ class Prior:
         if self.family == "uniform" and self.params["lower"] < 0:
             return "real"
         if self.family == "flat":
-            return "positive" if self.target in _SD_PARAMS else "real"
+            return "positive" if self.target in SD_PARAMS else "real"
         return _kind(self.family)
 
     @property
@@ -328,7 +297,7 @@ class Prior:
         return mean, sd
 
     # -- PyMC --------------------------------------------------------------------------------------
-    def _float64_params(self) -> dict:
+    def float64_params(self) -> dict:
         # numpy float64, not Python floats: PyTensor stores a Python float that float32 holds exactly
         # (0.5, 1.0) as a float32 constant, which costs ~1e-9 in the log density's constants.
         return {k: np.float64(v) for k, v in self.params.items()}
@@ -339,10 +308,10 @@ class Prior:
         For log_normal / log_t it is the distribution of ``log tau2`` (what :meth:`to_pymc`
         samples).
         """
-        _refuse_flat_in_mcmc(self)
+        refuse_flat_in_mcmc(self)
         import pymc as pm
 
-        p = self._float64_params()
+        p = self.float64_params()
         f = self.family
         if f in ("normal", "log_normal"):
             return pm.Normal.dist(mu=p["mu"], sigma=p["sigma"])
@@ -377,10 +346,10 @@ class Prior:
         -------
         pytensor.tensor.TensorVariable
         """
-        _refuse_flat_in_mcmc(self)
+        refuse_flat_in_mcmc(self)
         import pymc as pm
 
-        p = self._float64_params()
+        p = self.float64_params()
         f = self.family
         ctor = {
             "normal": lambda n: pm.Normal(n, mu=p["mu"], sigma=p["sigma"], **dims),
@@ -400,7 +369,7 @@ class Prior:
         return ctor(name)
 
 
-def _refuse_flat_in_mcmc(prior) -> None:
+def refuse_flat_in_mcmc(prior) -> None:
     """The MCMC engine samples proper priors only (docs/model_spec.md, "Flat priors")."""
     if prior.family == "flat":
         raise SpecError(f"'{prior}' is an improper flat prior, which the MCMC engine does not sample (an "
@@ -498,7 +467,7 @@ class _HalfT:
 # ---------------------------------------------------------------------------------------------
 # checking arguments
 # ---------------------------------------------------------------------------------------------
-def _unknown_family_message(name: str) -> str:
+def unknown_family_message(name: str) -> str:
     close = difflib.get_close_matches(name.lower(), list(FAMILIES), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown prior family '{name}'{hint}; known families: {', '.join(FAMILIES)}"
@@ -517,14 +486,14 @@ def _check_args(family: str, params: dict) -> dict:
         if not math.isfinite(v):
             raise SpecError(f"{family}: argument {n} must be finite, got {v}")
         if n in _POSITIVE_ARGS and v <= 0:
-            raise SpecError(f"{family}: argument {n} must be > 0, got {_fmt(v)}")
+            raise SpecError(f"{family}: argument {n} must be > 0, got {format_number(v)}")
         if n in _POSITIVE_ARGS and v * v == 0.0:
             raise SpecError(f"{family}: argument {n} = {v!r} is too small to compute with (its square "
                             "underflows to 0)")
         out[n] = v
     if family == "uniform" and not out["lower"] < out["upper"]:
-        raise SpecError(f"uniform: lower must be < upper, got lower={_fmt(out['lower'])}, "
-                        f"upper={_fmt(out['upper'])}")
+        raise SpecError(f"uniform: lower must be < upper, got lower={format_number(out['lower'])}, "
+                        f"upper={format_number(out['upper'])}")
     return out
 
 
@@ -570,7 +539,7 @@ def assign_prior(param: str, prior: Prior) -> Prior:
     else:  # tau, sigma_cluster, sigma_effect, nu
         if prior.family == "uniform" and prior.params["lower"] < 0:
             raise SpecError(f"'{param}' is positive: uniform lower bound must be >= 0, got "
-                            f"{_fmt(prior.params['lower'])}", key=param)
+                            f"{format_number(prior.params['lower'])}", key=param)
         if kind == "real":
             raise SpecError(f"'{param}' is positive: {prior.family} puts mass below 0; use half_normal, "
                             "half_cauchy, half_student_t, exponential or uniform", key=param)
@@ -584,430 +553,6 @@ def assign_prior(param: str, prior: Prior) -> Prior:
     return dataclasses.replace(prior, target=target)
 
 
-# ---------------------------------------------------------------------------------------------
-# tokenizer and grammar (hand-written so that no user text is ever evaluated)
-# ---------------------------------------------------------------------------------------------
-_TOKEN_RE = re.compile(
-    r"\s*(?:(?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
-    r"|(?P<punct>[(),=~\[\]]))"
-)
-
-
-def _tokenize(text: str) -> list[tuple[str, str, int]]:
-    tokens = []
-    pos = 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if not m or m.end() == pos:
-            raise SpecError(f"cannot read prior '{text}': unexpected character {text[pos]!r} at "
-                            f"position {pos + 1}")
-        kind = m.lastgroup
-        tokens.append((kind, m.group(kind), m.start(kind) + 1))
-        pos = m.end()
-    tokens.append(("end", "", len(text) + 1))
-    return tokens
-
-
-class _Parser:
-    """statement := [lhs ('~' | '=')] call ; lhs := NAME ['[' NAME ']'] | 'log' '(' NAME ')'
-    call := FAMILY '(' [arg (',' arg)*] ')' ; arg := [NAME '='] NUMBER"""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.tokens = _tokenize(text)
-        self.i = 0
-
-    def peek(self, k=0):
-        return self.tokens[min(self.i + k, len(self.tokens) - 1)]
-
-    def take(self, kind, value=None, what=None):
-        tok = self.peek()
-        if tok[0] != kind or (value is not None and tok[1] != value):
-            self.fail(f"expected {what or (repr(value) if value else kind)}", tok)
-        self.i += 1
-        return tok
-
-    def fail(self, msg, tok):
-        got = "end of text" if tok[0] == "end" else repr(tok[1])
-        raise SpecError(f"cannot read prior '{self.text}': {msg} at position {tok[2]}, got {got}")
-
-    def statement(self):
-        lhs, log_lhs = None, False
-        t0, t1 = self.peek(), self.peek(1)
-        if t0[0] == "name" and t0[1] == "log" and t1[1] == "(":
-            # 'log(tau2) ~ ...' unless it is the family call 'log(...)' which is not a family
-            self.i += 2
-            lhs = self.take("name", what="a parameter name")[1]
-            self.take("punct", ")")
-            log_lhs = True
-            self.take_assign()
-        elif t0[0] == "name" and t1[1] in ("~", "=", "["):
-            lhs = self.take("name")[1]
-            if self.peek()[1] == "[":
-                self.i += 1
-                inner = self.take("name", what="a moderator name")[1]
-                self.take("punct", "]")
-                lhs = f"{lhs}[{inner}]"
-            self.take_assign()
-        family, nu, args, kwargs = self.call()
-        self.take("end", what="end of text")
-        return lhs, log_lhs, family, nu, args, kwargs
-
-    def take_assign(self):
-        tok = self.peek()
-        if tok[1] not in ("~", "="):
-            self.fail("expected '~' or '='", tok)
-        self.i += 1
-
-    def call(self):
-        tok = self.take("name", what="a prior family name")
-        family, nu = _family_from_name(tok[1], self.text)
-        self.take("punct", "(")
-        args, kwargs = [], {}
-        if self.peek()[1] != ")":
-            while True:
-                if self.peek()[0] == "name" and self.peek(1)[1] == "=":
-                    key = self.take("name")[1]
-                    self.i += 1
-                    val = float(self.take("number", what="a number")[1])
-                    if key in kwargs:
-                        raise SpecError(f"{family}: argument {key} given twice in '{self.text}'")
-                    kwargs[key] = val
-                else:
-                    if kwargs:
-                        self.fail("positional argument after a keyword argument", self.peek())
-                    args.append(float(self.take("number", what="a number")[1]))
-                if self.peek()[1] == ",":
-                    self.i += 1
-                    continue
-                break
-        self.take("punct", ")", what="',' or ')'")
-        return family, nu, args, kwargs
-
-
-def _family_from_name(name: str, text: str) -> tuple[str, float | None]:
-    """Map a written family name to (family, nu embedded in the name as in t_5 / HalfT_3)."""
-    if name in FAMILIES:
-        return name, None
-    m = re.fullmatch(r"(?i)(t|halft)_(\d+(?:\.\d+)?)", name)
-    if m:
-        return ("student_t" if m.group(1).lower() == "t" else "half_student_t"), float(m.group(2))
-    key = name.lower().replace("_", "")
-    if key in _ALIASES:
-        return _ALIASES[key], None
-    raise SpecError(_unknown_family_message(name) + f" (in '{text}')")
-
-
-def _build(family, nu, args, kwargs, text) -> Prior:
-    names = FAMILIES[family][0]
-    if nu is not None:  # t_5(mu, sigma) / HalfT_5(sigma): nu comes from the name
-        names = tuple(n for n in names if n != "nu")
-    if len(args) > len(names):
-        raise SpecError(f"{family} takes {len(names)} argument(s) ({', '.join(names)}), got "
-                        f"{len(args) + len(kwargs)} in '{text}'")
-    params = dict(zip(names, args))
-    for k, v in kwargs.items():
-        if k not in names:
-            raise SpecError(f"{family} has no argument '{k}'; it takes ({', '.join(names)}) in '{text}'")
-        if k in params:
-            raise SpecError(f"{family}: argument {k} given twice in '{text}'")
-        params[k] = v
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise SpecError(f"{family} takes {len(names)} argument(s) ({', '.join(names)}); missing "
-                        f"{', '.join(missing)} in '{text}'")
-    if nu is not None:
-        params["nu"] = nu
-    params = {n: params[n] for n in FAMILIES[family][0]}
-    try:
-        return Prior(family, params)
-    except SpecError as exc:
-        raise SpecError(f"{exc} in '{text}'") from None
-
-
-_BETA_LHS_RE = re.compile(r"^\s*(beta\[[^\[\]=~]+\])\s*[=~]")  # beta[factor(x)2:z] = ...
-
-
-def _parse(text: str):
-    if not isinstance(text, str):
-        raise SpecError(f"a prior must be text such as 'normal(0, 1)', got {text!r}")
-    beta = _BETA_LHS_RE.match(text)
-    inner = beta.group(1)[5:-1].strip() if beta else ""
-    if beta and not re.fullmatch(r"[A-Za-z0-9_.]+", inner):  # a name the tokenizer cannot read
-        lhs, prior = _parse(text[beta.end():])
-        if lhs is not None:
-            raise SpecError(f"cannot read prior '{text}': two '=' or '~'")
-        return f"beta[{inner}]", prior
-    lhs, log_lhs, family, nu, args, kwargs = _Parser(text).statement()
-    if log_lhs:
-        # 'log(tau2) ~ Normal(..)' is log_normal, 'log(tau2) ~ t_5(..)' is log_t
-        family = {"normal": "log_normal", "student_t": "log_t"}.get(family, family)
-        if family not in ("log_normal", "log_t"):
-            raise SpecError(f"log({lhs}) takes a normal or t prior, got {family} in '{text}'", key=lhs)
-    prior = _build(family, nu, args, kwargs, text)
-    return lhs, prior
-
-
-def parse_prior(text: str) -> Prior:
-    """Read a prior from text.
-
-    Accepts the spec form ``half_normal(0.5)``, keyword arguments ``normal(mu=0, sigma=1)``, and
-    what ``str(prior)`` prints (``tau ~ HalfNormal(0.5)``, ``log(tau2) ~ t_5(-3.44, 2.59)``). When
-    a left-hand side is given, the prior is checked against that parameter (:func:`assign_prior`).
-
-    Raises
-    ------
-    SpecError
-        Unknown family (listing the known ones), wrong number or names of arguments, a
-        non-positive scale, lower >= upper, malformed text (with the position).
-    """
-    lhs, prior = _parse(text)
-    if lhs is not None:
-        prior = assign_prior(_lhs_param(lhs), prior)
-        if lhs.endswith("2") and lhs[:-1] in _SD_PARAMS:
-            prior = dataclasses.replace(prior, target=lhs)
-    return prior
-
-
-def _lhs_param(lhs: str) -> str:
-    # sigma_cluster2 as printed by str() is the variance of sigma_cluster
-    if lhs.endswith("2") and lhs[:-1] in ("sigma_cluster", "sigma_effect"):
-        return lhs[:-1]
-    return lhs
-
-
-def parse_assignment(text: str) -> tuple[str, Prior]:
-    """Read ``"param = family(args)"`` (or ``param ~ ...``) and return ``(param, prior)``.
-
-    ``param`` is one of ``mu``, ``tau``, ``tau2``, ``beta`` (all non-intercept coefficients),
-    ``beta[NAME]``, ``sigma_cluster``, ``sigma_effect``, ``nu``.
-
-    Examples
-    --------
-    >>> parse_assignment("mu=normal(0, 1)")
-    ('mu', Prior(normal(mu=0, sigma=1), target='mu'))
-    """
-    lhs, prior = _parse(text)
-    if lhs is None:
-        raise SpecError(f"cannot read '{text}': expected 'parameter = family(arguments)'")
-    param = _lhs_param(lhs)
-    return param, assign_prior(param, prior)
-
-
-def prior_overrides(entry, *, bare_preset: bool = False) -> tuple[str | None, dict[str, Prior]]:
-    """The one reader of prior overrides: CLI ``--prior`` strings, grid entries, Python lists.
-
-    ``entry`` is a string (pieces separated by ``;``) or a sequence of strings. A piece is an
-    assignment (``tau = half_cauchy(0.5)``, ``beta[guided] ~ normal(0, 0.3)``) or ``preset=NAME``;
-    with ``bare_preset`` a piece without ``=`` or ``~`` also names a preset (the grid syntax of
-    :func:`bayes_se.prior_sensitivity.sensitivity`). At most one preset.
-
-    Returns
-    -------
-    (str or None, dict)
-        The preset named (None if none) and the assigned priors by parameter (``tau2`` kept as
-        given: it replaces ``tau``).
-
-    Raises
-    ------
-    SpecError
-        Key ``priors``: not a string or strings, an empty entry, two presets, a malformed prior.
-    """
-    if isinstance(entry, str):
-        pieces = entry.split(";")
-    elif isinstance(entry, (list, tuple)) and all(isinstance(p, str) for p in entry):
-        pieces = [q for p in entry for q in p.split(";")]
-    else:
-        raise SpecError(f"priors must be a string or a list of strings, got {entry!r}", key="priors")
-    pieces = [p.strip() for p in pieces if p.strip()]
-    if not pieces:
-        raise SpecError(f"empty prior entry {entry!r}", key="priors")
-    presets, priors = [], {}
-    for piece in pieces:
-        key, eq, value = piece.partition("=")
-        if eq and key.strip() == "preset":
-            presets.append(value.strip())
-        elif bare_preset and "=" not in piece and "~" not in piece:
-            presets.append(piece)
-        else:
-            param, prior = parse_assignment(piece)
-            priors[param] = prior
-    if len(presets) > 1:
-        raise SpecError(f"'{'; '.join(pieces)}' names {len(presets)} presets ({', '.join(presets)}); "
-                        "give at most one", key="priors")
-    return (presets[0] if presets else None), priors
-
-
-def prior_for(param: str, text: str) -> Prior:
-    """Parse ``text`` as the prior of ``param`` (the form a spec's ``[priors]`` table uses).
-
-    Errors are raised as :class:`SpecError` naming ``param`` as the key.
-    """
-    try:
-        lhs, prior = _parse(text)
-        if lhs is not None and _lhs_param(lhs) != param:
-            raise SpecError(f"the prior is written for '{lhs}' but given for '{param}'")
-        return assign_prior(param, prior)
-    except SpecError as exc:
-        if exc.key == param:
-            raise
-        raise SpecError(str(exc), key=param) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# PyMC bridge for heterogeneity
-# ---------------------------------------------------------------------------------------------
-def heterogeneity_rv(prior: Prior, name: str = "tau", **dims):
-    """Create a heterogeneity SD in the current PyMC model and return the tau tensor.
-
-    * prior on tau (half-families, exponential, uniform): free RV ``name``, and
-      ``{name}2 = name**2`` as a Deterministic;
-    * inverse_gamma on tau2: free RV ``{name}2``, ``name = sqrt({name}2)`` Deterministic;
-    * log_normal / log_t: free RV ``log_{name}2`` (normal / t), ``{name}2 = exp(.)`` and
-      ``name = exp(log_{name}2 / 2)`` Deterministics.
-
-    Parameters
-    ----------
-    prior : Prior
-        A positive-family or variance-family prior.
-    name : str
-        ``"tau"``, ``"sigma_cluster"``, ...
-    **dims
-        Passed to PyMC (e.g. ``dims="subgroup"`` for one tau per level).
-
-    Returns
-    -------
-    pytensor.tensor.TensorVariable
-        tau.
-    """
-    _refuse_flat_in_mcmc(prior)
-    import pymc as pm
-
-    kind = prior.kind
-    d = dims.get("dims")
-    if kind == "real":
-        raise SpecError(f"'{prior}' cannot be a heterogeneity prior: use a prior for a positive "
-                        "quantity (half_normal, ...) or for the variance (inverse_gamma, ...)", key=name)
-    p = prior._float64_params()
-    if kind == "positive":
-        tau = prior.to_pymc(name, **dims)
-        pm.Deterministic(f"{name}2", tau**2, dims=d)
-        return tau
-    if prior.family == "inverse_gamma":
-        tau2 = prior.to_pymc(f"{name}2", **dims)
-        return pm.Deterministic(name, pm.math.sqrt(tau2), dims=d)
-    if prior.family == "log_normal":
-        log_tau2 = pm.Normal(f"log_{name}2", mu=p["mu"], sigma=p["sigma"], **dims)
-    else:
-        log_tau2 = pm.StudentT(f"log_{name}2", nu=p["nu"], mu=p["mu"], sigma=p["sigma"], **dims)
-    pm.Deterministic(f"{name}2", pm.math.exp(log_tau2), dims=d)
-    return pm.Deterministic(name, pm.math.exp(0.5 * log_tau2), dims=d)
-
-
-# ---------------------------------------------------------------------------------------------
-# presets
-# ---------------------------------------------------------------------------------------------
-# Rhodes, Turner & Higgins (2015), Table 3 ("other" medical areas): log tau2 ~ t_5(location, scale)
-# for SMDs. Numbers as published (cross-checked against bayesmeta's RhodesEtAlParameters array).
-RHODES2015_GENERAL = (-3.44, 2.59)
-RHODES2015_MENTAL = {
-    "pharm_vs_placebo": (-2.99, 2.16),
-    "pharm_vs_pharm": (-3.27, 2.14),
-    "nonpharm_vs_control": (-3.85, 1.93),  # as printed; -2.85 fits the table (see _rhodes docstring)
-}
-# Unit-information SD of an SMD with the unit "one participant in each arm" (n per arm):
-# var(d) ~ 1/n + 1/n = 2/n, so UISD = sqrt(2). Counted per participant in total (N = 2n) it is
-# var(d) ~ 4/N, UISD = 2. RoBMA 4.0 (brma) uses sqrt(2) with the fractions below.
-UISD_SMD = math.sqrt(2.0)
-ROVER2021_FRACTIONS = {"mu": 0.5, "tau": 0.25, "beta": 0.25}
-
-
-def _p(text: str, param: str) -> Prior:
-    return prior_for(param, text)
-
-
-def _location_defaults(sd_mu: float = 1.0, sd_beta: float = 1.0) -> dict[str, Prior]:
-    return {"mu": _p(f"normal(0, {_fmt(sd_mu)})", "mu"), "beta": _p(f"normal(0, {_fmt(sd_beta)})", "beta")}
-
-
-def _rhodes(location: float, scale: float) -> dict[str, Prior]:
-    return {**_location_defaults(), "tau": _p(f"log_t(5, {_fmt(location)}, {_fmt(scale)})", "tau")}
-
-
-def _rover(uisd: float) -> dict[str, Prior]:
-    f = ROVER2021_FRACTIONS
-    return {
-        "mu": Prior("normal", {"mu": 0.0, "sigma": f["mu"] * uisd}, "mu"),
-        "beta": Prior("normal", {"mu": 0.0, "sigma": f["beta"] * uisd}, "beta"),
-        "tau": Prior("half_normal", {"sigma": f["tau"] * uisd}, "tau"),
-    }
-
-
-PRESETS: dict[str, dict[str, Prior]] = {
-    "default": {**_location_defaults(), "tau": _p("half_normal(0.5)", "tau")},
-    "vague": {"mu": _p("normal(0, 10)", "mu"), "beta": _p("normal(0, 10)", "beta"),
-              "tau": _p("half_cauchy(1)", "tau")},
-    "rhodes2015_general": _rhodes(*RHODES2015_GENERAL),
-    **{f"rhodes2015_mental_{cell}": _rhodes(*lt) for cell, lt in RHODES2015_MENTAL.items()},
-    "rhodes2015_mental_nonpharm_vs_control_corrected": _rhodes(-2.85, 1.93),
-    "rover2021_smd": _rover(UISD_SMD),
-    "rover2021_smd_total_n": _rover(2.0),
-}
-PRESETS_DOC = """Named prior sets; each maps ``mu``, ``beta`` and ``tau`` to a Prior (``tau`` may hold a
-variance prior, whose ``target`` is then ``tau2``).
-
-default
-    ``mu ~ N(0, 1)``, each ``beta ~ N(0, 1)``, ``tau ~ HalfNormal(0.5)``: weakly informative on the
-    SMD scale (an SMD beyond +-2 is rare; tau above 1 SMD unit is implausible). It is the prior of
-    the exact quadrature reference in ``tests/reference/exact``.
-vague
-    ``mu ~ N(0, 10)``, ``beta ~ N(0, 10)``, ``tau ~ HalfCauchy(1)`` (Gelman 2006, Bayesian Anal
-    1:515-534, recommends the half-Cauchy for group-level SDs).
-rhodes2015_general, rhodes2015_mental_*
-    Rhodes, Turner & Higgins (2015, J Clin Epidemiol 68:52-60), Table 3, predictive distributions
-    of tau2 for SMDs in Cochrane reviews: ``log(tau2) ~ t_5(location, scale)``. General (any
-    outcome, any comparison): t_5(-3.44, 2.59). Mental-health outcomes: pharmacological vs
-    placebo/control t_5(-2.99, 2.16); pharmacological vs pharmacological t_5(-3.27, 2.14);
-    non-pharmacological (the table's column "non-pharmacological (any)") t_5(-3.85, 1.93) as
-    printed. The table's locations are additive in outcome type and comparison type: in every
-    other row the non-pharmacological location is the pharmacological-vs-placebo location + 0.14
-    (e.g. -2.55 -> -2.41, -3.00 -> -2.86, -3.41 -> -3.27), and the same holds for the mental-health
-    row in the respiratory (-4.90 -> -4.76) and cancer (-0.43 -> -0.29) tables of its appendix.
-    The mental-health cell -3.85 is therefore 1.00 off the pattern; -2.99 + 0.14 = -2.85 fits.
-    ``rhodes2015_mental_nonpharm_vs_control`` ships the printed -3.85 and
-    ``rhodes2015_mental_nonpharm_vs_control_corrected`` the -2.85 that fits; the scale (1.93) is
-    kept. ``mu`` and ``beta`` are the default N(0, 1).
-rover2021_smd, rover2021_smd_total_n
-    Unit-information-SD (UISD) priors in the sense of Röver et al. (2021, Res Synth Methods
-    12:448-474, Eq. 6: UISD = sqrt(sum n_i / sum se_i^-2)), with the fractions RoBMA 4.0's ``brma``
-    uses by default: ``mu ~ N(0, UISD/2)``, ``beta ~ N(0, UISD/4)``, ``tau ~ HalfNormal(UISD/4)``.
-    For Cohen's d with n participants in each of two arms, var(d) ~ 1/n + 1/n = 2/n: counting the
-    unit as one participant per arm gives UISD = sqrt(2) (RoBMA's known UISD for SMD; preset
-    ``rover2021_smd``: N(0, 0.707), HalfNormal(0.354)); counting each participant of the total
-    N = 2n gives var(d) ~ 4/N and UISD = 2 (preset ``rover2021_smd_total_n``: N(0, 1),
-    N(0, 0.5), HalfNormal(0.5)).
-"""
-
-
-def preset(name: str) -> dict[str, Prior]:
-    """The priors of a named preset (a copy); see :data:`PRESETS_DOC` for each one's source.
-
-    Raises
-    ------
-    SpecError
-        For an unknown name, listing the known ones and the closest.
-    """
-    if name not in PRESETS:
-        close = difflib.get_close_matches(name, list(PRESETS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise SpecError(f"unknown prior preset '{name}'{hint}; known presets: {', '.join(PRESETS)}",
-                        key="preset")
-    return dict(PRESETS[name])
-
-
-preset.__doc__ += "\n" + PRESETS_DOC
 
 
 def coefficient_priors(priors: Mapping[str, Prior], coef_names: Sequence[str]) -> list[Prior]:
@@ -1042,22 +587,3 @@ def coefficient_priors(priors: Mapping[str, Prior], coef_names: Sequence[str]) -
             else (priors["mu"] if n == "intercept" else priors["beta"]) for n in names]
 
 
-def coefficient_vector_rv(priors: Sequence[Prior], name: str = "beta", **dims):
-    """Create a vector of coefficients with one prior per element in the current PyMC model.
-
-    All-normal (or all-Student-t) priors become one vectorised RV ``name``; a mix of families
-    becomes one RV per element (``name_0``, ``name_1``, ...) stacked into the Deterministic
-    ``name``, so the posterior always carries ``name`` with the given dims.
-    """
-    for prior in priors:
-        _refuse_flat_in_mcmc(prior)
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    families = {p.family for p in priors}
-    if families <= {"normal"} or families <= {"student_t"}:
-        params = {k: np.array([p._float64_params()[k] for p in priors], dtype=float) for k in priors[0].params}
-        dist = pm.Normal if priors[0].family == "normal" else pm.StudentT
-        return dist(name, **params, **dims)
-    parts = [p.to_pymc(f"{name}_{j}") for j, p in enumerate(priors)]
-    return pm.Deterministic(name, pt.stack(parts), **dims)
