@@ -71,7 +71,6 @@ from bayes_se.errors import ConvergenceWarning, DataError, SpecError
 
 __all__ = ["ExactPosterior", "exact_posterior", "half_normal_logpdf"]
 
-DEFAULT_TAU_SCALE = 0.5  # half-N(0, 0.5) on tau: weakly informative on log-OR / SMD scales
 TAIL_NATS = 50.0  # the grid covers tau where the density is within e^-50 of its maximum
 SCAN_DECADES = (-8.0, 4.0)  # first scan: tau from 1e-8 to 1e4 times the data's scale
 SCAN_POINTS = 49  # 4 per decade; then REFINE_POINTS between the neighbours of the best one
@@ -873,9 +872,11 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
         raise SpecError("coefficients with flat priors are not identified by the design", key="beta_sd")
     if not 0.0 < float(level) < 1.0:
         raise SpecError(f"level must lie strictly between 0 and 1, got {level}", key="level")
-    if tau_prior is None:
-        logprior = half_normal_logpdf(DEFAULT_TAU_SCALE)
-    elif callable(getattr(tau_prior, "tau_logpdf", None)):
+    if tau_prior is None:  # the default preset's tau prior (bayes_se.defaults.PRIORS)
+        from bayes_se.priors import preset
+
+        tau_prior = preset("default")["tau"]
+    if callable(getattr(tau_prior, "tau_logpdf", None)):
         logprior = tau_prior.tau_logpdf
     elif callable(tau_prior):
         logprior = tau_prior
