@@ -285,7 +285,7 @@ def _annotation(r) -> str:
 
 
 def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, width=None,
-                annotate: bool = True):
+                annotate: bool | None = None):
     """Draw the forest plot of :func:`forest_table`.
 
     Parameters
@@ -297,8 +297,9 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
         Draw into this axes; otherwise a new figure whose height grows with the number of rows.
     width : {"single", "double"} or float, optional
         Width of a new figure; default double column when labels are long or ``annotate``.
-    annotate : bool
-        metafor's annotation columns on the right: each study's observed effect with its CI and its
+    annotate : bool, optional
+        Default: True unless the figure is single-column width (too narrow for them). metafor's
+        annotation columns on the right: each study's observed effect with its CI and its
         weight (percent, random-effects weights at the posterior median of tau), each pooled row's
         estimate with its interval.
 
@@ -327,7 +328,9 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
     n_rows = ypos.max() + 1.0
     longest = max(len(s) for s in table["label"])
     if width is None:
-        width = "double" if longest > 28 or annotate else "single"
+        width = "double" if longest > 28 or annotate is not False else "single"
+    if annotate is None:
+        annotate = width != "single"
     with style.style():
         height = MARGIN_MM + ROW_MM * n_rows
         tax = None
