@@ -33,10 +33,9 @@ import pytensor.tensor as pt
 from bayes_se.builders.random_effects import (
     STUDY_DIMS,
     MetaModel,
-    coefficient_rv,
     check_design,
     check_inputs,
-    make_rv,
+    data_and_location,
     normal_conditional,
     prior_text,
     resolve_prior,
@@ -209,13 +208,7 @@ def build_three_level(
     if X is not None:
         coords["coef"] = coef_names
     with pm.Model(coords=coords) as model:
-        # shared data, not constants: see bayes_se.builders.random_effects (PyTensor's module keys)
-        yi_data = pm.Data("yi", yi, dims="study")
-        vi_data = pm.Data("vi", vi, dims="study")
-        if X is None:
-            loc = make_rv(loc_prior, "mu")
-        else:
-            loc = pt.dot(pm.Data("X", X, dims=("study", "coef")), coefficient_rv(priors, coef_names))
+        yi_data, vi_data, loc = data_and_location(yi, vi, X, coef_names, priors, loc_prior)
         sigma_cluster = scale_rv(sc_prior, "sigma_cluster")
         sigma_effect = scale_rv(se_prior, "sigma_effect")
         logp = _cluster_logp_tensor(
