@@ -160,7 +160,7 @@ def test_forest_table_bcg_alloc_groups(bcg_alloc_fit):
         pred = block[block["row"] == "prediction"].iloc[0]
         np.testing.assert_allclose([pred["lower"], pred["upper"]],
                                    np.quantile(draws + tau * normal, [0.025, 0.975]), rtol=SAME_DRAWS_RTOL)
-    check_and_save(plots.plot_forest(bcg_alloc_fit, group=BCG.alloc), "forest_bcg_alloc")
+    check_and_save(plots.plot_forest(bcg_alloc_fit, group=BCG.alloc), "forest_bcg_alloc", "double")
 
 
 def test_forest_plot_bcg_single_and_double(bcg_fit):
@@ -202,7 +202,7 @@ def test_forest_exact_meta_regression_draws_group_diamonds():
     np.testing.assert_allclose(spans, sorted(zip(pooled["lower"], pooled["upper"])), rtol=SAME_DRAWS_RTOL)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "Pooled" in legend and "Subgroup pooled" in legend
-    check_and_save(fig, "forest_bcg_alloc_exact")
+    check_and_save(fig, "forest_bcg_alloc_exact", "double")
 
 
 def test_forest_errors(metapsy_exact):
