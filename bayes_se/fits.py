@@ -29,6 +29,7 @@ Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package. 
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import html
 import json
@@ -169,41 +170,45 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
-class Fit:
+class Fit(abc.ABC):
     """Base class of every Bayesian fit (see the module docstring for the interface).
 
     Subclasses set ``engine`` and provide ``idata``, ``settings`` (dict), ``priors`` (dict of
     resolved Prior objects) and ``diagnostics`` (a :class:`bayes_se.diagnostics.Verdict`), and
-    implement the hooks :meth:`_table`, :meth:`location_names`, :meth:`_prob`, :meth:`_headline`,
+    implement the abstract hooks :meth:`_table`, :meth:`location_names`, :meth:`_prob`, :meth:`_headline`,
     :meth:`_data_arrays` and :meth:`from_idata`.
     """
 
     engine: str = ""
 
     # -- hooks -------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _table(self, level: float, interval: str, theta: bool) -> pd.DataFrame:
-        raise NotImplementedError
+        """Columns mean, sd, the interval (:func:`interval_columns`) and the engine's own, per row."""
 
+    @abc.abstractmethod
     def location_names(self) -> list[str]:
         """Rows whose probabilities of effects are reported (mu, beta[...], pred, theta[...])."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _prob(self, name: str, op: str, x: float) -> float:
-        raise NotImplementedError
+        """Posterior probability of ``name op x`` (``op`` is ``>`` or ``<``)."""
 
+    @abc.abstractmethod
     def _headline(self) -> str:
-        raise NotImplementedError
+        """The first line of :meth:`print_summary`: model, engine, k."""
 
     def _footer(self) -> list[str]:
         return []
 
+    @abc.abstractmethod
     def _data_arrays(self) -> list:
         """The numbers the fit was made from, in the order :func:`data_hash` reads them."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def from_idata(cls, idata) -> "Fit":
-        raise NotImplementedError
+        """The fit a :meth:`to_netcdf` file holds (read by :func:`bayes_se.api.load_fit`)."""
 
     def posterior_density(self, name: str, x):
         """Exact posterior density of ``name`` at ``x`` where the engine knows it, else None (plots

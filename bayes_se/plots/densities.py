@@ -97,8 +97,8 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
         draws = d.tau[:, 0] if bounded else d.coef[:, j]
         lo, hi = _range(draws, bounded)
         grid = np.linspace(lo, hi, GRID)
-        exact = fit.posterior_density(label, grid) if is_fit else (
-            None if hasattr(fit, "idata") else np.asarray(fit.pdf(label, grid), float))
+        # a fit knows its exact density where its engine does; an ExactPosterior always does
+        exact = fit.posterior_density(label, grid) if is_fit else np.asarray(fit.pdf(label, grid), float)
         if exact is not None:
             rows.append((label, "posterior", grid, np.asarray(exact, float)))
         else:

@@ -116,11 +116,12 @@ def posterior_draws(fit, data=None, *, n_draws: int = EXACT_DRAWS, seed: int = 0
     -------
     PosteriorDraws
     """
+    from bayes_se.exact import ExactPosterior
     from bayes_se.fits import Fit
 
     if isinstance(fit, Fit):
         return idata_draws(fit.idata)
-    if hasattr(fit, "tau_grid") and hasattr(fit, "draws"):
+    if isinstance(fit, ExactPosterior):
         study = [str(s) for s in fit.study]
         yi, vi = _data_arrays(data, len(study))
         d = fit.draws(int(n_draws), rng=seed)

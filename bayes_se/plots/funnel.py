@@ -26,6 +26,8 @@ import pandas as pd
 from scipy import stats
 
 from bayes_se.errors import DataError, SpecError
+from bayes_se.frequentist.bias import TrimfillResult
+from bayes_se.frequentist.rma import RMAResult
 from bayes_se.plots import style
 from bayes_se.plots.forest import posterior_draws
 
@@ -63,7 +65,7 @@ def funnel_table(fit, data=None, *, trimfill=None) -> pd.DataFrame:
             raise DataError(f"data needs column {missing[0]!r}", column=missing[0])
         yi, vi = fit["yi"].to_numpy(float), fit["vi"].to_numpy(float)
         study = fit["study"].astype(str).tolist() if "study" in fit.columns else [str(i + 1) for i in range(len(fit))]
-    elif hasattr(fit, "blup") and hasattr(fit, "beta"):  # RMAResult
+    elif isinstance(fit, RMAResult):
         yi, vi, study = np.asarray(fit.yi, float), np.asarray(fit.vi, float), [str(s) for s in fit.slab]
         estimate = float(fit.beta[0]) if fit.int_only else None
     else:
@@ -78,12 +80,12 @@ def funnel_table(fit, data=None, *, trimfill=None) -> pd.DataFrame:
     if trimfill is None or trimfill is False:
         return table
     if trimfill is True:
-        if not (hasattr(fit, "blup") and hasattr(fit, "beta")):
+        if not isinstance(fit, RMAResult):
             raise SpecError("trimfill=True needs an RMAResult; pass a TrimfillResult for other fits", key="trimfill")
         from bayes_se.frequentist import trimfill as run_trimfill
 
         trimfill = run_trimfill(fit)
-    if not hasattr(trimfill, "filled_yi"):
+    if not isinstance(trimfill, TrimfillResult):
         raise SpecError(f"trimfill must be a TrimfillResult or True, got {type(trimfill).__name__}", key="trimfill")
     k_obs = int(trimfill.fit.k) - int(trimfill.k0)
     if k_obs != len(table):

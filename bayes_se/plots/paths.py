@@ -84,7 +84,7 @@ def _layout(fit):
         pos = {x: (0.0, 0.0), m: (0.5, 0.62), y: (1.0, 0.0)}
         return {v: pos[v] for v in pos}
     depth = {}
-    for v in fit.paths.order if hasattr(fit.paths, "order") else variables:
+    for v in fit.paths.order:
         preds = fit.paths.equations.get(v, [])
         depth[v] = 0 if not preds else 1 + max(depth[u] for u in preds)
     levels = max(depth.values()) or 1
