@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import sys
 import warnings
 
@@ -44,23 +42,10 @@ def _load(args):
     )
 
 
-def _jsonable(obj):
-    """Replace NaN/inf by None so the output is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy scalars and arrays
-        obj = obj.tolist()
-        if isinstance(obj, list):
-            return _jsonable(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _print_json(obj) -> None:
-    print(json.dumps(_jsonable(obj), indent=2, allow_nan=False))
+    from bayes_se.json_text import dumps
+
+    print(dumps(obj))
 
 
 def cmd_freq(args) -> int:

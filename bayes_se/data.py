@@ -282,15 +282,17 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     yi = _numeric(table[effect], effect, decimal, where)
     v = _numeric(table[vcol], vcol, decimal, where)
     for values, name in ((yi, effect), (v, vcol)):
-        for i in range(k):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:  # the first missing or infinite cell
+            i = int(bad[0])
             if math.isnan(values[i]):
                 raise DataError("the value is missing", row=where(i), column=name)
-            if math.isinf(values[i]):
-                raise DataError(f"the value is infinite ({values[i]})", row=where(i), column=name)
+            raise DataError(f"the value is infinite ({values[i]})", row=where(i), column=name)
     what = "standard error" if se is not None else "sampling variance"
-    for i in range(k):
-        if v[i] <= 0:
-            raise DataError(f"the {what} must be > 0, got {v[i]:g}", row=where(i), column=vcol)
+    bad = np.flatnonzero(v <= 0)
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(f"the {what} must be > 0, got {v[i]:g}", row=where(i), column=vcol)
     vi = v**2 if se is not None else v
     bad = np.flatnonzero(~np.isfinite(vi) | (vi <= 0))
     if bad.size:  # se**2 can over- or underflow

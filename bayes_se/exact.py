@@ -77,6 +77,8 @@ SCAN_POINTS = 49  # 4 per decade; then REFINE_POINTS between the neighbours of t
 SCAN_MAX_DECADE = 24.0  # heavy tails (flat priors, small k) are followed this far before giving up
 MAX_TAIL_MOMENT = 4  # a flat tau prior: the grid reaches far enough for E[tau^4] (tau2's sd)
 REFINE_POINTS = 33
+ZOOM_CORE = 3  # a peak is resolved when this many scan points lie within 2 nats of its top ...
+ZOOM_MAX = 8  # ... after at most this many zooms (each ~16x finer)
 CHEB_START = 24
 CHEB_MAX = 1536
 CHEB_TOL = 1e-13  # relative size of the last quarter of Chebyshev coefficients at convergence
@@ -85,6 +87,7 @@ QUANTILE_RTOL = 1e-14
 TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); below it L(tau) = L(0)
 TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
+CHUNK_ELEMENTS = 1 << 21  # (grid x study) arrays are built this many elements at a time (16 MiB)
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -144,7 +147,16 @@ class _NormalModel:
         ``log p(y|tau) = -1/2 [log|D| + log|S| + log|A| + r'D^-1 r - r'D^-1 X A^-1 X'D^-1 r] + const``
         with ``D = V + tau^2 I``, ``A = X'D^-1 X + S^-1``, ``r = y - X m`` (Woodbury identity), so no
         k x k matrix is ever formed. Vectorised over tau: returns shapes (G,), (G, p), (G, p, p).
+        The (G, k) intermediates are formed ``CHUNK_ELEMENTS`` at a time, so memory stays linear in k.
         """
+        tau = np.asarray(tau, dtype=float)
+        rows = max(1, CHUNK_ELEMENTS // max(1, self.y.size))
+        if tau.size <= rows:
+            return self._conditional(tau)
+        parts = [self._conditional(tau[i:i + rows]) for i in range(0, tau.size, rows)]
+        return tuple(np.concatenate(blocks) for blocks in zip(*parts))
+
+    def _conditional(self, tau):
         p = self.X.shape[1]
         d = self.v + np.square(tau)[:, None]
         w = 1.0 / d
@@ -205,6 +217,7 @@ class ExactPosterior:
         self._log_axis = log_tau2_prior is not None
         self.coef_names = tuple(names)
         self.study = tuple(study)
+        self._study_index = {label: i for i, label in enumerate(self.study)}  # O(1) lookups at large k
         self.level = level
         self._intercept_only = intercept_only
         self._newx = newx
@@ -251,6 +264,20 @@ class ExactPosterior:
             more = scale * np.logspace(top + 0.25, top + 4.0, 16)
             taus, g = np.append(taus, more), np.append(g, self._logpost(more)[0] + np.log(more))
             top += 4.0
+        for _ in range(ZOOM_MAX):
+            # a peak narrower than the scan's spacing (large k: tau's posterior sd shrinks like
+            # 1/sqrt(k)) is resolved by zooming in: REFINE_POINTS more between the neighbours of the
+            # region within TAIL_NATS of the top, until the top 2 nats hold ZOOM_CORE points
+            if np.count_nonzero(g > g.max() - 2.0) >= ZOOM_CORE:
+                break
+            inside = np.flatnonzero(g > g.max() - TAIL_NATS)
+            if inside[0] == 0 or inside[-1] == taus.size - 1:
+                break
+            more = np.geomspace(taus[inside[0] - 1], taus[inside[-1] + 1], REFINE_POINTS)[1:-1]
+            taus = np.append(taus, more)
+            g = np.append(g, self._logpost(more)[0] + np.log(more))
+            order = np.argsort(taus)
+            taus, g = taus[order], g[order]
         c = float(taus[np.argmax(g)])
         core = taus[g > g.max() - 2.0]  # about +-2 sd of a normal-shaped peak
         inside = np.flatnonzero(g > g.max() - TAIL_NATS)
@@ -385,7 +412,9 @@ class ExactPosterior:
         # self._log_z: log of the integral of prior x likelihood over tau
         self._lo, self._hi = lo, hi
         self.tau_grid = tau
-        self.tau_weights = w * math.exp(top - self._log_z)
+        # w / sum(w): exp(top - log_z) would leave the sum off 1 by ~|log_z| ulps (1e-13 at k = 200,000),
+        # and a probability of 1.0000000000009
+        self.tau_weights = w / w.sum()
         self._b, self._Ainv = b, Ainv
         self._cdf_coef = chebyshev.chebint(coef * math.exp(top - self._log_z), lbnd=-1.0, scl=0.5 * (hi - lo))
         self._cdf_coef[0] += self._p0  # the cdf of x, P(tau <= tau(x)), is p0 at the grid's start
@@ -403,8 +432,8 @@ class ExactPosterior:
             return "coef", self._par.index(name)
         if name in self.coef_names and not self._intercept_only:
             return "coef", self.coef_names.index(name)
-        if name.startswith("theta[") and name.endswith("]") and name[6:-1] in self.study:
-            return "theta", self.study.index(name[6:-1])
+        if name.startswith("theta[") and name.endswith("]") and name[6:-1] in self._study_index:
+            return "theta", self._study_index[name[6:-1]]
         known = self._par + ["tau", "tau2", "pred", "theta[STUDY]"]
         raise SpecError(f"unknown parameter {name!r}; known: {', '.join(known)}", key="parameter")
 
@@ -420,25 +449,57 @@ class ExactPosterior:
             x0 = self._newx
             return b @ x0, np.sqrt(np.einsum("p,gpq,q->g", x0, Ainv, x0) + np.square(tau))
         X, v, y = self._model.X, self._model.v, self._model.y
-        if j is not None:
-            X, v, y = X[j:j + 1], v[j:j + 1], y[j:j + 1]
+        single = isinstance(j, (int, np.integer))
+        if j is not None:  # one study (an int) or a block of them (a slice)
+            rows = slice(j, j + 1) if single else j
+            X, v, y = X[rows], v[rows], y[rows]
         t2 = np.square(tau)[:, None]
         B = t2 / (v + t2)
         mean = B * y + (1.0 - B) * (b @ X.T)
         sd = np.sqrt(B * v + np.square(1.0 - B) * np.einsum("kp,gpq,kq->gk", X, Ainv, X))
-        return (mean, sd) if j is None else (mean[:, 0], sd[:, 0])
+        return (mean[:, 0], sd[:, 0]) if single else (mean, sd)
+
+    def _theta_cached(self) -> bool:
+        """Whether the (grid x study) moments of every theta are small enough to keep in memory."""
+        return self.tau_grid.size * len(self.study) <= CHUNK_ELEMENTS
 
     def _theta_all(self):
-        """Means and sds (grid x study) of every theta_i given tau, computed on first use."""
+        """Means and sds (grid x study) of every theta_i given tau, computed on first use (only
+        where :meth:`_theta_cached`; larger fits work through :meth:`_theta_blocks`)."""
         if "theta" not in self._mixtures:
             self._mixtures["theta"] = self._normal_moments("theta", None, self.tau_grid, self._b, self._Ainv)
         return self._mixtures["theta"]
 
+    def _theta_blocks(self):
+        """``(rows, mean, sd)`` for blocks of studies, each ``(grid x block)`` at most about
+        ``CHUNK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are."""
+        k = len(self.study)
+        if self._theta_cached():
+            mean, sd = self._theta_all()
+            yield slice(0, k), mean, sd
+            return
+        size = max(1, CHUNK_ELEMENTS // self.tau_grid.size)
+        for start in range(0, k, size):
+            rows = slice(start, min(k, start + size))
+            yield (rows,) + self._normal_moments("theta", rows, self.tau_grid, self._b, self._Ainv)
+
     def _mixture(self, kind, j):
-        if kind != "theta":
+        if kind != "theta" or not self._theta_cached():
             return self._normal_moments(kind, j, self.tau_grid, self._b, self._Ainv)
         mean, sd = self._theta_all()
         return mean[:, j], sd[:, j]
+
+    def theta_prob(self, op: str, value: float) -> np.ndarray:
+        """``P(theta_i op value | y)`` for every study at once (``op`` one of < <= > >=), in study order."""
+        if op not in ("<", "<=", ">", ">="):
+            raise SpecError(f"operator must be one of < <= > >=, not {op!r}", key="op")
+        out = np.empty(len(self.study))
+        sign = -1.0 if op.startswith(">") else 1.0
+        w = self.tau_weights
+        keep = w > 1e-18  # the rest can move no probability by more than G x 1e-18
+        for rows, m, s in self._theta_blocks():
+            out[rows] = w[keep] @ special.ndtr(sign * (float(value) - m[keep]) / s[keep])
+        return np.clip(out, 0.0, 1.0)
 
     def conditional(self, name: str, tau):
         """Mean and sd of the normal ``name | tau, y`` (mu/beta, theta, pred), vectorised over tau."""
@@ -460,7 +521,7 @@ class ExactPosterior:
     def _mix_cdf(self, kind, j, x, upper=False):
         m, s = self._mixture(kind, j)
         z = (np.asarray(x, dtype=float)[..., None] - m) / s
-        return special.ndtr(-z if upper else z) @ self.tau_weights
+        return np.clip(special.ndtr(-z if upper else z) @ self.tau_weights, 0.0, 1.0)
 
     def _mix_quantile(self, kind, j, q):
         m, s = self._mixture(kind, j)
@@ -478,22 +539,29 @@ class ExactPosterior:
     def _quantiles_all(self, m, s, q):
         """Quantile ``q`` of J mixtures at once, ``m``, ``s`` of shape (G, J): Newton's method kept
         inside a bisection bracket, vectorised over mixtures (the theta summaries of a large k would
-        otherwise cost J Python-level brentq searches)."""
+        otherwise cost J Python-level brentq searches). Mixtures leave the iteration once converged,
+        and components of negligible weight are left out, as in :meth:`_mix_quantile`."""
         w = self.tau_weights
         mean = w @ m
         sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
+        keep = w > 1e-15 * min(q, 1.0 - q)
+        if not keep.all():
+            w, m, s = w[keep], m[keep], s[keep]
         lo, hi = (m - 12 * s).min(axis=0), (m + 12 * s).max(axis=0)
         x = np.clip(mean + sd * special.ndtri(q), lo, hi)
+        active = slice(None)  # all mixtures, then the indices of those not yet converged
         for _ in range(200):
-            z = (x - m) / s
+            ma, sa, xa = (m, s, x) if isinstance(active, slice) else (m[:, active], s[:, active], x[active])
+            z = (xa - ma) / sa
             F = w @ special.ndtr(z) - q
-            lo, hi = np.where(F < 0, x, lo), np.where(F > 0, x, hi)
-            new = x - F / (w @ (np.exp(-0.5 * z * z) / s)) * math.sqrt(2 * math.pi)
-            new = np.where((new >= lo) & (new <= hi), new, 0.5 * (lo + hi))
-            done = np.abs(new - x) <= 1e-13 * sd
-            x = new
+            la, ha = np.where(F < 0, xa, lo[active]), np.where(F > 0, xa, hi[active])
+            new = xa - F / (w @ (np.exp(-0.5 * z * z) / sa)) * math.sqrt(2 * math.pi)
+            new = np.where((new >= la) & (new <= ha), new, 0.5 * (la + ha))
+            done = np.abs(new - xa) <= 1e-13 * sd[active]
+            x[active], lo[active], hi[active] = new, la, ha
             if done.all():
                 break
+            active = np.flatnonzero(~done) if isinstance(active, slice) else active[~done]
         return x
 
     # -- tau -------------------------------------------------------------------------------
@@ -694,11 +762,13 @@ class ExactPosterior:
         blocks = [np.array([list(self._moments(n)) + list(self.quantile(n, probs)) for n in head])]
         names = list(head)
         if theta:
-            m, s = self._theta_all()
+            rows_out = np.empty((len(self.study), 2 + len(probs)))
             w = self.tau_weights
-            mean = w @ m
-            sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
-            blocks.append(np.column_stack([mean, sd] + [self._quantiles_all(m, s, p) for p in probs]))
+            for rows, m, s in self._theta_blocks():
+                mean = w @ m
+                sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
+                rows_out[rows] = np.column_stack([mean, sd] + [self._quantiles_all(m, s, p) for p in probs])
+            blocks.append(rows_out)
             names += [f"theta[{st}]" for st in self.study]
         if pred:
             blocks.append(np.array([list(self._moments("pred")) + list(self.quantile("pred", probs))]))

@@ -170,6 +170,19 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
+def _rows_dict(table: pd.DataFrame) -> dict:
+    """``{row: {column: value}}`` with :func:`_num` applied to every cell, numeric columns at once
+    (a summary of 200,000 study effects took seconds cell by cell)."""
+    cols = [str(c) for c in table.columns]
+    if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in table.dtypes):
+        values = table.to_numpy(dtype=float)
+        cells = values.astype(object)
+        cells[~np.isfinite(values)] = None
+        return {str(name): dict(zip(cols, row)) for name, row in zip(table.index, cells.tolist())}
+    return {str(row[0]): {c: _num(v) for c, v in zip(cols, row[1:])}
+            for row in table.itertuples(index=True, name=None)}
+
+
 class Fit(abc.ABC):
     """Base class of every Bayesian fit (see the module docstring for the interface).
 
@@ -193,6 +206,12 @@ class Fit(abc.ABC):
     @abc.abstractmethod
     def _prob(self, name: str, op: str, x: float) -> float:
         """Posterior probability of ``name op x`` (``op`` is ``>`` or ``<``)."""
+
+    def _probs(self, names, op: str, x: float) -> np.ndarray:
+        """:meth:`_prob` of each of ``names`` (NaN for rows that are not locations); an engine may
+        override it to compute many rows in one pass."""
+        locs = set(self.location_names())
+        return np.array([self._prob(n, op, x) if n in locs else np.nan for n in names], dtype=float)
 
     @abc.abstractmethod
     def _headline(self) -> str:
@@ -258,9 +277,8 @@ class Fit(abc.ABC):
         s = self.smallest_effect if smallest_effect is None else float(smallest_effect)
         if s is not None:
             above, below = probability_columns(s)
-            locs = set(self.location_names())
-            table[above] = [self._prob(n, ">", s) if n in locs else np.nan for n in table.index]
-            table[below] = [self._prob(n, "<", -s) if n in locs else np.nan for n in table.index]
+            table[above] = self._probs(list(table.index), ">", s)
+            table[below] = self._probs(list(table.index), "<", -s)
         table.attrs.update(level=level, interval=interval, engine=self.engine)
         return table
 
@@ -325,7 +343,7 @@ class Fit(abc.ABC):
         """JSON-ready: ``engine``, ``k``, ``parameters`` (row -> statistics), ``diagnostics``,
         ``priors``, ``settings`` and ``prob_greater`` at 0 and at the smallest effect."""
         table = self.summary(level=level, interval=interval)
-        params = {str(name): {str(c): _num(v) for c, v in row.items()} for name, row in table.iterrows()}
+        params = _rows_dict(table)
         diagnostics = self.diagnostics.to_dict()
         if self.engine == "exact":
             diagnostics["note"] = "exact quadrature: no Monte Carlo error, no sampler diagnostics"

@@ -206,12 +206,30 @@ def number_column(values, column: str, decimal: str, where=None) -> np.ndarray:
     """
     where = where or (lambda i: i + 1)
     values = list(values)
-    out = np.empty(len(values))
-    for i, cell in enumerate(values):
+    out = _plain_numbers(values, decimal)
+    # the cells that are not plain numbers (missing, grouped, numbers from a DataFrame, errors) one by one
+    for i in np.flatnonzero(~np.isfinite(out)):
         try:
-            out[i] = parse_number(cell, decimal)
+            out[i] = parse_number(values[i], decimal)
         except NotANumber as exc:
-            raise DataError(str(exc), row=where(i), column=column) from None
+            raise DataError(str(exc), row=where(int(i)), column=column) from None
+    return out
+
+
+def _plain_numbers(values: list, decimal: str) -> np.ndarray:
+    """Floats of the text cells that are plain numbers of the grammar (``[+-]digits[D digits][e..]``),
+    NaN elsewhere: the common case at C speed (NumPy parses the text with Python's own
+    correctly rounded reader), so 200,000 rows do not go through :func:`parse_number` one by one."""
+    match = _NUMBER[decimal].match
+    texts = [cell.strip() if type(cell) is str else "" for cell in values]
+    plain = np.array([match(t) is not None for t in texts], dtype=bool)
+    out = np.full(len(values), np.nan)
+    if plain.any():
+        chosen = [t for t, ok in zip(texts, plain) if ok]
+        if decimal != ".":
+            chosen = [t.replace(decimal, ".") for t in chosen]
+        with np.errstate(over="ignore"):
+            out[plain] = np.array(chosen, dtype=float)
     return out
 
 

@@ -1,0 +1,108 @@
+"""Strict, indented JSON text of a result, fast enough for 200,000 study rows.
+
+:func:`dumps` returns exactly ``json.dumps(jsonable(obj), indent=2, allow_nan=False)``. The standard
+library encodes with its C accelerator only when ``indent`` is None; with an indent it falls back to
+a pure-Python generator, which took longer than the fit itself for a summary of 200,000 studies. Here
+one pass both cleans the object (:func:`jsonable`: NaN and inf become null, NumPy values become
+Python ones) and writes the text, escaping strings with the standard library's C escaper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from json.encoder import encode_basestring_ascii
+
+__all__ = ["dumps", "jsonable"]
+
+INDENT = "  "
+
+
+def jsonable(obj):
+    """``obj`` with NaN/inf replaced by None and NumPy scalars and arrays turned into Python values."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy scalars and arrays
+        obj = obj.tolist()
+        if isinstance(obj, list):
+            return jsonable(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _scalar(obj) -> str | None:
+    """The JSON text of a scalar as ``json.dumps`` writes it, or None for anything else."""
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if isinstance(obj, str):
+        return encode_basestring_ascii(obj)
+    if isinstance(obj, float):
+        return float.__repr__(obj) if math.isfinite(obj) else "null"
+    if isinstance(obj, int):
+        return int.__repr__(obj)
+    return None
+
+
+def _flat_dict(obj: dict, pad: str) -> str | None:
+    """The body of a dict whose values are all floats or None (a summary row), in one join; None
+    when some value is anything else. The common case of large outputs, so written for speed."""
+    try:
+        return ",".join([pad + encode_basestring_ascii(key) + ": "
+                         + ("null" if value is None or value != value or value in _INF else float.__repr__(value))
+                         for key, value in obj.items()])
+    except (TypeError, ValueError):  # a key that is not a str, a value that is not a float or None
+        return None
+
+
+_INF = (math.inf, -math.inf)
+
+
+def _write(obj, level: int, out: list) -> None:
+    if isinstance(obj, dict):
+        if not obj:
+            out.append("{}")
+            return
+        pad = "\n" + INDENT * (level + 1)
+        flat = _flat_dict(obj, pad)
+        if flat is not None:
+            out.append("{" + flat + "\n" + INDENT * level + "}")
+            return
+        sep = "{"
+        for key, value in obj.items():
+            out.append(f"{sep}{pad}{encode_basestring_ascii(str(key))}: ")
+            sep = ","
+            _write(value, level + 1, out)
+        out.append("\n" + INDENT * level + "}")
+    elif isinstance(obj, (list, tuple)):
+        if not obj:
+            out.append("[]")
+            return
+        pad = "\n" + INDENT * (level + 1)
+        sep = "["
+        for value in obj:
+            out.append(sep + pad)
+            sep = ","
+            _write(value, level + 1, out)
+        out.append("\n" + INDENT * level + "]")
+    else:
+        text = _scalar(obj)
+        if text is None:
+            if hasattr(obj, "tolist") and not isinstance(obj, bytes):  # NumPy scalars and arrays
+                _write(obj.tolist(), level, out)
+                return
+            text = json.dumps(obj)  # anything else: the standard library's own answer (or its TypeError)
+        out.append(text)
+
+
+def dumps(obj) -> str:
+    """``json.dumps(jsonable(obj), indent=2, allow_nan=False)``, computed in one faster pass."""
+    out: list = []
+    _write(obj, 0, out)
+    return "".join(out)
