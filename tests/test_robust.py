@@ -38,7 +38,8 @@ def data():
     bcg = pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
     bcg["pair"] = np.ceil(bcg["trial"] / 2).astype(int)
     se = pd.read_csv(HERE / "self_efficacy_between.csv")
-    return {"k11": k11, "bcg": bcg, "se": se}
+    mp = pd.read_csv(REFERENCE.parent.parent / "data" / "metapsy_depression_selfguided.csv")
+    return {"k11": k11, "bcg": bcg, "se": se, "mp": mp}
 
 
 _FITS: dict = {}
@@ -72,11 +73,15 @@ def _fit_case(case, d):
         return rma_mv(se.yi, se.vi, mods="guided + disorder", data=se, cluster=se.study_id), se.study_id, ITER_RTOL
     if case == "self_efficacy_uni":
         return rma(se.yi, se.vi, mods="guided", data=se), se.study_id, CLOSED_RTOL
+    if case == "metapsy_format_mv":  # formats in one or two trials: singular I - H_jj in CR2
+        mp = d["mp"]
+        return rma_mv(mp.yi, mp.vi, mods="format", data=mp, cluster=mp.study_id), mp.study_id, ITER_RTOL
     raise KeyError(case)
 
 
 CASES = ["konstantopoulos2011", "konstantopoulos2011_year", "bcg_ablat_trial", "bcg_ablat_pair",
-         "bcg_ablat_year_pair", "bcg_pair", "bcg_DL_pair", "self_efficacy_mv", "self_efficacy_uni"]
+         "bcg_ablat_year_pair", "bcg_pair", "bcg_DL_pair", "self_efficacy_mv", "self_efficacy_uni",
+         "metapsy_format_mv"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -7,6 +7,7 @@
 #   dat.bcg (metadat; ../data/dat.bcg.csv), rma.uni REML, cluster = trial and pairs of trials
 #   corrdat, hierdat (robumeta's example data, written here as robumeta_corrdat.csv / robumeta_hierdat.csv)
 #   self_efficacy_between.csv (copy of data/self_efficacy_sim/between.csv, bayes_se's simulated data)
+#   ../../../data/metapsy_depression_selfguided.csv (bayes_se's bundled Metapsy extract), cluster = study_id
 # Numbers as 15 significant digits (jsonlite digits = NA).
 #
 # Run from this folder:  Rscript robust.R   (writes robust.json, robumeta_corrdat.csv, robumeta_hierdat.csv)
@@ -94,6 +95,13 @@ m <- rma.mv(yi, vi, mods = ~ guided + disorder, random = ~ 1 | study_id/es, data
 out$self_efficacy_mv <- all_blocks(m, se$study_id)
 m <- rma(yi, vi, mods = ~ guided, data = se, method = "REML", control = ctrl_uni)
 out$self_efficacy_uni <- all_blocks(m, se$study_id)
+
+# ---- bayes_se's bundled Metapsy data (data/metapsy_depression_selfguided.csv): formats present in one or
+# two trials only, so some clusters' I - H_jj are singular (CR2's generalized inverse square root)
+mp <- read.csv("../../../data/metapsy_depression_selfguided.csv")
+mp$es <- seq_len(nrow(mp))
+m <- rma.mv(yi, vi, mods = ~ format, random = ~ 1 | study_id/es, data = mp, method = "REML", control = ctrl_mv)
+out$metapsy_format_mv <- all_blocks(m, mp$study_id)
 
 # ---- robumeta
 robu_block <- function(r) {
