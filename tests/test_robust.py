@@ -156,6 +156,29 @@ def test_cr2_is_unbiased_under_the_working_model(case, data):
     assert np.all(np.diag(biased) < np.diag(sw.Q))  # CR0 is biased downward
 
 
+@pytest.mark.parametrize("case", ["bcg_ablat_pair", "self_efficacy_mv"])
+def test_satterthwaite_df_from_the_full_covariance_of_the_residuals(case, data):
+    """df = (tr Omega)^2 / ||Omega||_F^2 with Omega = A' (I - H) M (I - H)' A built from k x k matrices
+    (A: each cluster's estimating vector in its own column), against the O(J) formulas of robust()."""
+    res, cluster, _ = _fit(case, data)
+    rob = robust(res, cluster=cluster)
+    sw = rob.sandwich
+    k = sw.k
+    M = np.zeros((k, k))
+    W = np.zeros((k, k))
+    for ix, m, w in zip(sw.index, sw.M, sw.W):
+        M[np.ix_(ix, ix)], W[np.ix_(ix, ix)] = m, w
+    IH = np.eye(k) - sw.X @ sw.Q @ sw.X.T @ W
+    cov = IH @ M @ IH.T
+    for i in range(sw.p):
+        A = np.zeros((k, sw.J))
+        for j, (ix, g) in enumerate(zip(sw.index, sw.estimating_matrices("CR2"))):
+            A[ix, j] = g[i]
+        omega = A.T @ cov @ A
+        _close(rob.df[i], np.trace(omega) ** 2 / np.sum(omega**2), 1e-10, f"df {i}")
+        _close(rob.vcov[i, i], np.sum((A.T @ (sw.resid)) ** 2), 1e-10, f"vcov {i}")
+
+
 def test_rma_mv_default_cluster_is_the_highest_nesting_level(data):
     res, cluster, _ = _fit("konstantopoulos2011", data)
     a, b = robust(res), robust(res, cluster=cluster)
@@ -176,6 +199,16 @@ def test_cluster_for_every_data_row_drops_the_rows_the_fit_left_out(data):
     _close(via_rows.df, direct.df, 1e-12, "df")
     with pytest.raises(DataError, match="12 effects of 13"):
         robust(res, cluster=bcg.pair[:5])
+
+
+def test_rma_mv_rows_left_out_are_dropped_from_the_cluster(data):
+    k11 = data["k11"].copy()
+    k11.loc[7, "year"] = np.nan
+    with pytest.warns(Warning):
+        res = rma_mv(k11.yi, k11.vi, mods="year", data=k11, cluster=k11.district)
+    kept = k11.drop(index=7)
+    direct = robust(rma_mv(kept.yi, kept.vi, mods="year", data=kept, cluster=kept.district), cluster=kept.district)
+    _close(robust(res, cluster=k11.district).se, direct.se, 1e-8, "se")
 
 
 def test_errors(data):

@@ -110,8 +110,11 @@ class ClusterSandwich:
         self.k, self.p = self.X.shape
         self.index = [np.flatnonzero(self.codes == j) for j in range(self.J)]
         self.M = [np.atleast_2d(np.asarray(m, float)) for m in M_blocks]
-        self.R = [linalg.cholesky(m, lower=False) for m in self.M]  # R' R = M_j
-        self.W = [linalg.cho_solve((r, False), np.eye(len(r))) for r in self.R]
+        try:
+            self.R = [np.linalg.cholesky(m).T for m in self.M]  # R' R = M_j
+        except np.linalg.LinAlgError:
+            raise DataError("a cluster's working covariance is not positive definite", column="cluster") from None
+        self.W = [np.linalg.inv(m) for m in self.M]
         self.Xj = [self.X[ix] for ix in self.index]
         self.ej = [self.resid[ix] for ix in self.index]
         XWX = sum(x.T @ w @ x for x, w in zip(self.Xj, self.W))
@@ -146,26 +149,38 @@ class ClusterSandwich:
         return 0.5 * (V + V.T)
 
     # ------------------------------------------------------------------ Satterthwaite and HTZ
-    def _omega(self, C, adjust):
-        """``P[s, t]`` (q, q, J, J): covariances of the cluster contributions to ``C V_R C'``."""
+    # Omega^(s,t)_jk = delta_jk D[s,t,j] - h_sj . h_tk is the working-model covariance of the cluster
+    # contributions to (C V_R C')_st, with D[s,t,j] = g_sj' M_j g_tj and h_sj = L' X_j' g_sj (L L' = Q).
+    # Its J x J matrices are never formed: traces and Frobenius products reduce to sums over clusters
+    # and p x p Gram matrices, so the cost is O(J) per coefficient (sum_jk (h_aj.h_bk)(h_cj.h_dk) =
+    # tr(S_bd S_ca) with S_xy = sum_j h_xj h_yj').
+    def _structure(self, C, adjust):
+        """``D`` (q, q, J) and ``H`` (q, p, J) of the contrasts ``C`` (q x p)."""
         G = [C @ g for g in self.estimating_matrices(adjust)]  # q x n_j
         L = linalg.cholesky(self.Q, lower=True)
-        H = np.stack([L.T @ x.T @ g.T for x, g in zip(self.Xj, G)], axis=-1)  # p x q x J
-        D = np.stack([g @ m @ g.T for g, m in zip(G, self.M)], axis=-1)  # q x q x J
-        P = -np.einsum("asj,atk->stjk", H, H)
-        idx = np.arange(self.J)
-        P[:, :, idx, idx] += D
-        return P
+        H = np.stack([g @ x @ L for x, g in zip(self.Xj, G)], axis=-1)
+        D = np.stack([g @ m @ g.T for g, m in zip(G, self.M)], axis=-1)
+        return D, H
+
+    @staticmethod
+    def _products(D, H):
+        """``T[a,b,c,d] = sum_jk Omega^(a,b)_jk Omega^(c,d)_jk`` and ``tr Omega^(a,b)``."""
+        K = np.einsum("apj,bpj->abj", H, H)
+        S = np.einsum("xpj,yqj->xypq", H, H)
+        DK = np.einsum("abj,cdj->abcd", D, K)
+        T = (np.einsum("abj,cdj->abcd", D, D) - DK - DK.transpose(2, 3, 0, 1)
+             + np.einsum("bdpq,caqp->abcd", S, S))
+        return T, D.sum(axis=-1) - K.sum(axis=-1)
 
     def satterthwaite_df(self, adjust: str = "CR2") -> np.ndarray:
-        """Satterthwaite degrees of freedom of each coefficient (clubSandwich ``coef_test``)."""
-        out = np.empty(self.p)
-        for i in range(self.p):
-            C = np.zeros((1, self.p))
-            C[0, i] = 1.0
-            Om = self._omega(C, adjust)[0, 0]
-            out[i] = np.trace(Om) ** 2 / np.sum(Om * Om)
-        return out
+        """Satterthwaite degrees of freedom of each coefficient, ``(tr Omega)^2 / ||Omega||_F^2``
+        (clubSandwich ``coef_test``)."""
+        D, H = self._structure(np.eye(self.p), adjust)
+        K = np.einsum("apj,apj->aj", H, H)  # ||h_ij||^2
+        Dii = np.einsum("iij->ij", D)
+        S = np.einsum("ipj,iqj->ipq", H, H)
+        frob = np.sum(Dii**2, axis=1) - 2 * np.sum(Dii * K, axis=1) + np.einsum("ipq,iqp->i", S, S)
+        return (Dii.sum(axis=1) - K.sum(axis=1)) ** 2 / frob
 
     def wald_htz(self, C, beta, V, adjust: str = "CR2") -> dict:
         """Wald test of ``C beta = 0`` with the HTZ approximation (clubSandwich ``Wald_test``).
@@ -178,11 +193,13 @@ class ClusterSandwich:
         q = C.shape[0]
         Cb = C @ beta
         Qstat = float(Cb @ np.linalg.solve(C @ V @ C.T, Cb))
-        P = self._omega(C, adjust)
-        Omega = np.einsum("stjj->st", P)
+        D, H = self._structure(C, adjust)
+        _, Omega = self._products(D, H)
         On = matrix_power(Omega, -0.5)
-        B = np.einsum("as,stjk,tb->abjk", On, P, On)
-        var = np.einsum("stjk,tsjk->st", B, B) + np.einsum("ssjk,ttjk->st", B, B)
+        Dt = np.einsum("as,stj,tb->abj", On, D, On)
+        Ht = np.einsum("as,spj->apj", On, H)
+        T, _ = self._products(Dt, Ht)
+        var = np.einsum("stts->st", T) + np.einsum("sstt->st", T)
         nu = q * (q + 1) / np.sum(var)
         delta = max((nu - q + 1) / nu, 0.0)
         df2 = nu - q + 1
@@ -284,13 +301,14 @@ def _align(cluster, res, k):
 
 
 def _working_model(res):
-    """(y, X, M, beta, model) of an ``rma`` or ``rma_mv`` fit; ``M`` its marginal covariance."""
+    """(y, X, beta, model, M) of an ``rma`` or ``rma_mv`` fit: ``M`` its marginal covariance, a k x k
+    matrix for ``rma_mv`` and the vector of its diagonal ``v_i + tau^2`` for ``rma``."""
     if hasattr(res, "problem") and res.problem is not None:  # rma_mv
         pr = res.problem
         M = pr.V + sum(t * a for t, a in zip(res.theta, pr.A))
-        return pr.y, pr.X, M, np.asarray(res.beta, float), "rma_mv"
+        return pr.y, pr.X, np.asarray(res.beta, float), "rma_mv", M
     if hasattr(res, "vi") and hasattr(res, "tau2"):  # rma
-        return res.yi, res.X, np.diag(res.vi + res.tau2), np.asarray(res.beta, float), "rma"
+        return res.yi, res.X, np.asarray(res.beta, float), "rma", res.vi + res.tau2
     raise SpecError(f"robust() needs an rma or rma_mv fit, got {type(res).__name__}", key="res")
 
 
@@ -342,7 +360,7 @@ def robust(res, cluster=None, adjust: str = "CR2", level: float | None = None) -
     adjust = str(adjust).upper()
     if adjust not in ADJUSTMENTS:
         raise SpecError(f"unknown adjust {adjust!r} (use one of {', '.join(ADJUSTMENTS)})", key="adjust")
-    y, X, M, beta, model = _working_model(res)
+    y, X, beta, model, M = _working_model(res)
     k, p = X.shape
     level = res.level if level is None else float(level)
     if not 0 < level < 1:
@@ -357,12 +375,15 @@ def robust(res, cluster=None, adjust: str = "CR2", level: float | None = None) -
     if J <= p:
         raise DataError(f"{J} clusters for {p} coefficients: cluster-robust inference needs more clusters "
                         "than coefficients", column="cluster")
-    cross = codes[:, None] != codes[None, :]
-    if np.any(M[cross] != 0):
-        raise SpecError("the model's random effects (or sampling covariances) are not nested within the "
-                        "clusters; cluster by the model's highest grouping level", key="cluster")
     index = [np.flatnonzero(codes == j) for j in range(J)]
-    sw = ClusterSandwich(X, y - X @ beta, codes, [M[np.ix_(ix, ix)] for ix in index])
+    if M.ndim == 2:
+        if np.any(M[codes[:, None] != codes[None, :]] != 0):
+            raise SpecError("the model's random effects (or sampling covariances) are not nested within the "
+                            "clusters; cluster by the model's highest grouping level", key="cluster")
+        blocks = [M[np.ix_(ix, ix)] for ix in index]
+    else:
+        blocks = [np.diag(M[ix]) for ix in index]
+    sw = ClusterSandwich(X, y - X @ beta, codes, blocks)
     V = sw.vcov(adjust)
     se = np.sqrt(np.diag(V))
     tval = beta / se
