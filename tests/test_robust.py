@@ -76,12 +76,19 @@ def _fit_case(case, d):
     if case == "metapsy_format_mv":  # formats in one or two trials: singular I - H_jj in CR2
         mp = d["mp"]
         return rma_mv(mp.yi, mp.vi, mods="format", data=mp, cluster=mp.study_id), mp.study_id, ITER_RTOL
+    if case == "berkey1998_UN":  # full sampling covariance V, unstructured G, no intercept
+        bk = pd.read_csv(REFERENCE / "data" / "dat.berkey1998.csv")
+        V = pd.read_csv(REFERENCE / "data" / "dat.berkey1998_V.csv").to_numpy()
+        X = np.column_stack([(bk.outcome == "AL") * 1.0, (bk.outcome == "PD") * 1.0])
+        res = rma_mv(bk.yi, V, X=X, coef_names=["outcomeAL", "outcomePD"], struct="UN", outcome=bk.outcome,
+                     study=bk.trial)
+        return res, bk.trial, ITER_RTOL
     raise KeyError(case)
 
 
 CASES = ["konstantopoulos2011", "konstantopoulos2011_year", "bcg_ablat_trial", "bcg_ablat_pair",
          "bcg_ablat_year_pair", "bcg_pair", "bcg_DL_pair", "self_efficacy_mv", "self_efficacy_uni",
-         "metapsy_format_mv"]
+         "metapsy_format_mv", "berkey1998_UN"]
 
 
 @pytest.mark.parametrize("case", CASES)

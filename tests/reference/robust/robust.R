@@ -7,6 +7,7 @@
 #   dat.bcg (metadat; ../data/dat.bcg.csv), rma.uni REML, cluster = trial and pairs of trials
 #   corrdat, hierdat (robumeta's example data, written here as robumeta_corrdat.csv / robumeta_hierdat.csv)
 #   self_efficacy_between.csv (copy of data/self_efficacy_sim/between.csv, bayes_se's simulated data)
+#   dat.berkey1998 (metadat; ../data/dat.berkey1998.csv and _V.csv), rma.mv struct = "UN", cluster = trial
 #   ../../../data/metapsy_depression_selfguided.csv (bayes_se's bundled Metapsy extract), cluster = study_id
 # Numbers as 15 significant digits (jsonlite digits = NA).
 #
@@ -102,6 +103,15 @@ mp <- read.csv("../../../data/metapsy_depression_selfguided.csv")
 mp$es <- seq_len(nrow(mp))
 m <- rma.mv(yi, vi, mods = ~ format, random = ~ 1 | study_id/es, data = mp, method = "REML", control = ctrl_mv)
 out$metapsy_format_mv <- all_blocks(m, mp$study_id)
+
+# ---- dat.berkey1998: multivariate model with full sampling covariance V and struct = "UN", cluster = trial.
+# nlminb stops short of the maximum here (see tests/test_frequentist_multilevel.py); Nelder-Mead at
+# reltol 1e-15 reaches it (log-likelihood equal to bayes_se's to 1e-13)
+bk <- read.csv("../data/dat.berkey1998.csv")
+Vbk <- as.matrix(read.csv("../data/dat.berkey1998_V.csv"))
+m <- rma.mv(yi, Vbk, mods = ~ 0 + outcome, random = ~ outcome | trial, struct = "UN", data = bk, method = "REML",
+            control = list(optimizer = "Nelder-Mead", reltol = 1e-15, maxit = 1e5))
+out$berkey1998_UN <- all_blocks(m, bk$trial)
 
 # ---- robumeta
 robu_block <- function(r) {
