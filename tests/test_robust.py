@@ -186,6 +186,22 @@ def test_satterthwaite_df_from_the_full_covariance_of_the_residuals(case, data):
         _close(rob.vcov[i, i], np.sum((A.T @ (sw.resid)) ** 2), 1e-10, f"vcov {i}")
 
 
+def test_knapp_hartung_fit_keeps_the_sandwich_of_the_z_fit(data):
+    """clubSandwich ignores test="knha" (its bread is (X'WX)^-1), as we do; metafor's robust() without
+    clubSandwich reuses the fit's vb, so its CR0/CR1 standard errors are s2w times ours."""
+    bcg = data["bcg"]
+    res = rma(bcg.yi, bcg.vi, mods="ablat", data=bcg, test="knha")
+    ref = REF["bcg_ablat_pair_knha"]
+    _close(res.s2w, ref["s2w"], CLOSED_RTOL, "s2w")
+    cr2 = robust(res, cluster=bcg.pair)
+    for col in COLUMNS:
+        _close(cr2.coef_table()[col], ref["CR2"][col], CLOSED_RTOL, f"CR2 {col}")
+    for adjust in ("CR1", "CR0"):
+        ours = robust(res, cluster=bcg.pair, adjust=adjust)
+        _close(ours.se, REF["bcg_ablat_pair"][adjust]["se"], CLOSED_RTOL, f"{adjust} se of the z fit")
+        _close(ours.se * res.s2w, ref[adjust]["se"], CLOSED_RTOL, f"metafor's {adjust} se")
+
+
 def test_rma_mv_default_cluster_is_the_highest_nesting_level(data):
     res, cluster, _ = _fit("konstantopoulos2011", data)
     a, b = robust(res), robust(res, cluster=cluster)

@@ -251,7 +251,8 @@ class RobustResult:
         sizes = np.asarray(self.cluster_sizes)
         how = ("CR2, Satterthwaite df (clubSandwich)" if self.adjust == "CR2"
                else f"{self.adjust}, df = {self.n_clusters} - {self.p}")
-        lines = [f"Cluster-robust inference ({how}) for a {self.model} fit",
+        lines = [f"Cluster-robust inference ({how}) for {'an' if self.model[0] in 'aeiour' else 'a'} "
+                 f"{self.model} fit",
                  f"Number of estimates:   {self.k}",
                  f"Number of clusters:    {self.n_clusters}",
                  f"Estimates per cluster: {sizes.min()}-{sizes.max()} (mean: {sizes.mean():.2f}, "
@@ -325,7 +326,9 @@ def robust(res, cluster=None, adjust: str = "CR2", level: float | None = None) -
     ``V_R = Q (sum_j X_j' W_j A_j e_j e_j' A_j' W_j X_j) Q`` with the fit's working weights
     ``W = M^-1``; CR2 with Satterthwaite df = clubSandwich 0.5.8 ``coef_test``/``conf_int``/
     ``Wald_test(HTZ)`` and metafor 3.8-1 ``robust(res, cluster, clubSandwich = TRUE)``; CR1 and CR0 =
-    metafor's ``robust(res, cluster, adjust = TRUE / FALSE)`` (t on ``J - p`` df).
+    metafor's ``robust(res, cluster, adjust = TRUE / FALSE)`` (t on ``J - p`` df). The bread is
+    ``(X' W X)^-1`` whatever the fit's test: for ``rma(..., test="knha")`` metafor's CR0/CR1 carry the
+    Knapp-Hartung factor (it reuses the fit's ``vb``), clubSandwich and bayes_se do not.
 
     Parameters
     ----------

@@ -83,6 +83,9 @@ out$bcg_ablat_trial <- all_blocks(m, bcg$trial)
 out$bcg_ablat_pair <- all_blocks(m, bcg$pair)
 m <- rma(yi, vi, mods = ~ ablat + year, data = bcg, method = "REML", control = ctrl_uni)
 out$bcg_ablat_year_pair <- all_blocks(m, bcg$pair)
+m <- rma(yi, vi, mods = ~ ablat, data = bcg, method = "REML", test = "knha", control = ctrl_uni)
+out$bcg_ablat_pair_knha <- all_blocks(m, bcg$pair)   # metafor's CR0/CR1 carry the Knapp-Hartung factor
+out$bcg_ablat_pair_knha$s2w <- m$s2w
 m <- rma(yi, vi, data = bcg, method = "REML", control = ctrl_uni)
 out$bcg_pair <- all_blocks(m, bcg$pair)
 m <- rma(yi, vi, data = bcg, method = "DL")
