@@ -161,24 +161,29 @@ def robu(data, mods: str | None = None, *, studynum=None, effect: str = "yi", va
     if J <= p:
         raise DataError(f"{J} studies for {p} coefficients: robust variance estimation needs more studies "
                         "than coefficients", column="studynum")
-    index = [np.flatnonzero(codes == j) for j in range(J)]
-    kj = np.bincount(codes).astype(float)[codes]  # k_j of each row
-    vbar = (np.bincount(codes, weights=v) / np.bincount(codes))[codes]
+    counts = np.bincount(codes)
+    kj = counts.astype(float)[codes]  # k_j of each row
+    vbar = (np.bincount(codes, weights=v) / counts)[codes]
+
+    def by_study(values):  # sums over the rows of each study (J x ...)
+        out = np.zeros((J,) + values.shape[1:])
+        np.add.at(out, codes, values)
+        return out
 
     w = 1.0 / v if modelweights == "HIER" else 1.0 / (kj * vbar)
     Q = np.linalg.inv(X.T @ (w[:, None] * X))
     b = Q @ (X.T @ (w * y))
     e = y - X @ b
     Qe = float(np.sum(w * e * e))
-    s = np.stack([X[ix].T @ w[ix] for ix in index])  # X_j' W_j 1 (J x p)
-    t = np.stack([X[ix].sum(axis=0) for ix in index])  # X_j' 1
+    s = by_study(w[:, None] * X)  # X_j' W_j 1 (J x p)
+    t = by_study(X)  # X_j' 1
     sumXWJWX = s.T @ s
     sumW = float(w.sum())
     tau2 = omega2 = I2 = None
     if modelweights == "CORR":
-        wk = np.array([w[ix][0] / len(ix) for ix in index])  # w_j / k_j
-        WKXX = sum(X[ix].T @ ((w[ix] / len(ix))[:, None] * X[ix]) for ix in index)
-        XJX_XX = sum(wk[j] * (np.outer(t[j], t[j]) - X[ix].T @ X[ix]) for j, ix in enumerate(index))
+        wk = by_study(w / kj) / counts  # w_j / k_j (the weight is constant within a study)
+        WKXX = X.T @ ((w / kj)[:, None] * X)
+        XJX_XX = (wk[:, None] * t).T @ t - WKXX  # sum_j (w_j / k_j) (X_j' J X_j - X_j' X_j)
         denom = sumW - np.trace(Q @ sumXWJWX)
         termA = np.trace(Q @ WKXX)
         termB = np.trace(Q @ XJX_XX)
@@ -187,14 +192,14 @@ def robu(data, mods: str | None = None, *, studynum=None, effect: str = "yi", va
         I2 = max(0.0, (Qe - df_q) / Qe * 100)
         r = 1.0 / (kj * (vbar + tau2))
     else:
-        ks = np.array([len(ix) for ix in index], float)
+        ks = counts.astype(float)
         sumXJX = t.T @ t
         sumXWJJX = (ks[:, None] * s).T @ t
         sumXJJWX = sumXWJJX.T
         sumXWWX = X.T @ ((w * w)[:, None] * X)
         sumXJWX = t.T @ s
         sumXWJX = s.T @ t
-        Qa = float(sum(np.sum(e[ix]) ** 2 for ix in index))
+        Qa = float(np.sum(np.bincount(codes, weights=e) ** 2))
         A1 = (np.sum(ks ** 2) - np.trace(Q @ sumXJJWX) - np.trace(Q @ sumXWJJX)
               + np.trace(Q @ sumXJX @ Q @ sumXWJWX))
         B1 = k - np.trace(Q @ sumXWJX) - np.trace(Q @ sumXJWX) + np.trace(Q @ sumXJX @ Q @ sumXWWX)
@@ -208,7 +213,7 @@ def robu(data, mods: str | None = None, *, studynum=None, effect: str = "yi", va
 
     Qr = np.linalg.inv(X.T @ (r[:, None] * X))
     beta = Qr @ (X.T @ (r * y))
-    sw = ClusterSandwich(X, y - X @ beta, codes, [np.diag(1.0 / r[ix]) for ix in index])
+    sw = ClusterSandwich(X, y - X @ beta, codes, 1.0 / r)  # target: the working model, W^-1
     if small:
         adjust = "CR2"
         V = sw.vcov("CR2")
@@ -223,7 +228,7 @@ def robu(data, mods: str | None = None, *, studynum=None, effect: str = "yi", va
     crit = stats.t.isf((1 - level) / 2, df)
     out = RobuResult(adjust=adjust, model="robu", coef_names=names, beta=beta, se=se, tval=tval, df=df,
                      pval=pval, ci_lower=beta - crit * se, ci_upper=beta + crit * se, vcov=V, n_clusters=J,
-                     cluster_sizes=[len(ix) for ix in index], k=k, p=p, level=level,
+                     cluster_sizes=counts.tolist(), k=k, p=p, level=level,
                      btt=list(range(1, p)) if p > 1 else [0], sandwich=sw, modelweights=modelweights,
                      small=bool(small), rho=float(rho) if modelweights == "CORR" else None, tau2=float(tau2),
                      omega2=None if omega2 is None else float(omega2), I2=None if I2 is None else float(I2),

@@ -58,13 +58,14 @@ ROBUST_COLUMNS = ("estimate", "se", "tval", "df", "pval", "ci_lower", "ci_upper"
 
 
 def matrix_power(A, power: float, tol: float = 1e-12) -> np.ndarray:
-    """``A^power`` of a symmetric matrix by its eigendecomposition; eigenvalues <= ``tol`` give 0
-    (clubSandwich's ``matrix_power``, a generalized inverse square root for ``power = -1/2``)."""
-    vals, vecs = np.linalg.eigh(0.5 * (A + A.T))
-    scaled = np.zeros_like(vals)
+    """``A^power`` of a symmetric matrix (or a stack of them, shape ``(..., n, n)``) by its
+    eigendecomposition; eigenvalues <= ``tol`` give 0 (clubSandwich's ``matrix_power``, a generalized
+    inverse square root for ``power = -1/2``)."""
+    A = np.asarray(A, float)
+    vals, vecs = np.linalg.eigh(0.5 * (A + np.swapaxes(A, -1, -2)))
     keep = vals > tol
-    scaled[keep] = vals[keep] ** power
-    return (vecs * scaled) @ vecs.T
+    scaled = np.where(keep, np.where(keep, vals, 1.0) ** power, 0.0)
+    return (vecs * scaled[..., None, :]) @ np.swapaxes(vecs, -1, -2)
 
 
 def cluster_codes(cluster, k: int, name: str = "cluster") -> tuple[np.ndarray, list]:
@@ -90,6 +91,7 @@ class ClusterSandwich:
 
     ``beta = Q X' W y``, ``Q = (X' W X)^-1``, ``W_j = M_j^-1``; the working model is taken as the
     target (``Theta_j = M_j``), i.e. inverse-variance weights (clubSandwich's ``inverse_var``).
+    Clusters of equal size are processed together as stacks of matrices.
 
     Parameters
     ----------
@@ -98,52 +100,93 @@ class ClusterSandwich:
         ``y - X beta``.
     codes : ndarray of int (k,)
         Cluster of each row, ``0..J-1``.
-    M_blocks : list of ndarray
-        ``M_j``, the working covariance of the rows of cluster ``j`` (in row order).
+    M_blocks : list of ndarray, or ndarray (k,)
+        ``M_j``, the working covariance of the rows of cluster ``j`` (in row order); or, for a
+        diagonal ``M``, the vector of its diagonal.
     """
 
     def __init__(self, X, resid, codes, M_blocks):
         self.X = np.asarray(X, float)
         self.resid = np.asarray(resid, float)
         self.codes = np.asarray(codes)
-        self.J = int(self.codes.max()) + 1
         self.k, self.p = self.X.shape
-        self.index = [np.flatnonzero(self.codes == j) for j in range(self.J)]
-        self.M = [np.atleast_2d(np.asarray(m, float)) for m in M_blocks]
-        try:
-            self.R = [np.linalg.cholesky(m).T for m in self.M]  # R' R = M_j
-        except np.linalg.LinAlgError:
-            raise DataError("a cluster's working covariance is not positive definite", column="cluster") from None
-        self.W = [np.linalg.inv(m) for m in self.M]
-        self.Xj = [self.X[ix] for ix in self.index]
-        self.ej = [self.resid[ix] for ix in self.index]
-        XWX = sum(x.T @ w @ x for x, w in zip(self.Xj, self.W))
+        counts = np.bincount(self.codes)
+        self.J = len(counts)
+        order = np.argsort(self.codes, kind="stable")
+        self.index = np.split(order, np.cumsum(counts)[:-1])  # rows of each cluster, in row order
+        self.groups = []  # (clusters, M, R, W, X, e) stacked over the clusters of one size
+        for n in np.unique(counts):
+            cl = np.flatnonzero(counts == n)
+            rows = np.stack([self.index[j] for j in cl])
+            if isinstance(M_blocks, np.ndarray) and M_blocks.ndim == 1:
+                M = np.zeros((len(cl), n, n))
+                M[:, np.arange(n), np.arange(n)] = M_blocks[rows]
+            else:
+                M = np.stack([np.asarray(M_blocks[j], float).reshape(n, n) for j in cl])
+            try:
+                R = np.swapaxes(np.linalg.cholesky(M), -1, -2)  # R' R = M_j
+            except np.linalg.LinAlgError:
+                raise DataError("a cluster's working covariance is not positive definite",
+                                column="cluster") from None
+            self.groups.append((cl, M, R, np.linalg.inv(M), self.X[rows], self.resid[rows]))
+        XWX = sum(np.einsum("gnp,gnm,gmq->pq", x, w, x) for _, _, _, w, x, _ in self.groups)
         self.Q = linalg.cho_solve(linalg.cho_factor(XWX, lower=True), np.eye(self.p))
         self.Q = 0.5 * (self.Q + self.Q.T)
-        self._adjust = {}
+        self._est = {}
+
+    def _per_cluster(self, stacks) -> list:
+        """A list over clusters ``0..J-1`` from one stack per size group."""
+        out = [None] * self.J
+        for (cl, *_), stack in zip(self.groups, stacks):
+            for i, j in enumerate(cl):
+                out[j] = stack[i]
+        return out
+
+    @property
+    def M(self) -> list:
+        """``M_j`` of each cluster."""
+        return self._per_cluster([g[1] for g in self.groups])
+
+    @property
+    def W(self) -> list:
+        """``W_j = M_j^-1`` of each cluster."""
+        return self._per_cluster([g[3] for g in self.groups])
+
+    @property
+    def Xj(self) -> list:
+        """The rows of ``X`` of each cluster."""
+        return self._per_cluster([g[4] for g in self.groups])
 
     # ------------------------------------------------------------------ adjustment matrices
+    def _adjustment_stacks(self, adjust: str) -> list:
+        out = []
+        for _, M, R, _, x, _ in self.groups:
+            if adjust == "CR2":
+                G = R @ (M - x @ self.Q @ np.swapaxes(x, -1, -2)) @ np.swapaxes(R, -1, -2)
+                out.append(np.swapaxes(R, -1, -2) @ matrix_power(G, -0.5) @ R)
+            else:
+                out.append(np.broadcast_to(np.eye(M.shape[-1]), M.shape))
+        return out
+
     def adjustments(self, adjust: str) -> list:
         """``A_j`` of each cluster (identity for CR0/CR1; Bell-McCaffrey for CR2)."""
-        if adjust not in self._adjust:
-            if adjust == "CR2":
-                A = []
-                for x, m, r in zip(self.Xj, self.M, self.R):
-                    G = r @ (m - x @ self.Q @ x.T) @ r.T
-                    A.append(r.T @ matrix_power(G, -0.5) @ r)
-            else:
-                A = [np.eye(len(x)) for x in self.Xj]
-            self._adjust[adjust] = A
-        return self._adjust[adjust]
+        return self._per_cluster(self._adjustment_stacks(adjust))
+
+    def _estimating_stacks(self, adjust: str) -> list:
+        if adjust not in self._est:
+            self._est[adjust] = [self.Q @ np.swapaxes(x, -1, -2) @ w @ a for (_, _, _, w, x, _), a
+                                 in zip(self.groups, self._adjustment_stacks(adjust))]
+        return self._est[adjust]
 
     def estimating_matrices(self, adjust: str) -> list:
         """``Q X_j' W_j A_j`` (p x n_j): the cluster contributions are these times ``e_j``."""
-        return [self.Q @ x.T @ w @ a for x, w, a in zip(self.Xj, self.W, self.adjustments(adjust))]
+        return self._per_cluster(self._estimating_stacks(adjust))
 
     def vcov(self, adjust: str) -> np.ndarray:
         """The cluster-robust covariance ``CR0``, ``CR1`` (times ``J / (J - p)``) or ``CR2``."""
-        comps = np.column_stack([g @ e for g, e in zip(self.estimating_matrices(adjust), self.ej)])
-        V = comps @ comps.T
+        comps = np.concatenate([np.einsum("gpn,gn->gp", E, g[5])
+                                for E, g in zip(self._estimating_stacks(adjust), self.groups)])
+        V = comps.T @ comps
         if adjust == "CR1":
             V = V * self.J / (self.J - self.p)
         return 0.5 * (V + V.T)
@@ -155,12 +198,14 @@ class ClusterSandwich:
     # and p x p Gram matrices, so the cost is O(J) per coefficient (sum_jk (h_aj.h_bk)(h_cj.h_dk) =
     # tr(S_bd S_ca) with S_xy = sum_j h_xj h_yj').
     def _structure(self, C, adjust):
-        """``D`` (q, q, J) and ``H`` (q, p, J) of the contrasts ``C`` (q x p)."""
-        G = [C @ g for g in self.estimating_matrices(adjust)]  # q x n_j
+        """``D`` (q, q, J) and ``H`` (q, p, J) of the contrasts ``C`` (q x p), clusters in group order."""
         L = linalg.cholesky(self.Q, lower=True)
-        H = np.stack([g @ x @ L for x, g in zip(self.Xj, G)], axis=-1)
-        D = np.stack([g @ m @ g.T for g, m in zip(G, self.M)], axis=-1)
-        return D, H
+        Hs, Ds = [], []
+        for E, (_, M, _, _, x, _) in zip(self._estimating_stacks(adjust), self.groups):
+            G = C @ E  # g x q x n
+            Hs.append(G @ x @ L)
+            Ds.append(G @ M @ np.swapaxes(G, -1, -2))
+        return np.moveaxis(np.concatenate(Ds), 0, -1), np.moveaxis(np.concatenate(Hs), 0, -1)
 
     @staticmethod
     def _products(D, H):
@@ -378,14 +423,15 @@ def robust(res, cluster=None, adjust: str = "CR2", level: float | None = None) -
     if J <= p:
         raise DataError(f"{J} clusters for {p} coefficients: cluster-robust inference needs more clusters "
                         "than coefficients", column="cluster")
-    index = [np.flatnonzero(codes == j) for j in range(J)]
+    counts = np.bincount(codes)
+    index = np.split(np.argsort(codes, kind="stable"), np.cumsum(counts)[:-1])
     if M.ndim == 2:
         if np.any(M[codes[:, None] != codes[None, :]] != 0):
             raise SpecError("the model's random effects (or sampling covariances) are not nested within the "
                             "clusters; cluster by the model's highest grouping level", key="cluster")
         blocks = [M[np.ix_(ix, ix)] for ix in index]
     else:
-        blocks = [np.diag(M[ix]) for ix in index]
+        blocks = np.asarray(M, float)  # the diagonal
     sw = ClusterSandwich(X, y - X @ beta, codes, blocks)
     V = sw.vcov(adjust)
     se = np.sqrt(np.diag(V))
@@ -400,7 +446,7 @@ def robust(res, cluster=None, adjust: str = "CR2", level: float | None = None) -
     btt = list(range(1, p)) if (has_int and p > 1) else list(range(p))
     out = RobustResult(adjust=adjust, model=model, coef_names=list(res.coef_names), beta=beta, se=se,
                        tval=tval, df=df, pval=pval, ci_lower=beta - crit * se, ci_upper=beta + crit * se,
-                       vcov=V, n_clusters=J, cluster_sizes=[len(ix) for ix in index], k=k, p=p,
+                       vcov=V, n_clusters=J, cluster_sizes=counts.tolist(), k=k, p=p,
                        level=level, btt=btt, sandwich=sw)
     if has_int and p == 1:  # metafor: QM = t^2 on (1, df)
         out.QM, out.QM_df, out.QM_p, out.QM_test = float(tval[0] ** 2), (1, float(df[0])), float(pval[0]), "t"
