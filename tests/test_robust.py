@@ -244,6 +244,8 @@ def test_errors(data):
     assert e.value.key == "cluster"
     with pytest.raises(DataError, match="2 clusters for 2 coefficients"):
         robust(res, cluster=[1] * 6 + [2] * 7)
+    with pytest.raises(SpecError, match="not a column name"):
+        robust(res, cluster="pair")
     labels = list(cluster)
     labels[3] = None
     with pytest.raises(DataError) as e:

@@ -331,6 +331,9 @@ def _align(cluster, res, k):
     """The cluster labels of the ``k`` effects the model used (given for them or for every data row)."""
     if cluster is None:
         return None
+    if isinstance(cluster, str):
+        raise SpecError(f"cluster={cluster!r}: give the cluster label of each effect (e.g. data[{cluster!r}]), "
+                        "not a column name", key="cluster")
     values = list(cluster.tolist() if isinstance(cluster, np.ndarray) else cluster)
     if len(values) == k:
         return values
