@@ -148,6 +148,8 @@ def test_wald_test_by_name_and_of_several_coefficients(data):
     w = rob.wald_test(res.coef_names[1:])
     _close(w["Fstat"], want["Fstat"], rtol, "F")
     _close(w["df_denom"], want["df_denom"], rtol, "df2")
+    with pytest.raises(SpecError, match="no coefficient 'age'"):
+        rob.wald_test(["age"])
 
 
 @pytest.mark.parametrize("case", ["bcg_ablat_pair", "self_efficacy_mv", "konstantopoulos2011_year"])

@@ -260,7 +260,8 @@ class RobustResult:
     Attributes: ``adjust`` ("CR0", "CR1", "CR2"), ``coef_names``, ``beta``, ``se``, ``tval``,
     ``df`` (per coefficient), ``pval``, ``ci_lower``, ``ci_upper``, ``vcov``, ``n_clusters``,
     ``cluster_sizes``, ``k``, ``p``, ``level``, ``btt`` (0-based coefficients of the omnibus test),
-    ``QM``, ``QM_df`` (``(df1, df2)``), ``QM_p``, ``QM_test`` ("HTZ" for CR2, "F" for CR0/CR1),
+    ``QM``, ``QM_df`` (``(df1, df2)``), ``QM_p``, ``QM_test`` ("HTZ" for CR2, "F" for CR0/CR1, "t" for
+    the intercept-only model, whose ``QM`` is ``t^2``),
     ``model`` ("rma" or "rma_mv"), ``sandwich`` (:class:`ClusterSandwich`).
     """
 
@@ -279,7 +280,14 @@ class RobustResult:
         CR2: clubSandwich's HTZ test (``Fstat, delta, df_num, df_denom, pval``); CR0/CR1: metafor's
         ``F = b' V_R^-1 b / q`` on ``(q, J - p)`` df.
         """
-        idx = [self.coef_names.index(c) if isinstance(c, str) else int(c) for c in np.atleast_1d(coefs)]
+        idx = []
+        for c in np.atleast_1d(coefs):
+            if isinstance(c, str) and c in self.coef_names:
+                idx.append(self.coef_names.index(c))
+            elif not isinstance(c, str) and 0 <= int(c) < self.p:
+                idx.append(int(c))
+            else:
+                raise SpecError(f"no coefficient '{c}' (coefficients: {', '.join(self.coef_names)})", key="coefs")
         C = np.zeros((len(idx), self.p))
         C[np.arange(len(idx)), idx] = 1.0
         if self.adjust == "CR2":
@@ -302,7 +310,7 @@ class RobustResult:
                  f"Number of clusters:    {self.n_clusters}",
                  f"Estimates per cluster: {sizes.min()}-{sizes.max()} (mean: {sizes.mean():.2f}, "
                  f"median: {np.median(sizes):g})", ""]
-        if self.QM is not None:
+        if self.QM is not None and self.QM_test != "t":
             lines.append(f"Test of Moderators (coefficient(s) {', '.join(str(b + 1) for b in self.btt)}): "
                          f"F(df1 = {self.QM_df[0]}, df2 = {self.QM_df[1]:.4g}) = {self.QM:.4f}, "
                          f"p-val {format_p(self.QM_p)}" + (" (HTZ)" if self.QM_test == "HTZ" else ""))
@@ -342,7 +350,8 @@ def _align(cluster, res, k):
     if rows is not None:
         kept = [int(r) - 1 for r in rows]
     else:
-        kept = [i for i in range(k + len(omitted)) if i + 1 not in set(omitted)]
+        gone = set(omitted)
+        kept = [i for i in range(k + len(omitted)) if i + 1 not in gone]
     if omitted and len(values) == k + len(omitted):
         return [values[i] for i in kept]
     raise DataError(f"has {len(values)} entries, but the model used {k} effects"
