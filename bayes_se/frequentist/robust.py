@@ -19,9 +19,10 @@ This is clubSandwich 0.5.8's ``coef_test(res, vcov = "CR2", cluster = ...)``, ``
 ``Wald_test(..., test = "HTZ")`` with the model's inverse-variance working weights (its default for
 ``rma.uni`` and ``rma.mv``), which metafor 3.8-1's ``robust(res, cluster, clubSandwich = TRUE)`` calls.
 
-No maintained Python library computes CR2 with Satterthwaite degrees of freedom for a weighted
-working model with a non-diagonal working covariance: statsmodels' cluster option gives CR0/CR1
-with ``J - 1`` df, pyfixest CRV1/CRV3 for OLS/WLS with fixed effects. The CR2 adjustment matrices,
+No maintained Python library we found (PyPI and documentation search, 2026-11) computes CR2 with
+Satterthwaite degrees of freedom for a weighted working model with a non-diagonal working
+covariance: statsmodels' ``cov_type="cluster"`` gives CR0/CR1-type sandwiches with ``J - 1`` df,
+pyfixest CRV1/CRV3 for (weighted) least squares with fixed effects. The CR2 adjustment matrices,
 the Satterthwaite degrees of freedom and the HTZ test are therefore written here, with NumPy/SciPy,
 from the formulas of the papers below (checked against clubSandwich in tests/test_robust.py).
 
