@@ -25,6 +25,8 @@ _LAZY = {
     "regtest": "bayes_se.frequentist",
     "ranktest": "bayes_se.frequentist",
     "trimfill": "bayes_se.frequentist",
+    "robust": "bayes_se.frequentist",
+    "robu": "bayes_se.frequentist",
     "Prior": "bayes_se.priors",
     "parse_prior": "bayes_se.priors",
     "preset": "bayes_se.priors",

@@ -62,10 +62,18 @@ def cmd_freq(args) -> int:
 
         res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na)
         out = res.to_dict()
+    rob = None
+    if args.robust:  # cluster-robust table by the --cluster column (clubSandwich CR2 / metafor robust)
+        from bayes_se.frequentist import robust
+
+        rob = robust(res, cluster=data.cluster, adjust=args.adjust or "CR2")
+        out["robust"] = rob.to_dict()
     if args.json:
         _print_json(out)
     else:
         print(res.summary())
+        if rob is not None:
+            print("\n" + rob.summary())
     return 0
 
 
@@ -173,6 +181,11 @@ def check_args(args) -> None:
         if hit:
             raise BayesSEError(f"--mods {args.mods!r}: '{hit[0]}' is the {hit[1]} column; it cannot also be "
                                "a moderator")
+    if getattr(args, "robust", False) and not args.cluster:
+        raise BayesSEError("--robust needs --cluster COLUMN, the clusters whose effects the robust standard "
+                           "errors group")
+    if getattr(args, "adjust", None) and not getattr(args, "robust", False):
+        raise BayesSEError(f"--adjust {args.adjust} applies to the cluster-robust table; add --robust")
     if args.command == "freq" and args.cluster and args.method.upper() not in ("REML", "ML"):
         raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
     if getattr(args, "out", None):
@@ -424,6 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_na_arg(p)
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--robust", action="store_true",
+                   help="add cluster-robust tests by --cluster (JSON key 'robust'; clubSandwich / metafor robust)")
+    p.add_argument("--adjust", default=None, type=str.upper, choices=["CR2", "CR1", "CR0"],
+                   help="small-sample adjustment of --robust: CR2 with Satterthwaite df (default), or metafor's "
+                        "CR1/CR0 with df = clusters - p")
     _add_column_args(p)
     _add_reading_args(p)
     p.set_defaults(func=cmd_freq)

@@ -79,6 +79,8 @@ FLAG_CASES = [
      "--variance vi and --se sei conflict"),
     ("cluster-two-level-spec", ["fit", "--data", "{dir}/data.csv", "--cluster", "g"], "models/three_level.toml"),
     ("cluster-freq-method", ["freq", "{dir}/data.csv", "--cluster", "g", "--method", "DL"], "REML or ML"),
+    ("robust-without-cluster", ["freq", "{dir}/data.csv", "--robust"], "--robust needs --cluster"),
+    ("adjust-without-robust", ["freq", "{dir}/data.csv", "--cluster", "g", "--adjust", "CR1"], "add --robust"),
     ("mods-is-effect", ["fit", "--data", "{dir}/data.csv", "--mods", "yi"], "'yi' is the effect size column"),
     ("mods-is-variance", ["freq", "{dir}/data.csv", "--mods", "g + vi"], "'vi' is the sampling variance column"),
     ("mods-is-se", ["fit", "--data", "{dir}/data.csv", "--se", "sei", "--mods", "g:sei"],

@@ -1,7 +1,8 @@
 """Frequentist meta-analysis engine: a metafor 3.8-1 twin.
 
 ``rma`` (univariate, metafor ``rma.uni``), ``regtest`` / ``ranktest`` / ``trimfill`` (funnel asymmetry),
-``leave1out``; ``rma_mv`` (multilevel/multivariate) lives in :mod:`.multilevel` and ``matreg`` in
+``leave1out``, ``robust`` (cluster-robust CR0/CR1/CR2, :mod:`.robust`) and ``robu`` (robumeta,
+:mod:`.robumeta`); ``rma_mv`` (multilevel/multivariate) lives in :mod:`.multilevel` and ``matreg`` in
 :mod:`.matrix_regression`, imported on first access. The results share one naming
 (:mod:`.common`): ``ci_lower``/``ci_upper``, ``coef_table()``, ``predict()`` as a DataFrame with
 columns ``pred, se, ci_lower, ci_upper, pi_lower, pi_upper`` and the keys of ``to_dict()``.
@@ -21,9 +22,12 @@ from bayes_se.frequentist.bias import (
 )
 from bayes_se.frequentist.influence import leave1out
 from bayes_se.frequentist.rma import RMAResult, rma
+from bayes_se.frequentist.robust import RobustResult, robust
+from bayes_se.frequentist.robumeta import RobuResult, robu
 
 __all__ = ["rma", "RMAResult", "regtest", "RegtestResult", "ranktest", "RanktestResult", "trimfill", "TrimfillResult",
-           "leave1out", "rma_mv", "RmaMvResult", "matreg", "MatregResult"]
+           "leave1out", "rma_mv", "RmaMvResult", "matreg", "MatregResult", "robust", "RobustResult", "robu",
+           "RobuResult"]
 
 
 _MULTILEVEL = ("rma_mv", "RmaMvResult", "matreg", "MatregResult")
