@@ -88,6 +88,7 @@ TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); 
 TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 CHUNK_ELEMENTS = 1 << 21  # (grid x study) arrays are built this many elements at a time (16 MiB)
+PRUNE_WEIGHT = 1e-18  # large k: grid nodes lighter than this are left out of the study effects' mixtures
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -455,8 +456,12 @@ class ExactPosterior:
             X, v, y = X[rows], v[rows], y[rows]
         t2 = np.square(tau)[:, None]
         B = t2 / (v + t2)
+        if X.shape[1] == 1:  # one coefficient: x_i' A^-1 x_i = A^-1 x_i^2, no einsum over (G, k, p, p)
+            spread = Ainv[:, 0, 0][:, None] * np.square(X[:, 0])
+        else:
+            spread = np.einsum("kp,gpq,kq->gk", X, Ainv, X)
         mean = B * y + (1.0 - B) * (b @ X.T)
-        sd = np.sqrt(B * v + np.square(1.0 - B) * np.einsum("kp,gpq,kq->gk", X, Ainv, X))
+        sd = np.sqrt(B * v + np.square(1.0 - B) * spread)
         return (mean[:, 0], sd[:, 0]) if single else (mean, sd)
 
     def _theta_cached(self) -> bool:
@@ -471,17 +476,21 @@ class ExactPosterior:
         return self._mixtures["theta"]
 
     def _theta_blocks(self):
-        """``(rows, mean, sd)`` for blocks of studies, each ``(grid x block)`` at most about
-        ``CHUNK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are."""
+        """``(rows, weights, mean, sd)`` for blocks of studies, each ``(grid x block)`` at most about
+        ``CHUNK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are.
+        Beyond the cached size, grid nodes of weight below ``PRUNE_WEIGHT`` are left out (they can
+        move no moment, probability or quantile by more than G x 1e-18 of its scale)."""
         k = len(self.study)
         if self._theta_cached():
             mean, sd = self._theta_all()
-            yield slice(0, k), mean, sd
+            yield slice(0, k), self.tau_weights, mean, sd
             return
-        size = max(1, CHUNK_ELEMENTS // self.tau_grid.size)
+        keep = self.tau_weights > PRUNE_WEIGHT
+        w, tau, b, Ainv = self.tau_weights[keep], self.tau_grid[keep], self._b[keep], self._Ainv[keep]
+        size = max(1, CHUNK_ELEMENTS // tau.size)
         for start in range(0, k, size):
             rows = slice(start, min(k, start + size))
-            yield (rows,) + self._normal_moments("theta", rows, self.tau_grid, self._b, self._Ainv)
+            yield (rows, w) + self._normal_moments("theta", rows, tau, b, Ainv)
 
     def _mixture(self, kind, j):
         if kind != "theta" or not self._theta_cached():
@@ -491,15 +500,20 @@ class ExactPosterior:
 
     def theta_prob(self, op: str, value: float) -> np.ndarray:
         """``P(theta_i op value | y)`` for every study at once (``op`` one of < <= > >=), in study order."""
-        if op not in ("<", "<=", ">", ">="):
-            raise SpecError(f"operator must be one of < <= > >=, not {op!r}", key="op")
-        out = np.empty(len(self.study))
-        sign = -1.0 if op.startswith(">") else 1.0
-        w = self.tau_weights
-        keep = w > 1e-18  # the rest can move no probability by more than G x 1e-18
-        for rows, m, s in self._theta_blocks():
-            out[rows] = w[keep] @ special.ndtr(sign * (float(value) - m[keep]) / s[keep])
-        return np.clip(out, 0.0, 1.0)
+        return self.theta_probs([(op, value)])[0]
+
+    def theta_probs(self, events) -> list:
+        """:meth:`theta_prob` of several ``(op, value)`` events, in one pass over the studies."""
+        events = [(op, float(value)) for op, value in events]
+        for op, _ in events:
+            if op not in ("<", "<=", ">", ">="):
+                raise SpecError(f"operator must be one of < <= > >=, not {op!r}", key="op")
+        out = [np.empty(len(self.study)) for _ in events]
+        for rows, w, m, s in self._theta_blocks():
+            for (op, value), target in zip(events, out):
+                z = (value - m) / s
+                target[rows] = w @ special.ndtr(-z if op.startswith(">") else z)
+        return [np.clip(p, 0.0, 1.0) for p in out]
 
     def conditional(self, name: str, tau):
         """Mean and sd of the normal ``name | tau, y`` (mu/beta, theta, pred), vectorised over tau."""
@@ -536,12 +550,13 @@ class ExactPosterior:
             lambda x: self._mix_cdf(kind, j, x) - q, lo, hi, xtol=xtol, rtol=QUANTILE_RTOL
         )
 
-    def _quantiles_all(self, m, s, q):
+    def _quantiles_all(self, m, s, q, w=None):
         """Quantile ``q`` of J mixtures at once, ``m``, ``s`` of shape (G, J): Newton's method kept
         inside a bisection bracket, vectorised over mixtures (the theta summaries of a large k would
         otherwise cost J Python-level brentq searches). Mixtures leave the iteration once converged,
-        and components of negligible weight are left out, as in :meth:`_mix_quantile`."""
-        w = self.tau_weights
+        and components of negligible weight are left out, as in :meth:`_mix_quantile`. ``w``: the
+        weights of the rows of ``m`` and ``s`` (default the grid's)."""
+        w = self.tau_weights if w is None else w
         mean = w @ m
         sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
         keep = w > 1e-15 * min(q, 1.0 - q)
@@ -763,11 +778,10 @@ class ExactPosterior:
         names = list(head)
         if theta:
             rows_out = np.empty((len(self.study), 2 + len(probs)))
-            w = self.tau_weights
-            for rows, m, s in self._theta_blocks():
+            for rows, w, m, s in self._theta_blocks():
                 mean = w @ m
                 sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
-                rows_out[rows] = np.column_stack([mean, sd] + [self._quantiles_all(m, s, p) for p in probs])
+                rows_out[rows] = np.column_stack([mean, sd] + [self._quantiles_all(m, s, p, w) for p in probs])
             blocks.append(rows_out)
             names += [f"theta[{st}]" for st in self.study]
         if pred:

@@ -197,12 +197,16 @@ class ExactFit(Fit):
     def _prob(self, name, op, x):
         return float(self.posterior.prob(name, op, x))
 
-    def _probs(self, names, op, x):
+    def _probs(self, names, events):
         # the study effects in one vectorised pass (at k = 200,000 one call per study took minutes)
-        out = super()._probs([n for n in names if not n.startswith("theta[")], op, x)
-        out = dict(zip([n for n in names if not n.startswith("theta[")], out))
-        theta = dict(zip((f"theta[{s}]" for s in self.posterior.study), self.posterior.theta_prob(op, x)))
-        return np.array([theta[n] if n in theta else out[n] for n in names], dtype=float)
+        others = [n for n in names if not n.startswith("theta[")]
+        labels = [f"theta[{s}]" for s in self.posterior.study]
+        result = []
+        for head, theta in zip(super()._probs(others, events), self.posterior.theta_probs(events)):
+            value = dict(zip(labels, theta))
+            value.update(zip(others, head))
+            result.append(np.array([value[n] for n in names], dtype=float))
+        return result
 
     def _table(self, level, interval, theta):
         post = self.posterior

@@ -207,11 +207,12 @@ class Fit(abc.ABC):
     def _prob(self, name: str, op: str, x: float) -> float:
         """Posterior probability of ``name op x`` (``op`` is ``>`` or ``<``)."""
 
-    def _probs(self, names, op: str, x: float) -> np.ndarray:
-        """:meth:`_prob` of each of ``names`` (NaN for rows that are not locations); an engine may
-        override it to compute many rows in one pass."""
+    def _probs(self, names, events) -> list:
+        """For each ``(op, x)`` of ``events``, :meth:`_prob` of each of ``names`` (NaN for rows that
+        are not locations), as arrays; an engine may override it to compute many rows in one pass."""
         locs = set(self.location_names())
-        return np.array([self._prob(n, op, x) if n in locs else np.nan for n in names], dtype=float)
+        return [np.array([self._prob(n, op, x) if n in locs else np.nan for n in names], dtype=float)
+                for op, x in events]
 
     @abc.abstractmethod
     def _headline(self) -> str:
@@ -277,8 +278,7 @@ class Fit(abc.ABC):
         s = self.smallest_effect if smallest_effect is None else float(smallest_effect)
         if s is not None:
             above, below = probability_columns(s)
-            table[above] = self._probs(list(table.index), ">", s)
-            table[below] = self._probs(list(table.index), "<", -s)
+            table[above], table[below] = self._probs(list(table.index), [(">", s), ("<", -s)])
         table.attrs.update(level=level, interval=interval, engine=self.engine)
         return table
 

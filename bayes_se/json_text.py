@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from json.encoder import encode_basestring_ascii
+from math import isfinite
 
 __all__ = ["dumps", "jsonable"]
 
@@ -55,13 +56,11 @@ def _flat_dict(obj: dict, pad: str) -> str | None:
     when some value is anything else. The common case of large outputs, so written for speed."""
     try:
         return ",".join([pad + encode_basestring_ascii(key) + ": "
-                         + ("null" if value is None or value != value or value in _INF else float.__repr__(value))
+                         + ("null" if value is None or not isfinite(value) else float.__repr__(value))
                          for key, value in obj.items()])
     except (TypeError, ValueError):  # a key that is not a str, a value that is not a float or None
         return None
 
-
-_INF = (math.inf, -math.inf)
 
 
 def _write(obj, level: int, out: list) -> None:
