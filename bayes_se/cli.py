@@ -75,8 +75,9 @@ def cmd_freq(args) -> int:
     else:
         from bayes_se.frequentist import rma
 
-        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na)
-        out = res.to_dict()
+        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na,
+                  scale=args.scale)
+        out = res.to_dict()  # with --scale: also scale_coefficients, QS, LRT (location_scale.LocationScaleResult)
     if args.json:
         _print_json(out)
     else:
@@ -188,6 +189,11 @@ def check_args(args) -> None:
         if hit:
             raise BayesSEError(f"--mods {args.mods!r}: '{hit[0]}' is the {hit[1]} column; it cannot also be "
                                "a moderator")
+    if args.command == "freq" and getattr(args, "scale", None):
+        if args.cluster:
+            raise BayesSEError("--scale (a location-scale model) cannot be combined with --cluster")
+        if args.method.upper() not in ("REML", "ML"):
+            raise BayesSEError(f"a location-scale model (--scale) is fitted by REML or ML, not {args.method}")
     if args.command == "freq" and args.cluster and args.method.upper() not in ("REML", "ML"):
         raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
     if getattr(args, "out", None):
@@ -436,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tau2 estimator: EE, DL, REML, ML, PM, EB, SJ, HS, HE (default REML)")
     p.add_argument("--test", default="z", choices=["z", "knha"], help="z or Knapp-Hartung (knha)")
     p.add_argument("--mods", default=None, help=MODS_HELP)
+    p.add_argument("--scale", default=None, metavar="FORMULA",
+                   help="scale formula: a location-scale model, log tau_i^2 = Z alpha (metafor's scale=; REML/ML)")
     _add_na_arg(p)
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
