@@ -9,6 +9,7 @@ continuous and categorical scale moderators. Bayesian: the MCMC builder and the 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import warnings
 
@@ -204,3 +205,256 @@ def test_cli_scale_refusals_are_one_line(capsys, argv, needle):
     code, out, err = run_cli(capsys, "freq", METAPSY, *argv)
     assert code == 2 and out == ""
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+# -- Bayesian: exact engine (2-D quadrature) ------------------------------------------------------
+
+from bayes_se.exact_scale import (  # noqa: E402
+    HeteroscedasticNormalModel,
+    binary_scale_column,
+    exact_scale_posterior,
+)
+
+EXACT_RTOL = 1e-5  # the exact engine against an independent brute-force quadrature
+PRIORS = dict(beta_mean=0.0, beta_sd=1.0, alpha_mean=(-1.5, 0.0), alpha_sd=(1.0, 0.5))
+
+
+def _small_guided(k=16):
+    frame = _frame("metapsy").iloc[:k]
+    d = frame["guided"].to_numpy()
+    assert 0 < d.sum() < k
+    X = np.column_stack([np.ones(k), d])
+    return frame["yi"].to_numpy(), frame["vi"].to_numpy(), d, X
+
+
+def _brute_force(yi, vi, d, X, n=150):
+    """Independent check: Gauss-Legendre in (alpha_0, alpha_1) (not the engine's (log tau_0,
+    log tau_1) lattice), the likelihood from the dense k x k covariance V + T + X S X' (not the
+    Woodbury form), E[beta | tau, y] from the same dense matrix."""
+    from scipy import special as sp, stats as st
+
+    k, p = X.shape
+    m, s2 = np.zeros(p), np.ones(p) * PRIORS["beta_sd"] ** 2
+    (am0, am1), (as0, as1) = PRIORS["alpha_mean"], PRIORS["alpha_sd"]
+    r = yi - X @ m
+
+    def evaluate(a0, a1):
+        tau2 = np.exp(2 * (a0[:, None] + a1[:, None] * d[None, :]))
+        S = np.diag(vi)[None] + tau2[:, :, None] * np.eye(k)[None] + (X * s2) @ X.T
+        L = np.linalg.cholesky(S)
+        z = np.linalg.solve(L, np.broadcast_to(r, (len(a0), k))[..., None])[..., 0]
+        ll = -0.5 * (k * np.log(2 * np.pi) + 2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1) + (z**2).sum(1))
+        lp = st.norm.logpdf(a0, am0, as0) + st.norm.logpdf(a1, am1, as1)
+        Sinv_r = np.linalg.solve(S, np.broadcast_to(r, (len(a0), k))[..., None])[..., 0]
+        Eb = m + (Sinv_r @ X) * s2
+        return ll + lp, Eb
+
+    # where the mass is: a coarse scan of the prior's +-9 sd box
+    g0, g1 = np.linspace(am0 - 9 * as0, am0 + 9 * as0, 121), np.linspace(am1 - 9 * as1, am1 + 9 * as1, 121)
+    A0, A1 = np.meshgrid(g0, g1, indexing="ij")
+    lp, _ = evaluate(A0.ravel(), A1.ravel())
+    keep = (lp > lp.max() - 42).reshape(A0.shape)
+    i0, i1 = np.flatnonzero(keep.any(1)), np.flatnonzero(keep.any(0))
+    box = (g0[max(i0[0] - 1, 0)], g0[min(i0[-1] + 1, 120)], g1[max(i1[0] - 1, 0)], g1[min(i1[-1] + 1, 120)])
+    x, w = sp.roots_legendre(n)
+    a0 = (box[0] + box[1]) / 2 + (box[1] - box[0]) / 2 * x
+    a1 = (box[2] + box[3]) / 2 + (box[3] - box[2]) / 2 * x
+    W = np.outer(w * (box[1] - box[0]) / 2, w * (box[3] - box[2]) / 2).ravel()
+    A0, A1 = np.meshgrid(a0, a1, indexing="ij")
+    lp, Eb = evaluate(A0.ravel(), A1.ravel())
+    log_z = sp.logsumexp(lp, b=W)
+    post = W * np.exp(lp - log_z)
+    out = {"log_z": log_z}
+    for name, values in (("alpha[intercept]", A0.ravel()), ("alpha[guided]", A1.ravel()),
+                         ("tau[guided=0]", np.exp(A0.ravel())), ("tau[guided=1]", np.exp(A0.ravel() + A1.ravel()))):
+        mean = post @ values
+        out[name] = (mean, np.sqrt(post @ (values - mean) ** 2))
+    for j, name in enumerate(["beta[intercept]", "beta[guided]"]):
+        out[name] = (post @ Eb[:, j], None)
+    # BF01 of alpha_1 = 0 (Savage-Dickey): the posterior density of alpha_1 at 0, by 1-D quadrature
+    lp0, _ = evaluate(a0, np.zeros(n))
+    dens0 = np.sum(w * (box[1] - box[0]) / 2 * np.exp(lp0 - log_z))
+    out["bf01"] = dens0 / st.norm.pdf(0.0, am1, as1)
+    return out
+
+
+def test_exact_scale_matches_an_independent_brute_force_quadrature():
+    yi, vi, d, X = _small_guided()
+    post = exact_scale_posterior(yi, vi, d, X=X, coef_names=["intercept", "guided"], scale_name="guided", **PRIORS)
+    ref = _brute_force(yi, vi, d, X)
+    assert post.log_marginal_likelihood == pytest.approx(ref["log_z"], rel=EXACT_RTOL)
+    for name in ("alpha[intercept]", "alpha[guided]", "tau[guided=0]", "tau[guided=1]"):
+        mean, sd = ref[name]
+        assert post.mean(name) == pytest.approx(mean, rel=EXACT_RTOL, abs=1e-8), name
+        assert post.sd(name) == pytest.approx(sd, rel=EXACT_RTOL), name
+    for name in ("beta[intercept]", "beta[guided]"):
+        assert post.mean(name) == pytest.approx(ref[name][0], rel=EXACT_RTOL, abs=1e-8), name
+    assert post.bayes_factor_equal_tau() == pytest.approx(ref["bf01"], rel=EXACT_RTOL)
+
+
+def test_exact_scale_quantiles_invert_the_cdf_and_match_the_draws():
+    yi, vi, d, X = _small_guided()
+    post = exact_scale_posterior(yi, vi, d, X=X, coef_names=["intercept", "guided"], scale_name="guided", **PRIORS)
+    for name in post.names():
+        for q in (0.025, 0.5, 0.975):
+            assert post.cdf(name, post.quantile(name, q)) == pytest.approx(q, abs=1e-9), name
+    draws = post.draws(40_000, np.random.default_rng(1))
+    # draws from the quadrature's piecewise-constant density: means within 5 Monte Carlo SEs
+    for j, name in enumerate(["alpha[intercept]", "alpha[guided]"]):
+        x = draws["alpha"][:, j]
+        assert abs(x.mean() - post.mean(name)) < 5 * x.std() / np.sqrt(x.size), name
+    b = draws["beta"][:, 1]
+    assert abs(b.mean() - post.mean("beta[guided]")) < 5 * b.std() / np.sqrt(b.size)
+
+
+def test_heteroscedastic_model_with_equal_variances_is_the_one_tau_model():
+    """The conjugate step with t_i = tau^2 for all i equals bayes_se.exact's one-tau posterior."""
+    from bayes_se.exact import exact_posterior
+
+    yi, vi, d, X = _small_guided()
+    model = HeteroscedasticNormalModel(yi, vi, X, np.zeros(2), np.ones(2))
+    t = np.full((1, len(yi)), 0.09)
+    ll, b, Ainv = model.conditional(t)
+    S = np.diag(vi + 0.09) + X @ X.T
+    from scipy import stats as st
+
+    assert ll[0] == pytest.approx(st.multivariate_normal(np.zeros(len(yi)), S).logpdf(yi), rel=1e-12)
+    ex = exact_posterior(yi, vi, X=X, coef_names=["intercept", "guided"], beta_mean=0.0, beta_sd=1.0)
+    b_ex = ex.conditional("beta[guided]", np.array([0.3]))
+    assert b[0, 1] == pytest.approx(float(np.ravel(b_ex[0])[0]), rel=1e-10)
+    assert np.sqrt(Ainv[0, 1, 1]) == pytest.approx(float(np.ravel(b_ex[1])[0]), rel=1e-10)
+
+
+def test_exact_engine_needs_one_binary_scale_moderator():
+    Z = np.column_stack([np.ones(4), [0.5, 1, 2, 3]])
+    with pytest.raises(SpecError) as e:
+        binary_scale_column(Z, ["intercept", "year"])
+    assert e.value.key == "sampler.engine"
+    with pytest.raises(SpecError):
+        binary_scale_column(np.column_stack([np.ones(4), [0, 1, 0, 1], [1, 0, 0, 1]]), ["intercept", "a", "b"])
+
+
+# -- Bayesian: spec, priors, MCMC -----------------------------------------------------------------
+
+from bayes_se.spec import load_spec  # noqa: E402
+
+GUIDED_SPEC = """
+[model]
+type = "meta_regression"
+mods = "guided"
+scale = "guided"
+[priors]
+"alpha[guided]" = "normal(0, 0.5)"
+"""
+
+
+def test_spec_scale_key_round_trips_and_is_checked():
+    spec = load_spec(GUIDED_SPEC)
+    assert spec.model.scale == "guided"
+    assert load_spec(spec.to_toml()) == spec
+    assert "scale" not in load_spec("[model]\n").to_toml()  # left out: one tau
+    bad = {
+        '[model]\nscale = "a $ b"\n': "model.scale",
+        '[model]\nscale = "yi"\n': "model.scale",
+        '[model]\nscale = "g"\nsubgroup_tau = "g"\n': "model.scale",
+        '[model]\nscale = "g"\neffects = "student_t"\n': "model.scale",
+        '[model]\nscale = "g"\n[priors]\n"alpha[h]" = "normal(0, 1)"\n': "priors.alpha[h]",
+        '[priors]\nalpha = "normal(0, 1)"\n': "priors.alpha",
+        '[model]\nscale = "g"\n[priors]\nalpha = "half_normal(1)"\n': "priors.alpha",
+        '[model]\nscale = "g"\n[priors]\nalpha = "student_t(3, 0, 1)"\n[sampler]\nengine = "exact"\n': "priors.alpha",
+    }
+    for text, key in bad.items():
+        with pytest.raises(SpecError) as e:
+            load_spec(text)
+        assert e.value.key == key, text
+
+
+def test_scale_priors_defaults_and_overrides():
+    from bayes_se import defaults
+    from bayes_se.builders.location_scale import scale_priors
+    from bayes_se.priors import prior_for
+
+    got = scale_priors({}, ["intercept", "guided", "year"])
+    want = [prior_for("alpha[intercept]", defaults.SCALE_PRIORS["alpha[intercept]"])] + \
+        [prior_for("alpha", defaults.SCALE_PRIORS["alpha"])] * 2
+    assert [(p.family, p.params) for p in got] == [(p.family, p.params) for p in want]
+    given = {"alpha": prior_for("alpha", "normal(0, 2)"), "alpha[year]": prior_for("alpha[year]", "normal(0, 0.1)")}
+    got = scale_priors(given, ["intercept", "guided", "year"])
+    assert got[1].params["sigma"] == 2 and got[2].params["sigma"] == 0.1 and got[0].params["mu"] == -1.5
+    with pytest.raises(SpecError) as e:
+        scale_priors({"alpha[nope]": given["alpha"]}, ["intercept", "guided"])
+    assert e.value.key == "priors.alpha[nope]"
+
+
+def test_api_exact_engine_fits_the_binary_scale_model(tmp_path):
+    from bayes_se.api import fit
+
+    frame = _frame("metapsy").iloc[:30]
+    path = tmp_path / "g.csv"
+    frame.to_csv(path, index=False)
+    res = fit(path, GUIDED_SPEC + "[sampler]\nengine = \"exact\"\n")
+    table = res.summary()
+    assert list(table.index) == ["beta[intercept]", "beta[guided]", "alpha[intercept]", "alpha[guided]",
+                                 "tau[guided=0]", "tau[guided=1]"]
+    d = frame["guided"].to_numpy()
+    post = exact_scale_posterior(frame["yi"], frame["vi"], d, X=np.column_stack([np.ones(30), d]),
+                                 coef_names=["intercept", "guided"], scale_name="guided", **PRIORS)
+    assert table.loc["alpha[guided]", "mean"] == pytest.approx(post.mean("alpha[guided]"), rel=1e-12)
+    out = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert out["bayes_factors"]["equal_tau"] > 0 and math.isfinite(out["log_marginal_likelihood"])
+    with pytest.raises(SpecError) as e:  # a continuous scale moderator: MCMC only
+        fit(path, GUIDED_SPEC.replace('scale = "guided"', 'scale = "year"').replace('"alpha[guided]"', "alpha")
+            + "[sampler]\nengine = \"exact\"\n")
+    assert e.value.key == "sampler.engine"
+
+
+def test_builder_postprocess_names_studies_and_uses_each_tau():
+    """The built model's post-processing on a hand-made posterior (no sampling): tau_i = exp(z_i' alpha),
+    the marginal log-likelihood N(y_i; x_i' beta, v_i + tau_i^2), coordinates by study label."""
+    import xarray as xr
+    from scipy import stats as st
+
+    from bayes_se.builders.location_scale import build_location_scale
+
+    yi, vi, d, X = _small_guided(8)
+    Z = X.copy()
+    meta = build_location_scale(yi, vi, Z=Z, scale_names=["intercept", "guided"], X=X,
+                                coef_names=["intercept", "guided"], study=[f"s{i}" for i in range(8)])
+    assert meta.model["alpha"].owner is not None and set(meta.model.coords["scale_coef"]) == {"intercept", "guided"}
+    rng = np.random.default_rng(0)
+    beta = rng.normal(size=(2, 5, 2)) * 0.1
+    alpha = np.stack([rng.normal(-1, 0.1, (2, 5)), rng.normal(0, 0.3, (2, 5))], axis=-1)
+    post = xr.Dataset({"beta": (("chain", "draw", "coef"), beta), "alpha": (("chain", "draw", "scale_coef"), alpha)},
+                      coords={"chain": [0, 1], "draw": np.arange(5), "coef": ["intercept", "guided"],
+                              "scale_coef": ["intercept", "guided"]})
+    new, ll, y_rep = meta.exact_draws(post, np.random.default_rng(1))
+    tau = np.exp(alpha @ Z.T)
+    want = st.norm.logpdf(yi, beta @ X.T, np.sqrt(vi + tau**2))
+    np.testing.assert_allclose(ll.values, want, rtol=1e-12)
+    assert list(ll["study"].values) == [f"s{i}" for i in range(8)]
+    assert new["theta"].shape == (2, 5, 8) and new["pred"].shape == (2, 5) and y_rep.shape == (2, 5, 8)
+
+
+@pytest.mark.slow
+@pytest.mark.mcmc
+def test_mcmc_matches_the_exact_engine_within_monte_carlo_error(tmp_path):
+    import arviz as az
+
+    from bayes_se.api import fit
+
+    frame = _frame("metapsy").iloc[:30]
+    path = tmp_path / "g.csv"
+    frame.to_csv(path, index=False)
+    res = fit(path, GUIDED_SPEC + "[sampler]\nchains = 2\ndraws = 1000\ntune = 500\nseed = 3\n")
+    idata = res.idata
+    assert {"posterior", "prior", "posterior_predictive", "log_likelihood", "observed_data"} <= set(idata.groups())
+    assert list(idata.posterior["tau"]["study"].values) == [str(s) for s in frame["study"]]
+    d = frame["guided"].to_numpy()
+    post = exact_scale_posterior(frame["yi"], frame["vi"], d, X=np.column_stack([np.ones(30), d]),
+                                 coef_names=["intercept", "guided"], scale_name="guided", **PRIORS)
+    mcse = az.mcse(idata, var_names=["alpha", "beta"])
+    for j, name in enumerate(["intercept", "guided"]):
+        a = float(idata.posterior["alpha"].sel(scale_coef=name).mean())
+        assert abs(a - post.mean(f"alpha[{name}]")) < 4 * float(mcse["alpha"].sel(scale_coef=name)), name
+        b = float(idata.posterior["beta"].sel(coef=name).mean())
+        assert abs(b - post.mean(f"beta[{name}]")) < 4 * float(mcse["beta"].sel(coef=name)), name
