@@ -347,7 +347,7 @@ def _fit_location_scale(data, design, spec, model_priors, settings, counts, na):
     exact engine (one 0/1 scale moderator) or MCMC."""
     import dataclasses
 
-    from bayes_se.builders.location_scale import scale_priors
+    from bayes_se.spec import scale_priors
 
     zdes = data.design(spec.model.scale, na=na)
     X = design.X
@@ -401,7 +401,8 @@ def fit_location_scale(yi, vi, *, Z, scale_names=None, X=None, coef_names=None, 
     """
     import dataclasses
 
-    from bayes_se.builders.location_scale import build_location_scale, scale_priors
+    from bayes_se.builders.location_scale import build_location_scale
+    from bayes_se.spec import scale_priors
 
     meta = build_location_scale(yi, vi, Z=Z, scale_names=scale_names, X=X, coef_names=coef_names, study=study,
                                 priors=priors)
@@ -464,7 +465,9 @@ def load_fit(path):
     from bayes_se.results import BayesianFit
 
     kind = idata.attrs.get(KIND_ATTR)
-    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit)}
+    from bayes_se.exact_scale import ExactScaleFit
+
+    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit)}
     if kind not in classes:
         raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
                         "load it with arviz.from_netcdf")

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import interpolate, optimize, special, stats
 
 from bayes_se import defaults
-from bayes_se.errors import DataError, SpecError
+from bayes_se.errors import SpecError
 from bayes_se.fits import Fit, interval_columns, sample_hdi
 
 __all__ = ["HeteroscedasticNormalModel", "ExactScalePosterior", "exact_scale_posterior", "ExactScaleFit",
@@ -196,11 +196,20 @@ class ExactScalePosterior:
         m = p @ x
         return float(math.sqrt(max(p @ (x - m) ** 2, 0.0)))
 
+    def _mixture(self, j):
+        """(weights, means, sds) of beta_j's normal mixture over the nodes that carry mass (a node
+        below 1e-18 of the total is dropped: at most ~1e-13 of the mass in all)."""
+        key = ("mixture", j)
+        if key not in self._marginals:
+            w = self.weights.ravel()
+            keep = w > 1e-18
+            self._marginals[key] = (w[keep], self.b[keep, j], np.sqrt(self.Ainv[keep, j, j]))
+        return self._marginals[key]
+
     def cdf(self, name: str, x: float) -> float:
         if name in self.names()[:len(self.coef_names)]:
-            j = self._loc_index(name)
-            sd = np.sqrt(self.Ainv[:, j, j])
-            return float(self.weights.ravel() @ special.ndtr((x - self.b[:, j]) / sd))
+            w, m, sd = self._mixture(self._loc_index(name))
+            return float(w @ special.ndtr((x - m) / sd))
         if self._is_tau(name):
             if x <= 0:
                 return 0.0
@@ -211,7 +220,7 @@ class ExactScalePosterior:
     def quantile(self, name: str, q: float) -> float:
         if name in self.names()[:len(self.coef_names)]:
             m, s = self.mean(name), self.sd(name)
-            lo, hi = m - 40 * s, m + 40 * s
+            lo, hi = m - 12 * s, m + 12 * s  # a normal mixture: its quantiles lie within a few sds
             return float(optimize.brentq(lambda t: self.cdf(name, t) - q, lo, hi, xtol=1e-14, rtol=1e-14))
         F, xs = self._scale_cdf(name)
         t = optimize.brentq(lambda t: float(F(t)) - q, xs[0], xs[-1], xtol=1e-14, rtol=1e-14)
@@ -377,8 +386,11 @@ class ExactScaleFit(Fit):
                 post["beta"] = dr["beta"].reshape(chains, n, -1)
                 coords["coef"] = self.posterior.coef_names
                 dims["beta"] = ["coef"]
+            const = {"vi": self.vi, "Z": self.Z}
+            if self.X is not None:
+                const["X"] = np.asarray(self.X, float)
             self._idata = az.from_dict(posterior=post, coords=coords, dims=dims,
-                                       observed_data={"y": self.yi}, constant_data={"vi": self.vi, "Z": self.Z})
+                                       observed_data={"y": self.yi}, constant_data=const)
         return self._idata
 
     def _table(self, level, interval, theta):
@@ -424,7 +436,18 @@ class ExactScaleFit(Fit):
 
     @classmethod
     def from_idata(cls, idata) -> "ExactScaleFit":
-        raise DataError("an exact location-scale fit is not read back from netCDF; refit it (it takes a second)")
+        """Re-solve the quadrature from the data, priors and settings the file holds (deterministic:
+        the same numbers), keeping the file's draws."""
+        from bayes_se.fits import stored_priors, stored_settings
+
+        settings = stored_settings(idata)
+        const = idata.constant_data
+        X = np.asarray(const["X"], float) if "X" in const else None
+        fit = fit_exact_scale(np.asarray(idata.observed_data["y"], float), np.asarray(const["vi"], float),
+                              np.asarray(const["Z"], float), X=X, coef_names=settings.get("coef"),
+                              scale_names=settings["scale_coef"], priors=stored_priors(idata), settings=settings)
+        fit._idata = idata
+        return fit
 
     @property
     def log_marginal_likelihood(self) -> float:

@@ -255,6 +255,34 @@ def model_priors(resolved: Mapping[str, Prior], coef_names=("intercept",), model
     return out
 
 
+def scale_priors(priors: dict | None, scale_names) -> list:
+    """The prior of each scale coefficient ``alpha[NAME]``: ``priors["alpha[NAME]"]`` if given, else
+    ``priors["alpha"]`` for a non-intercept coefficient, else :data:`bayes_se.defaults.SCALE_PRIORS`.
+
+    Raises
+    ------
+    SpecError
+        An ``alpha[NAME]`` that names no scale coefficient.
+    """
+    priors = dict(priors or {})
+    names = list(scale_names)
+    for key in priors:
+        if key.startswith("alpha[") and key[6:-1] not in names:
+            raise SpecError(f"no scale coefficient named '{key[6:-1]}'; the scale design has {', '.join(names)}",
+                            key=f"priors.{key}")
+    out = []
+    for name in names:
+        key = f"alpha[{name}]"
+        if priors.get(key) is not None:
+            out.append(priors[key])
+        elif name != "intercept" and priors.get("alpha") is not None:
+            out.append(priors["alpha"])
+        else:
+            text = defaults.SCALE_PRIORS.get(key if name == "intercept" else "alpha")
+            out.append(prior_for(key, text))
+    return out
+
+
 def _toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 

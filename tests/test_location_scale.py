@@ -371,7 +371,7 @@ def test_spec_scale_key_round_trips_and_is_checked():
 
 def test_scale_priors_defaults_and_overrides():
     from bayes_se import defaults
-    from bayes_se.builders.location_scale import scale_priors
+    from bayes_se.spec import scale_priors
     from bayes_se.priors import prior_for
 
     got = scale_priors({}, ["intercept", "guided", "year"])
@@ -402,6 +402,10 @@ def test_api_exact_engine_fits_the_binary_scale_model(tmp_path):
     assert table.loc["alpha[guided]", "mean"] == pytest.approx(post.mean("alpha[guided]"), rel=1e-12)
     out = json.loads(json.dumps(res.to_dict(), allow_nan=False))
     assert out["bayes_factors"]["equal_tau"] > 0 and math.isfinite(out["log_marginal_likelihood"])
+    from bayes_se.api import load_fit
+
+    back = load_fit(res.to_netcdf(tmp_path / "fit.nc"))  # re-solved from the stored data and priors
+    pd.testing.assert_frame_equal(back.summary(), table)
     with pytest.raises(SpecError) as e:  # a continuous scale moderator: MCMC only
         fit(path, GUIDED_SPEC.replace('scale = "guided"', 'scale = "year"').replace('"alpha[guided]"', "alpha")
             + "[sampler]\nengine = \"exact\"\n")

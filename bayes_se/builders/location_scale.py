@@ -40,41 +40,11 @@ from bayes_se.builders.random_effects import (
     resolve_prior,
 )
 from bayes_se.errors import DataError, SpecError
+from bayes_se.spec import scale_priors  # noqa: F401 - the one rule, re-exported
 
 __all__ = ["LocationScaleModel", "build_location_scale", "scale_priors"]
 
 LOG_SQRT_2PI = np.log(2 * np.pi) / 2
-
-
-def scale_priors(priors: dict | None, scale_names) -> list:
-    """The prior of each scale coefficient ``alpha[NAME]``: ``priors["alpha[NAME]"]`` if given, else
-    ``priors["alpha"]`` for a non-intercept coefficient, else :data:`bayes_se.defaults.SCALE_PRIORS`.
-
-    Raises
-    ------
-    SpecError
-        An ``alpha[NAME]`` that names no scale coefficient.
-    """
-    from bayes_se import defaults
-    from bayes_se.priors import prior_for
-
-    priors = dict(priors or {})
-    names = list(scale_names)
-    for key in priors:
-        if key.startswith("alpha[") and key[6:-1] not in names:
-            raise SpecError(f"no scale coefficient named '{key[6:-1]}'; the scale design has {', '.join(names)}",
-                            key=f"priors.{key}")
-    out = []
-    for name in names:
-        key = f"alpha[{name}]"
-        if priors.get(key) is not None:
-            out.append(priors[key])
-        elif name != "intercept" and priors.get("alpha") is not None:
-            out.append(priors["alpha"])
-        else:
-            text = defaults.SCALE_PRIORS.get(key if name == "intercept" else "alpha")
-            out.append(prior_for(key, text))
-    return out
 
 
 @dataclass
