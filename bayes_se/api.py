@@ -242,7 +242,7 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if coef_names == ["intercept"]:
         X = None
     model_priors = spec.model_priors(coef_names)
-    if mtype != "three_level":  # three-level models split tau in two SDs: no single tau prior
+    if mtype != "three_level" and spec.model.scale is None:  # three-level: two SDs; location-scale: alpha
         first = model_priors["mu"] if "mu" in model_priors else model_priors[f"beta[{coef_names[0]}]"]
         check_prior_scale(data.yi, data.vi, first, model_priors["tau"])
     settings = {"level": spec.summary.level, "smallest_effect": spec.summary.smallest_effect or None,

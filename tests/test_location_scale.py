@@ -462,3 +462,13 @@ def test_mcmc_matches_the_exact_engine_within_monte_carlo_error(tmp_path):
         assert abs(a - post.mean(f"alpha[{name}]")) < 4 * float(mcse["alpha"].sel(scale_coef=name)), name
         b = float(idata.posterior["beta"].sel(coef=name).mean())
         assert abs(b - post.mean(f"beta[{name}]")) < 4 * float(mcse["beta"].sel(coef=name)), name
+
+
+@pytest.mark.parametrize("command", ["sensitivity", "report"])
+def test_cli_commands_without_location_scale_support_refuse_it(capsys, tmp_path, command):
+    spec = tmp_path / "ls.toml"
+    spec.write_text(GUIDED_SPEC)
+    extra = ["--out", tmp_path / "rep"] if command == "report" else []
+    code, out, err = run_cli(capsys, command, spec, "--data", METAPSY, *extra)
+    assert code == 2 and "location-scale" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
