@@ -242,12 +242,15 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     if coef_names == ["intercept"]:
         X = None
     model_priors = spec.model_priors(coef_names)
-    if mtype != "three_level":  # three-level models split tau in two SDs: no single tau prior
+    if mtype != "three_level" and spec.model.scale is None:  # three-level: two SDs; location-scale: alpha
         first = model_priors["mu"] if "mu" in model_priors else model_priors[f"beta[{coef_names[0]}]"]
         check_prior_scale(data.yi, data.vi, first, model_priors["tau"])
     settings = {"level": spec.summary.level, "smallest_effect": spec.summary.smallest_effect or None,
                 "seed": spec.sampler.seed, "spec_toml": spec.to_toml(), "data_sha256": checksum,
                 "mods": spec.model.mods or None, "omitted_rows": [int(r) for r in design.omitted_rows]}
+
+    if spec.model.scale is not None:  # location-scale: log tau_i = z_i' alpha
+        return _fit_location_scale(data, design, spec, model_priors, settings, counts, na)
 
     if spec.sampler.engine == "exact":
         if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:
@@ -338,6 +341,79 @@ def fit_random_effects(yi, vi, *, X=None, coef_names=None, study=None, priors=No
                        target_accept=target_accept, sampler=sampler)
 
 
+def _fit_location_scale(data, design, spec, model_priors, settings, counts, na):
+    """The location-scale branch of :func:`fit`: the scale design on the rows the location design
+    kept (rows missing a scale moderator are left out too, or refused with ``na="error"``), then the
+    exact engine (one 0/1 scale moderator) or MCMC."""
+    import dataclasses
+
+    from bayes_se.spec import scale_priors
+
+    zdes = data.design(spec.model.scale, na=na)
+    X = design.X
+    if zdes.omitted_rows:
+        if len(zdes.rows) < 3:
+            raise DataError(f"only {len(zdes.rows)} effect(s) have every moderator of the scale formula")
+        n_all = len(design.rows) + len(design.omitted_rows)
+        kept = {int(design.rows[i]) for i in zdes.rows}
+        settings["omitted_rows"] = [i + 1 for i in range(n_all) if i not in kept]
+        data, X = data.subset(zdes.rows), X[zdes.rows]
+    coef_names = list(design.names)
+    alpha = scale_priors(spec.resolved_priors(), zdes.names)
+    priors = {k: v for k, v in model_priors.items() if k != "tau"}
+    priors.update({f"alpha[{n}]": dataclasses.replace(p, target=f"alpha[{n}]") for n, p in zip(zdes.names, alpha)})
+    settings["scale"] = spec.model.scale
+    if spec.sampler.engine == "exact":
+        from bayes_se.exact_scale import fit_exact_scale
+
+        res = fit_exact_scale(data.yi, data.vi, zdes.X, X=X, coef_names=coef_names, scale_names=list(zdes.names),
+                              study=data.study, priors=priors, settings=settings, data=data, spec=spec)
+        return res
+    flat = [k for k, v in priors.items() if v.improper]
+    if flat:
+        raise SpecError(f"flat() (improper) priors are for the exact engine only ({', '.join(flat)})",
+                        key=f"priors.{flat[0]}")
+    res = fit_location_scale(data.yi, data.vi, Z=zdes.X, scale_names=list(zdes.names),
+                             X=None if coef_names == ["intercept"] else X,
+                             coef_names=None if coef_names == ["intercept"] else coef_names,
+                             study=data.study, priors=priors, seed=spec.sampler.seed, **counts,
+                             target_accept=spec.sampler.target_accept)
+    res.settings.update(settings)
+    res.spec = spec
+    return res
+
+
+def fit_location_scale(yi, vi, *, Z, scale_names=None, X=None, coef_names=None, study=None, priors=None,
+                       seed: int, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+                       chains: int = defaults.CHAINS, cores: int | None = None, target_accept: float | None = None,
+                       sampler: str = "pymc"):
+    """Build and sample a Bayesian location-scale model (PyMC's NUTS).
+
+    Model: ``y_i ~ N(x_i' beta, v_i + tau_i^2)``, ``log tau_i = z_i' alpha`` (study effects
+    integrated out; Viechtbauer & Lopez-Lopez 2022); see
+    :func:`bayes_se.builders.location_scale.build_location_scale` for the parameters and priors.
+
+    Returns
+    -------
+    bayes_se.results.BayesianFit
+        Its posterior has ``alpha`` (dims ``scale_coef``), ``tau`` (dims ``study``), ``mu`` or
+        ``beta``, and the exact ``theta`` and ``pred``.
+    """
+    import dataclasses
+
+    from bayes_se.builders.location_scale import build_location_scale
+    from bayes_se.spec import scale_priors
+
+    meta = build_location_scale(yi, vi, Z=Z, scale_names=scale_names, X=X, coef_names=coef_names, study=study,
+                                priors=priors)
+    recorded = _recorded_priors(priors, meta.coef_names, "random_effects")
+    recorded.pop("tau", None)
+    recorded.update({f"alpha[{n}]": dataclasses.replace(p, target=f"alpha[{n}]")
+                     for n, p in zip(meta.scale_names, scale_priors(priors, meta.scale_names))})
+    return _sample_fit(meta, recorded, seed=seed, draws=draws, tune=tune, chains=chains, cores=cores,
+                       target_accept=target_accept, sampler=sampler)
+
+
 def fit_three_level(yi, vi, cluster, *, X=None, coef_names=None, study=None, priors=None, seed: int,
                     draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
                     cores: int | None = None, target_accept: float | None = None, sampler: str = "pymc"):
@@ -389,7 +465,9 @@ def load_fit(path):
     from bayes_se.results import BayesianFit
 
     kind = idata.attrs.get(KIND_ATTR)
-    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit)}
+    from bayes_se.exact_scale import ExactScaleFit
+
+    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit)}
     if kind not in classes:
         raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
                         "load it with arviz.from_netcdf")

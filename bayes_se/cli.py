@@ -60,8 +60,9 @@ def cmd_freq(args) -> int:
     else:
         from bayes_se.frequentist import rma
 
-        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na)
-        out = res.to_dict()
+        res = rma(data, mods=args.mods, method=args.method, test=args.test, level=args.level, na=args.na,
+                  scale=args.scale)
+        out = res.to_dict()  # with --scale: also scale_coefficients, QS, LRT (location_scale.LocationScaleResult)
     rob = None
     if args.robust:  # cluster-robust table by the --cluster column (clubSandwich CR2 / metafor robust)
         from bayes_se.frequentist import robust
@@ -186,6 +187,11 @@ def check_args(args) -> None:
                            "errors group")
     if getattr(args, "adjust", None) and not getattr(args, "robust", False):
         raise BayesSEError(f"--adjust {args.adjust} applies to the cluster-robust table; add --robust")
+    if args.command == "freq" and getattr(args, "scale", None):
+        if args.cluster:
+            raise BayesSEError("--scale (a location-scale model) cannot be combined with --cluster")
+        if args.method.upper() not in ("REML", "ML"):
+            raise BayesSEError(f"a location-scale model (--scale) is fitted by REML or ML, not {args.method}")
     if args.command == "freq" and args.cluster and args.method.upper() not in ("REML", "ML"):
         raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
     if getattr(args, "out", None):
@@ -203,6 +209,8 @@ def cmd_fit(args) -> int:
     from bayes_se.outputs import write_fit_outputs
 
     spec = _spec_from_args(args)
+    if spec.model.scale is not None:
+        raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
     with _out_lock(args):
         res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         if args.out:
@@ -238,6 +246,9 @@ def cmd_sensitivity(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec, data = _fit_from_args(args)
+    if spec.model.scale is not None:
+        raise BayesSEError("sensitivity does not refit location-scale models (model.scale) yet; use bayes-se fit "
+                           "with --prior")
     three_level = spec.model.type == "three_level"
     res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                       engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
@@ -264,6 +275,8 @@ def cmd_report(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec = _spec_from_args(args)
+    if spec.model.scale is not None:
+        raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
     with _out_lock(args):
         spec, data = _fit_from_args(args, spec)
         res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
@@ -434,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tau2 estimator: EE, DL, REML, ML, PM, EB, SJ, HS, HE (default REML)")
     p.add_argument("--test", default="z", choices=["z", "knha"], help="z or Knapp-Hartung (knha)")
     p.add_argument("--mods", default=None, help=MODS_HELP)
+    p.add_argument("--scale", default=None, metavar="FORMULA",
+                   help="scale formula: a location-scale model, log tau_i^2 = Z alpha (metafor's scale=; REML/ML)")
     _add_na_arg(p)
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -2,7 +2,7 @@
 
 A spec has five sections (all optional; every key has a default)::
 
-    [model]    type, effects, mods, subgroup_tau
+    [model]    type, effects, mods, subgroup_tau, scale
     [data]     effect, variance, se, study, cluster          (column names)
     [priors]   preset, and a prior string per parameter       ("mu" = "normal(0, 1)", ...)
     [sampler]  engine, chains, draws, tune, target_accept, seed
@@ -33,11 +33,12 @@ MODEL_TYPES = ("random_effects", "meta_regression", "three_level", "mediation")
 EFFECTS = ("normal", "student_t")
 ENGINES = ("mcmc", "exact")
 # parameters a [priors] table may name, besides "preset" and beta[NAME]
-PRIOR_KEYS = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
+PRIOR_KEYS = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu", "alpha")
 
 _COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _MODS_CHARS_RE = re.compile(r"[^A-Za-z0-9_.+:*~()\- ]")
 _BETA_KEY_RE = re.compile(r"^beta\[(.+)\]$")
+_ALPHA_KEY_RE = re.compile(r"^alpha\[(.+)\]$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,9 @@ class ModelSection:
     effects: str = "normal"
     mods: str = ""
     subgroup_tau: str = ""
+    #: A location-scale model's scale formula, log tau_i = z_i' alpha (None: one tau). TOML has no
+    #: null, so a spec either sets a formula or leaves the key out.
+    scale: str | None = dataclasses.field(default=None, metadata={"type": str})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +255,34 @@ def model_priors(resolved: Mapping[str, Prior], coef_names=("intercept",), model
     return out
 
 
+def scale_priors(priors: dict | None, scale_names) -> list:
+    """The prior of each scale coefficient ``alpha[NAME]``: ``priors["alpha[NAME]"]`` if given, else
+    ``priors["alpha"]`` for a non-intercept coefficient, else :data:`bayes_se.defaults.SCALE_PRIORS`.
+
+    Raises
+    ------
+    SpecError
+        An ``alpha[NAME]`` that names no scale coefficient.
+    """
+    priors = dict(priors or {})
+    names = list(scale_names)
+    for key in priors:
+        if key.startswith("alpha[") and key[6:-1] not in names:
+            raise SpecError(f"no scale coefficient named '{key[6:-1]}'; the scale design has {', '.join(names)}",
+                            key=f"priors.{key}")
+    out = []
+    for name in names:
+        key = f"alpha[{name}]"
+        if priors.get(key) is not None:
+            out.append(priors[key])
+        elif name != "intercept" and priors.get("alpha") is not None:
+            out.append(priors["alpha"])
+        else:
+            text = defaults.SCALE_PRIORS.get(key if name == "intercept" else "alpha")
+            out.append(prior_for(key, text))
+    return out
+
+
 def _toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
@@ -396,9 +428,9 @@ def _coerce(key: str, value, want: type):
 
 
 def _prior_value(key: str, value) -> Prior:
-    if not (key in PRIOR_KEYS or _BETA_KEY_RE.match(key)):
+    if not (key in PRIOR_KEYS or _BETA_KEY_RE.match(key) or _ALPHA_KEY_RE.match(key)):
         raise SpecError(f"unknown prior parameter{_closest(key, ('preset',) + PRIOR_KEYS)}; [priors] "
-                        f"takes preset, {', '.join(PRIOR_KEYS)} and beta[NAME]", key=f"priors.{key}")
+                        f"takes preset, {', '.join(PRIOR_KEYS)}, beta[NAME] and alpha[NAME]", key=f"priors.{key}")
     try:
         if isinstance(value, Prior):
             return assign_prior(key, value)
@@ -502,6 +534,8 @@ def _validate(spec: ModelSpec) -> None:
                         "(set variance = \"\" to use the standard errors)", key="data.se")
     if m.type == "mediation":
         _validate_mediation(spec)
+    if m.scale is not None:
+        _validate_scale(spec)
     if m.type == "three_level" and not d.cluster:
         raise SpecError("type = 'three_level' needs the cluster column: set cluster = \"...\"",
                         key="data.cluster")
@@ -516,6 +550,25 @@ def _validate(spec: ModelSpec) -> None:
     if not math.isfinite(q.smallest_effect):
         raise SpecError(f"must be a finite number, got {q.smallest_effect}", key="summary.smallest_effect")
     _validate_priors(spec)
+
+
+def _validate_scale(spec: ModelSpec) -> None:
+    """``model.scale``: a location-scale model (log tau_i = z_i' alpha) of normal two-level effects."""
+    m = spec.model
+    if not m.scale.strip():
+        raise SpecError("the scale formula is empty; leave the key out for one tau, or name columns "
+                        "(scale = \"guided\")", key="model.scale")
+    check_mods(m.scale, key="model.scale")
+    if m.type not in ("random_effects", "meta_regression") or m.effects != "normal":
+        raise SpecError(f"a scale formula needs a two-level model with normal effects; this spec has type = "
+                        f"'{m.type}', effects = '{m.effects}'", key="model.scale")
+    if m.subgroup_tau:
+        raise SpecError("give the heterogeneity model once: scale = \"COLUMN\" replaces subgroup_tau",
+                        key="model.scale")
+    outcome = outcome_moderator(m.scale, effect=spec.data.effect, variance=spec.data.variance, se=spec.data.se)
+    if outcome:
+        raise SpecError(f"'{outcome[0]}' is the {outcome[1]} column; it cannot also be a scale moderator",
+                        key="model.scale")
 
 
 def _validate_reading(d: DataSection) -> None:
@@ -588,7 +641,19 @@ def _validate_priors(spec: ModelSpec) -> None:
         raise SpecError("nu is the degrees of freedom of Student-t effects; set effects = 'student_t'",
                         key="priors.nu")
     columns = _mods_columns(m.mods) if m.mods.strip() else set()
+    scale_columns = _mods_columns(m.scale) if m.scale else set()
     for key in keys:
+        if key == "alpha" or key.startswith("alpha["):
+            if m.scale is None:
+                raise SpecError("an alpha prior is a scale coefficient's: set model.scale", key=f"priors.{key}")
+            inner = _ALPHA_KEY_RE.match(key)
+            if inner and inner.group(1) != "intercept":
+                unknown = [part for part in inner.group(1).split(":")
+                           if not _names_coefficient(part, scale_columns)]
+                if unknown:
+                    raise SpecError(f"'{unknown[0]}' is not a moderator in scale = '{m.scale}'"
+                                    f"{_closest(unknown[0], scale_columns)}", key=f"priors.{key}")
+            continue
         if key == "beta" or key.startswith("beta["):
             if not columns:
                 raise SpecError("a coefficient prior needs moderators (model.mods is empty)",
@@ -609,6 +674,9 @@ def _validate_priors(spec: ModelSpec) -> None:
             raise SpecError("engine = 'exact' has one tau; subgroup_tau needs engine = 'mcmc'",
                             key="sampler.engine")
         for key, prior in spec.resolved_priors().items():
+            if key.startswith("alpha") and prior.family != "normal":
+                raise SpecError(f"engine = 'exact' needs normal priors on the scale coefficients; {key} has "
+                                f"'{prior}'", key=f"priors.{key}")
             if (key == "mu" or key.startswith("beta")) and prior.family not in ("normal", "flat"):
                 raise SpecError(f"engine = 'exact' needs normal priors on the coefficients (or flat()); {key} has "
                                 f"'{prior}'", key=f"priors.{key}")

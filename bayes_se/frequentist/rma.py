@@ -344,6 +344,7 @@ def rma(
     r2: bool = True,
     threshold: float = THRESHOLD,
     na: str = "omit",
+    scale=None,
 ) -> RMAResult:
     """Fit a fixed-, random- or mixed-effects meta-analysis exactly as metafor 3.8-1 ``rma.uni``.
 
@@ -381,6 +382,11 @@ def rma(
     na : {"omit", "error"}, default "omit"
         A row with a missing moderator of ``mods``: left out with a warning (metafor's
         ``na.omit``; listed in ``omitted_rows``) or refused with a DataError naming row and column.
+    scale : str or array_like, optional
+        A scale formula (``"~ guided"``): fits the location-scale model ``log tau_i^2 = z_i' alpha``
+        (metafor's ``rma(..., scale=)``; ML or REML) and returns a
+        :class:`~bayes_se.frequentist.location_scale.LocationScaleResult`; see
+        :func:`~bayes_se.frequentist.location_scale.rma_ls`.
 
     Returns
     -------
@@ -398,6 +404,14 @@ def rma(
     ----------
     Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package. *JSS*, 36(3).
     """
+    if scale is not None:  # the location-scale model (Viechtbauer & Lopez-Lopez 2022)
+        from bayes_se.frequentist.location_scale import rma_ls
+
+        if coef_names is not None or not intercept or not r2 or threshold != THRESHOLD:
+            raise SpecError("a location-scale model (scale=) takes yi, vi, mods or X, data, method, test, level, "
+                            "slab and na", key="scale")
+        return rma_ls(yi, vi, mods=mods, scale=scale, X=X, data=data, method=method, test=test, level=level,
+                      slab=slab, na=na)
     method_in = str(method).upper()
     method = _ALIASES.get(method_in, method_in)
     if method not in METHODS:

@@ -65,6 +65,8 @@ FAMILY_ALIASES = {
 PARAM_NAMES = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu")
 SD_PARAMS = ("tau", "sigma_cluster", "sigma_effect")
 _BETA_RE = re.compile(r"^beta\[[A-Za-z_][^\[\]]*\]$")  # ablat, allocrandom, factor(x)2:z, subjectEarth Science
+#: Scale coefficients of a location-scale model (log tau_i = z_i' alpha): alpha, alpha[NAME].
+_ALPHA_RE = re.compile(r"^alpha(\[[A-Za-z_][^\[\]]*\])?$")
 
 
 def _kind(family: str) -> str:
@@ -498,7 +500,7 @@ def _check_args(family: str, params: dict) -> dict:
 
 
 def _check_param_name(name: str) -> str:
-    if name in PARAM_NAMES or _BETA_RE.match(name):
+    if name in PARAM_NAMES or _BETA_RE.match(name) or _ALPHA_RE.match(name):
         return name
     close = difflib.get_close_matches(name, PARAM_NAMES, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -519,7 +521,7 @@ def assign_prior(param: str, prior: Prior) -> Prior:
         ``tau``, a lower bound < 0 for a standard deviation, ...).
     """
     _check_param_name(param)
-    is_location = param in ("mu", "beta") or param.startswith("beta[")
+    is_location = param in ("mu", "beta") or param.startswith("beta[") or bool(_ALPHA_RE.match(param))
     if prior.family == "flat":
         if not (is_location or param == "tau"):
             raise SpecError(f"flat() is allowed for {', '.join(FLAT_PARAMS)} and beta[NAME] only, not "
