@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from bayes_se.errors import DataError, SpecError
+from bayes_se.frequentist.dist import stats as dist  # scipy.stats' t without its import cost
 
 __all__ = ["regtest", "RegtestResult", "ranktest", "RanktestResult", "trimfill", "TrimfillResult"]
 
@@ -95,9 +96,9 @@ def regtest(res, model: str = "rma") -> RegtestResult:
         cov = sigma2 * np.linalg.inv(Xw.T @ Xw)
         se = np.sqrt(np.diag(cov))
         stat = float(beta[p] / se[p])
-        pval = float(2 * stats.t.sf(abs(stat), df))
+        pval = float(2 * dist.t.sf(abs(stat), df))
         stat_type = "t"
-        crit = stats.t.isf((1 - res.level) / 2, df)
+        crit = dist.t.isf((1 - res.level) / 2, df)
         est, lo, hi = beta[0], beta[0] - crit * se[0], beta[0] + crit * se[0]
         method = "lm (multiplicative dispersion)"
     else:
@@ -134,6 +135,8 @@ def ranktest(res) -> RanktestResult:
     vi_star = vi - 1.0 / wi.sum()
     yi_star = (yi - theta) / np.sqrt(vi_star)
     ties = len(np.unique(yi_star)) < len(yi_star) or len(np.unique(vi)) < len(vi)
+    from scipy import stats  # deferred: scipy.stats costs ~0.5 s to import
+
     out = stats.kendalltau(yi_star, vi, method="asymptotic" if ties else "exact")
     return RanktestResult(float(out.statistic), float(out.pvalue))
 
@@ -210,7 +213,9 @@ def trimfill(
         k0_prev = k0
         beta = rma(yi[: k - k0], vi[: k - k0], method=res.method, r2=False, threshold=threshold).beta[0]
         centred = yi - beta
-        signed_ranks = np.sign(centred) * stats.rankdata(np.abs(centred), method="ordinal")
+        from scipy.stats import rankdata  # deferred: scipy.stats costs ~0.5 s to import
+
+        signed_ranks = np.sign(centred) * rankdata(np.abs(centred), method="ordinal")
         if estimator == "R0":
             negative = signed_ranks[signed_ranks < 0]
             k0 = (k - np.max(-negative)) - 1

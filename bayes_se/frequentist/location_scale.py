@@ -28,12 +28,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from bayes_se.data import check_arrays
 from bayes_se.errors import ConvergenceWarning, DataError, DataWarning, SpecError
 from bayes_se.formula import design_matrix, formula_columns
 from bayes_se.frequentist.common import coef_table, format_coef_table, format_p, json_ready, prediction_frame
+from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 from bayes_se.frequentist.tau2 import ResidualProjection
 
 __all__ = ["rma_ls", "LocationScaleResult", "ls_loglik"]

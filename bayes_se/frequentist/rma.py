@@ -19,12 +19,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
 from bayes_se.data import check_arrays
 from bayes_se.errors import DataError, SpecError
 from bayes_se.formula import describe_coding, design_matrix
 from bayes_se.frequentist.common import coef_table, format_coef_table, json_ready, prediction_frame
+from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 from bayes_se.frequentist.tau2 import (
     METHODS,
     THRESHOLD,

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
 from bayes_se.data import check_arrays
 from bayes_se.errors import DataError, SpecError
+from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 from bayes_se.frequentist.robust import ClusterSandwich, RobustResult, cluster_codes
 
 __all__ = ["robu", "RobuResult"]

@@ -45,10 +45,11 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, stats
+from scipy import linalg
 
 from bayes_se.errors import DataError, SpecError
 from bayes_se.frequentist.common import format_p, json_ready
+from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 
 __all__ = ["robust", "RobustResult", "ClusterSandwich", "ADJUSTMENTS", "cluster_codes", "matrix_power"]
 

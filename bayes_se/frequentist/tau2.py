@@ -20,9 +20,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
 from bayes_se.errors import ConvergenceWarning, DataError
+from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 
 __all__ = [
     "METHODS",
