@@ -274,10 +274,11 @@ def test_cli_unknown_bare_spec_name(capsys, elsewhere):
 def test_dataset_names_and_loads(elsewhere):
     assert bse.datasets.names() == ("metapsy_depression_selfguided", "self_efficacy_between",
                                     "self_efficacy_findings", "self_efficacy_generating_values",
-                                    "self_efficacy_mediation", "self_efficacy_within")
+                                    "self_efficacy_mediation", "self_efficacy_risk_of_bias",
+                                    "self_efficacy_within")
     shapes = {"metapsy_depression_selfguided": (118, 15), "self_efficacy_between": (88, 16),
               "self_efficacy_within": (44, 14), "self_efficacy_mediation": (40, 5),
-              "self_efficacy_findings": (32, 8)}
+              "self_efficacy_findings": (32, 8), "self_efficacy_risk_of_bias": (420, 3)}
     for name, shape in shapes.items():
         frame = bse.datasets.load(name)
         assert isinstance(frame, pd.DataFrame) and frame.shape == shape, name
