@@ -75,9 +75,10 @@ def plot_rob_traffic_light(rob, *, studies=None, ax=None, width="single"):
     xs = np.array([j + (0.6 if c == OVERALL else 0.0) for j, c in enumerate(cols)])
     levels = [lv for lv in rob.levels if (rob.table == lv).to_numpy().any() or lv != rob.levels[-1]]
     domain_key = [(d, rob.domain_label(d)) for d in rob.domains if rob.domain_label(d) != d]
-    legend_mm = 4.0 + 3.4 * (len(domain_key) + (len(levels) + 2) // 3)
+    legend_mm = 6.0 + 3.4 * (len(domain_key) + (len(levels) + 2) // 3)
+    own = ax is None
     with style.style():
-        fig, ax = style.figure_and_axes(ax, width, height_mm=n * ROW_MM + 14.0 + legend_mm)
+        fig, ax = style.figure_and_axes(ax, width, height_mm=n * ROW_MM + 12.0 + legend_mm)
         for i, (study, row) in enumerate(table.iterrows()):
             for j, c in enumerate(cols):
                 ax.add_patch(Rectangle((xs[j] - 0.5, i - 0.5), 1.0, 1.0, facecolor="#F0F0F0", edgecolor="white",
@@ -100,14 +101,22 @@ def plot_rob_traffic_light(rob, *, studies=None, ax=None, width="single"):
         ax.set_aspect("equal", adjustable="box")
         handles = [Line2D([], [], ls="", marker="o", ms=6.5, mfc=COLOURS[lv], mec="0.25", mew=0.4,
                           label=f"{lv} ({SYMBOLS[lv]})") for lv in levels]
-        judged = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=min(len(levels), 3),
-                           borderaxespad=0.3, handletextpad=0.2, columnspacing=0.8, borderpad=0.2)
-        style.literal(judged)
-        if domain_key:
-            # the domain key hangs under the judgement legend (placed at draw time, kept in the layout)
-            text = "\n".join(f"{d}: {label}" for d, label in domain_key)
-            ax.annotate(text, xy=(0.0, 0.0), xycoords=judged, xytext=(4.0, -3.0), textcoords="offset points",
-                        ha="left", va="top", fontsize=style.MIN_FONT_PT, linespacing=1.35, annotation_clip=False)
+        key = "\n".join(f"{d}: {label}" for d, label in domain_key)
+        common = dict(ncol=min(len(levels), 3), handletextpad=0.2, columnspacing=0.8, borderpad=0.2)
+        if own:  # a figure of its own: the judgements above the grid, the domain key under it, both
+            # laid out by the figure (constrained layout) so long study labels cannot push them off
+            style.literal(fig.legend(handles=handles, loc="outside upper center", **common))
+            if domain_key:
+                blank = [Line2D([], [], ls="", marker="") for _ in domain_key]
+                style.literal(fig.legend(blank, key.split("\n"), loc="outside lower left", handlelength=0,
+                                         handletextpad=0, borderpad=0.2, labelspacing=0.25))
+        else:  # the caller's axes: both under the grid, the key hanging from the legend
+            judged = style.literal(ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0),
+                                             borderaxespad=0.3, **common))
+            if domain_key:
+                ax.annotate(key, xy=(0.0, 0.0), xycoords=judged, xytext=(4.0, -3.0), textcoords="offset points",
+                            ha="left", va="top", fontsize=style.MIN_FONT_PT, linespacing=1.35,
+                            annotation_clip=False, parse_math=False)
     return fig
 
 
