@@ -274,7 +274,7 @@ def cmd_report(args) -> int:
     with _out_lock(args):
         spec, data = _fit_from_args(args, spec)
         if rob is not None:
-            effect_judgements(rob, data)
+            effect_judgements(rob, data, args.rob_by)
         res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         sens = None
         if spec.model.type != "three_level":
@@ -282,7 +282,7 @@ def cmd_report(args) -> int:
                                effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
                                seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
         out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
-                           force=args.force, rob=rob)
+                           force=args.force, rob=rob, rob_by=args.rob_by)
     print(f"wrote {out / 'report.html'}")
     return 0
 
@@ -473,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rob", default=None, metavar="FILE",
                    help="risk-of-bias table (RoB 2 or ROBINS-I; columns study, domain, judgement, Overall as a "
                         "domain or an 'overall' column): adds the 'Risk of bias' section")
+    p.add_argument("--rob-by", default=None, metavar="COLUMN",
+                   help="data column naming each effect's study in the --rob table (default: the study label, "
+                        "else the cluster)")
     p.set_defaults(func=cmd_report)
 
     _add_check_parser(sub)

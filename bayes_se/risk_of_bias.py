@@ -40,7 +40,7 @@ import pandas as pd
 from bayes_se.errors import DataError, DataWarning, SpecError
 
 __all__ = ["RobTable", "read_rob", "rob_sensitivity", "TOOLS", "DOMAIN_NAMES", "COLOURS", "SYMBOLS",
-           "effect_judgements"]
+           "effect_judgements", "study_keys", "study_weights"]
 
 NO_INFO = "No information"
 #: The judgements of each tool, from least to most severe ("No information" last).
@@ -382,54 +382,80 @@ def _finish(rob: RobTable) -> RobTable:
 
 
 # ----------------------------------------------------------------------------------- the analysis
-def effect_judgements(rob: RobTable, data) -> pd.Series:
-    """The overall judgement of each effect of ``data`` (EffectData), matched by study label, else
-    by cluster label (a trial whose several comparisons share one assessment).
+def _text_keys(values) -> list:
+    from bayes_se.table import label
+
+    return [label(v) for v in values]
+
+
+def study_keys(rob: RobTable, data, by: str | None = None) -> list[str]:
+    """The study of ``rob`` each effect of ``data`` (EffectData) belongs to.
+
+    With ``by`` (a column of the data, e.g. the trial of each comparison) its value; otherwise the
+    effect's study label, else its cluster label (a trial whose comparisons share one assessment).
 
     Raises
     ------
     DataError
-        An effect with no judgement (naming its row), or a study of ``rob`` that matches no effect.
+        An effect with no judgement (naming its row; the message names a column of the data that
+        would match, when there is one), or a study of ``rob`` that matches no effect.
     """
-    overall = rob.overall
-    out, used = [], set()
-    for i, s in enumerate(data.study):
-        key = s if s in overall.index else (data.cluster[i] if data.cluster is not None and
-                                            data.cluster[i] in overall.index else None)
-        if key is None:
-            raise DataError(f"effect {s!r} has no risk-of-bias judgement (its study" +
-                            (" and its cluster are" if data.cluster is not None else " is") +
-                            " not in the risk-of-bias table)", row=i + 1, column="study")
-        used.add(key)
-        out.append(overall[key])
-    unused = [s for s in overall.index if s not in used]
+    studies = set(rob.table.index)
+    if by is not None:
+        if by not in data.frame.columns:
+            raise DataError(f"no column {by!r} to match the risk-of-bias studies by; columns are "
+                            f"{', '.join(map(str, data.frame.columns))}", column=by)
+        keys = _text_keys(data.frame[by])
+        where = f"its {by!r} value is"
+    else:
+        keys = [s if s in studies else (data.cluster[i] if data.cluster is not None and data.cluster[i] in studies
+                                        else None) for i, s in enumerate(data.study)]
+        where = "its study" + (" and cluster labels are" if data.cluster is not None else " label is")
+    for i, key in enumerate(keys):
+        if key not in studies:
+            hint = ""
+            if by is None:
+                fits = [c for c in data.frame.columns if c not in ("yi", "vi")
+                        and set(_text_keys(data.frame[c])) == studies]
+                if fits:
+                    hint = f"; column {fits[0]!r} of the data matches every study: match by it (by={fits[0]!r}, " \
+                           f"--rob-by {fits[0]})"
+            raise DataError(f"effect {data.study[i]!r} has no risk-of-bias judgement ({where} not in the "
+                            f"risk-of-bias table){hint}", row=i + 1, column=by or "study")
+    unused = [s for s in rob.table.index if s not in set(keys)]
     if unused:
-        raise DataError(f"study {unused[0]!r} of the risk-of-bias table matches no effect of the data (by study or "
-                        "cluster label)", row=rob.rows[unused[0]], column="study")
-    return pd.Series(out, index=pd.Index(data.study, name="study"), name="rob")
+        raise DataError(f"study {unused[0]!r} of the risk-of-bias table matches no effect of the data (by "
+                        + (f"column {by!r}" if by else "study or cluster label") + ")",
+                        row=rob.rows[unused[0]], column="study")
+    return keys
 
 
-def study_weights(rob: RobTable, data, tau2: float | None = None) -> pd.Series:
-    """Meta-analytic weight of each study of ``rob``: the sum over its effects of ``1/(v_i + tau^2)``.
+def effect_judgements(rob: RobTable, data, by: str | None = None) -> pd.Series:
+    """The overall judgement of each effect of ``data``, matched as :func:`study_keys` says."""
+    keys = study_keys(rob, data, by)
+    return pd.Series(rob.overall.loc[keys].to_numpy(), index=pd.Index(data.study, name="study"), name="rob")
 
-    ``tau2`` defaults to the REML estimate of the random-effects model (metafor's ``rma``), the
-    weights of robvis's weighted summary plot.
+
+def study_weights(rob: RobTable, data, tau2: float | None = None, by: str | None = None) -> pd.Series:
+    """Meta-analytic weight of each study of ``rob``: ``w_j = sum_{i in j} 1/(v_i + tau^2)`` over its
+    effects (matched as :func:`study_keys` says).
+
+    ``tau2`` defaults to the REML estimate of the random-effects model (metafor's ``rma``): the
+    weights of robvis's weighted summary plot (McGuinness & Higgins 2021).
     """
-    effect_judgements(rob, data)  # every effect and every study matched
+    keys = study_keys(rob, data, by)
     if tau2 is None:
         from bayes_se.frequentist import rma
 
         tau2 = float(rma(data.yi, data.vi).tau2)
     w = 1.0 / (np.asarray(data.vi, float) + tau2)
-    overall = rob.overall
-    keys = [s if s in overall.index else data.cluster[i] for i, s in enumerate(data.study)]
     return pd.Series(w).groupby(pd.Series(keys)).sum().reindex(rob.studies).rename("weight")
 
 
-def _rob_per_effect(data, rob, low):
+def _rob_per_effect(data, rob, low, by=None):
     """(judgement or score per effect, low-risk mask, kind) for :func:`rob_sensitivity`."""
     if isinstance(rob, RobTable):
-        values = effect_judgements(rob, data)
+        values = effect_judgements(rob, data, by)
         low = "Low" if low is None else low
     elif isinstance(rob, str):
         if rob not in data.frame.columns:
@@ -459,7 +485,8 @@ def _rob_per_effect(data, rob, low):
 
 
 def rob_sensitivity(data, rob, *, low=None, moderator: str = "low", engines=("frequentist", "exact"),
-                    method: str = "REML", spec=None, priors=None, level: float = 0.95) -> pd.DataFrame:
+                    method: str = "REML", spec=None, priors=None, level: float = 0.95,
+                    by: str | None = None) -> pd.DataFrame:
     """Risk of bias in the synthesis: all studies, low-risk studies only, and risk of bias as a moderator.
 
     Random-effects model ``y_i ~ N(theta_i, v_i)``, ``theta_i ~ N(mu, tau^2)`` fitted to all
@@ -477,8 +504,8 @@ def rob_sensitivity(data, rob, *, low=None, moderator: str = "low", engines=("fr
     data : EffectData
     rob : str, RobTable or sequence
         A column of ``data`` (a numeric score such as Metapsy's ``rob``, or judgements as text), a
-        :class:`RobTable` (each effect gets the overall judgement of its study or cluster), or one
-        value per effect.
+        :class:`RobTable` (each effect gets the overall judgement of its study, matched as
+        :func:`study_keys` says), or one value per effect.
     low : number, str or set of str, optional
         Which values are low risk: a score at or above ``low`` (required for a numeric score), or
         the judgement(s) (default ``"Low"``).
@@ -489,6 +516,8 @@ def rob_sensitivity(data, rob, *, low=None, moderator: str = "low", engines=("fr
     spec, priors : optional
         Passed to :func:`bayes_se.fit` (default: the packaged random-effects spec and priors).
     level : float
+    by : str, optional
+        The column of ``data`` naming each effect's study in a RobTable (see :func:`study_keys`).
 
     Returns
     -------
@@ -508,7 +537,7 @@ def rob_sensitivity(data, rob, *, low=None, moderator: str = "low", engines=("fr
         raise SpecError(f"engines must be among 'frequentist', 'exact'; got {list(engines)!r}", key="engines")
     if moderator not in ("low", "score", "levels"):
         raise SpecError(f"moderator must be 'low', 'score' or 'levels', got {moderator!r}", key="moderator")
-    values, mask, numeric = _rob_per_effect(data, rob, low)
+    values, mask, numeric = _rob_per_effect(data, rob, low, by)
     if moderator == "score" and not numeric:
         raise SpecError("moderator='score' needs a numeric risk-of-bias score", key="moderator")
     k_low = int(mask.sum())

@@ -120,13 +120,14 @@ def plot_rob_traffic_light(rob, *, studies=None, ax=None, width="single"):
     return fig
 
 
-def rob_summary_table(rob, *, data=None, weights=None, weighted: bool = True, tau2=None) -> pd.DataFrame:
+def rob_summary_table(rob, *, data=None, weights=None, weighted: bool = True, tau2=None, by=None) -> pd.DataFrame:
     """The numbers of the summary plot: per domain (rows, Overall last), the proportion at each judgement.
 
     Weighted (the default when ``data`` or ``weights`` is given) by each study's meta-analytic
     weight ``sum_i 1/(v_i + tau^2)`` over its effects in ``data`` (``tau2``: REML when omitted;
     see :func:`bayes_se.risk_of_bias.study_weights`), by ``weights`` (a Series or dict by study),
-    or by the table's own ``Weight`` column; unweighted (each study counts once) with
+    or by the table's own ``Weight`` column (``by``: the data column naming each effect's study);
+    unweighted (each study counts once) with
     ``weighted=False`` or when there is no weight. ``attrs["weighted"]`` says which.
     """
     rob = read_rob(rob)
@@ -135,7 +136,7 @@ def rob_summary_table(rob, *, data=None, weights=None, weighted: bool = True, ta
         if weights is not None:
             w = pd.Series(weights, dtype=float)
         elif data is not None:
-            w = study_weights(rob, data, tau2)
+            w = study_weights(rob, data, tau2, by)
         elif rob.weights is not None:
             w = rob.weights
     out = rob.counts(w)
@@ -143,7 +144,8 @@ def rob_summary_table(rob, *, data=None, weights=None, weighted: bool = True, ta
     return out
 
 
-def plot_rob_summary(rob, *, data=None, weights=None, weighted: bool = True, tau2=None, ax=None, width="double"):
+def plot_rob_summary(rob, *, data=None, weights=None, weighted: bool = True, tau2=None, by=None, ax=None,
+                     width="double"):
     """The summary bar plot of a risk-of-bias table (robvis ``rob_summary``).
 
     One horizontal bar per domain (Overall last, in bold), split by the proportion of information
@@ -157,7 +159,7 @@ def plot_rob_summary(rob, *, data=None, weights=None, weighted: bool = True, tau
     from matplotlib.patches import Patch
 
     rob = read_rob(rob)
-    table = rob_summary_table(rob, data=data, weights=weights, weighted=weighted, tau2=tau2)
+    table = rob_summary_table(rob, data=data, weights=weights, weighted=weighted, tau2=tau2, by=by)
     shown = [lv for lv in table.columns if table[lv].sum() > 0 or lv != rob.levels[-1]]
     labels = [OVERALL if d == OVERALL else (f"{rob.domain_label(d)} ({d})" if rob.domain_label(d) != d else d)
               for d in table.index]

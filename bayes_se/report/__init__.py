@@ -272,7 +272,8 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
                  other_models: dict | None = None, findings=None,
                  title: str | None = None, force: bool = False, mods: str | None = None,
                  priors: dict | None = None, level: float | None = None,
-                 smallest_effect: float | None = None, rob=None, battery=None, ensemble=None) -> pathlib.Path:
+                 smallest_effect: float | None = None, rob=None, rob_by: str | None = None, battery=None,
+                 ensemble=None) -> pathlib.Path:
     """Write the report of a fit into a new directory and return its path.
 
     Parameters
@@ -309,6 +310,9 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     rob : RobTable, path or DataFrame, optional
         A RoB 2 or ROBINS-I table (:func:`bayes_se.risk_of_bias.read_rob`): adds the section "Risk
         of bias" (traffic-light and summary plots, sensitivity to risk of bias).
+    rob_by : str, optional
+        The data column naming each effect's study in ``rob`` (default: the study label, else the
+        cluster; see :func:`bayes_se.risk_of_bias.study_keys`).
     battery : pandas.DataFrame, optional
         Further rows of the small-study-effects table (e.g. selection models, PET-PEESE), indexed
         by method (see :func:`bayes_se.report.bias.bias_blocks`).
@@ -359,11 +363,12 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     return atomic_dir(out, lambda stage: _build(
         stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
         boxscore=boxscore, other_models=other_models, findings=findings, title=title, mods=mods, priors=priors,
-        level=level, smallest=smallest_effect, rob=rob, battery=battery, ensemble=ensemble), force=force)
+        level=level, smallest=smallest_effect, rob=rob, rob_by=rob_by, battery=battery, ensemble=ensemble),
+        force=force)
 
 
 def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, findings, title, mods,
-           priors, level, smallest, rob=None, battery=None, ensemble=None):
+           priors, level, smallest, rob=None, rob_by=None, battery=None, ensemble=None):
     b = _Builder(root)
     pct = f"{100 * level:g}%"
     diag_blocks, passed = _diagnostics_blocks(fit, b)
@@ -440,7 +445,8 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
     b.section("bias", "Small-study effects and publication bias",
               bias_blocks(b, freq, level, battery=battery, ensemble=ensemble))
     if rob is not None:
-        b.section("risk-of-bias", "Risk of bias", rob_blocks(b, rob, data, spec=spec, mods=mods, level=level))
+        b.section("risk-of-bias", "Risk of bias", rob_blocks(b, rob, data, spec=spec, mods=mods, level=level,
+                                                                by=rob_by))
 
     if other_models:
         blocks = [("p", "Further models fitted in this analysis; each table is also in tables/.")]

@@ -34,6 +34,7 @@ __all__ = ["small_study_table", "add_battery_rows", "bias_blocks", "ensemble_blo
 #: Columns of the battery table (a row leaves blank what does not apply to its method).
 BATTERY_COLUMNS = ("estimate", "ci_lower", "ci_upper", "statistic", "pval", "note")
 FEW_STUDIES = 10  # Sterne et al. (2011): tests for funnel asymmetry only with at least 10 studies
+SHOW_ROB_TABLE = 15  # the judgements are shown as a table up to this many studies (always in tables/)
 
 
 def small_study_table(res, trimfill=None) -> pd.DataFrame:
@@ -97,8 +98,9 @@ def add_battery_rows(table: pd.DataFrame, extra) -> pd.DataFrame:
 def _funnel_blocks(b, res, tf, pct) -> list:
     """Trim-and-fill text and the contour-enhanced funnel with the filled studies."""
     adj = tf.fit
-    text = (f"Trim-and-fill (Duval & Tweedie 2000; {tf.estimator} estimator on the {res.method} model) imputes "
-            f"{tf.k0} {'study' if tf.k0 == 1 else 'studies'} on the {tf.side} of the funnel (open circles). ")
+    text = f"Trim-and-fill (Duval & Tweedie 2000; {tf.estimator} estimator on the {res.method} model) "
+    text += (f"imputes {tf.k0} {'study' if tf.k0 == 1 else 'studies'} on the {tf.side} of the funnel (open "
+             "circles). " if tf.k0 else f"finds no missing studies (side examined: {tf.side}). ")
     if tf.k0:
         text += (f"The adjusted estimate is {adj.beta[0]:.3g} ({pct} CI {adj.ci_lower[0]:.3g} to "
                  f"{adj.ci_upper[0]:.3g}), against {res.beta[0]:.3g} from the observed studies. ")
@@ -221,7 +223,7 @@ def ensemble_blocks(b, ensemble) -> list:
     return blocks
 
 
-def rob_blocks(b, rob, data, *, spec=None, mods=None, level: float = 0.95) -> list:
+def rob_blocks(b, rob, data, *, spec=None, mods=None, level: float = 0.95, by=None) -> list:
     """Blocks of "Risk of bias": the judgements, the traffic-light and summary plots, and the
     sensitivity analysis (all studies, low risk only, risk of bias as moderator; frequentist and
     exact Bayesian) for a model without moderators."""
@@ -232,7 +234,7 @@ def rob_blocks(b, rob, data, *, spec=None, mods=None, level: float = 0.95) -> li
     blocks = [("p", f"Risk of bias of {len(rob.studies)} studies assessed with {rob.tool} over {len(rob.domains)} "
                     f"domains; overall: {counts}.")]
     try:
-        effect_judgements(rob, data)
+        effect_judgements(rob, data, by)
         matched = True
     except BayesSEError as exc:
         matched = False
@@ -243,23 +245,25 @@ def rob_blocks(b, rob, data, *, spec=None, mods=None, level: float = 0.95) -> li
     weights = None
     if matched:
         try:
-            weights = study_weights(rob, data)
+            weights = study_weights(rob, data, by=by)
         except BayesSEError:
             weights = None
     blocks.append(b.figure("rob_summary", "Proportion of information at each risk of bias, per domain"
                            + (" (weighted by 1/(v + tau²), REML tau²)" if weights is not None else " (unweighted)"),
                            "plot_rob_summary", rob, weights=weights, weighted=weights is not None, width="double"))
-    blocks.append(b.table("risk_of_bias", rob.table, f"{rob.tool} judgements"))
+    judgements = b.table("risk_of_bias", rob.table, f"{rob.tool} judgements")
+    blocks.append(judgements if len(rob.studies) <= SHOW_ROB_TABLE else
+                  ("p", "Each judgement is in tables/risk_of_bias.csv (one row per study)."))
     if not matched:
         return blocks
     if mods:
         blocks.append(("missing", "The risk-of-bias sensitivity analysis is run for models without moderators."))
         return blocks
     try:
-        sens = rob_sensitivity(data, rob, spec=spec, level=level)
+        sens = rob_sensitivity(data, rob, spec=spec, level=level, by=by)
     except BayesSEError as exc:
         try:  # e.g. a spec the exact engine cannot solve: the frequentist rows alone
-            sens = rob_sensitivity(data, rob, engines=("frequentist",), level=level)
+            sens = rob_sensitivity(data, rob, engines=("frequentist",), level=level, by=by)
             blocks.append(("missing", f"Bayesian rows skipped ({exc})."))
         except BayesSEError as exc2:
             blocks.append(("missing", f"Risk-of-bias sensitivity analysis skipped ({exc2})."))
