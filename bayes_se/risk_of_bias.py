@@ -76,7 +76,7 @@ _ALIASES = {"low risk": "Low", "low risk of bias": "Low", "high risk": "High", "
 def _canonical(cell) -> str | None:
     """A judgement in its canonical spelling, or None when it is none of any tool's."""
     text = " ".join(str(cell).split()).lower()
-    text = _ALIASES.get(text, text)
+    text = _ALIASES.get(text, text).lower()
     for level in {lv for levels in TOOLS.values() for lv in levels}:
         if text == level.lower():
             return level
