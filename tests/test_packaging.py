@@ -39,7 +39,7 @@ SHIPPED_DATA = {
     "metapsy-depression-selfguided/raw/LICENSE.txt", "metapsy-depression-selfguided/raw/source_commit.txt",
     "self_efficacy_sim/README.md", "self_efficacy_sim/between.csv", "self_efficacy_sim/within.csv",
     "self_efficacy_sim/mediation_correlations.csv", "self_efficacy_sim/findings.csv",
-    "self_efficacy_sim/generating_values.json",
+    "self_efficacy_sim/generating_values.json", "self_efficacy_sim/risk_of_bias.csv",
 }
 #: a build step in a fresh interpreter (setuptools import + copying ~40 files); generous for a busy machine
 BUILD_TIMEOUT_S = 120
