@@ -248,8 +248,9 @@ def _check_judgement(cell, row, column, tool):
     return value
 
 
-def _infer_tool(values, rows, column, chosen):
-    """The tool (given, or inferred from the judgements), checking that they all belong to it."""
+def _infer_tool(values, rows, columns, chosen):
+    """The tool (given, or inferred from the judgements), checking that they all belong to it
+    (``columns``: the column of each value)."""
     robins = [i for i, v in enumerate(values) if v in ("Moderate", "Serious", "Critical")]
     rob2 = [i for i, v in enumerate(values) if v in ("Some concerns", "High")]
     tool = chosen or ("ROBINS-I" if robins else "RoB 2")
@@ -258,7 +259,7 @@ def _infer_tool(values, rows, column, chosen):
             hint = "" if chosen else f" (the table mixes tools: {values[robins[0]]!r} is ROBINS-I on row " \
                 f"{rows[robins[0]]}, {values[rob2[0]]!r} is RoB 2)" if robins and rob2 else ""
             raise DataError(f"unknown judgement {v!r} for {tool}; use {', '.join(TOOLS[tool])}{hint}",
-                            row=rows[i], column=column)
+                            row=rows[i], column=columns[i])
     return tool
 
 
@@ -295,7 +296,7 @@ def _read_long(frame, where, chosen, s_col, d_col, j_col, overall_name):
                 overall_col.setdefault(s, (o, row))
     all_values = values + [v for v, _ in overall_col.values()]
     all_rows = rows + [r for _, r in overall_col.values()]
-    tool = _infer_tool(all_values, all_rows, j_col, chosen)
+    tool = _infer_tool(all_values, all_rows, [j_col] * len(values) + [o_col] * len(overall_col), chosen)
     first_row = {}
     for s, r in zip(studies, rows):
         first_row.setdefault(s, r)
@@ -358,11 +359,7 @@ def _read_wide(frame, where, chosen, s_col):
                 raise DataError(str(exc), row=row, column=w_col) from None
             if not (np.isfinite(weights[s]) and weights[s] >= 0):
                 raise DataError("weight must be a number >= 0", row=row, column=w_col)
-    robins = [i for i, v in enumerate(values) if v in ("Moderate", "Serious", "Critical")]
-    tool = chosen or ("ROBINS-I" if robins else "RoB 2")
-    for v, r, c in zip(values, vrows, vcols):
-        if v not in TOOLS[tool]:
-            raise DataError(f"unknown judgement {v!r} for {tool}; use {', '.join(TOOLS[tool])}", row=r, column=c)
+    tool = _infer_tool(values, vrows, vcols, chosen)
     wide = pd.DataFrame.from_dict(table, orient="index")
     wide.index.name = "study"
     return _finish(RobTable(tool, wide, rows, pd.Series(weights, dtype=float) if w_col is not None else None))

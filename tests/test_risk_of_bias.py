@@ -125,7 +125,6 @@ def test_read_rob_file_names_file_rows(tmp_path):
 
 
 ROB2 = TOOLS["RoB 2"]
-ROBINS = TOOLS["ROBINS-I"]
 
 
 @st.composite
@@ -437,3 +436,43 @@ def test_cli_report_refuses_a_bad_rob_table_before_fitting(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "--rob-by study_id" in err
     assert not (tmp_path / "rep").exists()
+
+
+def test_bias_section_takes_functions_for_battery_and_ensemble():
+    from bayes_se.compare import compare_frequentist
+    from bayes_se.report.bias import bias_blocks
+
+    frame = pd.read_csv(REFERENCE / "data" / "dat.hackshaw1998.csv")
+    data = bse.load_effects(frame[["study", "yi", "vi"]])
+    freq = compare_frequentist(bse.fit(data, engine="exact"), data)
+    seen = {}
+
+    def battery(res):
+        seen["k"] = res.k
+        return pd.DataFrame({"estimate": [0.1]}, index=pd.Index(["3PSM"], name="method"))
+
+    def ensemble(d):
+        seen["data"] = d
+        return _Ensemble()
+
+    def broken(res):
+        raise RuntimeError("no selection model today")
+
+    b = _Builder()
+    bias_blocks(b, freq, 0.95, battery=battery, ensemble=ensemble, data=data)
+    assert seen == {"k": data.k, "data": data} and "3PSM" in b.tables["bias_battery"].index
+    assert "ensemble_models" in b.tables
+    blocks = bias_blocks(_Builder(), freq, 0.95, battery=broken)
+    assert ("missing", "Further bias methods skipped (RuntimeError: no selection model today).") in blocks
+
+
+def test_funnel_draws_no_trimfill_marks_when_nothing_is_imputed(between):
+    from bayes_se.frequentist import rma, trimfill
+
+    res = rma(between.yi, between.vi)
+    tf = trimfill(res)
+    assert tf.k0 == 0
+    fig = bse.plots.plot_funnel(res, trimfill=tf)
+    _save(fig, "funnel_trimfill_k0")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Studies" in labels and not any(lab.startswith(("Filled", "Trim-and-fill")) for lab in labels)

@@ -313,12 +313,13 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     rob_by : str, optional
         The data column naming each effect's study in ``rob`` (default: the study label, else the
         cluster; see :func:`bayes_se.risk_of_bias.study_keys`).
-    battery : pandas.DataFrame, optional
+    battery : pandas.DataFrame or callable, optional
         Further rows of the small-study-effects table (e.g. selection models, PET-PEESE), indexed
-        by method (see :func:`bayes_se.report.bias.bias_blocks`).
-    ensemble : object, optional
-        A Bayesian model-averaged ensemble with ``to_dict()`` (see
-        :func:`bayes_se.report.bias.ensemble_blocks`).
+        by method, or a function of the REML fit returning them (see
+        :func:`bayes_se.report.bias.bias_blocks`).
+    ensemble : object or callable, optional
+        A Bayesian model-averaged ensemble with ``to_dict()``, or a function of ``data`` returning
+        one (see :func:`bayes_se.report.bias.ensemble_blocks`).
 
     Returns
     -------
@@ -443,7 +444,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
     from bayes_se.report.bias import bias_blocks, rob_blocks
 
     b.section("bias", "Small-study effects and publication bias",
-              bias_blocks(b, freq, level, battery=battery, ensemble=ensemble))
+              bias_blocks(b, freq, level, battery=battery, ensemble=ensemble, data=data))
     if rob is not None:
         b.section("risk-of-bias", "Risk of bias", rob_blocks(b, rob, data, spec=spec, mods=mods, level=level,
                                                                 by=rob_by))

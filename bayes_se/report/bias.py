@@ -115,7 +115,7 @@ def _funnel_blocks(b, res, tf, pct) -> list:
                      trimfill=tf)]
 
 
-def bias_blocks(b, freq, level: float, *, battery=None, ensemble=None) -> list:
+def bias_blocks(b, freq, level: float, *, battery=None, ensemble=None, data=None) -> list:
     """Blocks of "Small-study effects and publication bias".
 
     Parameters
@@ -124,11 +124,15 @@ def bias_blocks(b, freq, level: float, *, battery=None, ensemble=None) -> list:
     freq : ComparisonResult or None
         Its REML fit (``freq.freq["REML"]``) is tested; None (e.g. a three-level model) gives a note.
     level : float
-    battery : pandas.DataFrame, optional
+    battery : pandas.DataFrame or callable, optional
         Further rows of the battery (a selection model, PET, PEESE, PET-PEESE, ...), indexed by
-        method or with a ``method`` column, columns as :data:`BATTERY_COLUMNS` where they apply.
-    ensemble : object, optional
-        A Bayesian model-averaged ensemble (see :func:`ensemble_blocks`).
+        method or with a ``method`` column, columns as :data:`BATTERY_COLUMNS` where they apply;
+        or a function of the REML fit returning them (e.g. ``bias_battery``).
+    ensemble : object or callable, optional
+        A Bayesian model-averaged ensemble (see :func:`ensemble_blocks`), or a function of
+        ``data`` returning one (e.g. ``bias_ensemble``).
+    data : EffectData, optional
+        The effects, for a callable ``ensemble``.
     """
     pct = f"{100 * level:g}%"
     res = getattr(freq, "freq", {}).get("REML") if freq is not None else None
@@ -158,12 +162,24 @@ def bias_blocks(b, freq, level: float, *, battery=None, ensemble=None) -> list:
         if res.k < FEW_STUDIES:
             blocks.append(("alert", f"Only {res.k} studies: tests for funnel asymmetry have too little power to "
                                     f"tell bias from chance with fewer than {FEW_STUDIES} (Sterne et al. 2011)."))
+    if callable(battery):
+        try:
+            battery = battery(res) if res is not None else None
+        except Exception as exc:  # a failing extra method is a visible note, not a failed report
+            blocks.append(("missing", f"Further bias methods skipped ({type(exc).__name__}: {exc})."))
+            battery = None
     table = add_battery_rows(table, battery)
     if len(table):
         blocks.append(("p", f"Tests for small-study effects and bias-adjusted estimates ({pct} confidence "
                             "intervals; pval of the test in each row: Egger's slope, the rank correlation). A "
                             "significant test says the small studies differ from the large ones, not why."))
         blocks.append(b.table("bias_battery", table, "Small-study effects: tests and adjusted estimates"))
+    if callable(ensemble) and not hasattr(ensemble, "to_dict"):
+        try:
+            ensemble = ensemble(data)
+        except Exception as exc:
+            blocks.append(("missing", f"Model-averaged ensemble skipped ({type(exc).__name__}: {exc})."))
+            ensemble = None
     if ensemble is not None:
         blocks += ensemble_blocks(b, ensemble)
     return blocks
