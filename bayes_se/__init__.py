@@ -51,6 +51,8 @@ _LAZY = {
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
+    "read_rob": "bayes_se.risk_of_bias",
+    "rob_sensitivity": "bayes_se.risk_of_bias",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

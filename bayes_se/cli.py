@@ -129,7 +129,7 @@ def _spec_from_args(args):
 
 def _inputs(args) -> list:
     """The files a command reads (never to be replaced by its output)."""
-    return [p for p in (getattr(args, "data", None), getattr(args, "spec", None)) if p]
+    return [p for p in (getattr(args, "data", None), getattr(args, "spec", None), getattr(args, "rob", None)) if p]
 
 
 def _out_lock(args):
@@ -277,8 +277,15 @@ def cmd_report(args) -> int:
     spec = _spec_from_args(args)
     if spec.model.scale is not None:
         raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
+    rob = None
+    if args.rob:  # read and matched to the effects before any fitting: a bad table fails fast
+        from bayes_se.risk_of_bias import effect_judgements, read_rob
+
+        rob = read_rob(args.rob)
     with _out_lock(args):
         spec, data = _fit_from_args(args, spec)
+        if rob is not None:
+            effect_judgements(rob, data, args.rob_by)
         res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         sens = None
         if spec.model.type != "three_level":
@@ -286,7 +293,7 @@ def cmd_report(args) -> int:
                                effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
                                seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
         out = write_report(args.out, data=data, fit=res, spec=spec, sensitivity=sens, title=args.title,
-                           force=args.force)
+                           force=args.force, rob=rob, rob_by=args.rob_by)
     print(f"wrote {out / 'report.html'}")
     return 0
 
@@ -481,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder (never replaced without --force)")
     p.add_argument("--grid", action="append", default=[], metavar="ENTRY", help=grid_help)
     p.add_argument("--title", default="Bayesian meta-analysis", help="report title")
+    p.add_argument("--rob", default=None, metavar="FILE",
+                   help="risk-of-bias table (RoB 2 or ROBINS-I; columns study, domain, judgement, Overall as a "
+                        "domain or an 'overall' column): adds the 'Risk of bias' section")
+    p.add_argument("--rob-by", default=None, metavar="COLUMN",
+                   help="data column naming each effect's study in the --rob table (default: the study label, "
+                        "else the cluster)")
     p.set_defaults(func=cmd_report)
 
     _add_check_parser(sub)

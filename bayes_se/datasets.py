@@ -19,6 +19,8 @@ name                                   returns    what
 ``self_efficacy_mediation``            DataFrame  SIMULATED: 40 correlations among intervention,
                                                   self_efficacy, symptoms (long layout), 15 trials
 ``self_efficacy_findings``             DataFrame  SIMULATED: 32 reported findings (box score)
+``self_efficacy_risk_of_bias``         DataFrame  SIMULATED: RoB 2 judgements of the 70 trials
+                                                  (study, domain D1-D5 and Overall, judgement)
 ``self_efficacy_generating_values``    dict       the true values behind the simulated data
 =====================================  =========  ==============================================
 
@@ -51,6 +53,9 @@ _DATASETS = {
     "self_efficacy_findings": (
         ("self_efficacy_sim", "findings.csv"),
         "SIMULATED: 32 reported findings on self-efficacy as predictor/moderator/mediator"),
+    "self_efficacy_risk_of_bias": (
+        ("self_efficacy_sim", "risk_of_bias.csv"),
+        "SIMULATED: RoB 2 judgements (D1-D5, Overall) of the 70 simulated trials (tidy: study, domain, judgement)"),
     "self_efficacy_generating_values": (
         ("self_efficacy_sim", "generating_values.json"),
         "the generating (true) values of the simulated self-efficacy data"),

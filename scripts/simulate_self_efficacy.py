@@ -75,6 +75,14 @@ GENERATING = {
                   "b": -0.35, "sd_b": 0.08, "c_prime": -0.10, "sd_c_prime": 0.05},
     "findings": {"predictor_rho_mean": 0.05, "predictor_rho_sd": 0.15,
                  "moderator_gamma_mean": -0.20, "moderator_gamma_sd": 0.10},
+    "risk_of_bias": {
+        "tool": "RoB 2", "seed": [SEED, 2], "levels": ["Low", "Some concerns", "High"],
+        "probabilities": {"D1": [0.85, 0.12, 0.03], "D2": [0.75, 0.20, 0.05], "D3": [0.70, 0.20, 0.10],
+                          "D4": [0.65, 0.30, 0.05], "D5": [0.80, 0.18, 0.02]},
+        "overall": "High if any domain is High or 3+ domains have Some concerns; Low if every domain is Low; "
+                   "else Some concerns",
+        "independent_of_effects": True,
+    },
 }
 
 DISORDERS = ["depression"] * 24 + ["anxiety"] * 12 + ["mixed"] * 11 + ["stress"] * 9 \
@@ -351,6 +359,28 @@ def _findings(t, sizes, mediation, rng) -> pd.DataFrame:
     return out
 
 
+def _risk_of_bias() -> pd.DataFrame:
+    """A RoB 2 assessment of every trial (SIMULATED): each domain's judgement drawn independently of
+    the trial and its effects, from its own generator (so the other tables do not change), the
+    overall judgement by the rule in ``GENERATING["risk_of_bias"]``."""
+    g = GENERATING["risk_of_bias"]
+    rng = np.random.default_rng(g["seed"])
+    levels = g["levels"]
+    rows = []
+    for j in range(GENERATING["n_trials"]):
+        trial = f"Sim-{j + 1:03d}"
+        drawn = [levels[rng.choice(3, p=p)] for p in g["probabilities"].values()]
+        if "High" in drawn or drawn.count("Some concerns") >= 3:
+            overall = "High"
+        elif all(v == "Low" for v in drawn):
+            overall = "Low"
+        else:
+            overall = "Some concerns"
+        rows += [{"study": trial, "domain": d, "judgement": v} for d, v in zip(g["probabilities"], drawn)]
+        rows.append({"study": trial, "domain": "Overall", "judgement": overall})
+    return pd.DataFrame(rows)
+
+
 def simulate() -> dict:
     """Draw the whole dataset; returns the tables and the generating values."""
     rng = np.random.default_rng(SEED)
@@ -366,15 +396,18 @@ def simulate() -> dict:
     values = dict(GENERATING)
     values["true_theta"] = truth_theta
     values["true_paths"] = truth
+    rob = _risk_of_bias()
     values["realised"] = {
         "k_between": len(between), "k_within": len(within), "trials": int(between.study_id.nunique()),
         "trials_within": int(within.study_id.nunique()), "mediation_studies": len(truth),
         "participants": int(sum(int(s.sum()) for s in sizes)),
         "guided_effects": int((between.guided == "guided").sum()),
         "mean_true_a": float(np.mean([p["a"] for p in truth])),
+        "rob_overall": {lv: int((rob.judgement[rob.domain == "Overall"] == lv).sum())
+                        for lv in GENERATING["risk_of_bias"]["levels"]},
     }
     return {"between": between, "within": within, "mediation_correlations": mediation.drop(columns="study_id"),
-            "findings": findings, "generating_values": values}
+            "findings": findings, "risk_of_bias": rob, "generating_values": values}
 
 
 def _significant(value):

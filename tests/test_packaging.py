@@ -39,7 +39,7 @@ SHIPPED_DATA = {
     "metapsy-depression-selfguided/raw/LICENSE.txt", "metapsy-depression-selfguided/raw/source_commit.txt",
     "self_efficacy_sim/README.md", "self_efficacy_sim/between.csv", "self_efficacy_sim/within.csv",
     "self_efficacy_sim/mediation_correlations.csv", "self_efficacy_sim/findings.csv",
-    "self_efficacy_sim/generating_values.json",
+    "self_efficacy_sim/generating_values.json", "self_efficacy_sim/risk_of_bias.csv",
 }
 #: a build step in a fresh interpreter (setuptools import + copying ~40 files); generous for a busy machine
 BUILD_TIMEOUT_S = 120
@@ -274,10 +274,11 @@ def test_cli_unknown_bare_spec_name(capsys, elsewhere):
 def test_dataset_names_and_loads(elsewhere):
     assert bse.datasets.names() == ("metapsy_depression_selfguided", "self_efficacy_between",
                                     "self_efficacy_findings", "self_efficacy_generating_values",
-                                    "self_efficacy_mediation", "self_efficacy_within")
+                                    "self_efficacy_mediation", "self_efficacy_risk_of_bias",
+                                    "self_efficacy_within")
     shapes = {"metapsy_depression_selfguided": (118, 15), "self_efficacy_between": (88, 16),
               "self_efficacy_within": (44, 14), "self_efficacy_mediation": (40, 5),
-              "self_efficacy_findings": (32, 8)}
+              "self_efficacy_findings": (32, 8), "self_efficacy_risk_of_bias": (420, 3)}
     for name, shape in shapes.items():
         frame = bse.datasets.load(name)
         assert isinstance(frame, pd.DataFrame) and frame.shape == shape, name

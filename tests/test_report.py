@@ -56,8 +56,19 @@ def bcg_report(bcg, bcg_parts, tmp_path_factory):
     mediation = pd.DataFrame({"path": ["a", "b", "indirect"], "estimate": [0.3, 0.2, 0.06]})
     other = {f"Common-effect check {XSS}": fit.summary(theta=False).head(2)}
     write_report(out, data=bcg, fit=fit, freq=freq, sensitivity=sens, boxscore=boxscore, mediation=mediation,
-                 other_models=other, priors=preset("default"), title=f"BCG {XSS}")
+                 other_models=other, priors=preset("default"), title=f"BCG {XSS}", rob=_bcg_rob(bcg))
     return out
+
+
+def _bcg_rob(bcg):
+    """A made-up RoB 2 table of the 13 BCG trials (D1 from the allocation; overall = worst domain)."""
+    rows = []
+    for i, (s, alloc) in enumerate(zip(bcg.study, bcg.frame["alloc"])):
+        judged = ["Low" if alloc == "random" else "High", "Low" if i < 8 else "Some concerns", "Low",
+                  "Low" if i % 3 else "Some concerns", "Low"]
+        overall = "High" if "High" in judged else "Some concerns" if "Some concerns" in judged else "Low"
+        rows += [(s, f"D{d + 1}", j) for d, j in enumerate(judged)] + [(s, "Overall", overall)]
+    return pd.DataFrame(rows, columns=["study", "domain", "judgement"])
 
 
 def _section_ids(text):
@@ -107,14 +118,14 @@ def test_bcg_report_tables_equal_objects(bcg_report, bcg_parts):
 
 
 def test_bcg_report_funnel_shows_trimfill(bcg_report, bcg_parts):
-    """The frequentist section runs trim-and-fill on the REML fit and draws its funnel with the filled studies."""
+    """The bias section runs trim-and-fill on the REML fit and draws its funnel with the filled studies."""
     from bayes_se.frequentist import trimfill
 
     tf = trimfill(bcg_parts[2].freq["REML"])
     assert tf.k0 == 1  # metafor: trimfill(rma(yi, vi)) imputes one study on the right for dat.bcg
     assert (bcg_report / "figures" / "funnel.png").stat().st_size > 1000
     md = (bcg_report / "report.md").read_text(encoding="utf-8")
-    section = md[md.index("## Bayesian vs frequentist"):]
+    section = md[md.index("## Small-study effects and publication bias"):]
     section = section[:section.index("\n## ", 1)]
     assert "imputes 1 study on the right" in section and f"adjusted estimate is {tf.fit.beta[0]:.3g}" in section
     assert "figures/funnel.png" in section

@@ -27,7 +27,7 @@ REPO = REFERENCE.parents[1]
 SIM = REPO / "data" / "self_efficacy_sim"
 SCRIPT = REPO / "scripts" / "simulate_self_efficacy.py"
 GENERATED = ("between.csv", "within.csv", "mediation_correlations.csv", "findings.csv",
-             "generating_values.json")
+             "risk_of_bias.csv", "generating_values.json")
 VARIABLES = ("intervention", "self_efficacy", "symptoms")
 
 # Published summaries the simulation is calibrated to (Internet Interventions 40:100821, 2025).

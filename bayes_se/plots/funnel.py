@@ -141,7 +141,7 @@ def plot_funnel(fit, data=None, *, trimfill=None, ax=None, levels=CONTOURS, widt
     """Draw a contour-enhanced funnel plot (see :func:`funnel_table`, :func:`funnel_contours`).
 
     With ``trimfill`` the imputed studies are open circles and the adjusted estimate a dotted line,
-    both in the legend.
+    both in the legend (when trim-and-fill imputes at least one study).
 
     Returns
     -------
@@ -149,7 +149,8 @@ def plot_funnel(fit, data=None, *, trimfill=None, ax=None, levels=CONTOURS, widt
     """
     table = funnel_table(fit, data, trimfill=trimfill)
     filled = table["filled"].to_numpy(bool)
-    adjusted = table.attrs.get("adjusted")
+    # trim-and-fill that imputes nothing leaves the estimate as it is: nothing more to draw
+    adjusted = table.attrs.get("adjusted") if table.attrs.get("k0") else None
     estimate = table.attrs["estimate"]
     se_max = 1.05 * table["sei"].max()
     lines = funnel_contours(se_max, estimate=estimate, levels=levels)

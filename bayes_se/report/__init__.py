@@ -12,8 +12,10 @@ each coefficient, the heterogeneity tau and I², the prediction interval named a
 summary-of-findings table of every analysis when given); the forest plot; the posterior summary;
 model and priors; convergence diagnostics (first of all, and loud, when a check failed);
 posterior-predictive checks; leave-one-out and influential studies; prior vs posterior; prior
-sensitivity; Bayesian vs frequentist (with trim-and-fill and its funnel plot for a model without
-moderators); further models, mediation and box-score (when given); a methods paragraph following
+sensitivity; Bayesian vs frequentist; small-study effects and publication bias (the contour-enhanced
+funnel with the trim-and-fill studies, Egger's and the rank test, and any further battery rows and
+model-averaged ensemble given); risk of bias (when a RoB 2 / ROBINS-I table is given); further
+models, mediation and box-score (when given); a methods paragraph following
 the Bayesian Analysis Reporting Guidelines (Kruschke 2021); the reproducibility record; the data
 table last.
 
@@ -42,11 +44,11 @@ from bayes_se.report.methods import methods_paragraph, package_versions
 
 __all__ = ["write_report", "SECTION_IDS"]
 
-#: Section ids in report order (other-models, mediation and boxscore only when given); a fit that
-#: failed its convergence checks moves "diagnostics" to the front.
+#: Section ids in report order (risk-of-bias, other-models, mediation and boxscore only when given); a
+#: fit that failed its convergence checks moves "diagnostics" to the front.
 SECTION_IDS = ("answer", "forest", "posterior", "model", "diagnostics", "ppc", "loo", "prior-posterior",
-               "sensitivity", "frequentist", "other-models", "mediation", "boxscore", "methods", "reproducibility",
-               "data")
+               "sensitivity", "frequentist", "bias", "risk-of-bias", "other-models", "mediation", "boxscore",
+               "methods", "reproducibility", "data")
 FIGURE_FORMATS = ("png", "svg")
 PLOTS_MODULE = "bayes_se.plots"  # where figures come from (a test points this at a stand-in)
 BOXSCORE_NOTE = ("A box-score counts studies by the sign or significance of their results. Vote counts are "
@@ -85,8 +87,12 @@ class _Builder:
         kwargs = {k: v for k, v in kwargs.items() if k in params}
         if "width" in params:  # draw at the width it is saved at (legends and panels are laid out then)
             kwargs["width"] = width
+        return self.draw(name, caption, lambda: func(*args, **kwargs), width=width, label=func_name)
+
+    def draw(self, name, caption, make, *, width="single", label=None):
+        """Save the figure ``make()`` returns and return its block (or a 'missing' note when it fails)."""
         try:
-            fig = func(*args, **kwargs)
+            fig = make()
             try:
                 from bayes_se.plots.style import save_figure
 
@@ -95,38 +101,14 @@ class _Builder:
                 for fmt in FIGURE_FORMATS:
                     fig.savefig(self.root / "figures" / f"{name}.{fmt}", dpi=200)
         except Exception as exc:  # a plot must never sink the report; the note says what failed
-            return ("missing", f"Figure skipped ({caption}): {func_name} failed for this fit "
-                               f"({type(exc).__name__}: {exc}).")
+            return ("missing", f"Figure skipped ({caption}): {label or getattr(make, '__name__', 'the plot')} "
+                               f"failed for this fit ({type(exc).__name__}: {exc}).")
         return ("figure", name, caption, (self.root / "figures" / f"{name}.png").read_bytes(), width)
 
 
 # ---------------------------------------------------------------------------------------------
 # pieces of content
 # ---------------------------------------------------------------------------------------------
-def _funnel_blocks(b, freq, pct) -> list:
-    """Trim-and-fill (Duval & Tweedie 2000, L0, on the REML fit as metafor's ``trimfill``) and the
-    contour-enhanced funnel with the filled studies; intercept-only models only."""
-    res = getattr(freq, "freq", {}).get("REML")
-    if res is None or not res.int_only:
-        return []
-    from bayes_se.frequentist import trimfill
-
-    try:
-        tf = trimfill(res)
-    except BayesSEError as exc:
-        return [("missing", f"Trim-and-fill skipped ({exc}).")]
-    adj = tf.fit
-    text = (f"Trim-and-fill (Duval & Tweedie 2000; L0 estimator on the REML model) imputes {tf.k0} "
-            f"{'study' if tf.k0 == 1 else 'studies'} on the {tf.side} of the funnel (open circles). ")
-    if tf.k0:
-        text += (f"The adjusted estimate is {adj.beta[0]:.3g} ({pct} CI {adj.ci_lower[0]:.3g} to "
-                 f"{adj.ci_upper[0]:.3g}), against {res.beta[0]:.3g} from the observed studies. ")
-    text += ("Trim-and-fill reads all funnel asymmetry as publication bias: treat it as a sensitivity check, "
-             "not a corrected estimate.")
-    return [("p", text), b.figure("funnel", "Contour-enhanced funnel plot with the trim-and-fill studies",
-                                  "plot_funnel", res, trimfill=tf)]
-
-
 def _is_exact(fit) -> bool:
     return fit.engine == "exact"
 
@@ -290,7 +272,8 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
                  other_models: dict | None = None, findings=None,
                  title: str | None = None, force: bool = False, mods: str | None = None,
                  priors: dict | None = None, level: float | None = None,
-                 smallest_effect: float | None = None) -> pathlib.Path:
+                 smallest_effect: float | None = None, rob=None, rob_by: str | None = None, battery=None,
+                 ensemble=None) -> pathlib.Path:
     """Write the report of a fit into a new directory and return its path.
 
     Parameters
@@ -324,6 +307,19 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         Replace an existing non-empty ``out_dir``.
     mods, priors, level, smallest_effect : optional
         Override what ``spec`` says (priors: parameter -> Prior or text).
+    rob : RobTable, path or DataFrame, optional
+        A RoB 2 or ROBINS-I table (:func:`bayes_se.risk_of_bias.read_rob`): adds the section "Risk
+        of bias" (traffic-light and summary plots, sensitivity to risk of bias).
+    rob_by : str, optional
+        The data column naming each effect's study in ``rob`` (default: the study label, else the
+        cluster; see :func:`bayes_se.risk_of_bias.study_keys`).
+    battery : pandas.DataFrame or callable, optional
+        Further rows of the small-study-effects table (e.g. selection models, PET-PEESE), indexed
+        by method, or a function of the REML fit returning them (see
+        :func:`bayes_se.report.bias.bias_blocks`).
+    ensemble : object or callable, optional
+        A Bayesian model-averaged ensemble with ``to_dict()``, or a function of ``data`` returning
+        one (see :func:`bayes_se.report.bias.ensemble_blocks`).
 
     Returns
     -------
@@ -357,6 +353,10 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     mods = mods or fit.settings.get("mods") or None
     if title is None:
         title = "Bayesian meta-regression" if mods else "Bayesian meta-analysis"
+    if rob is not None:
+        from bayes_se.risk_of_bias import read_rob
+
+        rob = read_rob(rob)
     from bayes_se.outputs import atomic_dir
 
     # built in a temporary sibling folder and swapped into place under the folder's lock
@@ -364,11 +364,12 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     return atomic_dir(out, lambda stage: _build(
         stage, data=data, fit=fit, spec=spec, freq=freq, sensitivity=sensitivity, mediation=mediation,
         boxscore=boxscore, other_models=other_models, findings=findings, title=title, mods=mods, priors=priors,
-        level=level, smallest=smallest_effect), force=force)
+        level=level, smallest=smallest_effect, rob=rob, rob_by=rob_by, battery=battery, ensemble=ensemble),
+        force=force)
 
 
 def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, other_models, findings, title, mods,
-           priors, level, smallest):
+           priors, level, smallest, rob=None, rob_by=None, battery=None, ensemble=None):
     b = _Builder(root)
     pct = f"{100 * level:g}%"
     diag_blocks, passed = _diagnostics_blocks(fit, b)
@@ -439,8 +440,14 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         freq_blocks = [b.table("comparison", freq.table, "Bayesian vs frequentist estimates")]
         freq_blocks.append(("list", freq.notes) if freq.notes else
                            ("p", "The methods agree within the thresholds of bayes_se.compare."))
-        freq_blocks += _funnel_blocks(b, freq, pct)
     b.section("frequentist", "Bayesian vs frequentist", freq_blocks)
+    from bayes_se.report.bias import bias_blocks, rob_blocks
+
+    b.section("bias", "Small-study effects and publication bias",
+              bias_blocks(b, freq, level, battery=battery, ensemble=ensemble, data=data))
+    if rob is not None:
+        b.section("risk-of-bias", "Risk of bias", rob_blocks(b, rob, data, spec=spec, mods=mods, level=level,
+                                                                by=rob_by))
 
     if other_models:
         blocks = [("p", "Further models fitted in this analysis; each table is also in tables/.")]
