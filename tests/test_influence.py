@@ -1,0 +1,133 @@
+"""influence() and cumul() of ``rma`` against metafor 3.8-1 (``tests/reference/influence/``,
+written by ``influence.R`` there): ``influence.rma.uni`` (rstudent, dffits, cook.d, cov.r,
+tau2.del, QE.del, hat, weight, DFBETAS and the influential flag) with and without moderators for
+several tau^2 estimators, and ``cumul.rma.uni`` in data order and sorted by a column."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REFERENCE
+
+from bayes_se.errors import DataError, SpecError
+from bayes_se.frequentist import rma
+from bayes_se.frequentist.influence import CUMUL_COLUMNS, INFLUENCE_COLUMNS
+
+CLOSED_FORM_RTOL = 1e-6  # EE, DL, HE, SJ: closed forms
+ITERATIVE_RTOL = 1e-5  # REML, ML, PM: iterative
+ZERO_SCALE, ZERO_ATOL = 1e-8, 1e-10  # an absolute floor only where metafor's value is ~0 (tau2 at 0)
+DATASETS = ("bcg", "hackshaw1998", "metapsy")
+
+
+def _load(name):
+    ref = json.loads((REFERENCE / "influence" / f"influence_{name}.json").read_text())
+    frame = pd.read_csv(REFERENCE / ref["csv"])
+    return ref, frame
+
+
+_CACHE = {name: _load(name) for name in DATASETS}
+
+
+def close(actual, expected, rtol, what):
+    actual = np.asarray(actual, float)
+    expected = np.asarray([np.nan if e is None else e for e in expected], float)
+    assert actual.shape == expected.shape, what
+    assert np.array_equal(np.isnan(actual), np.isnan(expected)), f"{what}: NaN pattern"
+    ok = ~np.isnan(expected)
+    atol = np.where(np.abs(expected) < ZERO_SCALE, ZERO_ATOL, 0.0)
+    bad = ok & (np.abs(actual - expected) > rtol * np.abs(expected) + atol)
+    assert not bad.any(), f"{what}: got {actual[bad]}, metafor {expected[bad]}"
+
+
+def _fit(frame, case, **kw):
+    mods = case.get("mods") or None  # R's NULL arrives as {}
+    return rma(frame["yi"], frame["vi"], mods=mods, data=frame, method=case["method"], test=case["test"],
+               slab=frame["study"], **kw)
+
+
+def _rtol(method):
+    return CLOSED_FORM_RTOL if method in ("EE", "DL", "HE", "SJ") else ITERATIVE_RTOL
+
+
+def _marks(name, i):
+    """k = 118 (metapsy): its first case runs always, the others with ``-m slow`` (k refits each)."""
+    return [pytest.mark.slow] if name == "metapsy" and i > 0 else []
+
+
+INFL = [pytest.param(name, i, id=f"{name}-{c['method']}-{c['test']}-{c.get('mods') or 'int'}", marks=_marks(name, i))
+        for name in DATASETS for i, c in enumerate(_CACHE[name][0]["influence"])]
+CUMUL = [pytest.param(name, i, id=f"{name}-{c['method']}-{c['test']}-{c.get('order') or 'data order'}",
+                      marks=_marks(name, i))
+         for name in DATASETS for i, c in enumerate(_CACHE[name][0]["cumul"])]
+
+
+@pytest.mark.parametrize(("dataset", "index"), INFL)
+def test_influence_matches_metafor(dataset, index):
+    ref_all, frame = _CACHE[dataset]
+    case = ref_all["influence"][index]
+    res = _fit(frame, case)
+    inf = res.influence()
+    assert list(inf.index) == case["slab"]
+    rtol = _rtol(case["method"])
+    for col in INFLUENCE_COLUMNS:
+        close(inf[col], case[col], rtol, f"{dataset} {case['method']} {col}")
+    names = list(case["dfbetas"])
+    assert len(names) == res.p
+    for name, mine in zip(names, res.coef_names):
+        close(inf[f"dfbetas[{mine}]"], case["dfbetas"][name], rtol, f"{dataset} dfbetas {name}")
+    assert inf["inf"].dtype == bool
+    np.testing.assert_array_equal(inf["inf"].to_numpy(), np.asarray(case["inf"], bool))
+
+
+@pytest.mark.parametrize(("dataset", "index"), CUMUL)
+def test_cumul_matches_metafor(dataset, index):
+    ref_all, frame = _CACHE[dataset]
+    case = ref_all["cumul"][index]
+    res = _fit(frame, case)
+    cu = res.cumul(case.get("order") or None)
+    assert list(cu.index) == case["slab"]
+    np.testing.assert_array_equal(cu["k"], np.arange(1, res.k + 1))
+    rtol = _rtol(case["method"])
+    for col in CUMUL_COLUMNS:
+        key = {"Q_p": "Qp"}.get(col, col)
+        if case.get(key) in (None, {}):  # metafor gives no tau2 for EE (R's NULL: {}); ours is 0
+            assert col == "tau2" and case["method"] == "EE" and (cu[col] == 0).all()
+            continue
+        close(cu[col], case[key], rtol, f"{dataset} cumul {case['method']} {col}")
+
+
+def test_cumul_order_as_array_equals_column():
+    ref_all, frame = _CACHE["bcg"]
+    res = rma(frame["yi"], frame["vi"], data=frame, slab=frame["study"])
+    pd.testing.assert_frame_equal(res.cumul("year"), res.cumul(frame["year"].to_numpy()))
+    # ties keep data order (R's order() is stable): 1949 and 1950 ... as metafor
+    last = res.cumul(frame["year"].to_numpy()).iloc[-1]
+    full = res.coef_table().iloc[0]
+    assert last["estimate"] == pytest.approx(full["estimate"], rel=1e-12)
+
+
+def test_cumul_refuses_moderators_and_bad_order():
+    _, frame = _CACHE["bcg"]
+    res = rma(frame["yi"], frame["vi"], mods="~ ablat", data=frame)
+    with pytest.raises(SpecError, match="without moderators"):
+        res.cumul()
+    res = rma(frame["yi"], frame["vi"], data=frame)
+    with pytest.raises(SpecError, match="no column 'nope'"):
+        res.cumul("nope")
+    with pytest.raises(DataError, match="3 values"):
+        res.cumul([1, 2, 3])
+    with pytest.raises(SpecError, match="no column"):  # no data frame behind the fit
+        rma(frame["yi"].to_numpy(), frame["vi"].to_numpy()).cumul("year")
+
+
+def test_influence_failed_refit_is_nan_and_unflagged():
+    # a factor level held by one study: leaving it out leaves a column of zeros (metafor: coef.na)
+    frame = pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.5, 0.4, 0.9], "vi": [0.05, 0.04, 0.06, 0.05, 0.03, 0.05],
+                          "g": ["a", "a", "b", "b", "b", "c"]})
+    res = rma(frame["yi"], frame["vi"], mods="~ g", data=frame)
+    inf = res.influence()
+    assert np.isnan(inf.loc["6", "rstudent"]) and not inf.loc["6", "inf"]
+    assert np.isfinite(inf.drop(index="6")[list(INFLUENCE_COLUMNS)].to_numpy()).all()
