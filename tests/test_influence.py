@@ -131,3 +131,48 @@ def test_influence_failed_refit_is_nan_and_unflagged():
     inf = res.influence()
     assert np.isnan(inf.loc["6", "rstudent"]) and not inf.loc["6", "inf"]
     assert np.isfinite(inf.drop(index="6")[list(INFLUENCE_COLUMNS)].to_numpy()).all()
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def _cli(capsys, *argv):
+    from bayes_se import cli
+
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+BCG_CSV = REFERENCE / "data" / "dat.bcg.csv"
+
+
+def test_cli_influence_and_cumul_json(capsys):
+    code, out, _ = _cli(capsys, "freq", BCG_CSV, "--influence", "--cumul", "--order", "year", "--json")
+    assert code == 0
+    got = json.loads(out)
+    ref_all, frame = _CACHE["bcg"]
+    ref = next(c for c in ref_all["influence"] if c["method"] == "REML" and c["test"] == "z" and not c["mods"])
+    assert [row["study"] for row in got["influence"]] == ref["slab"]
+    close([row["cook_d"] for row in got["influence"]], ref["cook_d"], ITERATIVE_RTOL, "CLI cook_d")
+    assert [row["inf"] for row in got["influence"]] == ref["inf"]
+    ref = next(c for c in ref_all["cumul"] if c["method"] == "REML" and c.get("order") == "year")
+    assert [row["study"] for row in got["cumul"]] == ref["slab"]
+    close([row["I2"] for row in got["cumul"]], ref["I2"], ITERATIVE_RTOL, "CLI cumul I2")
+    assert got["estimate"] == pytest.approx(got["cumul"][-1]["estimate"], rel=1e-12)
+
+
+def test_cli_influence_table(capsys):
+    code, out, _ = _cli(capsys, "freq", BCG_CSV, "--mods", "ablat", "--influence")
+    assert code == 0 and "Influence diagnostics" in out and "dfbetas[ablat]" in out and "Aronson 1948" in out
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--cumul", "--mods", "ablat"], "--cumul is for models without moderators"),
+    (["--cumul", "--cluster", "trial"], "--cumul is for the univariate model"),
+    (["--influence", "--cluster", "trial"], "--influence is for the univariate model"),
+    (["--order", "year"], "give --cumul too"),
+    (["--cumul", "--order", "nope"], "no column 'nope'"),
+])
+def test_cli_refuses(capsys, flags, message):
+    code, out, err = _cli(capsys, "freq", BCG_CSV, *flags)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
