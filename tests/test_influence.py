@@ -176,3 +176,65 @@ def test_cli_refuses(capsys, flags, message):
     code, out, err = _cli(capsys, "freq", BCG_CSV, *flags)
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------- the plots
+def test_plots_render_with_literal_labels_and_given_axes():
+    matplotlib = pytest.importorskip("matplotlib")
+    import io
+
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from bayes_se import plots
+
+    frame = pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.9, 0.25], "vi": [0.05, 0.04, 0.06, 0.01, 0.05]})
+    labels = ["A$x$", "$$", "<b>b</b>", "cost $5", "e"]
+    res = rma(frame["yi"], frame["vi"], slab=labels)
+    for fig in (plots.plot_influence(res, labels="study"), plots.plot_cumulative(res), plots.plot_influence(res)):
+        fig.savefig(io.BytesIO(), format="png", dpi=60)  # '$$' as mathtext would raise here
+    texts = {t.get_text() for t in plots.plot_cumulative(res).findobj(Text)}
+    assert "+ $$" in texts and "+ A$x$" in texts
+    own = Figure()
+    axes = own.subplots(2, 4).ravel()
+    assert plots.plot_influence(res, ax=axes) is own
+    assert [a.get_title() for a in axes] == ["rstudent", "dffits", "cook.d", "cov.r", "tau2.del", "QE.del", "hat",
+                                             "weight"]
+    fig, ax = Figure(), None
+    ax = fig.subplots()
+    assert plots.plot_cumulative(res.cumul(), ax=ax) is fig
+    with pytest.raises(SpecError, match="8 panels"):
+        plots.plot_influence(res, ax=axes[:3])
+    del matplotlib
+
+
+def test_influential_study_is_highlighted():
+    pytest.importorskip("matplotlib")
+    from bayes_se import plots
+
+    ref_all, frame = _CACHE["metapsy"]
+    case = ref_all["influence"][0]
+    res = _fit(frame, case)
+    table = res.influence()
+    fig = plots.plot_influence(res, table=table)
+    flagged = [s for s, f in zip(case["slab"], case["inf"]) if f]
+    assert flagged and all(s in fig.texts[0].get_text() for s in flagged)
+    # each panel: the flagged studies drawn once more, in colour
+    panel = fig.axes[0]
+    marked = [line for line in panel.get_lines() if line.get_marker() == "o" and len(line.get_xdata()) == len(flagged)]
+    assert marked and sorted(marked[-1].get_xdata()) == sorted(np.flatnonzero(case["inf"]) + 1)
+
+
+def test_plot_cumulative_bayesian():
+    pytest.importorskip("matplotlib")
+    import bayes_se
+    from bayes_se import plots
+
+    data = bayes_se.load_effects(BCG_CSV)
+    fit = bayes_se.fit(data, engine="exact")
+    fig = plots.plot_cumulative(fit, order="year")
+    ax = fig.axes[0]
+    assert "posterior of mu" in ax.get_title(loc="left")
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "+ Aronson 1948"
+    with pytest.raises(SpecError, match="no parameter"):
+        plots.plot_cumulative(fit.cumulative(), parameter="nope")
