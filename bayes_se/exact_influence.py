@@ -172,10 +172,11 @@ def _tau_quantiles(ev, cols, q):
     dc = ev["density_coef"][:, cols]
     degrees = np.arange(c.shape[0])
 
-    def series(coef, x):
+    def series(x):
+        """The cdf and the density of x (the integrated interpolant and the interpolant) at x."""
         s = np.clip((2.0 * x - (lo_x + hi_x)) / (hi_x - lo_x), -1.0, 1.0)
-        T = np.cos(np.arccos(s)[:, None] * degrees[None, : coef.shape[0]])
-        return np.einsum("jn,nj->j", T, coef)
+        T = np.cos(np.arccos(s)[:, None] * degrees[None, :])  # T_n(s) = cos(n arccos s)
+        return np.einsum("jn,nj->j", T, c), np.einsum("jn,nj->j", T[:, : dc.shape[0]], dc)
 
     p0 = ev["p0"][cols]
     a, b = np.full(len(cols), lo_x), np.full(len(cols), hi_x)
@@ -185,9 +186,10 @@ def _tau_quantiles(ev, cols, q):
     first = np.argmax(cum >= q, axis=0)
     x = np.clip(nodes[first], lo_x, hi_x)
     for _ in range(200):
-        F = series(c, x) - q
+        F, f = series(x)
+        F -= q
         a, b = np.where(F < 0, x, a), np.where(F > 0, x, b)
-        f = np.maximum(series(dc, x), 0.0)  # the density of x (the interpolant)
+        f = np.maximum(f, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             new = x - F / f
         new = np.where((new > a) & (new < b) & np.isfinite(new), new, 0.5 * (a + b))
