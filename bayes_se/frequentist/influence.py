@@ -135,7 +135,8 @@ def influence(res) -> pd.DataFrame:
     resid[np.abs(resid) < 100 * np.finfo(float).eps] = 0.0
     rstudent = resid / np.sqrt(vi * s2w_del + vdelpred + tau2_del * s2w_del)
     with np.errstate(invalid="ignore"):
-        infl = ((np.abs(dffits) > 3 * np.sqrt(p / (k - p))) | (stats.chi2.cdf(cook_d, p) > 0.5)
+        cut = 3 * np.sqrt(p / (k - p)) if k > p else np.inf
+        infl = ((np.abs(dffits) > cut) | (stats.chi2.cdf(cook_d, p) > 0.5)
                 | (hat > 3 * p / k) | np.any(np.abs(dfbs) > 1, axis=1))
     out = pd.DataFrame({"rstudent": rstudent, "dffits": dffits, "cook_d": cook_d, "cov_r": cov_r,
                         "tau2_del": tau2_del, "QE_del": QE_del, "hat": hat, "weight": np.asarray(res.weights, float),

@@ -36,8 +36,8 @@ def _reference_lines(name, res, p, k):
     if name == "rstudent":
         return [0.0], [stats.norm.ppf(0.025), stats.norm.ppf(0.975)]
     if name == "dffits":
-        cut = 3 * np.sqrt(p / (k - p))
-        return [0.0], [-cut, cut]
+        cut = 3 * np.sqrt(p / (k - p)) if k > p else np.nan
+        return [0.0], [-cut, cut] if np.isfinite(cut) else []
     if name == "cook_d":
         return [], [stats.chi2.ppf(0.5, p)]
     if name == "cov_r":
