@@ -263,7 +263,8 @@ def subset_summaries(posterior, masks, labels, *, level=None, refit: bool = Fals
     M = np.asarray(masks, dtype=float)
     J = M.shape[0]
     names = list(posterior.coef_names)
-    par = ["mu"] if posterior.summary(theta=False, pred=False).index[0] == "mu" else [f"beta[{n}]" for n in names]
+    full = posterior.summary(theta=False, pred=False)
+    par = ["mu"] if full.index[0] == "mu" else [f"beta[{n}]" for n in names]
     rows = {name: np.full((J, 5), np.nan) for name in par + ["tau"]}
     pending = np.arange(J)
     rule_from = posterior
@@ -293,7 +294,6 @@ def subset_summaries(posterior, masks, labels, *, level=None, refit: bool = Fals
             _, res = _refit_rows(posterior, M[j] > 0, level, par)
             for name in rows:
                 rows[name][j] = res[name][0]
-    full = posterior.summary(theta=False, pred=False)
     cols = _columns(level)
     frames = []
     for name in par + ["tau"]:
