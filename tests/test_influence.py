@@ -180,7 +180,7 @@ def test_cli_refuses(capsys, flags, message):
 
 # ---------------------------------------------------------------------------------- the plots
 def test_plots_render_with_literal_labels_and_given_axes():
-    matplotlib = pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib")
     import io
 
     from matplotlib.figure import Figure
@@ -205,7 +205,6 @@ def test_plots_render_with_literal_labels_and_given_axes():
     assert plots.plot_cumulative(res.cumul(), ax=ax) is fig
     with pytest.raises(SpecError, match="8 panels"):
         plots.plot_influence(res, ax=axes[:3])
-    del matplotlib
 
 
 def test_influential_study_is_highlighted():
