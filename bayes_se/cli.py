@@ -69,13 +69,32 @@ def cmd_freq(args) -> int:
 
         rob = robust(res, cluster=data.cluster, adjust=args.adjust or "CR2")
         out["robust"] = rob.to_dict()
+    tables = _influence_tables(args, res)  # --influence / --cumul
     if args.json:
-        _print_json(out)
+        _print_json({**out, **{key: _rows(table) for key, table in tables.items()}})
     else:
         print(res.summary())
         if rob is not None:
             print("\n" + rob.summary())
+        for key, table in tables.items():
+            print(f"\n{'Influence diagnostics (metafor influence)' if key == 'influence' else 'Cumulative meta-analysis'}:")
+            print(table.to_string(float_format=lambda x: f"{x:.4f}"))
     return 0
+
+
+def _influence_tables(args, res) -> dict:
+    """``{"influence": DataFrame, "cumul": DataFrame}`` for the flags given (metafor's influence, cumul)."""
+    tables = {}
+    if getattr(args, "influence", False):
+        tables["influence"] = res.influence()
+    if getattr(args, "cumul", False):
+        tables["cumul"] = res.cumul(args.order)
+    return tables
+
+
+def _rows(table) -> list:
+    """A table as a list of row dicts, each with its study label first."""
+    return [{"study": str(label), **row} for label, row in zip(table.index, table.to_dict("records"))]
 
 
 def _spec_columns(args):
@@ -192,6 +211,16 @@ def check_args(args) -> None:
             raise BayesSEError("--scale (a location-scale model) cannot be combined with --cluster")
         if args.method.upper() not in ("REML", "ML"):
             raise BayesSEError(f"a location-scale model (--scale) is fitted by REML or ML, not {args.method}")
+    if args.command == "freq" and (args.influence or args.cumul or args.order):
+        if args.order and not args.cumul:
+            raise BayesSEError("--order sorts the studies of --cumul; give --cumul too")
+        what = "--influence" if args.influence else "--cumul"
+        if args.cluster:
+            raise BayesSEError(f"{what} is for the univariate model (metafor's rma), not with --cluster")
+        if getattr(args, "scale", None):
+            raise BayesSEError(f"{what} is for the location model (metafor's rma without scale=); drop --scale")
+        if args.cumul and args.mods:
+            raise BayesSEError("--cumul is for models without moderators (as metafor's cumul); drop --mods")
     if args.command == "freq" and args.cluster and args.method.upper() not in ("REML", "ML"):
         raise BayesSEError(f"the three-level model (--cluster) is fitted by REML or ML, not {args.method}")
     if getattr(args, "out", None):
@@ -464,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adjust", default=None, type=str.upper, choices=["CR2", "CR1", "CR0"],
                    help="small-sample adjustment of --robust: CR2 with Satterthwaite df (default), or metafor's "
                         "CR1/CR0 with df = clusters - p")
+    p.add_argument("--influence", action="store_true",
+                   help="influence diagnostics of each study (metafor's influence; JSON key 'influence')")
+    p.add_argument("--cumul", action="store_true",
+                   help="cumulative meta-analysis (metafor's cumul; JSON key 'cumul')")
+    p.add_argument("--order", default=None, metavar="COLUMN",
+                   help="with --cumul: add the studies in the order of this column (default: data order)")
     _add_column_args(p)
     _add_reading_args(p)
     p.set_defaults(func=cmd_freq)

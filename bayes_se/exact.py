@@ -764,6 +764,58 @@ class ExactPosterior:
                               self._tail_power)  # coefficient j is proper: the tail is unchanged
         return null._log_z
 
+    def subset(self, keep) -> "ExactPosterior":
+        """The posterior of the same model and priors given only the studies in ``keep`` (a mask
+        over the k studies, or their indices), solved on its own quadrature grid."""
+        keep = np.asarray(keep)
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(int)
+        md = self._model
+        tail_power = None
+        if self._tau_improper:  # a flat tau prior: proper iff k_S - p_flat >= 2 (see exact_posterior)
+            tail_power = idx.size - int(np.sum(md.prec == 0))
+            if tail_power < 2:
+                raise SpecError(f"tau = flat() gives an improper posterior for these {idx.size} effects",
+                                key="priors.tau")
+        if idx.size == 0:
+            raise DataError("no effect sizes given", column="yi")
+        m = np.where(md.prec == 0, 0.0, md.m)
+        model = _NormalModel(md.y[idx], md.v[idx], md.X[idx], m, md.s)
+        scale = max(float(np.std(md.y[idx])), math.sqrt(float(np.median(md.v[idx]))))
+        return ExactPosterior(model, self.coef_names, [self.study[i] for i in idx], self._newx, self._logprior,
+                              scale, self.level, self._intercept_only, self._log_tau2_prior, tail_power)
+
+    def quadrature_rule(self) -> dict:
+        """The quadrature behind this posterior, for computing related posteriors (the same model on a
+        subset of the studies) on the same nodes without a new grid.
+
+        Returns a dict: ``x`` (the Chebyshev nodes on the integration axis, ascending), ``tau``
+        (tau at them), ``log_prior`` (the log prior density on the x axis there, Jacobian
+        included), ``weights`` (Fejér's first-rule weights on [lo, hi]), ``to_coef`` (values to
+        Chebyshev coefficients), ``lo``, ``hi``, ``tau_edges`` and ``log_prior_edges`` (at lo and
+        hi), ``tau_of_x`` (the axis map), ``log_tau2_prior`` (the frozen distribution of
+        log tau^2 of a log_t / log_normal prior, whose mass below ``lo`` is a node at tau = 0;
+        else None), ``improper_tau`` (a flat tau prior), ``beta_mean``, ``beta_prec`` (prior
+        precisions; 0 for flat), ``study`` and ``yi``, ``vi``, ``X``.
+        """
+        md = self._model
+        n = self.tau_grid.size - (1 if self._log_axis else 0)
+        s, to_coef, fejer = _fejer(n)
+        x = 0.5 * (self._lo + self._hi) + 0.5 * (self._hi - self._lo) * s
+        edges = np.array([self._lo, self._hi])
+
+        def log_prior_x(xs):
+            tau = self._tau_of_x(xs)
+            if self._log_axis:
+                return np.asarray(self._log_tau2_prior.logpdf(xs), dtype=float)
+            return np.asarray(self._logprior(tau), dtype=float) + np.log(self._c * np.cosh(xs))
+
+        return {"x": x, "tau": self._tau_of_x(x), "log_prior": log_prior_x(x),
+                "weights": 0.5 * (self._hi - self._lo) * fejer, "to_coef": to_coef, "lo": self._lo,
+                "hi": self._hi, "tau_edges": self._tau_of_x(edges), "log_prior_edges": log_prior_x(edges),
+                "tau_of_x": self._tau_of_x, "log_tau2_prior": self._log_tau2_prior,
+                "improper_tau": self._tau_improper, "beta_mean": md.m.copy(), "beta_prec": md.prec.copy(),
+                "study": self.study, "yi": md.y.copy(), "vi": md.v.copy(), "X": md.X.copy()}
+
     def summary(self, theta: bool = True, pred: bool = True) -> pd.DataFrame:
         """Posterior mean, sd, central ``level`` interval and median of each parameter.
 

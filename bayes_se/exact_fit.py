@@ -323,6 +323,28 @@ class ExactFit(Fit):
                          "a power-law tail)")
         return notes
 
+    def leave_one_out(self, level=None):
+        """The posterior of ``mu`` (or each ``beta[NAME]``) and ``tau`` with each study left out, exactly
+        (:func:`bayes_se.exact_influence.leave_one_out`): mean, sd, central interval and the shift
+        from the full posterior; index (left-out ``study``, ``parameter``)."""
+        from bayes_se.exact_influence import leave_one_out
+
+        return leave_one_out(self.posterior, level=level)
+
+    def cumulative(self, order=None, level=None):
+        """Cumulative posteriors after each study (:func:`bayes_se.exact_influence.cumulative`), in
+        data order or sorted by ``order``: a column of the fit's data (its name) or one key per study."""
+        from bayes_se.exact_influence import cumulative
+
+        if isinstance(order, str):
+            from bayes_se.errors import SpecError
+
+            frame = getattr(self.data, "frame", None)
+            if frame is None or order not in frame.columns or len(frame) != self.k:
+                raise SpecError(f"no column {order!r} in the data this model was fitted to", key="order")
+            order = frame[order].to_numpy()
+        return cumulative(self.posterior, order, level=level)
+
     def to_dict(self, level=None, interval="central") -> dict:
         out = super().to_dict(level=level, interval=interval)
         out["log_marginal_likelihood"] = self.log_marginal_likelihood

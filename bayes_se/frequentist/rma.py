@@ -56,6 +56,7 @@ class RMAResult:
     """
 
     omitted_rows: tuple = ()  # none unless the fit left rows out
+    data = None  # the fitted rows of the data frame, when the model was fitted from one
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
@@ -157,24 +158,45 @@ class RMAResult:
             index=pd.Index(self.slab, name="study"),
         )
 
-    def refit(self, keep) -> "RMAResult":
+    def refit(self, keep, r2: bool = True) -> "RMAResult":
         """The same model (design, method, test, level, threshold) fitted to the studies in ``keep``.
 
         Parameters
         ----------
         keep : array_like of bool or int
             A mask over the ``k`` studies, or their indices.
+        r2 : bool, default True
+            Compute the pseudo-R^2 (a second fit; influence diagnostics skip it, as metafor).
         """
         keep = np.asarray(keep)
         return rma(self.yi[keep], self.vi[keep], X=self.X[keep], coef_names=self.coef_names, intercept=False,
                    method=self.method, test=self.test, level=self.level, slab=np.asarray(self.slab)[keep],
-                   threshold=self.threshold)
+                   threshold=self.threshold, r2=r2)
 
     def leave1out(self) -> pd.DataFrame:
         """Leave-one-out refits; see :func:`bayes_se.frequentist.influence.leave1out`."""
         from bayes_se.frequentist.influence import leave1out
 
         return leave1out(self)
+
+    def influence(self) -> pd.DataFrame:
+        """Outlier and influence diagnostics (metafor ``influence``); see
+        :func:`bayes_se.frequentist.influence.influence`."""
+        from bayes_se.frequentist.influence import influence
+
+        return influence(self)
+
+    def cumul(self, order=None) -> pd.DataFrame:
+        """Cumulative meta-analysis (metafor ``cumul``); ``order`` is a column of the fitted data
+        (its name) or one sort key per study; see :func:`bayes_se.frequentist.influence.cumul`."""
+        from bayes_se.frequentist.influence import cumul
+
+        if isinstance(order, str):
+            frame = getattr(self, "data", None)
+            if frame is None or order not in frame.columns:
+                raise SpecError(f"no column {order!r} in the data this model was fitted to", key="order")
+            order = frame[order].to_numpy()
+        return cumul(self, order)
 
     # ------------------------------------------------------------------ output
     def summary(self) -> str:
@@ -420,6 +442,7 @@ def rma(
         raise SpecError(f"unknown test {test!r} (use 'z' or 'knha')", key="test")
     if not 0 < level < 1:
         raise SpecError(f"level must be between 0 and 1 (got {level})", key="level")
+    frame = data if data is not None else getattr(yi, "frame", None)  # kept for res.cumul(order="column")
     yi, vi, Xm, names, slab, has_int, coding, omitted = _resolve_inputs(yi, vi, mods, X, data, slab, coef_names,
                                                                          intercept, na)
     k, p = Xm.shape
@@ -503,7 +526,18 @@ def rma(
         QE=QE, QE_df=k - p, QE_p=QE_p, QM=QM, QM_df=QM_df, QM_p=QM_p, R2=R2,
         weights=100 * w / w.sum(), fit_stats=fit_stats,
         yi=yi, vi=vi, X=Xm, slab=slab, coding=coding, threshold=threshold, omitted_rows=omitted,
+        data=_kept_rows(frame, k, omitted),
     )
+
+
+def _kept_rows(frame, k, omitted):
+    """The data frame's rows that were fitted (None when there is no frame of k rows)."""
+    if frame is None:
+        return None
+    frame = pd.DataFrame(frame).reset_index(drop=True)
+    if omitted:
+        frame = frame.drop(index=[r - 1 for r in omitted]).reset_index(drop=True)
+    return frame if len(frame) == k else None
 
 
 def _wald(b, V) -> float:

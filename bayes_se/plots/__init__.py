@@ -25,6 +25,7 @@ _NAMES = {
     "boxscore_table": "boxscore", "boxscore_studies": "boxscore", "plot_boxscore": "boxscore",
     "plot_sbc_ranks": "sbc",
     "plot_rob_traffic_light": "risk_of_bias", "plot_rob_summary": "risk_of_bias", "rob_summary_table": "risk_of_bias",
+    "plot_influence": "influence", "plot_cumulative": "influence",
 }
 #: Model-check tables computed in bayes_se.checks, importable from here as before.
 _CHECKS = ("ppc_stat_draws", "ppc_stat_table", "ppc_density_table", "loo_pit_table", "pareto_k_table")
