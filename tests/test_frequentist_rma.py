@@ -338,3 +338,19 @@ def test_frequentist_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_saturated_common_effect_model_matches_metafor():
+    """k = p under EE: metafor fits it (QE(df = 0) = 0, p = 1, I2 = 0, H2 = 1); we used to divide by 0.
+    Reference: tests/reference/metafor/saturated_ee.R (metafor 3.8-1)."""
+    ref = json.loads((REFERENCE / "metafor" / "saturated_ee.json").read_text())
+    data = pd.DataFrame({"yi": [0.1, 0.3], "vi": [0.01, 0.02], "x": [1.0, 2.0]})
+    res = rma(data["yi"], data["vi"], mods="~ x", data=data, method="EE")
+    np.testing.assert_allclose(res.beta, ref["beta"], rtol=1e-6, atol=1e-15)
+    np.testing.assert_allclose(res.se, ref["se"], rtol=1e-6)
+    assert res.QE == pytest.approx(ref["QE"], abs=1e-12) and res.QE_p == ref["QEp"]
+    assert res.QM == pytest.approx(ref["QM"], rel=1e-6) and res.QM_p == pytest.approx(ref["QMp"], rel=1e-6)
+    assert (res.I2, res.H2) == (ref["I2"], ref["H2"])
+    ml = res.fit_stats["ML"]
+    for key in ("ll", "AIC", "BIC", "AICc"):
+        assert ml[key] == pytest.approx(ref[key], rel=1e-6), key

@@ -488,9 +488,11 @@ def rma(
     ymc = yi - yi.mean()
     P_fe = ResidualProjection(1.0 / vi, Xm)  # O(k) memory: never the k x k matrix
     QE = max(0.0, P_fe.quad(ymc))
-    QE_p = float(stats.chi2.sf(QE, k - p))
-    vt = (k - p) / P_fe.trace()
-    if method == "EE":
+    QE_p = float(stats.chi2.sf(QE, k - p)) if k > p else 1.0  # as metafor: QE(df = 0) = 0, p = 1
+    vt = (k - p) / P_fe.trace() if k > p else math.nan  # k = p (EE only): no residual df
+    if k == p:
+        I2, H2 = 0.0, 1.0  # what metafor reports for a saturated common-effect model
+    elif method == "EE":
         I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0  # QE = 0: identical effects
         H2 = QE / (k - p)
     else:
@@ -504,15 +506,16 @@ def rma(
                - 0.5 * np.sum(np.log(vi + tau2)) - 0.5 * np.linalg.slogdet(XtWX)[1] - 0.5 * rss_f)
     dev_ml = -2 * (ll_ml - np.sum(stats.norm.logpdf(yi, yi, np.sqrt(vi))))
     dev_reml = -2 * ll_reml
-    fit_stats = pd.DataFrame(
-        {
-            "ML": [ll_ml, dev_ml, -2 * ll_ml + 2 * parms, -2 * ll_ml + parms * np.log(k),
-                   -2 * ll_ml + 2 * parms * max(k, parms + 2) / (max(k, parms + 2) - parms - 1)],
-            "REML": [ll_reml, dev_reml, -2 * ll_reml + 2 * parms, -2 * ll_reml + parms * np.log(k - p),
-                     -2 * ll_reml + 2 * parms * max(k - p, parms + 2) / (max(k - p, parms + 2) - parms - 1)],
-        },
-        index=["ll", "dev", "AIC", "BIC", "AICc"],
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # k = p: log(k - p) of the REML BIC is -inf
+        fit_stats = pd.DataFrame(
+            {
+                "ML": [ll_ml, dev_ml, -2 * ll_ml + 2 * parms, -2 * ll_ml + parms * np.log(k),
+                       -2 * ll_ml + 2 * parms * max(k, parms + 2) / (max(k, parms + 2) - parms - 1)],
+                "REML": [ll_reml, dev_reml, -2 * ll_reml + 2 * parms, -2 * ll_reml + parms * np.log(k - p),
+                         -2 * ll_reml + 2 * parms * max(k - p, parms + 2) / (max(k - p, parms + 2) - parms - 1)],
+            },
+            index=["ll", "dev", "AIC", "BIC", "AICc"],
+        )
 
     R2 = None
     if r2 and has_int and not int_only:
@@ -572,5 +575,7 @@ def _pseudo_r2(yi, vi, X, method, tau2, w, threshold):
     rss = np.sum(w * (yi - fitted) ** 2)
     mss = np.sum(w * (fitted - np.average(fitted, weights=w)) ** 2)
     r2 = mss / (mss + rss)
+    if k == p:  # saturated: no residual df (metafor reports NA)
+        return math.nan
     adj = 1 - (1 - r2) * (k - 1) / (k - p)
     return max(0.0, 100 * adj)
