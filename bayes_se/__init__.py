@@ -49,6 +49,12 @@ _LAZY = {
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
+    # publication bias, frequentist (issue 14)
+    "selmodel": "bayes_se.frequentist",
+    "pet": "bayes_se.frequentist",
+    "peese": "bayes_se.frequentist",
+    "pet_peese": "bayes_se.frequentist",
+    "bias_battery": "bayes_se.frequentist",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
