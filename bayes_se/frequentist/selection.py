@@ -629,7 +629,10 @@ def selmodel(
             return val if np.isfinite(val) else 1e300
         return nll
 
-    xd_init = np.log((np.asarray(d_init)[free_d] - d_min[free_d]) / (d_max[free_d] - np.asarray(d_init)[free_d]))
+    d_init = np.asarray(d_init, float)
+    outside = (d_init <= d_min) | (d_init >= d_max)  # metafor would fail here (NaN start); start mid-range
+    d_init = np.where(outside, 0.5 * (d_min + d_max), d_init)
+    xd_init = np.log((d_init[free_d] - d_min[free_d]) / (d_max[free_d] - d_init[free_d]))
     tau2_init = math.log(res.tau2 + 0.001)
     theta0 = np.concatenate([beta_init, [tau2_init] if not fixed_tau2 else [], xd_init])
     opt = _maximise(make_nll(0.0 if fixed_tau2 else None), theta0)
