@@ -72,31 +72,39 @@ def _close(got, want, what, rtol=ITERATIVE_RTOL):
 
 @pytest.mark.parametrize("name", _case_names())
 def test_selmodel_matches_metafor(name):
-    ref = _ref("precise")[name]["result"]
+    case = _ref("precise")[name]
+    ref = case["result"]
     assert "error" not in ref, ref
+    se_rtol = ITERATIVE_RTOL
+    if "rel.tol 1e-8" in case.get("control", ""):
+        # hack_beta: metafor's integrate() fails at rel.tol 1e-12 (and 1e-9) on this integrand; at
+        # 1e-8 its numDeriv Hessian still carries integration noise: metafor's SEs move by 1%
+        # between rel.tol 1e-7 and 1e-8 and lie 1e-4 from ours at 1e-8 (ours: stable to 1e-9 under
+        # a finer rule), while the estimates agree to 1e-8. Only the SE-derived numbers get 1e-3.
+        se_rtol = 1e-3
     s = _fit(name)
     coefs = s.coefficients
     _close(coefs["estimate"], ref["beta"], "beta")
-    _close(coefs["se"], ref["se"], "se")
-    _close(coefs["stat"], ref["zval"], "zval")
-    _close(coefs["pval"], ref["pval"], "pval")
+    _close(coefs["se"], ref["se"], "se", se_rtol)
+    _close(coefs["stat"], ref["zval"], "zval", se_rtol)
+    _close(coefs["pval"], ref["pval"], "pval", se_rtol)
     # estimate +/- crit se: to 1e-5 of |estimate| + crit se (relative to itself it can be near 0)
     scale = np.abs(coefs["estimate"].to_numpy()) + 1.96 * coefs["se"].to_numpy()
     for col, key in (("ci_lower", "ci_lb"), ("ci_upper", "ci_ub")):
-        np.testing.assert_allclose(coefs[col], np.atleast_1d(ref[key]), rtol=0, atol=ITERATIVE_RTOL * scale.max(),
+        np.testing.assert_allclose(coefs[col], np.atleast_1d(ref[key]), rtol=0, atol=se_rtol * scale.max(),
                                    err_msg=key)
     assert s.estimate == coefs["estimate"].iloc[0] and s.se == coefs["se"].iloc[0]
     if ref["tau2"] == 0:
         assert s.tau2 == 0
     else:
         _close(s.tau2, ref["tau2"], "tau2")
-        _close(s.se_tau2, ref["se_tau2"], "se.tau2")
+        _close(s.se_tau2, ref["se_tau2"], "se.tau2", se_rtol)
         _close(s.LRT_tau2, ref["LRT_tau2"], "LRT.tau2", rtol=1e-4)  # a second ML fit; the statistic is a difference
     _close(s.delta, ref["delta"], "delta")
-    _close(s.se_delta, ref["se_delta"], "se.delta")
-    _close(s.zval_delta, ref["zval_delta"], "zval.delta")
-    _close(s.delta_ci_lower, ref["ci_lb_delta"], "ci.lb.delta")
-    _close(s.delta_ci_upper, ref["ci_ub_delta"], "ci.ub.delta")
+    _close(s.se_delta, ref["se_delta"], "se.delta", se_rtol)
+    _close(s.zval_delta, ref["zval_delta"], "zval.delta", se_rtol)
+    _close(s.delta_ci_lower, ref["ci_lb_delta"], "ci.lb.delta", se_rtol)
+    _close(s.delta_ci_upper, ref["ci_ub_delta"], "ci.ub.delta", se_rtol)
     _close(s.ll, ref["ll"], "ll", rtol=1e-7)
     _close(s.ll0, ref["ll0"], "ll0", rtol=1e-7)
     _close(s.LRT, ref["LRT"], "LRT")
@@ -150,7 +158,7 @@ def test_normalising_constants_agree_with_adaptive_quadrature(type_, alternative
 
     Checked through the likelihood: with ``delta`` fixed and tau^2 fixed by an equal-effects
     model, ``ll = sum(log w(p_i) + log phi_i - log A_i)``, so ``A_i`` enters ``ll`` directly."""
-    d = _frame("hackshaw1998")
+    d = _frame("hackshaw1998").iloc[::3]  # 13 studies keep the pure-Python quadrature short
     yi, vi = d.yi.to_numpy(), d.vi.to_numpy()
     res = rma(yi, vi, method="EE")
     fit = selmodel(res, type=type_, alternative=alternative, steps=steps, delta=delta)
