@@ -45,6 +45,8 @@ def _case_names(slow_data=("metapsy",)):
     """Every reference case; the continuous types on the 118 Metapsy studies are slow."""
     out = []
     for name, case in _ref("precise").items():
+        if "error" in case["result"]:
+            continue  # metafor could not fit it: test_cases_metafor_cannot_fit
         slow = case["data"] in slow_data and case["type"] != "stepfun"
         out.append(pytest.param(name, marks=pytest.mark.slow) if slow else name)
     return out
@@ -99,7 +101,8 @@ def test_selmodel_matches_metafor(name):
     else:
         _close(s.tau2, ref["tau2"], "tau2")
         _close(s.se_tau2, ref["se_tau2"], "se.tau2", se_rtol)
-        _close(s.LRT_tau2, ref["LRT_tau2"], "LRT.tau2", rtol=1e-4)  # a second ML fit; the statistic is a difference
+        if ref["LRT_tau2"] is not None:  # metafor leaves it NA when its tau^2 = 0 refit fails (hack_halfnorm_mods)
+            _close(s.LRT_tau2, ref["LRT_tau2"], "LRT.tau2", rtol=1e-4)  # a second ML fit; the statistic is a difference
     _close(s.delta, ref["delta"], "delta")
     _close(s.se_delta, ref["se_delta"], "se.delta", se_rtol)
     _close(s.zval_delta, ref["zval_delta"], "zval.delta", se_rtol)
@@ -120,6 +123,16 @@ def test_selmodel_matches_metafor(name):
     json.dumps(s.to_dict(), allow_nan=False)
 
 
+@pytest.mark.slow
+def test_cases_metafor_cannot_fit():
+    """metafor 3.8-1 stops with "Error during the optimization" (any control tried, see the R
+    script); bayes_se fits them, and the maximum nests the unadjusted model (delta = 0)."""
+    failed = [name for name, case in _ref("precise").items() if "error" in case["result"]]
+    assert failed == ["mpsy_halfnorm_mods"]
+    s = _fit("mpsy_halfnorm_mods")
+    assert np.isfinite(s.ll) and s.ll > s.ll0 and np.all(np.isfinite(s.coefficients["se"]))
+
+
 def test_hackshaw_step_function_matches_metafors_own_test_figures():
     """metafor's tests/testthat/test_misc_selmodel.r on dat.hackshaw1998, steps (.05, .10, .50, 1)."""
     s = _fit("hack_step4")
@@ -134,9 +147,11 @@ def test_hackshaw_step_function_matches_metafors_own_test_figures():
     assert d["se_delta"][0] is None and d["steps"] == [0.05, 0.1, 0.5, 1.0]
 
 
-@pytest.mark.parametrize("name", ["hack_step4", "hack_3psm", "hack_step_two", "mpsy_3psm", "mpsy_step3"])
+@pytest.mark.parametrize("name", ["hack_step4", "hack_3psm", "hack_step_two", "mpsy_3psm"])
 def test_step_functions_match_metafor_defaults(name):
-    """With metafor's own defaults (optim BFGS, reltol 1e-8) the step-function fits agree too."""
+    """With metafor's own defaults (optim BFGS, reltol 1e-8) these step-function fits agree too.
+    (mpsy_step3 and hack_step_less do not: metafor's default stops 1e-5 to 2e-5 from the maximum it finds with a tight
+    control, which bayes_se matches to 6e-7.)"""
     ref = _ref("default")[name]["result"]
     s = _fit(name)
     _close(s.coefficients["estimate"], ref["beta"], "beta")

@@ -1,5 +1,5 @@
-# Reference figures for bayes_se.frequentist.selection (selmodel) and the PET/PEESE regressions.
-# metafor 3.8-1; run in this folder:  Rscript selmodel.R   (writes selmodel_precise.json, selmodel_default.json, pet_peese.json)
+# Reference figures for bayes_se.frequentist.selection (selmodel); PET/PEESE: pet_peese.R.
+# metafor 3.8-1; run in this folder:  Rscript selmodel.R   (writes selmodel_precise.json and selmodel_default.json)
 # Every selection model is fitted twice (two files):
 #  selmodel_precise.json: control = list(reltol = 1e-14, maxit = 10000, ndeps = rep(1e-6, npar),
 #      intCtrl = list(rel.tol = 1e-12, subdivisions = 1000)): the maximum of the likelihood and its
@@ -28,6 +28,9 @@ cases <- list(
   list(name = "hack_negexp_step_prec", data = "hackshaw1998", type = "negexp", steps = 0.05, prec = "sei"),
   list(name = "hack_3psm_EE", data = "hackshaw1998", type = "stepfun", steps = 0.025, method = "EE"),
   list(name = "hack_3psm_DL", data = "hackshaw1998", type = "stepfun", steps = 0.025, method = "DL"),
+  list(name = "hack_step_less", data = "hackshaw1998", type = "stepfun", steps = 0.5, alternative = "less"),
+  list(name = "hack_power_less", data = "hackshaw1998", type = "power", alternative = "less"),
+  list(name = "hack_halfnorm_mods", data = "hackshaw1998", type = "halfnorm", mods = "~ year"),
   list(name = "mpsy_3psm", data = "metapsy", type = "stepfun", steps = 0.025),
   list(name = "mpsy_step3", data = "metapsy", type = "stepfun", steps = c(0.025, 0.05, 0.5)),
   list(name = "mpsy_beta", data = "metapsy", type = "beta"),
@@ -63,36 +66,33 @@ fit_case <- function(cs, control) {
        warnings = warns)
 }
 
-# PET / PEESE (Stanley & Doucouliagos 2014): weighted regressions on sei and vi through rma
-pp <- list()
-for (nm in names(data)) {
-  dat <- data[[nm]]
-  for (method in c("EE", "REML")) {
-    pet <- rma(yi, vi, mods = ~ sqrt(vi), data = dat, method = method)
-    peese <- rma(yi, vi, mods = ~ vi, data = dat, method = method)
-    f <- function(r) list(beta = num(r$beta), se = num(r$se), zval = num(r$zval), pval = num(r$pval),
-                          ci_lb = num(r$ci.lb), ci_ub = num(r$ci.ub), tau2 = num(r$tau2))
-    pp[[paste(nm, method, sep = "_")]] <- list(data = nm, method = method, pet = f(pet), peese = f(peese))
-  }
-}
-writeLines(toJSON(pp, auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE), "pet_peese.json")
-
 npar <- function(cs) {
   p <- if (is.null(cs$mods)) 1 else length(all.vars(as.formula(cs$mods))) + 1
   deltas <- if (cs$type == "stepfun") length(unique(c(cs$steps, 1))) else if (cs$type == "beta") 2 else 1
   p + 1 + deltas
 }
+# Rscript selmodel.R [case ...]: only the named cases, merged into the existing JSON files
+only <- commandArgs(trailingOnly = TRUE)
 for (config in c("precise", "default")) {
+  file <- paste0("selmodel_", config, ".json")
   out <- list(metafor = as.character(packageVersion("metafor")), R = R.version.string, config = config, cases = list())
+  if (length(only) && file.exists(file)) out$cases <- fromJSON(file, simplifyVector = TRUE)$cases
   for (cs in cases) {
+    if (length(only) && !(cs$name %in% only)) next
     cat(config, cs$name, "\n")
     control <- if (config == "default") list() else
       list(reltol = 1e-14, maxit = 10000, ndeps = rep(1e-6, npar(cs)), intCtrl = list(rel.tol = 1e-12, subdivisions = 1000L))
     entry <- cs
+    entry$control <- "metafor default"
+    if (config == "precise") entry$control <- "reltol 1e-14, ndeps 1e-6, integrate rel.tol 1e-12"
     entry$result <- tryCatch(fit_case(cs, control), error = function(e) list(error = conditionMessage(e)))
+    if (config == "precise" && !is.null(entry$result$error)) {
+      # integrate() fails at rel.tol 1e-12 on some beta-type integrands (kinks at pval.min): 1e-8
+      control$intCtrl$rel.tol <- 1e-8
+      entry$control <- "reltol 1e-14, ndeps 1e-6, integrate rel.tol 1e-8 (1e-12 failed)"
+      entry$result <- tryCatch(fit_case(cs, control), error = function(e) list(error = conditionMessage(e)))
+    }
     out$cases[[cs$name]] <- entry
-    writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE),
-               paste0("selmodel_", config, ".json"))
+    writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE), file)
   }
 }
-
