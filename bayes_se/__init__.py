@@ -53,6 +53,12 @@ _LAZY = {
     "SpecError": "bayes_se.errors",
     "read_rob": "bayes_se.risk_of_bias",
     "rob_sensitivity": "bayes_se.risk_of_bias",
+    # publication bias, frequentist (issue 14)
+    "selmodel": "bayes_se.frequentist",
+    "pet": "bayes_se.frequentist",
+    "peese": "bayes_se.frequentist",
+    "pet_peese": "bayes_se.frequentist",
+    "bias_battery": "bayes_se.frequentist",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

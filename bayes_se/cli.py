@@ -181,7 +181,7 @@ def check_args(args) -> None:
     three-level frequentist model by a method other than REML/ML, and output paths (see
     :func:`bayes_se.outputs.check_out_location`).
     """
-    if args.command not in ("freq", "fit", "sensitivity", "report"):
+    if args.command not in ("freq", "fit", "sensitivity", "report", "bias"):
         return
     for name, low in COUNT_FLAGS.items():
         value = getattr(args, name, None)
@@ -401,6 +401,78 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
     _add_reading_args(p)
 
 
+# ----------------------------------------------------------------- bias: small-study effects, publication bias
+
+
+def _parse_steps(text: str) -> list[float]:
+    """``--steps 0.025,0.5``: comma-separated, strictly increasing values in (0, 1]."""
+    try:
+        steps = [float(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise BayesSEError(f"--steps {text!r}: give numbers separated by commas, e.g. 0.025,0.5") from None
+    if not steps:
+        raise BayesSEError("--steps is empty: give numbers separated by commas, e.g. 0.025,0.5")
+    if any(not (0 < s <= 1) for s in steps):
+        raise BayesSEError(f"--steps {text!r}: every step must lie in (0, 1]")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise BayesSEError(f"--steps {text!r}: steps must be strictly increasing")
+    return steps
+
+
+def cmd_bias(args) -> int:
+    """The frequentist bias battery, or one selection model (``--selmodel TYPE --steps ...``)."""
+    from bayes_se.frequentist.selection import SELMODEL_TYPES
+
+    steps = None if args.steps is None else _parse_steps(args.steps)
+    if args.selmodel is None and steps is not None:
+        raise BayesSEError("--steps needs --selmodel TYPE")
+    if args.selmodel is not None and args.selmodel not in SELMODEL_TYPES:
+        raise BayesSEError(f"--selmodel {args.selmodel!r}: unknown type (use one of {', '.join(SELMODEL_TYPES)})")
+    if args.cluster:
+        raise BayesSEError("bayes-se bias fits one effect per study; --cluster is not supported")
+    from bayes_se.frequentist import bias_battery, rma, selmodel
+
+    res = rma(_load(args), method=args.method, level=args.level)
+    # --bayes (the Bayesian ensemble, bayes_se.bias_ensemble) is wired here by the integrator.
+    if args.selmodel is not None:
+        fit = selmodel(res, type=args.selmodel, steps=steps, alternative=args.alternative)
+        out, text = fit.to_dict(), fit.summary()
+    else:
+        out = bias_battery(res, as_dict=True)
+        text = None
+    if args.json:
+        _print_json(out)
+    elif text is not None:
+        print(text)
+    else:
+        import pandas as pd
+
+        table = pd.DataFrame(out["tests"]).set_index("method")
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(f"Small-study effects and publication bias (k = {out['k']}, {out['method']})\n")
+            print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
+    return 0
+
+
+def _add_bias_parser(sub) -> None:
+    p = sub.add_parser("bias", help="small-study effects and publication bias: Egger, rank test, trim-and-fill, "
+                                    "PET-PEESE, selection models (metafor's selmodel)")
+    p.add_argument("data", help="CSV file of effect sizes")
+    p.add_argument("--method", default="REML",
+                   help="tau2 estimator of the unadjusted model: EE, DL, REML, ML, ... (default REML)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--selmodel", default=None, metavar="TYPE",
+                   help="fit one selection model: stepfun, beta, halfnorm, negexp, logistic or power")
+    p.add_argument("--steps", default=None, metavar="S1,S2,...",
+                   help="p-value steps of the selection model, e.g. 0.025 (3PSM) or 0.025,0.5")
+    p.add_argument("--alternative", default="greater", choices=["greater", "less", "two.sided"],
+                   help="p-values the selection acts on (default: one-sided, greater)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_column_args(p)
+    _add_reading_args(p)
+    p.set_defaults(func=cmd_bias)
+
+
 # ----------------------------------------------------------------- reading data tables: flags, check
 
 
@@ -557,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulation.add_parser(sub)
     sbc.add_parser(sub)
+    _add_bias_parser(sub)
     return parser
 
 

@@ -27,13 +27,18 @@ from bayes_se.frequentist.robumeta import RobuResult, robu
 
 __all__ = ["rma", "RMAResult", "regtest", "RegtestResult", "ranktest", "RanktestResult", "trimfill", "TrimfillResult",
            "leave1out", "rma_mv", "RmaMvResult", "matreg", "MatregResult", "robust", "RobustResult", "robu",
-           "RobuResult"]
+           "RobuResult", "selmodel", "SelmodelResult", "pet", "peese", "pet_peese", "PetPeeseResult", "bias_battery"]
 
 
 _MULTILEVEL = ("rma_mv", "RmaMvResult", "matreg", "MatregResult")
+# publication bias (issue 14): selection models, PET/PEESE, the battery; imported on first access
+_PUBBIAS = {"selmodel": "selection", "SelmodelResult": "selection", "pet": "petpeese", "peese": "petpeese",
+            "pet_peese": "petpeese", "PetPeeseResult": "petpeese", "bias_battery": "battery"}
 
 
 def __getattr__(name: str):
     if name in _MULTILEVEL:
         return getattr(importlib.import_module("bayes_se.frequentist.multilevel"), name)
+    if name in _PUBBIAS:
+        return getattr(importlib.import_module(f"bayes_se.frequentist.{_PUBBIAS[name]}"), name)
     raise AttributeError(f"module 'bayes_se.frequentist' has no attribute {name!r}")
