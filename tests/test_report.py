@@ -129,6 +129,13 @@ def test_bcg_report_funnel_shows_trimfill(bcg_report, bcg_parts):
     section = section[:section.index("\n## ", 1)]
     assert "imputes 1 study on the right" in section and f"adjusted estimate is {tf.fit.beta[0]:.3g}" in section
     assert "figures/funnel.png" in section
+    # the default battery adds PET, PEESE, PET-PEESE and the 3PSM to the table, with their estimates
+    from bayes_se.frequentist import bias_battery
+
+    battery = bias_battery(bcg_parts[2].freq["REML"])
+    table = pd.read_csv(bcg_report / "tables" / "bias_battery.csv", index_col=0)
+    for method in battery.index if "method" not in battery.columns else battery["method"]:
+        assert method in table.index, method
 
 
 def test_report_refuses_to_overwrite(bcg, bcg_parts, tmp_path):

@@ -316,7 +316,9 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
     battery : pandas.DataFrame or callable, optional
         Further rows of the small-study-effects table (e.g. selection models, PET-PEESE), indexed
         by method, or a function of the REML fit returning them (see
-        :func:`bayes_se.report.bias.bias_blocks`).
+        :func:`bayes_se.report.bias.bias_blocks`). Default: PET, PEESE, PET-PEESE and the
+        three-parameter selection model for a model without moderators
+        (:func:`bayes_se.report.bias.default_battery`).
     ensemble : object or callable, optional
         A Bayesian model-averaged ensemble with ``to_dict()``, or a function of ``data`` returning
         one (see :func:`bayes_se.report.bias.ensemble_blocks`).
@@ -441,10 +443,11 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         freq_blocks.append(("list", freq.notes) if freq.notes else
                            ("p", "The methods agree within the thresholds of bayes_se.compare."))
     b.section("frequentist", "Bayesian vs frequentist", freq_blocks)
-    from bayes_se.report.bias import bias_blocks, rob_blocks
+    from bayes_se.report.bias import bias_blocks, default_battery, rob_blocks
 
     b.section("bias", "Small-study effects and publication bias",
-              bias_blocks(b, freq, level, battery=battery, ensemble=ensemble, data=data))
+              bias_blocks(b, freq, level, battery=default_battery if battery is None else battery,
+                          ensemble=ensemble, data=data))
     if rob is not None:
         b.section("risk-of-bias", "Risk of bias", rob_blocks(b, rob, data, spec=spec, mods=mods, level=level,
                                                                 by=rob_by))

@@ -28,7 +28,7 @@ import pandas as pd
 
 from bayes_se.errors import BayesSEError
 
-__all__ = ["small_study_table", "add_battery_rows", "bias_blocks", "ensemble_blocks", "rob_blocks",
+__all__ = ["small_study_table", "add_battery_rows", "default_battery", "bias_blocks", "ensemble_blocks", "rob_blocks",
            "BATTERY_COLUMNS"]
 
 #: Columns of the battery table (a row leaves blank what does not apply to its method).
@@ -113,6 +113,17 @@ def _funnel_blocks(b, res, tf, pct) -> list:
             ("p", text),
             b.figure("funnel", "Contour-enhanced funnel plot with the trim-and-fill studies", "plot_funnel", res,
                      trimfill=tf)]
+
+
+def default_battery(res):
+    """The report's battery rows beyond Egger, rank test and trim-and-fill: PET, PEESE, PET-PEESE and
+    the three-parameter selection model (:func:`bayes_se.frequentist.bias_battery`), for models
+    without moderators (those methods adjust one pooled effect); None otherwise."""
+    if not res.int_only:
+        return None
+    from bayes_se.frequentist import bias_battery
+
+    return bias_battery(res)
 
 
 def bias_blocks(b, freq, level: float, *, battery=None, ensemble=None, data=None) -> list:
