@@ -9,10 +9,10 @@ Python ones) and writes the text, escaping strings with the standard library's C
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from json.encoder import encode_basestring_ascii
-from math import isfinite
 
 __all__ = ["dumps", "jsonable"]
 
@@ -52,15 +52,30 @@ def _scalar(obj) -> str | None:
 
 
 def _flat_dict(obj: dict, pad: str) -> str | None:
-    """The body of a dict whose values are all floats or None (a summary row), in one join; None
-    when some value is anything else. The common case of large outputs, so written for speed."""
-    try:
-        return ",".join([pad + encode_basestring_ascii(key) + ": "
-                         + ("null" if value is None or not isfinite(value) else float.__repr__(value))
-                         for key, value in obj.items()])
-    except (TypeError, ValueError):  # a key that is not a str, a value that is not a float or None
+    """The body of a dict whose keys are str and values all floats or None (a summary row), or None
+    for any other dict. The common case of large outputs, so written for speed: the values are
+    written by one ``repr`` of their list (C code; a Python float's repr is what ``json`` writes)."""
+    values = list(obj.values())
+    if not set(map(type, values)) <= _FLOAT_OR_NONE:
         return None
+    prefixes = _prefixes(tuple(obj), pad)
+    if prefixes is None:
+        return None
+    texts = repr(values)[1:-1].split(", ") if values else []
+    return ",".join([p + ("null" if t in _NULLS else t) for p, t in zip(prefixes, texts)])
 
+
+_FLOAT_OR_NONE = {float, type(None)}
+_NULLS = {"None", "nan", "inf", "-inf"}
+
+
+@functools.lru_cache(maxsize=256)
+def _prefixes(keys: tuple, pad: str):
+    """``pad + "key": `` for each key (the same few key sets repeat for every row), None when a key is
+    not a str."""
+    if not all(isinstance(k, str) for k in keys):
+        return None
+    return tuple(f"{pad}{encode_basestring_ascii(k)}: " for k in keys)
 
 
 def _write(obj, level: int, out: list) -> None:
