@@ -6,7 +6,9 @@ moderators, engine, seed), builds the design matrix once and hands the numbers t
 spec asks for:
 
 * ``engine = "exact"``: :func:`bayes_se.exact_fit.fit_exact` (normal-normal models with normal
-  priors on mu/beta; quadrature over tau, no sampling), returning an ExactFit;
+  priors on mu/beta; quadrature over tau, no sampling), returning an ExactFit; a three-level spec
+  goes to :func:`bayes_se.exact_three_level_fit.fit_exact_three_level` (2-D quadrature over the
+  two SDs; ``[model] rho`` for correlated sampling errors), returning a ThreeLevelExactFit;
 * ``engine = "mcmc"``: :func:`fit_random_effects` or :func:`fit_three_level` (PyMC), returning a
   :class:`bayes_se.results.BayesianFit`.
 
@@ -250,14 +252,23 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
                 "mods": spec.model.mods or None, "omitted_rows": [int(r) for r in design.omitted_rows]}
 
     if spec.sampler.engine == "exact":
-        if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:
-            raise SpecError("the exact engine solves normal random-effects models and meta-regressions "
-                            "only; use engine = \"mcmc\"", key="sampler.engine")
+        if spec.model.effects != "normal" or spec.model.subgroup_tau:
+            raise SpecError("the exact engine solves normal random-effects, meta-regression and three-level "
+                            "models only; use engine = \"mcmc\"", key="sampler.engine")
+        if mtype == "three_level":  # 2-D quadrature over (sigma_cluster, sigma_effect)
+            from bayes_se.exact_three_level_fit import fit_exact_three_level
+
+            return fit_exact_three_level(data.yi, data.vi, data.cluster, X=X, coef_names=coef_names,
+                                         study=data.study, priors=model_priors, rho=spec.model.rho or None,
+                                         settings=settings, data=data, spec=spec)
         from bayes_se.exact_fit import fit_exact
 
         return fit_exact(data.yi, data.vi, X=X, coef_names=coef_names, study=data.study, priors=model_priors,
                          settings=settings, data=data, spec=spec)
 
+    if spec.model.rho:
+        raise SpecError("rho (correlated sampling errors within clusters) is solved by the exact engine only; "
+                        "use engine = \"exact\" (--engine exact)", key="model.rho")
     flat = [k for k, v in model_priors.items() if v.improper]
     if flat:  # before PyMC is imported: the MCMC engine samples proper priors only
         raise SpecError(f"flat() (improper) priors are for the exact engine only ({', '.join(flat)}); use "
@@ -390,6 +401,10 @@ def load_fit(path):
 
     kind = idata.attrs.get(KIND_ATTR)
     classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit)}
+    if kind == "exact" and "three_level" in idata.attrs:  # the exact three-level engine's fit
+        from bayes_se.exact_three_level_fit import ThreeLevelExactFit
+
+        classes["exact"] = ThreeLevelExactFit
     if kind not in classes:
         raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
                         "load it with arviz.from_netcdf")

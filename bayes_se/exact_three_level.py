@@ -563,7 +563,7 @@ class ThreeLevelPosterior:
         key = ("cdf", name)
         if key not in self._nulls:
             coef = legendre.legint(self._axis_coef(name), lbnd=-1.0)
-            self._nulls[key] = coef
+            self._nulls[key] = coef / legendre.legval(1.0, coef)  # exactly 1 at the top (rounding)
         coef = self._nulls[key]
         return legendre.legval(np.clip(s, -1.0, 1.0), coef)
 
@@ -590,8 +590,12 @@ class ThreeLevelPosterior:
     def sd_quantile(self, name, q):
         self._check_free(name)
         qs = np.atleast_1d(np.asarray(q, float))
-        out = np.array([optimize.brentq(lambda t: float(self._sd_cdf_x(name, t)) - p, -1.0, 1.0, xtol=1e-14)
-                        for p in qs])
+        def root(p):
+            if p >= 1.0 - 1e-14:  # beyond the rounding of the cdf at the top of the box
+                return 1.0
+            return optimize.brentq(lambda t: float(self._sd_cdf_x(name, t)) - p, -1.0, 1.0, xtol=1e-14)
+
+        out = np.array([root(p) for p in qs])
         out = self._from_unit(name, out)
         return out.reshape(np.shape(q)) if np.ndim(q) else float(out[0])
 
@@ -612,6 +616,36 @@ class ThreeLevelPosterior:
                 lp = self._joint_log(osig, sig[ok])[0]
                 out[ok] = ow @ np.exp(lp - self._log_z)
         return out.reshape(np.shape(sigma))
+
+    def total_cdf(self, s):
+        """``P(sqrt(sigma_c^2 + sigma_e^2) <= s | y)`` (the SD of a new effect in a new cluster around the
+        mean): the outer axis by its Gauss rule, the inner one by the exact antiderivative of the
+        joint density's Legendre interpolant."""
+        s = float(s)
+        if s <= 0:
+            return 0.0
+        if len(self.free) == 1:
+            return float(self.sd_cdf(self.free[0], s))
+        if not self.free:
+            return 1.0
+        c_lo_hi = self._axes["sigma_cluster"]
+        e_c, e_lo, e_hi = self._axes["sigma_effect"]
+        if "total" not in self._nulls:
+            integ = np.stack([legendre.legint(e, lbnd=-1.0) for e in np.eye(self._n)], axis=1)
+            self._nulls["total"] = (self._dens_x @ self._M.T) @ integ.T * 0.5 * (e_hi - e_lo)
+        cum = self._nulls["total"]
+        sc = self.grid["sigma_cluster"]
+        wc = 0.5 * (c_lo_hi[2] - c_lo_hi[1]) * self._w0
+        inner = np.sqrt(np.maximum(s * s - sc * sc, 0.0))
+        t = np.clip(self._to_unit("sigma_effect", inner), -1.0, 1.0)
+        vals = np.einsum("id,id->i", legendre.legvander(t, self._n), cum)
+        vals = np.where(s > sc, vals, 0.0)
+        return float(min(max(wc @ vals, 0.0), 1.0))
+
+    def total_quantile(self, q):
+        """Quantile of ``sqrt(sigma_c^2 + sigma_e^2)`` (root of :meth:`total_cdf`)."""
+        hi = float(np.sqrt(self.grid["sigma_cluster"].max() ** 2 + self.grid["sigma_effect"].max() ** 2))
+        return optimize.brentq(lambda x: self.total_cdf(x) - q, 0.0, hi, xtol=1e-14, rtol=1e-13)
 
     # -- location mixtures ---------------------------------------------------------------------
     def _resolve(self, name):

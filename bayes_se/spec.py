@@ -2,7 +2,7 @@
 
 A spec has five sections (all optional; every key has a default)::
 
-    [model]    type, effects, mods, subgroup_tau
+    [model]    type, effects, mods, subgroup_tau, rho
     [data]     effect, variance, se, study, cluster          (column names)
     [priors]   preset, and a prior string per parameter       ("mu" = "normal(0, 1)", ...)
     [sampler]  engine, chains, draws, tune, target_accept, seed
@@ -49,6 +49,7 @@ class ModelSection:
     effects: str = "normal"
     mods: str = ""
     subgroup_tau: str = ""
+    rho: float = 0.0  # three_level: assumed within-cluster sampling correlation (metafor's vcalc rho)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,6 +506,12 @@ def _validate(spec: ModelSpec) -> None:
     if m.type == "three_level" and not d.cluster:
         raise SpecError("type = 'three_level' needs the cluster column: set cluster = \"...\"",
                         key="data.cluster")
+    if m.rho != 0.0:
+        if not (math.isfinite(m.rho) and -1.0 < m.rho < 1.0):
+            raise SpecError(f"must lie strictly between -1 and 1, got {m.rho}", key="model.rho")
+        if m.type != "three_level":
+            raise SpecError("rho (correlated sampling errors within clusters) needs type = 'three_level'",
+                            key="model.rho")
     # sampler and summary values
     for key, value, low in (("sampler.chains", s.chains, 1), ("sampler.draws", s.draws, 1),
                             ("sampler.tune", s.tune, 0), ("sampler.seed", s.seed, 0)):
@@ -601,9 +608,9 @@ def _validate_priors(spec: ModelSpec) -> None:
                     raise SpecError(f"'{unknown[0]}' is not a moderator in mods = '{m.mods}'"
                                     f"{_closest(unknown[0], columns)}", key=f"priors.{key}")
     if spec.sampler.engine == "exact":
-        if m.effects != "normal" or m.type not in ("random_effects", "meta_regression"):
-            raise SpecError("engine = 'exact' solves the normal-normal random-effects model and "
-                            f"meta-regression only; this spec has type = '{m.type}', effects = "
+        if m.effects != "normal" or m.type not in ("random_effects", "meta_regression", "three_level"):
+            raise SpecError("engine = 'exact' solves the normal-normal random-effects model, meta-regression "
+                            f"and three-level model only; this spec has type = '{m.type}', effects = "
                             f"'{m.effects}'", key="sampler.engine")
         if m.subgroup_tau:
             raise SpecError("engine = 'exact' has one tau; subgroup_tau needs engine = 'mcmc'",
