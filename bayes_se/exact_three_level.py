@@ -915,6 +915,12 @@ class ThreeLevelPosterior:
         return float(self.cluster_loglik(np.asarray(beta, float)[None], np.array([sigma_cluster]),
                                          np.array([sigma_effect])).sum())
 
+    def beta_conditional(self, sigma_cluster, sigma_effect):
+        """Mean and covariance of ``beta | sigma_c, sigma_e, y`` (normal; with flat priors on every
+        coefficient the GLS estimate and its covariance ``(X' Sigma^-1 X)^-1``)."""
+        _, b, Ainv = self._model.conditional(sigma_cluster ** 2, sigma_effect ** 2)
+        return b[0, 0], Ainv[0, 0]
+
     @property
     def yi(self):
         inv = np.empty(self._model.k, int)

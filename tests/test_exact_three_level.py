@@ -206,3 +206,62 @@ def test_refuses_what_it_cannot_solve(konst):
               "sigma_effect": hn(0.5)}
     with pytest.raises(SpecError, match="pole"):
         exact_three_level(konst.yi, konst.vi, konst.district, priors=priors)
+
+
+@pytest.mark.parametrize("key", sorted(json.loads((REF / "rma_mv_vcalc.json").read_text())["fits"]))
+def test_likelihood_maxima_are_metafors_ml_and_reml(konst, key):
+    """metafor's rma.mv with V = vcalc(vi, district, rho): the ML estimates of (sigma_c^2, sigma_e^2)
+    maximise our likelihood profiled over beta (beta = the GLS estimate, ``beta_conditional`` under
+    flat priors), the REML ones our likelihood with a flat beta integrated out (metafor's REML
+    log-likelihood is it plus p/2 log(2 pi) + 1/2 log|X'X|); the maxima match to 1e-6."""
+    ref = json.loads((REF / "rma_mv_vcalc.json").read_text())["fits"][key]
+    flat = Prior("flat", {}, "mu")
+    if ref["mods"] == "1":
+        X, names, priors = None, None, {"mu": flat}
+    else:
+        X = np.column_stack([np.ones(len(konst)), (konst.year - 1980) / 10])
+        names, priors = ["intercept", "year_c"], {"beta[intercept]": flat, "beta[year_c]": flat}
+    priors.update(sigma_cluster=hn(0.5), sigma_effect=hn(0.5))
+    post = exact_three_level(konst.yi, konst.vi, konst.district, X=X, coef_names=names, priors=priors,
+                             rho=ref["rho"] or None)
+    Xm = np.ones((len(konst), 1)) if X is None else X
+    extra = 0.5 * Xm.shape[1] * math.log(2 * math.pi) + 0.5 * np.linalg.slogdet(Xm.T @ Xm)[1]
+
+    def loglik(theta):
+        sc, se = np.exp(theta)
+        if ref["method"] == "REML":
+            return post.log_likelihood(sc, se) + extra
+        return post.log_likelihood(sc, se, beta=post.beta_conditional(sc, se)[0])
+
+    res = optimize.minimize(lambda t: -loglik(t), np.log([0.2, 0.2]), method="Nelder-Mead",
+                            options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 5000})
+    assert np.exp(2 * res.x) == pytest.approx(ref["sigma2"], rel=1e-6)
+    assert -res.fun == pytest.approx(ref["logLik"], abs=1e-9)
+    b, cov = post.beta_conditional(*np.exp(res.x))
+    assert b == pytest.approx(ref["beta"], rel=1e-6)
+    if ref["method"] == "REML":  # metafor's se are (X' Sigma^-1 X)^-1 at the estimates
+        assert np.sqrt(np.diag(cov)) == pytest.approx(ref["se"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_agrees_with_the_mcmc_three_level_builder(konst):
+    """The PyMC three-level model (bayes_se.builders.three_level, the same priors) sampled by NUTS:
+    the posterior means of mu and both SDs lie within 4 Monte Carlo standard errors of the exact ones,
+    and the quantiles of the draws lie where the exact cdf puts them."""
+    import arviz as az
+
+    from bayes_se.api import fit_three_level
+
+    priors = {"mu": normal(0.0, 1.0), "sigma_cluster": hn(0.5), "sigma_effect": hn(0.5)}
+    post = exact_three_level(konst.yi, konst.vi, konst.district, priors=priors)
+    mcmc = fit_three_level(konst.yi, konst.vi, konst.district, priors=priors, seed=20251130, draws=1000, tune=1000,
+                           chains=4, cores=1)
+    assert mcmc.diagnostics.passed, mcmc.diagnostics.problems
+    for name in ("mu", "sigma_cluster", "sigma_effect"):
+        draws = mcmc.idata.posterior[name]
+        mcse = float(az.mcse(draws, method="mean").to_array().values.squeeze())
+        assert abs(float(draws.mean()) - post.mean(name)) < 4 * mcse, name
+        # the exact cdf at the draws' median is 1/2, within the Monte Carlo error of a median
+        p = float(post.cdf(name, float(draws.median())))
+        ess = float(az.ess(draws, method="median").to_array().values.squeeze())
+        assert abs(p - 0.5) < 4 * 0.5 / math.sqrt(ess), name
