@@ -193,7 +193,7 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
 
 
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
-        chains=None, level=None, na="omit"):
+        chains=None, level=None, na="omit", rho=None):
     """Fit the Bayesian meta-analysis a spec describes.
 
     Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
@@ -211,6 +211,9 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         ``chains`` must be >= 1 and ``tune`` >= 0 (checked before the data are read, for every engine).
     level : float, optional
         Credible level of summaries (default: the spec's).
+    rho : float, optional
+        Three-level specs: the assumed within-cluster sampling correlation (replaces the spec's
+        ``[model] rho``; the exact engine only), as metafor's ``vcalc(vi, cluster, rho=)``.
     na : {"omit", "error"}, default "omit"
         A row with a missing moderator: left out of the whole fit (effects, variances, labels,
         clusters) with a warning naming it, and listed as ``omitted_rows`` (in ``settings`` of an
@@ -226,6 +229,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     import dataclasses
 
     spec = resolve_spec(spec, priors=priors, mods=mods, engine=engine, seed=seed)
+    if rho is not None:
+        spec = spec.with_rho(rho)
     if level is not None:
         from bayes_se.fits import check_level
 

@@ -188,6 +188,12 @@ class ModelSpec:
         model = dataclasses.replace(self.model, mods=expr, type=mtype)
         return dataclasses.replace(self, model=model)
 
+    def with_rho(self, rho: float) -> "ModelSpec":
+        """A copy with the within-cluster sampling correlation ``rho`` (three-level specs only)."""
+        spec = dataclasses.replace(self, model=dataclasses.replace(self.model, rho=float(rho)))
+        _validate_rho(spec.model)
+        return spec
+
     # -- TOML ----------------------------------------------------------------------------------------
     def to_toml(self) -> str:
         """The spec as TOML text that :func:`load_spec` reads back to an equal spec.
@@ -472,6 +478,15 @@ def check_mods(expr: str, key: str = "model.mods") -> None:
         raise SpecError(message, key=key) from None
 
 
+def _validate_rho(m: ModelSection) -> None:
+    if m.rho != 0.0:
+        if not (math.isfinite(m.rho) and -1.0 < m.rho < 1.0):
+            raise SpecError(f"must lie strictly between -1 and 1, got {m.rho}", key="model.rho")
+        if m.type != "three_level":
+            raise SpecError("rho (correlated sampling errors within clusters) needs type = 'three_level'",
+                            key="model.rho")
+
+
 def _validate(spec: ModelSpec) -> None:
     m, d, s, q = spec.model, spec.data, spec.sampler, spec.summary
     _choice("model.type", m.type, MODEL_TYPES)
@@ -506,12 +521,7 @@ def _validate(spec: ModelSpec) -> None:
     if m.type == "three_level" and not d.cluster:
         raise SpecError("type = 'three_level' needs the cluster column: set cluster = \"...\"",
                         key="data.cluster")
-    if m.rho != 0.0:
-        if not (math.isfinite(m.rho) and -1.0 < m.rho < 1.0):
-            raise SpecError(f"must lie strictly between -1 and 1, got {m.rho}", key="model.rho")
-        if m.type != "three_level":
-            raise SpecError("rho (correlated sampling errors within clusters) needs type = 'three_level'",
-                            key="model.rho")
+    _validate_rho(m)
     # sampler and summary values
     for key, value, low in (("sampler.chains", s.chains, 1), ("sampler.draws", s.draws, 1),
                             ("sampler.tune", s.tune, 0), ("sampler.seed", s.seed, 0)):

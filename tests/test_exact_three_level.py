@@ -265,3 +265,62 @@ def test_agrees_with_the_mcmc_three_level_builder(konst):
         p = float(post.cdf(name, float(draws.median())))
         ess = float(az.ess(draws, method="median").to_array().values.squeeze())
         assert abs(p - 0.5) < 4 * 0.5 / math.sqrt(ess), name
+
+
+# -- the fit interface -------------------------------------------------------------------------------
+
+def test_fit_interface_idata_netcdf_and_loo(konst, tmp_path):
+    from bayes_se.api import fit, load_fit
+    from bayes_se.exact_three_level_fit import ThreeLevelExactFit
+
+    res = fit(KONST, "three_level", engine="exact", rho=0.5)
+    assert isinstance(res, ThreeLevelExactFit) and res.rho == 0.5 and res.settings["model"] == "correlated_effects"
+    table = res.summary()
+    assert {"mu", "sigma_cluster", "sigma_effect", "pred", "I2"} <= set(table.index)
+    assert table.loc["I2", "q2.5"] < table.loc["I2", "q50"] < table.loc["I2", "q97.5"]
+    idata = res.idata
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "cluster")  # LOO leaves out a cluster
+    assert idata.posterior["theta"].sizes["study"] == len(konst)
+    assert {"mu", "sigma_cluster", "sigma_effect"} <= set(idata.prior.data_vars)
+    # the draws' means against the exact means (iid draws: 4 standard errors)
+    n = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    for name in ("mu", "sigma_cluster", "sigma_effect"):
+        mean, sd = res.posterior.moments(name)
+        assert abs(float(idata.posterior[name].mean()) - mean) < 4 * sd / math.sqrt(n)
+    path = res.to_netcdf(tmp_path / "fit.nc")
+    back = load_fit(path)
+    assert isinstance(back, ThreeLevelExactFit) and back.rho == 0.5
+    pd.testing.assert_frame_equal(back.summary(theta=False), res.summary(theta=False))
+    with pytest.warns(UserWarning, match="Pareto"):  # 11 clusters, one influential: k > 0.7, said aloud
+        loo = res.loo()
+    assert loo.elpd_loo < 0 and len(loo.pareto_k) == 11
+    d = res.to_dict()
+    assert d["log_bayes_factors"]["sigma_cluster0"] == pytest.approx(
+        res.posterior.null("sigma_cluster").log_marginal_likelihood - res.log_marginal_likelihood)
+
+
+def test_rho_sensitivity_table(konst):
+    from bayes_se.exact_three_level_fit import rho_sensitivity
+
+    priors = {"mu": normal(0.0, 1.0), "sigma_cluster": hn(0.5), "sigma_effect": hn(0.5)}
+    table = rho_sensitivity(konst.yi, konst.vi, konst.district, priors=priors, rhos=(0.0, 0.5, 0.9))
+    assert list(table.index) == [0.0, 0.5, 0.9]
+    assert table.loc[0.0, "log_bf_vs_rho0"] == 0.0
+    rho0 = exact_three_level(konst.yi, konst.vi, konst.district, priors=priors)
+    assert table.loc[0.0, "mu_mean"] == pytest.approx(rho0.mean("mu"), rel=1e-12)
+    assert table.loc[0.0, "log_ml"] == pytest.approx(rho0.log_marginal_likelihood, rel=1e-12)
+    # a larger assumed sampling correlation moves within-cluster spread from sampling error to sigma_effect
+    assert table["sigma_effect_mean"].is_monotonic_increasing
+
+
+def test_cli_fit_exact_three_level_with_rho(capsys):
+    from bayes_se.cli import main
+
+    code = main(["fit", "three_level", "--data", str(KONST), "--engine", "exact", "--rho", "0.6", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["rho"] == 0.6 and obj["engine"] == "exact" and set(obj["log_bayes_factors"]) >= {"sigma_cluster0"}
+    code = main(["fit", "three_level", "--data", str(KONST), "--rho", "0.6"])  # MCMC: refused before sampling
+    out, err = capsys.readouterr()
+    assert code == 2 and "model.rho" in err and err.count("\n") == 1
