@@ -49,6 +49,11 @@ _LAZY = {
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
+    "exact_three_level": "bayes_se.exact_three_level",
+    "ThreeLevelExactFit": "bayes_se.exact_three_level_fit",
+    "fit_exact_three_level": "bayes_se.exact_three_level_fit",
+    "rho_sensitivity": "bayes_se.exact_three_level_fit",
+    "compare_dependence": "bayes_se.exact_three_level_fit",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

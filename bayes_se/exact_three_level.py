@@ -858,7 +858,10 @@ class ThreeLevelPosterior:
         else:
             first = self.free[0]
             u1 = rng.random(n)
-            t1 = self._invert(lambda t: self._sd_cdf_x(first, t), u1)
+            self._sd_cdf_x(first, 0.0)  # the cdf's coefficients, cached
+            cdf_coef = self._nulls[("cdf", first)]
+            t1 = self._invert(lambda t: self._sd_cdf_x(first, t), u1,
+                              lambda t: legendre.legval(t, legendre.legder(cdf_coef)))
             sig[first] = self._from_unit(first, t1)
             if len(self.free) == 2:
                 # conditional of x_e given x_c: the tensor interpolant evaluated at x_c's draws
@@ -869,7 +872,8 @@ class ThreeLevelPosterior:
                 total = cum @ np.ones(self._n + 1)  # P_d(1) = 1
                 u2 = rng.random(n) * total
                 V = lambda t: np.einsum("nd,nd->n", legendre.legvander(t, cum.shape[1] - 1), cum)  # noqa: E731
-                t2 = self._invert(V, u2)
+                dV = lambda t: np.einsum("nd,nd->n", legendre.legvander(t, self._n - 1), rows)  # noqa: E731
+                t2 = self._invert(V, u2, dV)
                 sig["sigma_effect"] = self._from_unit("sigma_effect", t2)
             for nm in SD_NAMES:
                 sig.setdefault(nm, np.zeros(n))
@@ -895,13 +899,27 @@ class ThreeLevelPosterior:
         return out
 
     @staticmethod
-    def _invert(F, u):
+    def _invert(F, u, dF):
+        """Solve ``F(t) = u`` on [-1, 1] for each element (F increasing, ``dF`` its derivative):
+        16 bisection steps, then Newton's method kept inside the bracket."""
         lo, hi = np.full(u.shape, -1.0), np.full(u.shape, 1.0)
-        for _ in range(55):  # vectorised bisection on [-1, 1]
+        for _ in range(16):
             mid = 0.5 * (lo + hi)
             below = F(mid) < u
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-        return 0.5 * (lo + hi)
+        t = 0.5 * (lo + hi)
+        for _ in range(10):  # quadratic convergence from a 2^-15 bracket
+            f = F(t) - u
+            lo, hi = np.where(f < 0, t, lo), np.where(f > 0, t, hi)
+            d = dF(t)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                new = t - f / d
+            new = np.where((new > lo) & (new < hi) & np.isfinite(new), new, 0.5 * (lo + hi))
+            done = np.abs(new - t) <= 1e-12
+            t = new
+            if done.all():
+                break
+        return t
 
     def cluster_loglik(self, beta, sigma_cluster, sigma_effect):
         """``log p(y_j | beta, SDs)`` per cluster (rows: draws; columns: clusters in ``cluster`` order)."""
