@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_se import defaults
+from bayes_se.errors import SpecError
 from bayes_se.exact_fit import exact_hdi, exact_verdict
 from bayes_se.fits import Fit, interval_columns, stored_priors, stored_settings, typical_within_variance
 
@@ -379,7 +380,9 @@ def rho_sensitivity(yi, vi, cluster, *, priors: dict, rhos=(0.0, 0.3, 0.5, 0.7, 
 
 def compare_dependence(fits: dict) -> pd.DataFrame:
     """Exact log marginal likelihoods, Bayes factors against the first fit, and PSIS-LOO (per
-    cluster) of several exact three-level / correlated-effects fits of the same data.
+    cluster) of several exact three-level / correlated-effects fits of the same data, with the
+    elpd difference to the first fit and its standard error ``sqrt(J var(d_j))`` over the J
+    clusters' pointwise differences (Vehtari et al. 2017, as ``arviz.compare``).
 
     Parameters
     ----------
@@ -391,11 +394,18 @@ def compare_dependence(fits: dict) -> pd.DataFrame:
     names = list(fits)
     first = fits[names[0]].log_marginal_likelihood
     rows = []
+    base = None
     for name in names:
         f = fits[name]
-        res = az.loo(f.idata)
+        res = az.loo(f.idata, pointwise=True)
+        point = np.asarray(res.loo_i, float)  # one value per cluster
+        base = point if base is None else base
+        if point.shape != base.shape:
+            raise SpecError("the fits compared must share their clusters", key="fits")
+        diff = point - base
         rows.append({"model": name, "log_ml": f.log_marginal_likelihood,
                      "log_bf_vs_first": f.log_marginal_likelihood - first, "elpd_loo": float(res.elpd_loo),
-                     "elpd_loo_se": float(res.se), "p_loo": float(res.p_loo),
+                     "elpd_loo_se": float(res.se), "elpd_diff_vs_first": float(diff.sum()),
+                     "elpd_diff_se": float(np.sqrt(diff.size * np.var(diff))), "p_loo": float(res.p_loo),
                      "max_pareto_k": float(np.max(res.pareto_k))})
     return pd.DataFrame(rows).set_index("model")

@@ -324,3 +324,20 @@ def test_cli_fit_exact_three_level_with_rho(capsys):
     code = main(["fit", "three_level", "--data", str(KONST), "--rho", "0.6"])  # MCMC: refused before sampling
     out, err = capsys.readouterr()
     assert code == 2 and "model.rho" in err and err.count("\n") == 1
+
+
+def test_compare_dependence_matches_arviz_compare(konst):
+    import arviz as az
+
+    from bayes_se.api import fit
+    from bayes_se.exact_three_level_fit import compare_dependence
+
+    three = fit(KONST, "three_level", engine="exact")
+    corr = fit(KONST, "three_level", engine="exact", rho=0.6)
+    with pytest.warns(UserWarning, match="Pareto"):
+        table = compare_dependence({"three": three, "corr": corr})
+        ref = az.compare({"three": three.idata, "corr": corr.idata})
+    assert table.loc["corr", "log_bf_vs_first"] == pytest.approx(
+        corr.log_marginal_likelihood - three.log_marginal_likelihood, abs=1e-12)
+    assert abs(table.loc["corr", "elpd_diff_vs_first"]) == pytest.approx(float(ref["elpd_diff"].max()), rel=1e-9)
+    assert table.loc["corr", "elpd_diff_se"] == pytest.approx(float(ref["dse"].max()), rel=1e-9)
