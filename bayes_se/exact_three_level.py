@@ -375,6 +375,7 @@ class ThreeLevelPosterior:
         self.free = tuple(n for n in SD_NAMES if n not in self.fixed)
         self._scale = float(scale)
         self._nulls = {}
+        self._cache = {}
         self._theta = None
         self._build()
 
@@ -492,6 +493,10 @@ class ThreeLevelPosterior:
                 inside = np.flatnonzero(prof > prof.max() - TAIL_NATS)
                 new_lo = x[max(inside[0] - 1, 0)]
                 new_hi = x[min(inside[-1] + 1, points - 1)]
+                if np.isneginf(self._log_prior(name, np.array([c * np.sinh(new_hi)]))[0]):
+                    # a prior with bounded support (uniform): the box ends exactly at its edge
+                    edge = self._support_edge(name, float(c * np.sinh(x[inside[-1]])), float(c * np.sinh(new_hi)))
+                    new_hi = np.arcsinh(edge / c)
                 self._axes[name] = (c, float(new_lo if new_lo > 0.05 * (hi - lo) else lo), float(new_hi))
 
     def _axes_sigma(self, xs, name):
@@ -561,10 +566,10 @@ class ThreeLevelPosterior:
     def _sd_cdf_x(self, name, s):
         """cdf on the [-1, 1] coordinate of the axis."""
         key = ("cdf", name)
-        if key not in self._nulls:
+        if key not in self._cache:
             coef = legendre.legint(self._axis_coef(name), lbnd=-1.0)
-            self._nulls[key] = coef / legendre.legval(1.0, coef)  # exactly 1 at the top (rounding)
-        coef = self._nulls[key]
+            self._cache[key] = coef / legendre.legval(1.0, coef)  # exactly 1 at the top (rounding)
+        coef = self._cache[key]
         return legendre.legval(np.clip(s, -1.0, 1.0), coef)
 
     def _to_unit(self, name, sigma):
@@ -630,10 +635,10 @@ class ThreeLevelPosterior:
             return 1.0
         c_lo_hi = self._axes["sigma_cluster"]
         e_c, e_lo, e_hi = self._axes["sigma_effect"]
-        if "total" not in self._nulls:
+        if "total" not in self._cache:
             integ = np.stack([legendre.legint(e, lbnd=-1.0) for e in np.eye(self._n)], axis=1)
-            self._nulls["total"] = (self._dens_x @ self._M.T) @ integ.T * 0.5 * (e_hi - e_lo)
-        cum = self._nulls["total"]
+            self._cache["total"] = (self._dens_x @ self._M.T) @ integ.T * 0.5 * (e_hi - e_lo)
+        cum = self._cache["total"]
         sc = self.grid["sigma_cluster"]
         wc = 0.5 * (c_lo_hi[2] - c_lo_hi[1]) * self._w0
         inner = np.sqrt(np.maximum(s * s - sc * sc, 0.0))
@@ -666,14 +671,14 @@ class ThreeLevelPosterior:
     def _flat_mixture(self):
         """The mixture's components without the lightest ones of total weight below ``PRUNE_MASS``
         (which can move no probability by more than that)."""
-        if "keep" not in self._nulls:
+        if "keep" not in self._cache:
             W = self._res["W"].ravel()
             order = np.argsort(W)
             drop = order[np.cumsum(W[order]) < PRUNE_MASS]
             keep = np.ones(W.size, bool)
             keep[drop] = False
-            self._nulls["keep"] = (keep, W[keep] / W[keep].sum())
-        return self._nulls["keep"]
+            self._cache["keep"] = (keep, W[keep] / W[keep].sum())
+        return self._cache["keep"]
 
     def _mixture(self, kind, j):
         keep, w = self._flat_mixture()
@@ -859,7 +864,7 @@ class ThreeLevelPosterior:
             first = self.free[0]
             u1 = rng.random(n)
             self._sd_cdf_x(first, 0.0)  # the cdf's coefficients, cached
-            cdf_coef = self._nulls[("cdf", first)]
+            cdf_coef = self._cache[("cdf", first)]
             t1 = self._invert(lambda t: self._sd_cdf_x(first, t), u1,
                               lambda t: legendre.legval(t, legendre.legder(cdf_coef)))
             sig[first] = self._from_unit(first, t1)
