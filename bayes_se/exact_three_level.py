@@ -957,6 +957,11 @@ class ThreeLevelPosterior:
         return self._model.X[inv].copy()
 
     @property
+    def coef_rows(self) -> list:
+        """The coefficients' parameter names: ``["mu"]`` (intercept-only) or ``beta[NAME]`` each."""
+        return list(self._par)
+
+    @property
     def nodes(self) -> int:
         return self._n
 

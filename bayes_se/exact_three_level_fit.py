@@ -75,7 +75,7 @@ class ThreeLevelExactFit(Fit):
         return self.posterior.rho
 
     def _coef_rows(self) -> list[str]:
-        return ["mu"] if self.X is None else [f"beta[{c}]" for c in self.coef_names]
+        return self.posterior.coef_rows
 
     # -- hooks -------------------------------------------------------------------------------
     def location_names(self) -> list[str]:
@@ -186,7 +186,7 @@ class ThreeLevelExactFit(Fit):
         marginal likelihoods, :meth:`ThreeLevelPosterior.log_bayes_factor`), and of ``mu = 0`` for an
         intercept-only model (Savage-Dickey; None otherwise)."""
         out = {f"{n}0": float(self.posterior.log_bayes_factor(f"{n}=0")) for n in self.posterior.free}
-        out["mu0"] = float(self.posterior.log_bayes_factor("mu=0")) if self.X is None else None
+        out["mu0"] = float(self.posterior.log_bayes_factor("mu=0")) if self._coef_rows() == ["mu"] else None
         return out
 
     def bayes_factors(self) -> dict:
@@ -235,7 +235,8 @@ def three_level_idata(fit: ThreeLevelExactFit, *, seed: int, chains: int = defau
     pv = {"sigma_cluster": (base, cd(d["sigma_cluster"])), "sigma_effect": (base, cd(d["sigma_effect"])),
           "u_cluster": (base + ("cluster",), cd(d["u_cluster"])), "theta": (base + ("study",), cd(d["theta"])),
           "pred": (base, cd(d["pred"]))}
-    if fit.X is None:
+    intercept_only = fit.posterior.coef_rows == ["mu"]
+    if intercept_only:
         pv["mu"] = (base, cd(d["mu"]))
     else:
         pv["beta"] = (base + ("coef",), cd(d["beta"]))
@@ -258,10 +259,10 @@ def three_level_idata(fit: ThreeLevelExactFit, *, seed: int, chains: int = defau
     y_rep = (loc + d["sigma_cluster"][:, None] * rng.standard_normal((n, len(clusters)))[:, ci]
              + d["sigma_effect"][:, None] * rng.standard_normal(loc.shape) + noise)
     prior_vars = {}
-    location = [fit.priors["mu"]] if fit.X is None else [fit.priors[f"beta[{c}]"] for c in coefs]
+    location = [fit.priors[r] if r in fit.priors else fit.priors.get("mu") for r in fit.posterior.coef_rows]
     if not any(p.improper for p in location):
         cols = np.stack([np.asarray(p.rvs(n, rng=rng), float) for p in location], axis=-1)
-        if fit.X is None:
+        if intercept_only:
             prior_vars["mu"] = (base, cd(cols[:, 0]))
         else:
             prior_vars["beta"] = (base + ("coef",), cd(cols))
