@@ -282,8 +282,12 @@ def three_level_idata(fit: ThreeLevelExactFit, *, seed: int, chains: int = defau
         const["X"] = (("study", "coef"), fit.X)
     if fit.V is not None:
         const["V"] = (("study", "study2"), fit.V)
-    groups["constant_data"] = xr.Dataset(const, coords={"study": study, **({"coef": coefs} if fit.X is not None else {}),
-                                                        **({"study2": study} if fit.V is not None else {})})
+    const_coords = {"study": study}
+    if fit.X is not None:
+        const_coords["coef"] = coefs
+    if fit.V is not None:
+        const_coords["study2"] = study
+    groups["constant_data"] = xr.Dataset(const, coords=const_coords)
     for name in ("theta", "pred", "u_cluster"):
         groups["posterior"][name].attrs["exact_conditional_draw"] = 1
     idata = az.InferenceData(**groups)
