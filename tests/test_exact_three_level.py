@@ -363,3 +363,20 @@ def test_k_1000_in_well_under_a_second():
             for name, truth in (("sigma_cluster", 0.3), ("sigma_effect", 0.15), ("mu", 0.2)):
                 mean, sd = post.moments(name)
                 assert abs(mean - truth) < 4 * sd, name
+
+
+def test_full_V_equals_rho_and_survives_netcdf(konst, tmp_path):
+    from bayes_se.api import load_fit
+    from bayes_se.errors import DataError
+    from bayes_se.exact_three_level_fit import fit_exact_three_level
+
+    priors = {"mu": normal(0.0, 1.0), "sigma_cluster": hn(0.5), "sigma_effect": hn(0.5)}
+    V = block_V(konst.vi.to_numpy(), konst.district.astype(str).tolist(), 0.4)
+    full = fit_exact_three_level(konst.yi, konst.vi, konst.district, priors=priors, V=V)
+    rho = fit_exact_three_level(konst.yi, konst.vi, konst.district, priors=priors, rho=0.4)
+    assert full.log_marginal_likelihood == pytest.approx(rho.log_marginal_likelihood, abs=1e-12)
+    back = load_fit(full.to_netcdf(tmp_path / "v.nc"))
+    assert back.V is not None and back.log_marginal_likelihood == pytest.approx(full.log_marginal_likelihood)
+    V[0, 20] = V[20, 0] = 0.001  # couples two districts
+    with pytest.raises(DataError, match="different clusters"):
+        fit_exact_three_level(konst.yi, konst.vi, konst.district, priors=priors, V=V)
