@@ -59,6 +59,11 @@ _LAZY = {
     "peese": "bayes_se.frequentist",
     "pet_peese": "bayes_se.frequentist",
     "bias_battery": "bayes_se.frequentist",
+    "exact_three_level": "bayes_se.exact_three_level",
+    "ThreeLevelExactFit": "bayes_se.exact_three_level_fit",
+    "fit_exact_three_level": "bayes_se.exact_three_level_fit",
+    "rho_sensitivity": "bayes_se.exact_three_level_fit",
+    "compare_dependence": "bayes_se.exact_three_level_fit",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -6,7 +6,9 @@ moderators, engine, seed), builds the design matrix once and hands the numbers t
 spec asks for:
 
 * ``engine = "exact"``: :func:`bayes_se.exact_fit.fit_exact` (normal-normal models with normal
-  priors on mu/beta; quadrature over tau, no sampling), returning an ExactFit;
+  priors on mu/beta; quadrature over tau, no sampling), returning an ExactFit; a three-level spec
+  goes to :func:`bayes_se.exact_three_level_fit.fit_exact_three_level` (2-D quadrature over the
+  two SDs; ``[model] rho`` for correlated sampling errors), returning a ThreeLevelExactFit;
 * ``engine = "mcmc"``: :func:`fit_random_effects` or :func:`fit_three_level` (PyMC), returning a
   :class:`bayes_se.results.BayesianFit`.
 
@@ -191,7 +193,7 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
 
 
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
-        chains=None, level=None, na="omit"):
+        chains=None, level=None, na="omit", rho=None):
     """Fit the Bayesian meta-analysis a spec describes.
 
     Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
@@ -209,6 +211,9 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         ``chains`` must be >= 1 and ``tune`` >= 0 (checked before the data are read, for every engine).
     level : float, optional
         Credible level of summaries (default: the spec's).
+    rho : float, optional
+        Three-level specs: the assumed within-cluster sampling correlation (replaces the spec's
+        ``[model] rho``; the exact engine only), as metafor's ``vcalc(vi, cluster, rho=)``.
     na : {"omit", "error"}, default "omit"
         A row with a missing moderator: left out of the whole fit (effects, variances, labels,
         clusters) with a warning naming it, and listed as ``omitted_rows`` (in ``settings`` of an
@@ -224,6 +229,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     import dataclasses
 
     spec = resolve_spec(spec, priors=priors, mods=mods, engine=engine, seed=seed)
+    if rho is not None:
+        spec = spec.with_rho(rho)
     if level is not None:
         from bayes_se.fits import check_level
 
@@ -253,14 +260,23 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         return _fit_location_scale(data, design, spec, model_priors, settings, counts, na)
 
     if spec.sampler.engine == "exact":
-        if mtype == "three_level" or spec.model.effects != "normal" or spec.model.subgroup_tau:
-            raise SpecError("the exact engine solves normal random-effects models and meta-regressions "
-                            "only; use engine = \"mcmc\"", key="sampler.engine")
+        if spec.model.effects != "normal" or spec.model.subgroup_tau:
+            raise SpecError("the exact engine solves normal random-effects, meta-regression and three-level "
+                            "models only; use engine = \"mcmc\"", key="sampler.engine")
+        if mtype == "three_level":  # 2-D quadrature over (sigma_cluster, sigma_effect)
+            from bayes_se.exact_three_level_fit import fit_exact_three_level
+
+            return fit_exact_three_level(data.yi, data.vi, data.cluster, X=X, coef_names=coef_names,
+                                         study=data.study, priors=model_priors, rho=spec.model.rho or None,
+                                         settings=settings, data=data, spec=spec)
         from bayes_se.exact_fit import fit_exact
 
         return fit_exact(data.yi, data.vi, X=X, coef_names=coef_names, study=data.study, priors=model_priors,
                          settings=settings, data=data, spec=spec)
 
+    if spec.model.rho:
+        raise SpecError("rho (correlated sampling errors within clusters) is solved by the exact engine only; "
+                        "use engine = \"exact\" (--engine exact)", key="model.rho")
     flat = [k for k, v in model_priors.items() if v.improper]
     if flat:  # before PyMC is imported: the MCMC engine samples proper priors only
         raise SpecError(f"flat() (improper) priors are for the exact engine only ({', '.join(flat)}); use "
@@ -468,6 +484,10 @@ def load_fit(path):
     from bayes_se.exact_scale import ExactScaleFit
 
     classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit)}
+    if kind == "exact" and "three_level" in idata.attrs:  # the exact three-level engine's fit
+        from bayes_se.exact_three_level_fit import ThreeLevelExactFit
+
+        classes["exact"] = ThreeLevelExactFit
     if kind not in classes:
         raise DataError(f"'{p}' was not written by a bayes_se fit (no '{KIND_ATTR}' attribute); "
                         "load it with arviz.from_netcdf")

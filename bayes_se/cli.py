@@ -134,6 +134,8 @@ def _spec_from_args(args):
         from bayes_se.fits import check_level
 
         spec = dataclasses.replace(spec, summary=dataclasses.replace(spec.summary, level=check_level(args.level)))
+    if getattr(args, "rho", None) is not None:
+        spec = spec.with_rho(args.rho)
     cols = {**_spec_columns(args), **_reading_options(args)}
     if cols:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, **cols))
@@ -382,6 +384,9 @@ def _add_fit_args(p, *, sampler: bool = True) -> None:
     p.add_argument("--mods", default=None, help=MODS_HELP)
     _add_na_arg(p)
     p.add_argument("--engine", default=None, choices=["mcmc", "exact"], help="override the spec's engine")
+    p.add_argument("--rho", type=float, default=None,
+                   help="three-level spec, exact engine: assumed within-cluster sampling correlation "
+                        "(metafor's vcalc rho; overrides the spec's [model] rho)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the spec's)")
     p.add_argument("--level", type=float, default=None,
                    help="credible level of intervals, in (0, 1) (default: the spec's [summary] level, 0.95)")

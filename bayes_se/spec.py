@@ -2,7 +2,7 @@
 
 A spec has five sections (all optional; every key has a default)::
 
-    [model]    type, effects, mods, subgroup_tau, scale
+    [model]    type, effects, mods, subgroup_tau, scale, rho
     [data]     effect, variance, se, study, cluster          (column names)
     [priors]   preset, and a prior string per parameter       ("mu" = "normal(0, 1)", ...)
     [sampler]  engine, chains, draws, tune, target_accept, seed
@@ -53,6 +53,7 @@ class ModelSection:
     #: A location-scale model's scale formula, log tau_i = z_i' alpha (None: one tau). TOML has no
     #: null, so a spec either sets a formula or leaves the key out.
     scale: str | None = dataclasses.field(default=None, metadata={"type": str})
+    rho: float = 0.0  # three_level: assumed within-cluster sampling correlation (metafor's vcalc rho)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +191,12 @@ class ModelSpec:
             mtype = "random_effects"
         model = dataclasses.replace(self.model, mods=expr, type=mtype)
         return dataclasses.replace(self, model=model)
+
+    def with_rho(self, rho: float) -> "ModelSpec":
+        """A copy with the within-cluster sampling correlation ``rho`` (three-level specs only)."""
+        spec = dataclasses.replace(self, model=dataclasses.replace(self.model, rho=float(rho)))
+        _validate_rho(spec.model)
+        return spec
 
     # -- TOML ----------------------------------------------------------------------------------------
     def to_toml(self) -> str:
@@ -503,6 +510,15 @@ def check_mods(expr: str, key: str = "model.mods") -> None:
         raise SpecError(message, key=key) from None
 
 
+def _validate_rho(m: ModelSection) -> None:
+    if m.rho != 0.0:
+        if not (math.isfinite(m.rho) and -1.0 < m.rho < 1.0):
+            raise SpecError(f"must lie strictly between -1 and 1, got {m.rho}", key="model.rho")
+        if m.type != "three_level":
+            raise SpecError("rho (correlated sampling errors within clusters) needs type = 'three_level'",
+                            key="model.rho")
+
+
 def _validate(spec: ModelSpec) -> None:
     m, d, s, q = spec.model, spec.data, spec.sampler, spec.summary
     _choice("model.type", m.type, MODEL_TYPES)
@@ -539,6 +555,7 @@ def _validate(spec: ModelSpec) -> None:
     if m.type == "three_level" and not d.cluster:
         raise SpecError("type = 'three_level' needs the cluster column: set cluster = \"...\"",
                         key="data.cluster")
+    _validate_rho(m)
     # sampler and summary values
     for key, value, low in (("sampler.chains", s.chains, 1), ("sampler.draws", s.draws, 1),
                             ("sampler.tune", s.tune, 0), ("sampler.seed", s.seed, 0)):
@@ -666,9 +683,9 @@ def _validate_priors(spec: ModelSpec) -> None:
                     raise SpecError(f"'{unknown[0]}' is not a moderator in mods = '{m.mods}'"
                                     f"{_closest(unknown[0], columns)}", key=f"priors.{key}")
     if spec.sampler.engine == "exact":
-        if m.effects != "normal" or m.type not in ("random_effects", "meta_regression"):
-            raise SpecError("engine = 'exact' solves the normal-normal random-effects model and "
-                            f"meta-regression only; this spec has type = '{m.type}', effects = "
+        if m.effects != "normal" or m.type not in ("random_effects", "meta_regression", "three_level"):
+            raise SpecError("engine = 'exact' solves the normal-normal random-effects model, meta-regression "
+                            f"and three-level model only; this spec has type = '{m.type}', effects = "
                             f"'{m.effects}'", key="sampler.engine")
         if m.subgroup_tau:
             raise SpecError("engine = 'exact' has one tau; subgroup_tau needs engine = 'mcmc'",

@@ -85,11 +85,18 @@ def test_exact_fit_uses_coefficient_priors():
     np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=SAME_CODE_RTOL)
 
 
-def test_exact_engine_refuses_three_level():
+def test_exact_engine_solves_three_level():
     from bayes_se.errors import SpecError
+    from bayes_se.exact_three_level_fit import ThreeLevelExactFit
 
-    with pytest.raises(SpecError, match="sampler.engine.*three_level"):
-        fit(KONST, MODELS / "three_level.toml", engine="exact")
+    res = fit(KONST, MODELS / "three_level.toml", engine="exact")
+    assert isinstance(res, ThreeLevelExactFit) and res.engine == "exact"
+    assert list(res.summary(theta=False).index) == ["mu", "sigma_cluster", "sigma_effect", "pred", "I2"]
+    with pytest.raises(SpecError, match="sampler.engine"):  # Student-t effects: MCMC only
+        fit(KONST, "[model]\ntype = 'three_level'\neffects = 'student_t'\n[data]\ncluster = 'district'\n"
+            "[sampler]\nengine = 'exact'")
+    with pytest.raises(SpecError, match="model.rho"):  # correlated sampling errors: exact engine only
+        fit(KONST, "[model]\ntype = 'three_level'\nrho = 0.5\n[data]\ncluster = 'district'")
 
 
 # -- CLI: freq ------------------------------------------------------------------------------------

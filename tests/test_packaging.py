@@ -256,11 +256,12 @@ def test_cli_fit_packaged_spec_by_name(capsys, guided_csv):
 
 
 def test_cli_three_level_by_name_reaches_the_model(capsys, elsewhere):
-    """``bayes-se fit three_level`` loads the packaged three-level spec: the exact engine then refuses
-    it with the three-level message (no sampling in this test)."""
+    """``bayes-se fit three_level`` loads the packaged three-level spec: the exact engine solves it
+    by quadrature (no sampling in this test)."""
     code, out, err = run_cli(capsys, "fit", "three_level", "--data", REFERENCE / "data" / "dat.konstantopoulos2011.csv",
                              "--engine", "exact")
-    assert code == 2 and "this spec has type = 'three_level'" in err
+    assert code == 0, err
+    assert "three-level model, exact engine" in out and "sigma_cluster" in out
 
 
 def test_cli_unknown_bare_spec_name(capsys, elsewhere):

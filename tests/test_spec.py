@@ -187,8 +187,11 @@ ERRORS = [
     # the exact engine
     ("[model]\neffects = 'student_t'\n[sampler]\nengine = 'exact'", "sampler.engine",
      ["engine = 'exact' solves the normal-normal", "effects = 'student_t'"]),
-    ("[model]\ntype = 'three_level'\n[data]\ncluster = 'district'\n[sampler]\nengine = 'exact'",
-     "sampler.engine", ["type = 'three_level'"]),
+    ("[model]\ntype = 'three_level'\neffects = 'student_t'\n[data]\ncluster = 'district'\n[sampler]\n"
+     "engine = 'exact'", "sampler.engine", ["type = 'three_level'", "effects = 'student_t'"]),
+    ("[model]\nrho = 0.5", "model.rho", ["needs type = 'three_level'"]),
+    ("[model]\ntype = 'three_level'\nrho = 1.0\n[data]\ncluster = 'district'", "model.rho",
+     ["strictly between -1 and 1"]),
     ("[model]\nsubgroup_tau = 'setting'\n[sampler]\nengine = 'exact'", "sampler.engine",
      ["subgroup_tau needs engine = 'mcmc'"]),
     ("[priors]\nmu = 'student_t(3, 0, 1)'\n[sampler]\nengine = 'exact'", "priors.mu",
