@@ -83,34 +83,60 @@ def _tau_grid_draws(y, v, priors, n, rng):
     return np.interp(rng.random(n), cdf, t)
 
 
+def _exact_re(y, v, priors):
+    from bayes_se.exact import exact_posterior
+
+    return exact_posterior(y, v, beta_mean=priors.mu_mean, beta_sd=priors.mu_sd, tau_prior=priors.tau_logpdf)
+
+
+def _variant_log_ml(y, v, priors, variant, E=None):
+    """log p(y | M) of one no-bias variant (effect, heterogeneity); ``E`` a cached exact posterior."""
+    effect, het = variant
+    if not het:
+        return float(_fixed_effect(y, v, priors)[0]) if effect else float(_null(y, v))
+    E = E or _exact_re(y, v, priors)
+    return E.log_marginal_likelihood + (0.0 if effect else E.log_bayes_factor("mu0"))
+
+
+def _variant_draws(y, v, priors, variant, n, rng, E=None):
+    """n posterior draws of (mu, tau) under one no-bias variant."""
+    effect, het = variant
+    if het and effect:
+        d = (E or _exact_re(y, v, priors)).draws(n, rng)
+        return d["mu"], d["tau"]
+    if het:
+        return np.zeros(n), _tau_grid_draws(y, v, priors, n, rng)
+    if effect:
+        _, mean, sd = _fixed_effect(y, v, priors)
+        return mean + sd * rng.standard_normal(n), np.zeros(n)
+    return np.zeros(n), np.zeros(n)
+
+
+VARIANTS = ((True, True), (False, True), (True, False), (False, False))
+
+
 def normal_family(y, v, priors: BiasPriors, *, draws: int = 0, rng=None) -> dict:
     """Log marginal likelihoods (and optionally draws of mu, tau) of the four no-bias models.
 
     Keys ``(effect, heterogeneity)``; values dicts with ``log_ml`` and, when ``draws`` > 0, ``mu``
-    and ``tau`` arrays. Random effects by :func:`bayes_se.exact.exact_posterior`.
+    and ``tau`` arrays. Random effects by :func:`bayes_se.exact.exact_posterior` (mu = 0 through its
+    exact Bayes factor ``mu0``), fixed effect and null in closed form.
     """
-    from bayes_se.exact import exact_posterior
-
-    E = exact_posterior(y, v, beta_mean=priors.mu_mean, beta_sd=priors.mu_sd, tau_prior=priors.tau_logpdf)
-    lml_re = E.log_marginal_likelihood
-    fe, fe_mean, fe_sd = _fixed_effect(y, v, priors)
-    out = {(True, True): {"log_ml": lml_re},
-           (False, True): {"log_ml": lml_re + E.log_bayes_factor("mu0")},
-           (True, False): {"log_ml": float(fe)},
-           (False, False): {"log_ml": float(_null(y, v))}}
-    if draws:
-        rng = np.random.default_rng(rng)
-        d = E.draws(draws, rng)
-        out[(True, True)].update(mu=d["mu"], tau=d["tau"])
-        out[(False, True)].update(mu=np.zeros(draws), tau=_tau_grid_draws(y, v, priors, draws, rng))
-        out[(True, False)].update(mu=fe_mean + fe_sd * rng.standard_normal(draws), tau=np.zeros(draws))
-        out[(False, False)].update(mu=np.zeros(draws), tau=np.zeros(draws))
+    E = _exact_re(y, v, priors)
+    rng = np.random.default_rng(rng)
+    out = {}
+    for variant in VARIANTS:
+        out[variant] = {"log_ml": _variant_log_ml(y, v, priors, variant, E)}
+        if draws:
+            mu, tau = _variant_draws(y, v, priors, variant, draws, rng, E)
+            out[variant].update(mu=mu, tau=tau)
     return out
 
 
 # -- PET and PEESE -------------------------------------------------------------------------------
-def regression_bias_family(y, v, x, scale, priors: BiasPriors, *, draws: int = 0, rng=None) -> dict:
-    """The four variants of ``y_i ~ N(mu + b x_i, v_i + tau^2)``, ``b ~ Cauchy+(0, scale)``.
+def regression_bias_family(y, v, x, scale, priors: BiasPriors, *, draws: int = 0, rng=None,
+                           variants=VARIANTS) -> dict:
+    """The variants of ``y_i ~ N(mu + b x_i, v_i + tau^2)``, ``b ~ Cauchy+(0, scale)``.
 
     ``p(y) = int_0^1 p(y - b(u) x) du`` with ``b(u) = scale tan(pi u / 2)`` (module notes); per
     variant: ``log_ml``, ``quad_error`` (|difference| from a rule of half the order, on the log
@@ -120,27 +146,28 @@ def regression_bias_family(y, v, x, scale, priors: BiasPriors, *, draws: int = 0
     y, v, x = (np.asarray(a, float) for a in (y, v, x))
     cache = {}
 
-    def at(u):
+    def at(u, variant):
         key = float(u)
-        if key not in cache:
+        entry = cache.setdefault(key, {})
+        if variant not in entry:
             b = scale * math.tan(0.5 * math.pi * key)
-            fam = normal_family(y - b * x, v, priors)
-            cache[key] = {k: val["log_ml"] for k, val in fam.items()}
-        return cache[key]
+            if variant[1] and "E" not in entry:
+                entry["E"] = _exact_re(y - b * x, v, priors)
+            entry[variant] = _variant_log_ml(y - b * x, v, priors, variant, entry.get("E"))
+        return entry[variant]
 
     out = {}
     scan = np.concatenate([[0.0], (np.arange(SCAN_POINTS) + 0.5) / SCAN_POINTS])
-    values = {u: at(u) for u in scan}
     rng = np.random.default_rng(rng)
-    for variant in ((True, True), (False, True), (True, False), (False, False)):
-        g = np.array([values[u][variant] for u in scan])
+    for variant in variants:
+        g = np.array([at(u, variant) for u in scan])
         i = int(np.argmax(g))
         # refine around the best scan point (a peak narrower than the scan's spacing)
         lo_u = scan[max(i - 1, 0)]
         hi_u = scan[min(i + 1, scan.size - 1)]
         fine = np.linspace(lo_u, hi_u, 17)
         us = np.concatenate([scan, fine])
-        gs = np.concatenate([g, [at(u)[variant] for u in fine]])
+        gs = np.concatenate([g, [at(u, variant) for u in fine]])
         order = np.argsort(us)
         us, gs = us[order], gs[order]
         inside = np.flatnonzero(gs > gs.max() - TAIL_NATS)
@@ -150,7 +177,7 @@ def regression_bias_family(y, v, x, scale, priors: BiasPriors, *, draws: int = 0
         for n in (GL_NODES, GL_NODES // 2):
             t, w = np.polynomial.legendre.leggauss(n)
             nodes = 0.5 * (a + b_hi) + 0.5 * (b_hi - a) * t
-            lg = np.array([at(u)[variant] for u in nodes])
+            lg = np.array([at(u, variant) for u in nodes])
             est.append((special.logsumexp(lg + np.log(0.5 * (b_hi - a) * w)), nodes, lg, w))
         log_ml, nodes, lg, w = est[0]
         rec = {"log_ml": float(log_ml), "quad_error": float(abs(est[0][0] - est[1][0]))}
@@ -163,8 +190,9 @@ def regression_bias_family(y, v, x, scale, priors: BiasPriors, *, draws: int = 0
             for j in np.unique(idx):
                 sel = idx == j
                 bj = scale * math.tan(0.5 * math.pi * nodes[j])
-                fam = normal_family(y - bj * x, v, priors, draws=int(sel.sum()), rng=rng)[variant]
-                mu[sel], tau[sel], bdraw[sel] = fam["mu"], fam["tau"], bj
+                mu[sel], tau[sel] = _variant_draws(y - bj * x, v, priors, variant, int(sel.sum()), rng,
+                                                   cache[float(nodes[j])].get("E"))
+                bdraw[sel] = bj
             rec.update(mu=mu, tau=tau, b=bdraw)
         out[variant] = rec
     return out
@@ -383,8 +411,9 @@ def bias_ensemble(data, vi=None, *, prior_probs=None, priors: BiasPriors | None 
                 add(vv, "none", fam[vv]["log_ml"], 0.0, "exact", fam[vv]["mu"], fam[vv]["tau"])
     for bias, x, scale in (("PET", se, priors.pet_scale), ("PEESE", v, priors.peese_scale)):
         if any(prior_of(*vv, bias) > 0 for vv in variants):
-            fam = regression_bias_family(y, v, x, scale, priors, draws=draws, rng=next(seeds))
-            for vv in variants:
+            todo = tuple(vv for vv in variants if prior_of(*vv, bias) > 0)
+            fam = regression_bias_family(y, v, x, scale, priors, draws=draws, rng=next(seeds), variants=todo)
+            for vv in todo:
                 if prior_of(*vv, bias) > 0:
                     add(vv, bias, fam[vv]["log_ml"], fam[vv]["quad_error"], "exact", fam[vv]["mu"], fam[vv]["tau"])
     per_chain = max(50, -(-draws // chains))
