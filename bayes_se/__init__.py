@@ -49,6 +49,11 @@ _LAZY = {
     "BayesSEError": "bayes_se.errors",
     "DataError": "bayes_se.errors",
     "SpecError": "bayes_se.errors",
+    "bias_ensemble": "bayes_se.bias_averaging",
+    "BiasEnsemble": "bayes_se.bias_averaging",
+    "fit_selection_model": "bayes_se.bayes_selection",
+    "SelectionFit": "bayes_se.bayes_selection",
+    "BiasPriors": "bayes_se.bayes_selection",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -432,6 +432,7 @@ def fit_selection_model(y, se, wf: WeightFunction | None, *, effect: bool = True
         theta = theta.reshape(chains, draws, post.d)
         diag["divergences"] = div
     omega = np.flip(np.cumsum(np.flip(eta, -1), -1), -1)
+    omega[..., 0] = 1.0  # the sum of the simplex, exactly (not 1 +- rounding)
     import arviz as az
 
     posterior = {"mu": mu, "tau": tau}

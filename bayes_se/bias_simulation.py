@@ -121,11 +121,11 @@ def bias_study(*, mus=(0.0, 0.3), omegas=(1.0, 0.2), k: int = 30, tau: float = 0
     Estimators: naive random effects (REML, Wald CI: :func:`bayes_se.frequentist.rma`), conditional
     PET-PEESE (:func:`pet_peese_wls`), the Bayesian selection model with one step at one-sided .025
     (posterior mean, central credible interval) and the RoBMA-style ensemble
-    (:func:`bayes_se.bias_ensemble.bias_ensemble`, model-averaged mu). Returns one row per replicate
+    (:func:`bayes_se.bias_averaging.bias_ensemble`, model-averaged mu). Returns one row per replicate
     and estimator: ``mu``, ``omega``, ``rep``, ``method``, ``estimate``, ``lower``, ``upper``.
     """
     from bayes_se.bayes_selection import fit_selection_model
-    from bayes_se.bias_ensemble import bias_ensemble
+    from bayes_se.bias_averaging import bias_ensemble
     from bayes_se.frequentist import rma
 
     wf = WeightFunction("one", (0.025,))

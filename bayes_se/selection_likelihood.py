@@ -17,7 +17,7 @@ N(mu / se_i, (v_i + tau^2) / v_i)`` and ``q_j`` the z-value of cut-off ``c_j``, 
 weights fall), so it loses no digits to cancellation.
 
 Two twins of the log-likelihood: :func:`log_likelihood` in NumPy/SciPy (vectorised over draws),
-and :func:`pt_log_likelihood` in PyTensor for the PyMC model of :mod:`bayes_se.bias_ensemble`.
+and :func:`pt_log_likelihood` in PyTensor for the PyMC model of :mod:`bayes_se.bias_averaging`.
 
 References
 ----------

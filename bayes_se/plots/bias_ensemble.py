@@ -3,7 +3,7 @@
 One row per model with an effect: the posterior mean of mu and its central interval, the marker's
 area proportional to the model's posterior probability (its label carries P(M | y)); the bottom row
 is the model-averaged posterior (a mixture over all models, mu = 0 under the null models), drawn
-as a diamond. Numbers from :class:`bayes_se.bias_ensemble.BiasEnsemble`.
+as a diamond. Numbers from :class:`bayes_se.bias_averaging.BiasEnsemble`.
 
 References
 ----------
