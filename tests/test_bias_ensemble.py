@@ -111,7 +111,9 @@ def test_closed_forms_agree_with_the_exact_engine():
     assert fam[(False, False)]["log_ml"] == pytest.approx(np.sum(stats.norm(0, se).logpdf(y)), abs=1e-9)
 
 
-@pytest.mark.parametrize("variant", [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("variant", [(True, False),
+                                     pytest.param((False, False), marks=pytest.mark.slow),
+                                     pytest.param((True, True), marks=pytest.mark.slow)])
 def test_pet_quadrature_against_scipy_quad(variant):
     y, se = _data(k=15, seed=4, mu=0.3)
     priors = BiasPriors()
