@@ -21,8 +21,8 @@ Two samplers of the same posterior:
   its acceptance rate falls below 0.2. The posterior has 2 to 5 dimensions, so this costs tens of
   milliseconds where compiling a PyMC model costs seconds to minutes on a loaded machine.
 
-Both give an InferenceData (posterior ``mu``, ``tau``, ``omega``) with R-hat, bulk ESS and (NUTS)
-divergences in :attr:`SelectionFit.diagnostics`, and the log marginal likelihood by bridge sampling
+Both give the draws (``mu``, ``tau``, ``omega``; ``fit.idata`` an ArviZ InferenceData of them) with
+split R-hat, ESS and (NUTS) divergences in :attr:`SelectionFit.diagnostics`, and the log marginal likelihood by bridge sampling
 (:mod:`bayes_se.bridge`) on the unconstrained scale ``(mu, log tau, log(eta_j / eta_J))`` with its
 Jacobian, from the draws of either sampler.
 
@@ -173,20 +173,42 @@ def selection_log_posterior(y, se, wf, *, effect=True, heterogeneity=True, prior
     return _Posterior(y, se, wf, effect, heterogeneity, priors or BiasPriors())
 
 
+def split_rhat_ess(x) -> tuple[float, float]:
+    """Split R-hat (Gelman et al. 2013, BDA3 sec. 11.4) and the effective sample size from Geyer's
+    initial positive sequence of the chain-averaged autocorrelations, for draws (chains, draws).
+    NumPy only, so a fit needs no ArviZ import; :meth:`SelectionFit.summary` reports ArviZ's
+    rank-normalised versions."""
+    from bayes_se.bridge import integrated_autocorrelation_time
+
+    x = np.asarray(x, float)
+    c, n = x.shape
+    half = n // 2
+    parts = np.concatenate([x[:, :half], x[:, half: 2 * half]], axis=0)
+    m, length = parts.shape
+    w = parts.var(axis=1, ddof=1).mean()
+    b = length * parts.mean(axis=1).var(ddof=1)
+    if w <= 0:
+        return 1.0, float(c * n)
+    rhat = math.sqrt(((length - 1) / length * w + b / length) / w)
+    ess = c * n / integrated_autocorrelation_time(x.ravel(), chains=c)
+    return rhat, ess
+
+
 @dataclass
 class SelectionFit:
     """One fitted selection model: draws, diagnostics and the bridge-sampling log marginal likelihood.
 
-    ``idata`` holds posterior ``mu``, ``tau`` and ``omega`` (zeros for a switched-off parameter);
-    ``diagnostics`` R-hat and bulk ESS (max / min over parameters), divergences (NUTS) or the
-    acceptance rate (Metropolis); ``bridge`` the :class:`~bayes_se.bridge.BridgeResult`.
+    ``posterior`` holds arrays (chain, draw[, interval]) ``mu``, ``tau`` and ``omega`` (zeros for a
+    switched-off parameter), ``idata`` the same as an ArviZ InferenceData (built on first use);
+    ``diagnostics`` split R-hat and ESS (max / min over the sampled coordinates), divergences (NUTS)
+    or the acceptance rate (Metropolis); ``bridge`` the :class:`~bayes_se.bridge.BridgeResult`.
     """
 
     name: str
     weight_function: WeightFunction | None
     effect: bool
     heterogeneity: bool
-    idata: object
+    posterior: dict
     bridge: BridgeResult
     diagnostics: dict = field(default_factory=dict)
     sampler: str = "numpy"
@@ -195,14 +217,23 @@ class SelectionFit:
     def log_marginal_likelihood(self) -> float:
         return self.bridge.log_ml
 
+    @property
+    def idata(self):
+        if not hasattr(self, "_idata"):
+            import arviz as az
+
+            self._idata = az.from_dict(posterior=self.posterior)
+        return self._idata
+
     def draws(self, name: str) -> np.ndarray:
-        return np.asarray(self.idata.posterior[name]).reshape(-1, *self.idata.posterior[name].shape[2:])
+        a = np.asarray(self.posterior[name])
+        return a.reshape(-1, *a.shape[2:])
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """Mean, sd, central interval, bulk/tail ESS and R-hat of mu, tau and omega[j]."""
         from bayes_se.fits import draws_table
 
-        post = self.idata.posterior
+        post = self.posterior
         labels, cols = [], []
         for name in ("mu", "tau"):
             if (name == "mu" and self.effect) or (name == "tau" and self.heterogeneity):
@@ -433,24 +464,19 @@ def fit_selection_model(y, se, wf: WeightFunction | None, *, effect: bool = True
         diag["divergences"] = div
     omega = np.flip(np.cumsum(np.flip(eta, -1), -1), -1)
     omega[..., 0] = 1.0  # the sum of the simplex, exactly (not 1 +- rounding)
-    import arviz as az
-
     posterior = {"mu": mu, "tau": tau}
     if wf is not None:
         posterior["omega"] = omega
-    idata = az.from_dict(posterior=posterior)
     if post.d:
-        from bayes_se.fits import draws_table
-
-        tab = draws_table(post.names, theta, 0.95)
-        diag["r_hat_max"] = float(tab["r_hat"].max())
-        diag["ess_bulk_min"] = float(tab["ess_bulk"].min())
+        stats_ = [split_rhat_ess(theta[:, :, i]) for i in range(post.d)]
+        diag["r_hat_max"] = float(max(r for r, _ in stats_))
+        diag["ess_bulk_min"] = float(min(e for _, e in stats_))
         if diag["r_hat_max"] > 1.01 or diag["ess_bulk_min"] < 100 or diag["divergences"]:
             warnings.warn(f"selection model {wf.name if wf else 'none'}: R-hat {diag['r_hat_max']:.3f}, "
-                          f"bulk ESS {diag['ess_bulk_min']:.0f}, {diag['divergences']} divergences",
+                          f"ESS {diag['ess_bulk_min']:.0f}, {diag['divergences']} divergences",
                           ConvergenceWarning, stacklevel=2)
         bridge = bridge_sampling(post, theta.reshape(-1, post.d), chains=chains, rng=rng_b)
     else:  # no free parameter: the likelihood is the marginal likelihood
         bridge = BridgeResult(float(post(np.zeros((1, 0)))[0]), 0.0, 0)
     name = wf.name if wf is not None else "none"
-    return SelectionFit(name, wf, bool(effect), bool(heterogeneity), idata, bridge, diag, sampler)
+    return SelectionFit(name, wf, bool(effect), bool(heterogeneity), posterior, bridge, diag, sampler)
