@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from bayes_se.bayes_selection import BiasPriors, SelectionFit, fit_selection_model
+from bayes_se.bayes_selection import BiasPriors, fit_selection_model
 from bayes_se.errors import DataError, SpecError
-from bayes_se.selection_likelihood import ROBMA_WEIGHT_FUNCTIONS, WeightFunction
+from bayes_se.selection_likelihood import ROBMA_WEIGHT_FUNCTIONS
 
 __all__ = ["bias_ensemble", "BiasEnsemble", "default_prior_probs", "regression_bias_family",
            "normal_family"]
@@ -398,6 +398,10 @@ def bias_ensemble(data, vi=None, *, prior_probs=None, priors: BiasPriors | None 
     from bayes_se.fits import check_level
 
     level = check_level(level)
+    if not (isinstance(draws, (int, np.integer)) and draws >= 100):
+        raise SpecError(f"draws must be an integer >= 100, got {draws!r}", key="draws")
+    if not (isinstance(chains, (int, np.integer)) and 2 <= chains <= 64):
+        raise SpecError(f"chains must be an integer from 2 to 64, got {chains!r}", key="chains")
     priors = priors or BiasPriors()
     probs = _resolve_prior_probs(prior_probs, weight_functions)
     se = np.sqrt(v)
@@ -458,8 +462,7 @@ def bias_ensemble(data, vi=None, *, prior_probs=None, priors: BiasPriors | None 
                      "log_ml_error", "method", "seconds"]]
 
     def inclusion_bf(mask):
-        pr, po = models.loc[mask, "prior_prob"].sum(), models.loc[mask, "posterior_prob"].sum()
-        pr0, po0 = models.loc[~mask, "prior_prob"].sum(), models.loc[~mask, "posterior_prob"].sum()
+        pr, pr0 = models.loc[mask, "prior_prob"].sum(), models.loc[~mask, "prior_prob"].sum()
         if pr <= 0 or pr0 <= 0:
             return math.nan
         # from log-scale sums, so a decisive BF does not become 0 / 0

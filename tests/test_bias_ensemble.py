@@ -199,6 +199,9 @@ def test_ensemble_prior_probs_changeable_and_checked():
     assert e.value.key == "prior_probs.bias_weights"
     with pytest.raises(SpecError):
         bias_ensemble(y, se ** 2, prior_probs={"effect": 1.5})
+    with pytest.raises(SpecError) as e:
+        bias_ensemble(y, se ** 2, draws=10)
+    assert e.value.key == "draws"
     w = default_prior_probs()["bias_weights"]
     assert sum(w.values()) == pytest.approx(1.0) and w["PET"] == 0.25
 
