@@ -139,6 +139,7 @@ def test_selection_fit_diagnostics_and_reproducible():
     assert {"r_hat_max", "ess_bulk_min", "divergences", "acceptance"} <= set(a.diagnostics)
     tab = a.summary()
     assert list(tab.index) == ["mu", "tau", "omega[1]"]
+    assert tab.loc["mu", "r_hat"] < 1.05 and set(a.idata.posterior.data_vars) == {"mu", "tau", "omega"}
     assert (a.draws("omega")[:, 0] == 1).all() and (a.draws("omega")[:, 1] <= 1).all()
 
 
