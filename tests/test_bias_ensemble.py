@@ -259,3 +259,20 @@ def test_sbc_selection_model():
     ranks = selection_sbc(100, k=30, seed=2)
     for name in ("mu", "tau", "omega[1]"):
         assert uniformity_pvalue(ranks[name], 99) > 0.001, name
+
+
+@pytest.mark.parametrize("name", ["hackshaw1998", "bangertdrowns2004"])
+def test_selection_likelihood_matches_metafor_loglik(name):
+    """metafor 3.8's selmodel(type = "stepfun") log-likelihood at its ML estimates
+    (tests/reference/bias_ensemble/selmodel_loglik.R)."""
+    import pathlib
+
+    ref = json.loads((pathlib.Path(__file__).parent / "reference" / "bias_ensemble" / "selmodel_loglik.json")
+                     .read_text())[name]
+    y = np.array(ref["yi"], float)
+    se = np.sqrt(np.array(ref["vi"], float))
+    steps = [s for s in ref["steps"] if s < 1]
+    wf = WeightFunction("one", tuple(steps))
+    delta = np.atleast_1d(np.array(ref["delta"], float))
+    ll = log_likelihood(y, se, float(ref["beta"]), math.sqrt(float(ref["tau2"])), delta, wf).sum()
+    assert ll == pytest.approx(float(ref["logLik"]), abs=1e-6)
