@@ -250,6 +250,21 @@ def test_bridge_with_pymc_draws_agrees_with_exact():
     fit = fit_selection_model(y, se, None, draws=1000, tune=500, chains=2, seed=3, sampler="pymc")
     assert fit.diagnostics["divergences"] == 0
     assert fit.bridge.log_ml == pytest.approx(exact, abs=0.05)
+    # the compiled model is reused for a variant (pm.Data flags): fixed effect, closed form
+    fe = fit_selection_model(y, se, None, heterogeneity=False, draws=1000, tune=500, chains=2, seed=3,
+                             sampler="pymc")
+    assert fe.bridge.log_ml == pytest.approx(normal_family(y, se ** 2, BiasPriors())[(True, False)]["log_ml"],
+                                             abs=0.05)
+
+
+@pytest.mark.slow
+def test_pymc_and_numpy_samplers_agree_on_a_selection_model():
+    y, se = _data(k=40)
+    wf = ROBMA_WEIGHT_FUNCTIONS[2]
+    a = fit_selection_model(y, se, wf, draws=1000, tune=500, chains=2, seed=3, sampler="pymc")
+    b = fit_selection_model(y, se, wf, draws=1000, chains=4, seed=3)
+    assert a.bridge.log_ml == pytest.approx(b.bridge.log_ml, abs=0.05)
+    assert a.draws("mu").mean() == pytest.approx(b.draws("mu").mean(), abs=0.02)
 
 
 @pytest.mark.slow
