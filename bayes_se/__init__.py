@@ -64,6 +64,11 @@ _LAZY = {
     "fit_exact_three_level": "bayes_se.exact_three_level_fit",
     "rho_sensitivity": "bayes_se.exact_three_level_fit",
     "compare_dependence": "bayes_se.exact_three_level_fit",
+    "bias_ensemble": "bayes_se.bias_averaging",
+    "BiasEnsemble": "bayes_se.bias_averaging",
+    "fit_selection_model": "bayes_se.bayes_selection",
+    "SelectionFit": "bayes_se.bayes_selection",
+    "BiasPriors": "bayes_se.bayes_selection",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
