@@ -250,6 +250,14 @@ def _encodable(text, encoding):
     return True
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _read(raw, **kwargs):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "effects.csv"
@@ -286,11 +294,9 @@ def test_generated_files_read_back_exactly_given_the_format(case):
 def test_generated_files_read_back_exactly_or_name_the_decimal_mark_when_sniffed(case):
     raw, _, expected = case
     if expected["encoding"] == "cp1252" and not raw.isascii():
-        try:  # cp1252 bytes that happen to be valid UTF-8 cannot be told apart
-            raw.decode("utf-8")
-            assume(False)
-        except UnicodeDecodeError:
-            pass
+        # cp1252 bytes that happen to be valid UTF-8 cannot be told apart; the reader decodes a file
+        # that mixes encodings line by line (with a warning), so one such line is ambiguous too
+        assume(not any(not line.isascii() and _is_utf8(line) for line in raw.split(b"\n")))
     try:
         data = _read(raw)
     except DataError as exc:
