@@ -433,7 +433,7 @@ def _sample_pymc(y, se, wf, effect, heterogeneity, priors, draws, tune, chains, 
 
 def fit_selection_model(y, se, wf: WeightFunction | None, *, effect: bool = True, heterogeneity: bool = True,
                         priors: BiasPriors | None = None, draws: int = 1000, tune: int = 500, chains: int = 4,
-                        seed: int = 20240101, sampler: str = "numpy") -> SelectionFit:
+                        seed: int | None = None, sampler: str = "numpy") -> SelectionFit:
     """Fit one Bayesian selection model and its bridge-sampling log marginal likelihood.
 
     ``p(y_i | mu, tau, omega) = w(p_i) N(y_i; mu, v_i + tau^2) / A_i`` (module notes); ``wf=None``
@@ -446,6 +446,9 @@ def fit_selection_model(y, se, wf: WeightFunction | None, *, effect: bool = True
     priors = priors or BiasPriors()
     y, se = _check_data(y, se)
     post = _Posterior(y, se, wf, effect, heterogeneity, priors)
+    from bayes_se import defaults
+
+    seed = defaults.SEED if seed is None else seed
     ss = np.random.SeedSequence(seed)
     rng_s, rng_b = (np.random.default_rng(s) for s in ss.spawn(2))
     diag = {}

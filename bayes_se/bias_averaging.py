@@ -303,9 +303,26 @@ class BiasEnsemble:
                          "bias": r["bias"], "prior_prob": float(r["prior_prob"]),
                          "posterior_prob": float(r["posterior_prob"]), "log_ml": float(r["log_ml"]),
                          "log_ml_error": float(r["log_ml_error"]), "method": r["method"]})
+        for row in rows:  # the sampled (selection) models' convergence, None for the exact ones
+            d = self.fits[row["name"]].diagnostics if row["name"] in self.fits else {}
+            row["r_hat_max"], row["ess_bulk_min"] = d.get("r_hat_max"), d.get("ess_bulk_min")
         return {"mu": self._interval(self.mu), "tau": self._interval(self.tau),
                 "inclusion_bf": {k: float(v) for k, v in self.inclusion_bf.items()},
-                "models": rows, "level": self.level, "k": self.k}
+                "models": rows, "diagnostics": self.diagnostics(), "level": self.level, "k": self.k}
+
+    def diagnostics(self) -> dict:
+        """``passed`` (every sampled model with split R-hat <= 1.01, bulk ESS >= 100 and no divergences)
+        and ``problems``: one line per sampled model that fails, naming its posterior probability, so
+        a failure in a model that carries weight is not missed."""
+        problems = []
+        prob = dict(zip(self.models["name"], self.models["posterior_prob"]))
+        for name, fit in self.fits.items():
+            d = fit.diagnostics
+            if d.get("r_hat_max", 1.0) > 1.01 or d.get("ess_bulk_min", math.inf) < 100 or d.get("divergences"):
+                problems.append(f"{name} (posterior probability {prob.get(name, math.nan):.3g}): R-hat "
+                                f"{d.get('r_hat_max', math.nan):.3f}, bulk ESS {d.get('ess_bulk_min', math.nan):.0f}, "
+                                f"{d.get('divergences', 0)} divergences")
+        return {"passed": not problems, "problems": problems}
 
     def summary(self) -> pd.DataFrame:
         """The components (effect, heterogeneity, bias): prior and posterior inclusion probability
@@ -350,7 +367,7 @@ def _model_name(effect, het, bias):
 
 def bias_ensemble(data, vi=None, *, prior_probs=None, priors: BiasPriors | None = None,
                   weight_functions=ROBMA_WEIGHT_FUNCTIONS, draws: int = DRAWS, chains: int = 4,
-                  tune: int = 250, seed: int = 20240101, level: float = 0.95,
+                  tune: int = 250, seed: int | None = None, level: float = 0.95,
                   sampler: str = "numpy") -> BiasEnsemble:
     """Robust Bayesian model averaging over effect x heterogeneity x publication bias (RoBMA-PSMA).
 
@@ -374,8 +391,8 @@ def bias_ensemble(data, vi=None, *, prior_probs=None, priors: BiasPriors | None 
         Default RoBMA's six (:data:`bayes_se.selection_likelihood.ROBMA_WEIGHT_FUNCTIONS`).
     draws, chains, tune : int
         Draws per model (per chain for the selection models).
-    seed : int
-        The same seed gives the same result.
+    seed : int, optional
+        The same seed gives the same result (default ``bayes_se.defaults.SEED``).
     sampler : {"numpy", "pymc"}
         The selection models' sampler (:func:`bayes_se.bayes_selection.fit_selection_model`).
 
@@ -407,7 +424,9 @@ def bias_ensemble(data, vi=None, *, prior_probs=None, priors: BiasPriors | None 
     se = np.sqrt(v)
     bw = probs["bias_weights"]
     total_bw = sum(bw.values())
-    ss = np.random.SeedSequence(seed)
+    from bayes_se import defaults
+
+    ss = np.random.SeedSequence(defaults.SEED if seed is None else seed)
     seeds = iter(ss.spawn(64))
 
     rows, model_draws, fits = [], {}, {}

@@ -435,10 +435,27 @@ def cmd_bias(args) -> int:
         raise BayesSEError(f"--selmodel {args.selmodel!r}: unknown type (use one of {', '.join(SELMODEL_TYPES)})")
     if args.cluster:
         raise BayesSEError("bayes-se bias fits one effect per study; --cluster is not supported")
+    if args.bayes and args.selmodel is not None:
+        raise BayesSEError("--bayes averages its own ensemble of models; drop --selmodel")
+    prior_probs = _prior_probs(args.prior_prob)
+    if prior_probs and not args.bayes:
+        raise BayesSEError("--prior-prob sets the prior model probabilities of --bayes; add --bayes")
+    data = _load(args)
+    if args.bayes:  # RoBMA-style model averaging (bayes_se.bias_averaging)
+        from bayes_se.bias_averaging import bias_ensemble
+
+        ens = bias_ensemble(data, prior_probs=prior_probs or None, seed=args.seed, level=args.level)
+        if args.json:
+            _print_json(ens.to_dict())
+        else:
+            print(ens.print_summary())
+            diag = ens.diagnostics()
+            print("\nDiagnostics: " + ("every sampled model converged" if diag["passed"] else
+                                       "NOT PASSED:\n  " + "\n  ".join(diag["problems"])))
+        return 0
     from bayes_se.frequentist import bias_battery, rma, selmodel
 
-    res = rma(_load(args), method=args.method, level=args.level)
-    # --bayes (the Bayesian ensemble, bayes_se.bias_ensemble) is wired here by the integrator.
+    res = rma(data, method=args.method, level=args.level)
     if args.selmodel is not None:
         fit = selmodel(res, type=args.selmodel, steps=steps, alternative=args.alternative)
         out, text = fit.to_dict(), fit.summary()
@@ -459,6 +476,24 @@ def cmd_bias(args) -> int:
     return 0
 
 
+def _prior_probs(entries) -> dict:
+    """``--prior-prob effect=0.5`` (repeatable) as ``{"effect": 0.5}``, checked."""
+    out = {}
+    for entry in entries or []:
+        key, sep, value = entry.partition("=")
+        key = key.strip()
+        if not sep or key not in ("effect", "heterogeneity", "bias"):
+            raise BayesSEError(f"--prior-prob {entry!r}: write effect=P, heterogeneity=P or bias=P")
+        try:
+            p = float(value)
+        except ValueError:
+            raise BayesSEError(f"--prior-prob {entry!r}: {value.strip()!r} is not a number") from None
+        if not 0.0 <= p <= 1.0:
+            raise BayesSEError(f"--prior-prob {entry!r}: a probability lies in [0, 1]")
+        out[key] = p
+    return out
+
+
 def _add_bias_parser(sub) -> None:
     p = sub.add_parser("bias", help="small-study effects and publication bias: Egger, rank test, trim-and-fill, "
                                     "PET-PEESE, selection models (metafor's selmodel)")
@@ -472,6 +507,12 @@ def _add_bias_parser(sub) -> None:
                    help="p-value steps of the selection model, e.g. 0.025 (3PSM) or 0.025,0.5")
     p.add_argument("--alternative", default="greater", choices=["greater", "less", "two.sided"],
                    help="p-values the selection acts on (default: one-sided, greater)")
+    p.add_argument("--bayes", action="store_true",
+                   help="Bayesian model averaging over effect x heterogeneity x {no bias, selection models, PET, "
+                        "PEESE} (RoBMA's design; JSON keys mu, tau, inclusion_bf, models)")
+    p.add_argument("--prior-prob", action="append", default=[], metavar="KEY=P",
+                   help="with --bayes: prior probability of effect, heterogeneity or bias (default 0.5 each)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of --bayes (default: the package's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_column_args(p)
     _add_reading_args(p)

@@ -97,3 +97,34 @@ def test_bias_bad_input_one_line_exit_2(capsys, argv, needle):
 def test_bias_missing_file_exit_2(capsys):
     code, _, err = run_cli(capsys, "bias", "no_such_file.csv", "--json")
     assert code == 2 and "no_such_file.csv" in err
+
+
+def test_bias_bayes_json_is_the_ensemble(capsys):
+    """--bayes prints bias_ensemble(...).to_dict(): the averaged mu and tau, inclusion BFs, one row per
+    model with its method, and the sampled models' diagnostics; same seed, same numbers."""
+    from bayes_se import bias_ensemble, load_effects
+
+    code, out, err = run_cli(capsys, "bias", HACK, "--bayes", "--json", "--seed", 5,
+                             "--prior-prob", "bias=0.3")
+    assert code == 0, err
+    got = json.loads(out)
+    assert {"mu", "tau", "inclusion_bf", "models", "diagnostics"} <= set(got)
+    assert set(got["inclusion_bf"]) == {"effect", "heterogeneity", "bias"}
+    assert {"mean", "lower", "upper"} == set(got["mu"]) == set(got["tau"])
+    assert {row["method"] for row in got["models"]} == {"exact", "bridge"}
+    assert sum(row["prior_prob"] for row in got["models"] if row["bias"] != "none") == pytest.approx(0.3)
+    assert sum(row["posterior_prob"] for row in got["models"]) == pytest.approx(1.0)
+    want = bias_ensemble(load_effects(HACK), prior_probs={"bias": 0.3}, seed=5).to_dict()
+    assert got["mu"] == pytest.approx(want["mu"], rel=1e-12)
+    assert got["diagnostics"]["passed"] == (not got["diagnostics"]["problems"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prior-prob", "effect=0.5"], "add --bayes"),
+    (["--bayes", "--prior-prob", "effect=1.5"], "lies in [0, 1]"),
+    (["--bayes", "--prior-prob", "size=0.5"], "effect=P, heterogeneity=P or bias=P"),
+    (["--bayes", "--selmodel", "stepfun"], "drop --selmodel"),
+])
+def test_bias_bayes_flags_are_checked(capsys, argv, message):
+    code, out, err = run_cli(capsys, "bias", HACK, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1, err
