@@ -129,13 +129,15 @@ def test_bcg_report_funnel_shows_trimfill(bcg_report, bcg_parts):
     section = section[:section.index("\n## ", 1)]
     assert "imputes 1 study on the right" in section and f"adjusted estimate is {tf.fit.beta[0]:.3g}" in section
     assert "figures/funnel.png" in section
-    # the default battery adds PET, PEESE, PET-PEESE and the 3PSM to the table, with their estimates
+    # the default battery adds PET, PEESE, PET-PEESE and the 3PSM to the table, with their estimates,
+    # and no second copy of the Egger / rank / trim-and-fill rows
     from bayes_se.frequentist import bias_battery
 
-    battery = bias_battery(bcg_parts[2].freq["REML"])
+    battery = bias_battery(bcg_parts[2].freq["REML"]).set_index("method")
     table = pd.read_csv(bcg_report / "tables" / "bias_battery.csv", index_col=0)
-    for method in battery.index if "method" not in battery.columns else battery["method"]:
-        assert method in table.index, method
+    for method in ("PET", "PEESE", "PET-PEESE", "Selection model (3PSM)"):
+        assert table.loc[method, "estimate"] == pytest.approx(battery.loc[method, "estimate"], rel=1e-9), method
+    assert len(table) == 8 and not {"Egger regression test", "Rank correlation test"} & set(table.index)
 
 
 def test_report_refuses_to_overwrite(bcg, bcg_parts, tmp_path):
@@ -184,7 +186,7 @@ def test_missing_or_failing_plot_is_a_visible_note(bcg, bcg_parts, tmp_path, mon
     fake.plot_forest = plot_forest
     monkeypatch.setitem(sys.modules, "fake_plots", fake)
     monkeypatch.setattr(report, "PLOTS_MODULE", "fake_plots")
-    out = write_report(tmp_path / "r", data=bcg, fit=bcg_parts[0])
+    out = write_report(tmp_path / "r", data=bcg, fit=bcg_parts[0], ensemble=False)  # its plot is its own
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "plot_forest failed for this fit (RuntimeError: no axes today)" in html
     assert "bayes_se.plots.plot_densities is not available" in html

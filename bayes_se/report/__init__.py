@@ -319,9 +319,11 @@ def write_report(out_dir, *, data, fit, spec=None, freq=None, sensitivity=None, 
         :func:`bayes_se.report.bias.bias_blocks`). Default: PET, PEESE, PET-PEESE and the
         three-parameter selection model for a model without moderators
         (:func:`bayes_se.report.bias.default_battery`).
-    ensemble : object or callable, optional
+    ensemble : object, callable or False, optional
         A Bayesian model-averaged ensemble with ``to_dict()``, or a function of ``data`` returning
-        one (see :func:`bayes_se.report.bias.ensemble_blocks`).
+        one (see :func:`bayes_se.report.bias.ensemble_blocks`). Default: RoBMA's ensemble
+        (:func:`bayes_se.bias_ensemble`) for a random-effects model without moderators or
+        clusters; ``False`` leaves it out.
 
     Returns
     -------
@@ -443,11 +445,15 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         freq_blocks.append(("list", freq.notes) if freq.notes else
                            ("p", "The methods agree within the thresholds of bayes_se.compare."))
     b.section("frequentist", "Bayesian vs frequentist", freq_blocks)
-    from bayes_se.report.bias import bias_blocks, default_battery, rob_blocks
+    from bayes_se.report.bias import bias_blocks, default_battery, default_ensemble, rob_blocks
 
+    if ensemble is None and not mods and fit.settings.get("model", "random_effects") == "random_effects" \
+            and data.cluster is None:
+        # one effect per study, no moderators: RoBMA-style averaging (ensemble=False leaves it out)
+        ensemble = default_ensemble(seed=fit.settings.get("seed"), level=level)
     b.section("bias", "Small-study effects and publication bias",
               bias_blocks(b, freq, level, battery=default_battery if battery is None else battery,
-                          ensemble=ensemble, data=data))
+                          ensemble=ensemble or None, data=data))
     if rob is not None:
         b.section("risk-of-bias", "Risk of bias", rob_blocks(b, rob, data, spec=spec, mods=mods, level=level,
                                                                 by=rob_by))

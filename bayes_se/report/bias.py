@@ -28,7 +28,7 @@ import pandas as pd
 
 from bayes_se.errors import BayesSEError
 
-__all__ = ["small_study_table", "add_battery_rows", "default_battery", "bias_blocks", "ensemble_blocks", "rob_blocks",
+__all__ = ["small_study_table", "add_battery_rows", "default_battery", "default_ensemble", "bias_blocks", "ensemble_blocks", "rob_blocks",
            "BATTERY_COLUMNS"]
 
 #: Columns of the battery table (a row leaves blank what does not apply to its method).
@@ -123,7 +123,24 @@ def default_battery(res):
         return None
     from bayes_se.frequentist import bias_battery
 
-    return bias_battery(res)
+    table = bias_battery(res)
+    # the report's own rows already hold the unadjusted model, Egger, the rank test and trim-and-fill
+    return table[table["method"].isin(EXTRA_BATTERY_METHODS)]
+
+
+#: Rows of :func:`bayes_se.frequentist.bias_battery` that the report adds to its own table.
+EXTRA_BATTERY_METHODS = ("PET", "PEESE", "PET-PEESE", "Selection model (3PSM)")
+
+
+def default_ensemble(seed=None, level: float = 0.95):
+    """The report's Bayesian model-averaged ensemble (:func:`bayes_se.bias_ensemble`, RoBMA's
+    default models and prior probabilities) as a function of the data."""
+    def ensemble(data):
+        from bayes_se.bias_averaging import bias_ensemble
+
+        return bias_ensemble(data, seed=seed, level=level)
+
+    return ensemble
 
 
 def bias_blocks(b, freq, level: float, *, battery=None, ensemble=None, data=None) -> list:
@@ -230,6 +247,10 @@ def ensemble_blocks(b, ensemble) -> list:
     blocks = [("p", "Bayesian model averaging over effect / no effect, heterogeneity / none and the bias models "
                     "(RoBMA's design, Bartoš et al. 2023): the model-averaged posterior and inclusion Bayes "
                     "factors (posterior over prior odds of the models with the component).")]
+    diag = d.get("diagnostics")
+    if isinstance(diag, dict) and not diag.get("passed", True):
+        blocks.append(("alert", "Some sampled models of the ensemble did not converge; their marginal "
+                                "likelihoods and draws are less certain: " + "; ".join(diag.get("problems", []))))
     est = {k: d[k] for k in ("mu", "tau") if isinstance(d.get(k), dict)}
     if est:
         blocks.append(b.table("ensemble_estimates", _frame(est, "parameter"), "Model-averaged estimates"))
