@@ -94,3 +94,27 @@ def json_ready(value):
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def effect_inputs(yi, vi, data=None, slab=None):
+    """``(yi, vi, frame, reserved, slab)`` of the flexible input of ``rma``-like functions: arrays, or
+    an EffectData-like ``yi`` (``.yi``, ``.vi``, ``.study``, ``.frame``) whose frame and study labels
+    are used unless ``data`` / ``slab`` are given. ``reserved``: the frame's columns a moderator
+    formula may not use. ``yi`` and ``vi`` are checked (:func:`bayes_se.data.check_arrays`)."""
+    from bayes_se.data import check_arrays
+    from bayes_se.errors import DataError
+
+    frame, reserved = data, ("yi", "vi")
+    if hasattr(yi, "yi") and hasattr(yi, "vi"):  # duck-typed EffectData
+        eff = yi
+        if frame is None:
+            frame = getattr(eff, "frame", None)
+            reserved = ("yi", "vi", "study", "cluster")
+        if slab is None:
+            slab = getattr(eff, "study", None)
+        vi = eff.vi if vi is None else vi
+        yi = eff.yi
+    if vi is None:
+        raise DataError("sampling variances 'vi' are required", column="vi")
+    yi, vi = check_arrays(yi, vi)
+    return yi, vi, frame, reserved, slab

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from bayes_se.data import check_arrays
 from bayes_se.errors import ConvergenceWarning, DataError, DataWarning, SpecError
 from bayes_se.formula import design_matrix, formula_columns
-from bayes_se.frequentist.common import coef_table, format_coef_table, format_p, json_ready, prediction_frame
+from bayes_se.frequentist.common import (coef_table, effect_inputs, format_coef_table, format_p, json_ready,
+                                         prediction_frame)
 from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 from bayes_se.frequentist.tau2 import ResidualProjection
 
@@ -318,19 +318,7 @@ def _matrix(M, k, names, what):
 
 
 def _resolve(yi, vi, mods, scale, X, data, slab, na):
-    frame, reserved = data, ("yi", "vi")
-    if hasattr(yi, "yi") and hasattr(yi, "vi"):  # an EffectData
-        eff = yi
-        if frame is None:
-            frame = getattr(eff, "frame", None)
-            reserved = ("yi", "vi", "study", "cluster")
-        if slab is None:
-            slab = getattr(eff, "study", None)
-        vi = eff.vi if vi is None else vi
-        yi = eff.yi
-    if vi is None:
-        raise DataError("sampling variances 'vi' are required", column="vi")
-    yi, vi = check_arrays(yi, vi)
+    yi, vi, frame, reserved, slab = effect_inputs(yi, vi, data, slab)
     k = len(yi)
     slab = [str(i + 1) for i in range(k)] if slab is None else [str(s) for s in slab]
     if len(slab) != k:

@@ -19,10 +19,9 @@ import math
 
 import numpy as np
 import pandas as pd
-from bayes_se.data import check_arrays
 from bayes_se.errors import DataError, SpecError
-from bayes_se.formula import describe_coding, design_matrix
-from bayes_se.frequentist.common import coef_table, format_coef_table, json_ready, prediction_frame
+from bayes_se.formula import design_matrix
+from bayes_se.frequentist.common import coef_table, effect_inputs, format_coef_table, json_ready, prediction_frame
 from bayes_se.frequentist.dist import stats  # scipy.stats' functions without its import cost
 from bayes_se.frequentist.tau2 import (
     METHODS,
@@ -283,20 +282,7 @@ class RMAResult:
 
 def _resolve_inputs(yi, vi, mods, X, data, slab, coef_names, intercept, na="omit"):
     """Turn the flexible user input into (yi, vi, X, names, slab, intercept, coding lines, omitted rows)."""
-    frame = data
-    reserved = ("yi", "vi")
-    if hasattr(yi, "yi") and hasattr(yi, "vi"):  # duck-typed EffectData
-        eff = yi
-        if frame is None:
-            frame = getattr(eff, "frame", None)
-            reserved = ("yi", "vi", "study", "cluster")
-        if slab is None:
-            slab = getattr(eff, "study", None)
-        vi = eff.vi if vi is None else vi
-        yi = eff.yi
-    if vi is None:
-        raise DataError("sampling variances 'vi' are required", column="vi")
-    yi, vi = check_arrays(yi, vi)
+    yi, vi, frame, reserved, slab = effect_inputs(yi, vi, data, slab)
     k = len(yi)
     coding: list[str] = []
     omitted: list[int] = []
