@@ -209,8 +209,6 @@ def cmd_fit(args) -> int:
     from bayes_se.outputs import write_fit_outputs
 
     spec = _spec_from_args(args)
-    if spec.model.scale is not None:
-        raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
     with _out_lock(args):
         res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         if args.out:
@@ -246,11 +244,9 @@ def cmd_sensitivity(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec, data = _fit_from_args(args)
-    if spec.model.scale is not None:
-        raise BayesSEError("sensitivity does not refit location-scale models (model.scale) yet; use bayes-se fit "
-                           "with --prior")
     three_level = spec.model.type == "three_level"
     res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
+                      scale=spec.model.scale,
                       engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
                       three_level=three_level, smallest_effect=spec.summary.smallest_effect,
                       seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
@@ -275,13 +271,11 @@ def cmd_report(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec = _spec_from_args(args)
-    if spec.model.scale is not None:
-        raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
     with _out_lock(args):
         spec, data = _fit_from_args(args, spec)
         res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         sens = None
-        if spec.model.type != "three_level":
+        if spec.model.type != "three_level" and spec.model.scale is None:  # location-scale: a note instead
             sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                                effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
                                seed=spec.sampler.seed, level=spec.summary.level, na=args.na)

@@ -464,14 +464,18 @@ def test_mcmc_matches_the_exact_engine_within_monte_carlo_error(tmp_path):
         assert abs(b - post.mean(f"beta[{name}]")) < 4 * float(mcse["beta"].sel(coef=name)), name
 
 
-@pytest.mark.parametrize("command", ["sensitivity", "report"])
-def test_cli_commands_without_location_scale_support_refuse_it(capsys, tmp_path, command):
+def test_sensitivity_refuses_location_scale_in_python_and_cli(capsys, tmp_path):
+    """Sensitivity does not refit location-scale models: the Python function refuses (it never drops
+    the scale part) and the CLI prints the same one line."""
+    from bayes_se.prior_sensitivity import SCALE_REFUSAL, sensitivity
+
+    with pytest.raises(SpecError) as e:
+        sensitivity(_frame("metapsy"), mods="guided", scale="guided")
+    assert e.value.key == "model.scale" and SCALE_REFUSAL in str(e.value)
     spec = tmp_path / "ls.toml"
     spec.write_text(GUIDED_SPEC)
-    extra = ["--out", tmp_path / "rep"] if command == "report" else []
-    code, out, err = run_cli(capsys, command, spec, "--data", METAPSY, *extra)
-    assert code == 2 and "location-scale" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "rep").exists()
+    code, out, err = run_cli(capsys, "sensitivity", spec, "--data", METAPSY)
+    assert code == 2 and SCALE_REFUSAL in err and len(err.strip().splitlines()) == 1
 
 
 # -- the exact engine's study effects, draws and plots (fits like any other) ----------------------
@@ -575,3 +579,25 @@ def test_exact_scale_fit_has_every_group_and_plots(exact_guided_fit, tmp_path):
         getattr(res, method)().savefig(tmp_path / f"{method}.png")
     back = __import__("bayes_se.api", fromlist=["load_fit"]).load_fit(res.to_netcdf(tmp_path / "fit.nc"))
     pd.testing.assert_frame_equal(back.summary(theta=True), res.summary(theta=True))
+
+
+def test_report_covers_an_exact_location_scale_fit(capsys, tmp_path):
+    frame = _frame("metapsy").iloc[:16]
+    data = tmp_path / "g.csv"
+    frame.to_csv(data, index=False)
+    spec = tmp_path / "ls.toml"
+    spec.write_text(GUIDED_SPEC + "[sampler]\nengine = \"exact\"\n")
+    code, out, err = run_cli(capsys, "report", spec, "--data", data, "--out", tmp_path / "rep")
+    assert code == 0, err
+    html = (tmp_path / "rep" / "report.html").read_text()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    key = pd.read_csv(tmp_path / "rep" / "tables" / "key_results.csv", index_col=0)
+    assert {"scale coefficient intercept (log tau)", "scale coefficient guided (log tau)"} <= set(key.index)
+    for text in ("location-scale model (Viechtbauer", "Prior sensitivity is not run for location-scale models",
+                 "rma with scale=", "location-scale meta-analysis", "2-D quadrature"):
+        assert text in html and text in md, text
+    cmp = pd.read_csv(tmp_path / "rep" / "tables" / "comparison.csv", index_col=0)
+    freq = rma(frame["yi"], frame["vi"], mods="guided", scale="guided", data=frame, method="REML")
+    assert cmp.loc["alpha[guided]", "REML_estimate"] == pytest.approx(freq.alpha[1] / 2, rel=1e-12)
+    assert cmp.loc["beta[guided]", "REML_estimate"] == pytest.approx(freq.beta[1], rel=1e-12)
+    assert "Figure skipped" not in html
