@@ -109,8 +109,15 @@ def _spec_from_args(args):
 
     from bayes_se import api
 
-    spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
-                            seed=args.seed)
+    scale = getattr(args, "scale", None) if args.command == "fit" else None
+    spec = api.resolve_spec(_spec_arg(args), priors=args.prior if scale is None else None, mods=args.mods,
+                            engine=args.engine, seed=args.seed)
+    if scale is not None:  # --scale: checked as the spec's key, before the alpha[...] priors that need it
+        from bayes_se.spec import load_spec
+
+        spec = load_spec(dataclasses.replace(spec, model=dataclasses.replace(spec.model, scale=scale.strip() or None))
+                         .to_toml())
+        spec = api.resolve_spec(spec, priors=args.prior)
     if args.level is not None:
         from bayes_se.fits import check_level
 
@@ -459,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_args(p)
     p.add_argument("--out", default=None, help="folder for the InferenceData, summary CSV and spec used")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--scale", default=None, metavar="FORMULA",
+                   help="scale formula: a location-scale model, log tau_i = z_i' alpha (replaces the spec's "
+                        "model.scale; \"\" removes it; priors alpha[NAME] via --prior)")
     p.set_defaults(func=cmd_fit)
 
     grid_help = ('a prior-grid entry: a preset name or assignments "mu=normal(0, 1); tau=half_cauchy(0.5)"; '

@@ -635,3 +635,23 @@ def test_mcmc_location_scale_round_trips_through_netcdf_and_plots(tmp_path):
                                                      "alpha[guided]"}
     back.plot_forest().savefig(tmp_path / "forest.png")
     back.plot_densities().savefig(tmp_path / "densities.png")
+
+
+def test_packaged_spec_and_cli_scale_flag_fit_the_exact_engine(capsys, tmp_path):
+    """models/location_scale.toml fits the bundled data (with a 0/1 guided column) by the exact
+    engine; `bayes-se fit --scale` turns the guidance_moderator spec into the same model."""
+    frame = _frame("metapsy").iloc[:16]
+    data = tmp_path / "g.csv"
+    frame.to_csv(data, index=False)
+    code, out, err = run_cli(capsys, "fit", "location_scale", "--data", data, "--json")
+    assert code == 0, err
+    packaged = json.loads(out)
+    assert packaged["engine"] == "exact_scale" and "alpha[guided]" in packaged["parameters"]
+    code, out, err = run_cli(capsys, "fit", "guidance_moderator", "--data", data, "--json", "--scale", "guided",
+                             "--engine", "exact", "--prior", "alpha[guided]=normal(0, 0.5)")
+    assert code == 0, err
+    flagged = json.loads(out)
+    for name in ("beta[guided]", "alpha[intercept]", "alpha[guided]", "pred"):
+        assert flagged["parameters"][name]["mean"] == pytest.approx(packaged["parameters"][name]["mean"], rel=1e-9)
+    code, out, err = run_cli(capsys, "fit", "guidance_moderator", "--data", data, "--scale", "a $ b")
+    assert code == 2 and "model.scale" in err and len(err.strip().splitlines()) == 1
