@@ -84,4 +84,11 @@ def compare_location_scale(fit, data, *, mods: str | None, scale: str, level: fl
     if lrt is not None:
         notes.append(f"REML likelihood-ratio test against a constant tau^2: "
                      f"LRT = {lrt:.3f}, df = {first.LRT_df}, p = {first.LRT_p:.3g}.")
+    import numpy as np
+
+    for m, r in results.items():
+        wide = [n for n, se in zip(r.scale_names, np.asarray(r.se_alpha, float)) if not se < 100.0]
+        if wide:
+            notes.append(f"{m}: the standard error of alpha[{', '.join(wide)}] is huge: that scale level's tau^2 "
+                         "sits at its boundary 0 (as metafor reports it), so its Wald interval says nothing.")
     return ScaleComparison(table=out, notes=notes, results=results)

@@ -228,8 +228,8 @@ def test_cli_init_out_file_and_folder(capsys, elsewhere):
 def test_cli_init_unknown_name(capsys, elsewhere):
     code, out, err = run_cli(capsys, "init", "nope")
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert "no packaged model spec 'nope'; available: guidance_moderator, mediation, random_effects, " \
-           "three_level" in err
+    assert "no packaged model spec 'nope'; available: guidance_moderator, location_scale, mediation, " \
+           "random_effects, three_level" in err
     assert list(elsewhere.iterdir()) == []
 
 
