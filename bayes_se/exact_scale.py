@@ -183,11 +183,14 @@ class ExactScalePosterior:
         return lambda t: np.nan_to_num(spline(t), nan=0.0)
 
     def _scale_cdf(self, name):
-        x, p = self._lattice(name)
-        dens = np.concatenate([[0.0], p / self.h, [0.0]])
-        xs = np.concatenate([[x[0] - self.h], x, [x[-1] + self.h]])
-        spline = interpolate.CubicSpline(xs, dens)
-        return spline.antiderivative(), xs
+        key = ("cdf", name)
+        if key not in self._marginals:
+            x, p = self._lattice(name)
+            dens = np.concatenate([[0.0], p / self.h, [0.0]])
+            xs = np.concatenate([[x[0] - self.h], x, [x[-1] + self.h]])
+            spline = interpolate.CubicSpline(xs, dens)
+            self._marginals[key] = (spline.antiderivative(), xs)
+        return self._marginals[key]
 
     def _loc_index(self, name):
         loc = ["mu"] if self.coef_names == ["intercept"] else [f"beta[{c}]" for c in self.coef_names]
@@ -222,16 +225,20 @@ class ExactScalePosterior:
             self._marginals[key] = (w[keep], self.b[keep, j], np.sqrt(self.Ainv[keep, j, j]))
         return self._marginals[key]
 
-    def cdf(self, name: str, x: float) -> float:
+    def cdf(self, name: str, x):
+        """``P(name <= x)``: a float for a scalar ``x``, an array for an array."""
+        scalar = np.ndim(x) == 0
+        x = np.atleast_1d(np.asarray(x, float))
         if name in self.names()[:len(self.coef_names)]:
             w, m, sd = self._mixture(self._loc_index(name))
-            return float(w @ special.ndtr((x - m) / sd))
-        if self._is_tau(name):
-            if x <= 0:
-                return 0.0
-            x = math.log(x)
-        F, xs = self._scale_cdf(name)
-        return float(np.clip(F(np.clip(x, xs[0], xs[-1])), 0.0, 1.0))
+            out = w @ special.ndtr((x[None, :] - m[:, None]) / sd[:, None])
+        else:
+            if self._is_tau(name):
+                with np.errstate(divide="ignore"):
+                    x = np.where(x > 0, np.log(np.maximum(x, 1e-300)), -np.inf)
+            F, xs = self._scale_cdf(name)
+            out = np.clip(F(np.clip(x, xs[0], xs[-1])), 0.0, 1.0)
+        return float(out[0]) if scalar else out
 
     def quantile(self, name: str, q: float) -> float:
         if name in self.names()[:len(self.coef_names)]:
@@ -435,13 +442,16 @@ def _mixture_quantile(w, M, S, q, mean, sd):
     for _ in range(100):
         z = (x[None, :] - M) / S
         F = w @ special.ndtr(z) - q
-        if np.all(np.abs(F) < 1e-13):
-            break
         f = w @ (np.exp(-0.5 * z**2) / (S * math.sqrt(2 * math.pi)))
         lo, hi = np.where(F < 0, x, lo), np.where(F < 0, hi, x)
         with np.errstate(divide="ignore", invalid="ignore"):
             step = x - F / f
-        x = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+        hit = np.abs(F) < 1e-13  # converged columns stay where they are
+        new = np.where(hit, x, np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi)))
+        done = np.all(hit | (np.abs(new - x) < 1e-12 * sd))
+        x = new
+        if done:
+            break
     return x
 
 
