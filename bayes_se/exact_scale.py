@@ -752,6 +752,8 @@ class ExactScaleFit(Fit):
         out = super().to_dict(level=level, interval=interval)
         out["log_marginal_likelihood"] = self.log_marginal_likelihood
         out["bayes_factors"] = {"equal_tau": self.posterior.bayes_factor_equal_tau()}
+        out["diagnostics"]["note"] = "exact quadrature: no Monte Carlo error, no sampler diagnostics"
+        out["draws_note"] = self.draws_note()
         return out
 
 
