@@ -128,8 +128,15 @@ def _spec_from_args(args):
 
     from bayes_se import api
 
-    spec = api.resolve_spec(_spec_arg(args), priors=args.prior, mods=args.mods, engine=args.engine,
-                            seed=args.seed)
+    scale = getattr(args, "scale", None) if args.command == "fit" else None
+    spec = api.resolve_spec(_spec_arg(args), priors=args.prior if scale is None else None, mods=args.mods,
+                            engine=args.engine, seed=args.seed)
+    if scale is not None:  # --scale: checked as the spec's key, before the alpha[...] priors that need it
+        from bayes_se.spec import load_spec
+
+        spec = load_spec(dataclasses.replace(spec, model=dataclasses.replace(spec.model, scale=scale.strip() or None))
+                         .to_toml())
+        spec = api.resolve_spec(spec, priors=args.prior)
     if args.level is not None:
         from bayes_se.fits import check_level
 
@@ -240,8 +247,6 @@ def cmd_fit(args) -> int:
     from bayes_se.outputs import write_fit_outputs
 
     spec = _spec_from_args(args)
-    if spec.model.scale is not None:
-        raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
     with _out_lock(args):
         res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         if args.out:
@@ -277,11 +282,9 @@ def cmd_sensitivity(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec, data = _fit_from_args(args)
-    if spec.model.scale is not None:
-        raise BayesSEError("sensitivity does not refit location-scale models (model.scale) yet; use bayes-se fit "
-                           "with --prior")
     three_level = spec.model.type == "three_level"
     res = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
+                      scale=spec.model.scale,
                       engine="mcmc" if args.engine == "mcmc" else "auto", effects=spec.model.effects,
                       three_level=three_level, smallest_effect=spec.summary.smallest_effect,
                       seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
@@ -306,8 +309,6 @@ def cmd_report(args) -> int:
     from bayes_se.prior_sensitivity import sensitivity
 
     spec = _spec_from_args(args)
-    if spec.model.scale is not None:
-        raise BayesSEError("the report does not cover location-scale models (model.scale) yet; use bayes-se fit")
     rob = None
     if args.rob:  # read and matched to the effects before any fitting: a bad table fails fast
         from bayes_se.risk_of_bias import effect_judgements, read_rob
@@ -319,7 +320,7 @@ def cmd_report(args) -> int:
             effect_judgements(rob, data, args.rob_by)
         res = api.fit(data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         sens = None
-        if spec.model.type != "three_level":
+        if spec.model.type != "three_level" and spec.model.scale is None:  # location-scale: a note instead
             sens = sensitivity(data, priors=args.grid or list(DEFAULT_GRID), mods=spec.model.mods or None,
                                effects=spec.model.effects, smallest_effect=spec.summary.smallest_effect,
                                seed=spec.sampler.seed, level=spec.summary.level, na=args.na)
@@ -625,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_args(p)
     p.add_argument("--out", default=None, help="folder for the InferenceData, summary CSV and spec used")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--scale", default=None, metavar="FORMULA",
+                   help="scale formula: a location-scale model, log tau_i = z_i' alpha (replaces the spec's "
+                        "model.scale; \"\" removes it; priors alpha[NAME] via --prior)")
     p.set_defaults(func=cmd_fit)
 
     grid_help = ('a prior-grid entry: a preset name or assignments "mu=normal(0, 1); tau=half_cauchy(0.5)"; '

@@ -123,9 +123,16 @@ class ExactScalePosterior:
     coef_names, scale_name, study : names
     """
 
-    def __init__(self, u0, u1, h, logpost, b, Ainv, coef_names, scale_name, study, alpha_prior, log_z):
+    def __init__(self, u0, u1, h, logpost, b, Ainv, coef_names, scale_name, study, alpha_prior, log_z,
+                 data=None, logpost_function=None):
         self.u0, self.u1, self.h = u0, u1, h
         lw = logpost - logpost.max()
+        self.log_density = lw  # log posterior on the lattice, 0 at its maximum (n0, n1)
+        #: (y, v, X, d): the data, for the study effects; and the log posterior as a function of
+        #: (u0, u1) (same additive constant as the lattice's before normalising), for error checks
+        self.y, self.v, self.X, self.d = data if data is not None else (None, None, None, None)
+        self._logpost_function = logpost_function
+        self._log_max = float(logpost.max())
         w = np.exp(lw)
         self.weights = w / w.sum()
         self.b, self.Ainv = b, Ainv
@@ -166,12 +173,24 @@ class ExactScalePosterior:
     def _is_tau(name: str) -> bool:
         return name.startswith("tau[")
 
-    def _scale_cdf(self, name):
+    def density_spline(self, name):
+        """The marginal density of a scale parameter on its log scale (``alpha[...]``, ``log tau``): the
+        cubic spline through the lattice values, zero outside the lattice (its antiderivative is the cdf)."""
         x, p = self._lattice(name)
         dens = np.concatenate([[0.0], p / self.h, [0.0]])
         xs = np.concatenate([[x[0] - self.h], x, [x[-1] + self.h]])
-        spline = interpolate.CubicSpline(xs, dens)
-        return spline.antiderivative(), xs
+        spline = interpolate.CubicSpline(xs, dens, extrapolate=False)
+        return lambda t: np.nan_to_num(spline(t), nan=0.0)
+
+    def _scale_cdf(self, name):
+        key = ("cdf", name)
+        if key not in self._marginals:
+            x, p = self._lattice(name)
+            dens = np.concatenate([[0.0], p / self.h, [0.0]])
+            xs = np.concatenate([[x[0] - self.h], x, [x[-1] + self.h]])
+            spline = interpolate.CubicSpline(xs, dens)
+            self._marginals[key] = (spline.antiderivative(), xs)
+        return self._marginals[key]
 
     def _loc_index(self, name):
         loc = ["mu"] if self.coef_names == ["intercept"] else [f"beta[{c}]" for c in self.coef_names]
@@ -206,16 +225,20 @@ class ExactScalePosterior:
             self._marginals[key] = (w[keep], self.b[keep, j], np.sqrt(self.Ainv[keep, j, j]))
         return self._marginals[key]
 
-    def cdf(self, name: str, x: float) -> float:
+    def cdf(self, name: str, x):
+        """``P(name <= x)``: a float for a scalar ``x``, an array for an array."""
+        scalar = np.ndim(x) == 0
+        x = np.atleast_1d(np.asarray(x, float))
         if name in self.names()[:len(self.coef_names)]:
             w, m, sd = self._mixture(self._loc_index(name))
-            return float(w @ special.ndtr((x - m) / sd))
-        if self._is_tau(name):
-            if x <= 0:
-                return 0.0
-            x = math.log(x)
-        F, xs = self._scale_cdf(name)
-        return float(np.clip(F(np.clip(x, xs[0], xs[-1])), 0.0, 1.0))
+            out = w @ special.ndtr((x[None, :] - m[:, None]) / sd[:, None])
+        else:
+            if self._is_tau(name):
+                with np.errstate(divide="ignore"):
+                    x = np.where(x > 0, np.log(np.maximum(x, 1e-300)), -np.inf)
+            F, xs = self._scale_cdf(name)
+            out = np.clip(F(np.clip(x, xs[0], xs[-1])), 0.0, 1.0)
+        return float(out[0]) if scalar else out
 
     def quantile(self, name: str, q: float) -> float:
         if name in self.names()[:len(self.coef_names)]:
@@ -240,17 +263,196 @@ class ExactScalePosterior:
                 for n in self.names()}
         return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "sd", "lower", "median", "upper"])
 
+    # -- study effects and a new study's effect: normal mixtures over the nodes -------------------
+    def effect_names(self) -> list[str]:
+        """``pred`` (a new study at the reference rows: location ``x0`` = 1 for the intercept, 0
+        otherwise; scale level ``NAME = 0``) and ``theta[STUDY]``."""
+        return ["pred"] + [f"theta[{s}]" for s in self.study]
+
+    def _nodes(self):
+        """Nodes carrying mass: weights, tau_0^2, tau_1^2, b, A^-1 (the lightest nodes holding 1e-14
+        of the mass in all are left out)."""
+        if "nodes" not in self._marginals:
+            w = self.weights.ravel()
+            order = np.argsort(w)
+            light = order[np.cumsum(w[order]) <= 1e-14]
+            keep = np.ones(w.size, bool)
+            keep[light] = False
+            U0, U1 = np.meshgrid(self.u0, self.u1, indexing="ij")
+            self._marginals["nodes"] = (w[keep], np.exp(2 * U0.ravel()[keep]), np.exp(2 * U1.ravel()[keep]),
+                                        self.b[keep], self.Ainv[keep])
+        return self._marginals["nodes"]
+
+    @property
+    def newx(self) -> np.ndarray:
+        """The reference location row: 1 for a column of ones (the intercept), 0 otherwise."""
+        return np.all(self.X == 1.0, axis=0).astype(float)
+
+    def effect_components(self, idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Node weights (G,) and the conditional means and sds (G, m) of the effects ``idx`` (a list
+        of study positions, ``-1`` for ``pred``) given each node: ``theta_i | tau, y ~ N(s_i y_i +
+        (1 - s_i) x_i' b, s_i v_i + (1 - s_i)^2 x_i' A^-1 x_i)`` with ``s_i = tau_i^2 / (v_i + tau_i^2)``
+        (Gelman et al. 2013, sec. 5.4), and ``pred | tau, y ~ N(x0' b, x0' A^-1 x0 + tau_0^2)``."""
+        if self.y is None:
+            raise SpecError("this posterior was made without its data: no study effects", key="data")
+        w, t0, t1, b, Ai = self._nodes()
+        idx = np.asarray(idx, int)
+        rows = np.where(idx[:, None] < 0, self.newx[None, :], self.X[np.maximum(idx, 0)])  # (m, p)
+        xb = b @ rows.T  # (G, m)
+        xAx = np.einsum("mp,gpq,mq->gm", rows, Ai, rows)
+        study = idx >= 0
+        j = np.maximum(idx, 0)
+        t = np.where(self.d[j][None, :] == 1, t1[:, None], t0[:, None])
+        s = t / (self.v[j][None, :] + t)
+        mean = np.where(study, s * self.y[j] + (1 - s) * xb, xb)
+        var = np.where(study, s * self.v[j] + (1 - s) ** 2 * xAx, xAx + t0[:, None])
+        return w, mean, np.sqrt(var)
+
+    def _effect_index(self, name: str) -> int:
+        return -1 if name == "pred" else self.study.index(name[6:-1])
+
+    def effect_table(self, level: float = 0.95) -> pd.DataFrame:
+        """Exact ``mean, sd, lower, median, upper`` of ``pred`` and every ``theta[STUDY]`` (central
+        intervals: the mixtures' quantiles by vectorised bisection to 1e-12 of their sds)."""
+        names = self.effect_names()
+        lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+        out = np.empty((len(names), 5))
+        G = self._nodes()[0].size
+        step = max(1, 2_000_000 // max(G, 1))
+        for a in range(0, len(names), step):
+            idx = [self._effect_index(n) for n in names[a:a + step]]
+            w, M, S = self.effect_components(idx)
+            mean = w @ M
+            sd = np.sqrt(np.maximum(w @ (S**2 + M**2) - mean**2, 0.0))
+            qs = [_mixture_quantile(w, M, S, q, mean, sd) for q in (lo, 0.5, hi)]
+            out[a:a + step] = np.column_stack([mean, sd, qs[0], qs[1], qs[2]])
+        return pd.DataFrame(out, index=names, columns=["mean", "sd", "lower", "median", "upper"])
+
+    def effect_cdf(self, name: str, x) -> np.ndarray:
+        """``P(effect <= x)`` of ``pred`` or ``theta[STUDY]`` (x scalar or array)."""
+        w, M, S = self.effect_components([self._effect_index(name)])
+        x = np.atleast_1d(np.asarray(x, float))
+        return w @ special.ndtr((x[None, :] - M) / S)
+
+    # -- draws --------------------------------------------------------------------------------
+    def _log_density_spline(self):
+        if "spline" not in self._marginals:
+            self._marginals["spline"] = interpolate.RectBivariateSpline(self.u0, self.u1, self.log_density,
+                                                                        kx=3, ky=3)
+        return self._marginals["spline"]
+
+    def interpolation_error(self) -> float:
+        """Largest error of the bicubic interpolant of the log posterior density (what :meth:`draws`
+        inverts) at the centres of the lattice cells that carry mass (corner weight > 1e-12 of the
+        largest), in nats: the draws' density is within a factor ``exp(+-error)`` of the exact one
+        there. NaN when the posterior was made without its log-density function."""
+        if self._logpost_function is None:
+            return math.nan
+        if "interp_error" not in self._marginals:
+            W = self.weights
+            heavy = W > 1e-12 * W.max()
+            cells = heavy[:-1, :-1] | heavy[1:, :-1] | heavy[:-1, 1:] | heavy[1:, 1:]
+            i0, i1 = np.nonzero(cells)
+            c0, c1 = self.u0[i0] + self.h / 2, self.u1[i1] + self.h / 2
+            exact = self._logpost_function(c0, c1)[0] - self._log_max
+            approx = self._log_density_spline().ev(c0, c1)
+            self._marginals["interp_error"] = float(np.max(np.abs(exact - approx))) if exact.size else 0.0
+        return self._marginals["interp_error"]
+
     def draws(self, n: int, rng) -> dict:
-        """``n`` draws: nodes by weight with a uniform jitter within their lattice cell (the
-        quadrature's piecewise-constant density, for plots), ``beta`` exactly given the node."""
-        w = self.weights.ravel()
-        idx = rng.choice(w.size, size=n, p=w)
-        n1 = len(self.u1)
-        u0 = self.u0[idx // n1] + self.h * (rng.random(n) - 0.5)
-        u1 = self.u1[idx % n1] + self.h * (rng.random(n) - 0.5)
-        L = np.linalg.cholesky(self.Ainv[idx])
-        beta = self.b[idx] + np.einsum("npq,nq->np", L, rng.standard_normal((n, self.b.shape[1])))
-        return {"beta": beta, "alpha": np.column_stack([u0, u1 - u0]), "tau": np.column_stack([np.exp(u0), np.exp(u1)])}
+        """``n`` iid draws by inversion, given which everything else is exact.
+
+        ``u_0 = log tau_0`` by inverting the cdf of its marginal (the cubic spline that
+        :meth:`quantile` inverts; vectorised bisection); ``u_1 | u_0`` by inverting the conditional
+        cdf of the bicubic interpolant of the log posterior density on the quadrature lattice
+        (evaluated on a grid of spacing ``h / 4``, the density linear between grid points, inverted
+        in closed form); then ``beta | tau, y`` (normal), ``theta_i | beta, tau, y`` (normal) and
+        ``pred = x0' beta + tau_0 z`` exactly. The only approximation is the interpolated density of
+        ``(u_0, u_1)``: :meth:`interpolation_error` bounds its log error at the cell centres.
+
+        Returns a dict: ``beta`` (n, p), ``alpha`` (n, 2), ``tau`` (n, 2), ``theta`` (n, k) (when the
+        posterior has its data), ``pred`` (n,).
+        """
+        n = int(n)
+        # u0: invert the marginal cdf
+        F, xs = self._scale_cdf("alpha[intercept]")
+        target = rng.random(n)
+        lo, hi = np.full(n, xs[0]), np.full(n, xs[-1])
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = F(mid) < target
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        u0 = 0.5 * (lo + hi)
+        # u1 | u0: the conditional of the interpolated log density, on a fine grid
+        spline = self._log_density_spline()
+        fine = np.linspace(self.u1[0], self.u1[-1], 4 * (len(self.u1) - 1) + 1)
+        dx = fine[1] - fine[0]
+        u1 = np.empty(n)
+        order = np.argsort(u0)
+        step = max(1, 4_000_000 // fine.size)
+        for a in range(0, n, step):
+            rows = order[a:a + step]
+            L = spline(u0[rows], fine, grid=True)
+            f = np.exp(L - L.max(axis=1, keepdims=True))
+            C = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(0.5 * dx * (f[:, 1:] + f[:, :-1]), axis=1)],
+                               axis=1)
+            c = rng.random(len(rows)) * C[:, -1]
+            j = np.clip(np.sum(C < c[:, None], axis=1) - 1, 0, fine.size - 2)
+            r = np.arange(len(rows))
+            f0, f1 = f[r, j], f[r, j + 1]
+            need = (c - C[r, j]) / dx  # solve f0 t + (f1 - f0) t^2 / 2 = need, t in [0, 1]
+            slope = f1 - f0
+            disc = np.sqrt(np.maximum(f0**2 + 2 * slope * need, 0.0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = np.where(np.abs(slope) > 1e-12 * np.maximum(f0, 1e-300), (disc - f0) / slope,
+                             need / np.maximum(f0, 1e-300))
+            u1[rows] = fine[j] + dx * np.clip(t, 0.0, 1.0)
+        # everything else given (u0, u1), exactly
+        p = self.b.shape[1]
+        beta = np.empty((n, p))
+        t0, t1 = np.exp(2 * u0), np.exp(2 * u1)
+        d1 = None if self.d is None else (self.d == 1)
+        for a in range(0, n, CHUNK):
+            sl = slice(a, a + CHUNK)
+            if self._logpost_function is not None:
+                _, b, Ai = self._logpost_function(u0[sl], u1[sl])
+            else:  # nearest node (a posterior made without its function)
+                i0 = np.clip(np.round((u0[sl] - self.u0[0]) / self.h).astype(int), 0, len(self.u0) - 1)
+                i1 = np.clip(np.round((u1[sl] - self.u1[0]) / self.h).astype(int), 0, len(self.u1) - 1)
+                g = i0 * len(self.u1) + i1
+                b, Ai = self.b[g], self.Ainv[g]
+            L = np.linalg.cholesky(Ai)
+            beta[sl] = b + np.einsum("npq,nq->np", L, rng.standard_normal((b.shape[0], p)))
+        out = {"beta": beta, "alpha": np.column_stack([u0, u1 - u0]), "tau": np.column_stack([np.exp(u0), np.exp(u1)])}
+        if self.y is not None:
+            t = np.where(d1[None, :], t1[:, None], t0[:, None])
+            B = t / (self.v + t)
+            out["theta"] = (B * self.y + (1.0 - B) * (beta @ self.X.T)
+                            + np.sqrt(B * self.v) * rng.standard_normal((n, self.y.size)))
+            out["pred"] = beta @ self.newx + np.exp(u0) * rng.standard_normal(n)
+        return out
+
+
+def _mixture_quantile(w, M, S, q, mean, sd):
+    """Quantile ``q`` of each column's normal mixture (weights w (G,), means M and sds S (G, m)):
+    Newton's method on the cdf from the normal approximation, safeguarded by a bisection bracket
+    ``mean +- 12 sd``, until the cdf is within 1e-13 of ``q``."""
+    lo, hi = mean - 12 * sd, mean + 12 * sd
+    x = mean + sd * special.ndtri(q)
+    for _ in range(100):
+        z = (x[None, :] - M) / S
+        F = w @ special.ndtr(z) - q
+        f = w @ (np.exp(-0.5 * z**2) / (S * math.sqrt(2 * math.pi)))
+        lo, hi = np.where(F < 0, x, lo), np.where(F < 0, hi, x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = x - F / f
+        hit = np.abs(F) < 1e-13  # converged columns stay where they are
+        new = np.where(hit, x, np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi)))
+        done = np.all(hit | (np.abs(new - x) < 1e-12 * sd))
+        x = new
+        if done:
+            break
+    return x
 
 
 def _axis(center_lo, center_hi, h):
@@ -333,7 +535,8 @@ def exact_scale_posterior(yi, vi, d, *, X=None, coef_names=None, study=None, bet
         lp, b, Ai = logpost(U0, U1)
         lp = lp.reshape(U0.shape)
         log_z = special.logsumexp(lp) + 2 * math.log(h)
-        post = ExactScalePosterior(u0, u1, h, lp, b, Ai, names, scale_name, study, ((am0, as0), (am1, as1)), log_z)
+        post = ExactScalePosterior(u0, u1, h, lp, b, Ai, names, scale_name, study, ((am0, as0), (am1, as1)), log_z,
+                                   data=(yi, vi, X, d), logpost_function=logpost)
         summary = np.array([log_z] + [post.mean(nm) for nm in post.names()] + [post.sd(nm) for nm in post.names()])
         if previous is not None and np.all(np.abs(summary - previous) <= RTOL * np.maximum(np.abs(summary), 1.0)):
             return post
@@ -351,8 +554,10 @@ def exact_scale_posterior(yi, vi, d, *, X=None, coef_names=None, study=None, bet
 class ExactScaleFit(Fit):
     """A location-scale model with one binary scale moderator solved by 2-D quadrature, behind the
     fit interface. Rows: ``mu`` or ``beta[NAME]``, ``alpha[intercept]``, ``alpha[NAME]`` (log tau
-    scale), ``tau[NAME=0]``, ``tau[NAME=1]``; no ``theta`` or ``pred`` rows. ``idata`` holds draws
-    from the quadrature (:meth:`ExactScalePosterior.draws`)."""
+    scale), ``tau[NAME=0]``, ``tau[NAME=1]``, ``pred`` (a new study at the reference rows, scale
+    level ``NAME = 0``), and with ``theta=True`` every ``theta[STUDY]``: all exact (lattice marginals
+    and normal mixtures over the nodes). ``idata`` holds iid draws (:meth:`ExactScalePosterior.draws`:
+    exact given ``(tau_0, tau_1)``, which come from the interpolated lattice density)."""
 
     engine = "exact_scale"
 
@@ -368,30 +573,98 @@ class ExactScaleFit(Fit):
 
     @property
     def idata(self):
-        """Draws from the quadrature (``settings['seed']``) as an InferenceData (posterior: ``beta``
-        or ``mu``, ``alpha``, ``tau`` by scale level)."""
+        """Draws (``settings['seed']``) as an InferenceData: posterior ``beta`` or ``mu``, ``alpha``
+        (dims ``scale_coef``), ``tau`` by scale level, ``theta`` (dims ``study``), ``pred``; prior
+        draws of ``alpha`` and the location coefficients; the observed ``y`` and ``vi``, ``Z``, ``X``."""
         if self._idata is None:
             import arviz as az
 
-            rng = np.random.default_rng(int(self.settings.get("seed", defaults.SEED)))
+            seed = int(self.settings.get("seed", defaults.SEED))
+            rng = np.random.default_rng(seed)
             chains, n = defaults.EXACT_CHAINS, defaults.EXACT_DRAWS
             dr = self.posterior.draws(chains * n, rng)
-            post = {"alpha": dr["alpha"].reshape(chains, n, 2), "tau": dr["tau"].reshape(chains, n, 2)}
-            coords = {"scale_coef": ["intercept", self.posterior.scale_name],
-                      "scale_level": [f"{self.posterior.scale_name}=0", f"{self.posterior.scale_name}=1"]}
-            dims = {"alpha": ["scale_coef"], "tau": ["scale_level"]}
-            if self.posterior.coef_names == ["intercept"]:
+            scale = self.posterior.scale_name
+            post = {"alpha": dr["alpha"].reshape(chains, n, 2), "tau": dr["tau"].reshape(chains, n, 2),
+                    "theta": dr["theta"].reshape(chains, n, -1), "pred": dr["pred"].reshape(chains, n)}
+            study = [str(s) for s in self.posterior.study]
+            coords = {"scale_coef": ["intercept", scale], "scale_level": [f"{scale}=0", f"{scale}=1"],
+                      "study": study}
+            dims = {"alpha": ["scale_coef"], "tau": ["scale_level"], "theta": ["study"], "y": ["study"],
+                    "vi": ["study"]}
+            intercept_only = self.posterior.coef_names == ["intercept"]
+            if intercept_only:
                 post["mu"] = dr["beta"][:, 0].reshape(chains, n)
             else:
                 post["beta"] = dr["beta"].reshape(chains, n, -1)
                 coords["coef"] = self.posterior.coef_names
                 dims["beta"] = ["coef"]
+            prior = self._prior_draws(chains * n, rng)
+            prior = {k: v.reshape((1, chains * n) + v.shape[1:]) for k, v in prior.items()}
             const = {"vi": self.vi, "Z": self.Z}
             if self.X is not None:
                 const["X"] = np.asarray(self.X, float)
-            self._idata = az.from_dict(posterior=post, coords=coords, dims=dims,
+            # replicates y_rep = theta + sqrt(v) z, and the marginal log-likelihood
+            # N(y_i; x_i' beta, v_i + tau_i^2) with tau_i = exp(z_i' alpha), for the model checks
+            theta = dr["theta"]
+            y_rep = theta + np.sqrt(self.vi) * rng.standard_normal(theta.shape)
+            Xf = self.posterior.X
+            tau_i = np.exp(dr["alpha"] @ self.Z.T)
+            loglik = stats.norm.logpdf(self.yi, dr["beta"] @ Xf.T, np.sqrt(self.vi + tau_i**2))
+            shape = (chains, n, -1)
+            self._idata = az.from_dict(posterior=post, prior=prior or None, coords=coords, dims=dims,
+                                       posterior_predictive={"y": y_rep.reshape(shape)},
+                                       log_likelihood={"y": loglik.reshape(shape)},
                                        observed_data={"y": self.yi}, constant_data=const)
+            self._idata.attrs["draws_note"] = self.draws_note()
         return self._idata
+
+    def _prior_draws(self, n, rng) -> dict:
+        """Prior draws of ``alpha`` and ``mu``/``beta`` (normal priors: ``mean + sd z``)."""
+        (m0, s0), (m1, s1) = self.posterior.alpha_prior
+        out = {"alpha": np.column_stack([m0 + s0 * rng.standard_normal(n), m1 + s1 * rng.standard_normal(n)])}
+        names = self.posterior.coef_names
+        keys = ["mu"] if names == ["intercept"] and "mu" in self.priors else [f"beta[{c}]" for c in names]
+        if all(k in self.priors and self.priors[k].family == "normal" for k in keys):
+            coef = np.column_stack([self.priors[k].params["mu"] + self.priors[k].params["sigma"]
+                                    * rng.standard_normal(n) for k in keys])
+            if keys == ["mu"]:
+                out["mu"] = coef[:, 0]
+            else:
+                out["beta"] = coef
+        return out
+
+    def draws_note(self) -> str:
+        """What the draws are, in one line (printed under the summary)."""
+        err = self.posterior.interpolation_error()
+        bound = f"{err:.1e} nats" if math.isfinite(err) else "not measured"
+        return ("draws: iid by inversion; (tau_0, tau_1) from the bicubic interpolant of the lattice log density "
+                f"(largest log-density error at the cell centres {bound}; linear between points h/4 apart along "
+                "tau_1), everything else exactly given them")
+
+    def _effect_table(self, level) -> pd.DataFrame:
+        key = ("effects", level)
+        cache = self.__dict__.setdefault("_effect_cache", {})
+        if key not in cache:
+            cache[key] = self.posterior.effect_table(level)
+        return cache[key]
+
+    def _draw_rows(self) -> dict:
+        """Row name -> flat draws (for HDIs)."""
+        post = self.idata.posterior
+        scale = self.posterior.scale_name
+        rows = {}
+        if "mu" in post:
+            rows["mu"] = np.asarray(post["mu"]).ravel()
+        else:
+            beta = np.asarray(post["beta"]).reshape(-1, len(self.posterior.coef_names))
+            rows.update({f"beta[{c}]": beta[:, j] for j, c in enumerate(self.posterior.coef_names)})
+        alpha, tau = np.asarray(post["alpha"]).reshape(-1, 2), np.asarray(post["tau"]).reshape(-1, 2)
+        rows.update({"alpha[intercept]": alpha[:, 0], f"alpha[{scale}]": alpha[:, 1],
+                     f"tau[{scale}=0]": tau[:, 0], f"tau[{scale}=1]": tau[:, 1],
+                     "pred": np.asarray(post["pred"]).ravel()})
+        theta = np.asarray(post["theta"]).reshape(-1, len(self.posterior.study))
+        rows.update({f"theta[{s}]": theta[:, i] for i, s in enumerate(self.posterior.study)})
+        return rows
 
     def _table(self, level, interval, theta):
         cols = interval_columns(level, interval)
@@ -401,27 +674,46 @@ class ExactScaleFit(Fit):
                     cols[0]: self.posterior.quantile(n, lo), "q50": self.posterior.quantile(n, 0.5),
                     cols[2]: self.posterior.quantile(n, hi)} for n in names}
         table = pd.DataFrame.from_dict(rows, orient="index")
+        effects = self._effect_table(level)
+        if not theta:
+            effects = effects.loc[["pred"]]
+        effects = effects.rename(columns={"lower": cols[0], "median": "q50", "upper": cols[2]})
+        table = pd.concat([table, effects[table.columns]])
         table.index.name = "parameter"
         if interval == "hdi":  # the lattice marginals give central intervals; HDIs from the draws
-            post = self.idata.posterior
-            scale = self.posterior.scale_name
-            for n in names:
-                base, _, inner = n.partition("[")
-                arr = np.asarray(post[base])
-                if arr.ndim == 3:
-                    inner = inner[:-1]
-                    j = (self.posterior.coef_names.index(inner) if base == "beta" else
-                         (0 if inner in ("intercept", f"{scale}=0") else 1))
-                    arr = arr[..., j]
-                table.loc[n, [cols[0], cols[2]]] = sample_hdi(arr.reshape(-1, 1), level)[0]
+            draws = self._draw_rows()
+            values = np.column_stack([draws[n] for n in table.index])
+            table[[cols[0], cols[2]]] = sample_hdi(values, level)
         return table
 
     def location_names(self) -> list[str]:
-        return self.posterior.names()[:len(self.posterior.coef_names)]
+        return self.posterior.names()[:len(self.posterior.coef_names)] + self.posterior.effect_names()
+
+    def posterior_density(self, name, x):
+        """Exact posterior density of a location coefficient, ``pred`` or ``theta[STUDY]`` (normal
+        mixtures), or of ``alpha[...]`` (the cubic spline through its lattice marginal, as the cdf)."""
+        x = np.asarray(x, float)
+        post = self.posterior
+        loc = post.names()[:len(post.coef_names)]
+        if name in loc:
+            w, m, sd = post._mixture(post._loc_index(name))
+            return w @ (stats.norm.pdf((x[None, :] - m[:, None]) / sd[:, None]) / sd[:, None])
+        if name == "pred" or name.startswith("theta["):
+            w, M, S = post.effect_components([post._effect_index(name)])
+            return w @ (stats.norm.pdf((x[None, :] - M) / S) / S)
+        if name.startswith("alpha["):
+            return np.maximum(post.density_spline(name)(x), 0.0)
+        return None
 
     def _prob(self, name, op, x):
-        c = self.posterior.cdf(name, x)
+        if name == "pred" or name.startswith("theta["):
+            c = float(self.posterior.effect_cdf(name, x)[0])
+        else:
+            c = self.posterior.cdf(name, x)
         return float(1 - c if op.startswith(">") else c)
+
+    def diagnostics_line(self) -> str:
+        return "diagnostics: exact quadrature, no Markov chains (R-hat, ESS, divergences do not apply) -> passed"
 
     def _headline(self) -> str:
         return (f"Location-scale model (k = {len(self.yi)}), exact engine: 2-D quadrature over "
@@ -429,7 +721,8 @@ class ExactScaleFit(Fit):
 
     def _footer(self) -> list[str]:
         return [f"log marginal likelihood {self.posterior.log_marginal_likelihood:.4f}; BF01 for equal taus "
-                f"(alpha[{self.posterior.scale_name}] = 0): {self.posterior.bayes_factor_equal_tau():.4g}"]
+                f"(alpha[{self.posterior.scale_name}] = 0): {self.posterior.bayes_factor_equal_tau():.4g}",
+                "summary: exact (quadrature and normal mixtures); " + self.draws_note()]
 
     def _data_arrays(self) -> list:
         return [self.yi, self.vi, self.X, self.Z]
@@ -443,8 +736,10 @@ class ExactScaleFit(Fit):
         settings = stored_settings(idata)
         const = idata.constant_data
         X = np.asarray(const["X"], float) if "X" in const else None
-        fit = fit_exact_scale(np.asarray(idata.observed_data["y"], float), np.asarray(const["vi"], float),
-                              np.asarray(const["Z"], float), X=X, coef_names=settings.get("coef"),
+        obs = idata.observed_data
+        study = [str(s) for s in obs["study"].values] if "study" in obs.coords else None
+        fit = fit_exact_scale(np.asarray(obs["y"], float), np.asarray(const["vi"], float),
+                              np.asarray(const["Z"], float), X=X, coef_names=settings.get("coef"), study=study,
                               scale_names=settings["scale_coef"], priors=stored_priors(idata), settings=settings)
         fit._idata = idata
         return fit
@@ -457,6 +752,8 @@ class ExactScaleFit(Fit):
         out = super().to_dict(level=level, interval=interval)
         out["log_marginal_likelihood"] = self.log_marginal_likelihood
         out["bayes_factors"] = {"equal_tau": self.posterior.bayes_factor_equal_tau()}
+        out["diagnostics"]["note"] = "exact quadrature: no Monte Carlo error, no sampler diagnostics"
+        out["draws_note"] = self.draws_note()
         return out
 
 

@@ -371,10 +371,15 @@ def _reweight(base, coef, sds, nu, draws, names, coef_new, sds_new, nu_new):
     return smoothed.reshape(shape), float(k), r_eff / float(np.sum(w**2))
 
 
+#: Why :func:`sensitivity` refuses a location-scale model (``bayes-se sensitivity`` prints it).
+SCALE_REFUSAL = ("prior sensitivity does not refit location-scale models (model.scale); fit each prior with "
+                 "bayes-se fit --prior (e.g. 'alpha[NAME]=normal(0, 1)') instead")
+
+
 def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague"), *, mods: str | None = None,
                 engine: str = "auto", effects: str = "normal", three_level: bool = False,
                 smallest_effect: float | None = None, seed: int = DEFAULT_SEED, level: float = 0.95,
-                mcmc: dict | None = None, na: str = "omit") -> SensitivityResult:
+                mcmc: dict | None = None, na: str = "omit", scale: str | None = None) -> SensitivityResult:
     """Fit the same model under each prior of a grid and tabulate the posteriors side by side.
 
     ``y_i ~ N(x_i' beta + u_i, v_i)``, ``u_i ~ N(0, tau^2)``, with the priors on beta and tau
@@ -409,6 +414,8 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
         :data:`MCMC_DEFAULTS`.
     na : {"omit", "error"}
         A row with a missing moderator: left out of every fit (with a warning), or refused.
+    scale : str, optional
+        A location-scale model's scale formula: refused (:data:`SCALE_REFUSAL`), never dropped.
 
     Returns
     -------
@@ -421,6 +428,8 @@ def sensitivity(data, priors: Sequence[str | Sequence[str]] = ("default", "vague
     Vehtari A, Simpson D, Gelman A, Yao Y, Gabry J (2024). Pareto smoothed importance sampling.
     JMLR 25(72):1-58.
     """
+    if scale:
+        raise SpecError(SCALE_REFUSAL, key="model.scale")
     if engine not in ENGINES:
         raise SpecError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", key="engine")
     if not 0.0 < float(level) < 1.0:

@@ -135,14 +135,19 @@ class BayesianFit(Fit):
 
     def _data_arrays(self) -> list:
         return [self.meta.yi, self.meta.vi, self.meta.X,
-                None if self.meta.group_index is None else np.asarray(self.meta.group_index, float)]
+                None if self.meta.group_index is None else np.asarray(self.meta.group_index, float),
+                getattr(self.meta, "Z", None)]
 
     def to_netcdf(self, path) -> str:
         m = self.meta
-        self.idata.attrs["meta"] = json.dumps({
-            "kind": m.kind, "coef_names": list(m.coef_names), "study": list(m.study),
-            "group_index": None if m.group_index is None else [int(i) for i in m.group_index],
-            "group_labels": None if m.group_labels is None else list(m.group_labels), "nu": m.nu})
+        info = {"kind": m.kind, "coef_names": list(m.coef_names), "study": list(m.study),
+                "group_index": None if m.group_index is None else [int(i) for i in m.group_index],
+                "group_labels": None if m.group_labels is None else list(m.group_labels), "nu": m.nu}
+        if getattr(m, "Z", None) is not None:  # location-scale: the scale design travels too
+            info["scale_names"] = list(m.scale_names)
+            if "Z" not in self.idata.constant_data:
+                self.idata.constant_data["Z"] = (("study", "scale_coef"), np.asarray(m.Z, float))
+        self.idata.attrs["meta"] = json.dumps(info)
         return super().to_netcdf(path)
 
     @classmethod
@@ -151,9 +156,16 @@ class BayesianFit(Fit):
 
         info = json.loads(idata.attrs["meta"])
         X = np.asarray(idata.constant_data["X"], float) if "X" in idata.constant_data else None
-        meta = MetaModel(model=None, kind=info["kind"], yi=np.asarray(idata.observed_data["y"], float),
-                         vi=np.asarray(idata.constant_data["vi"], float), X=X, coef_names=info["coef_names"],
-                         study=info["study"],
-                         group_index=None if info["group_index"] is None else np.asarray(info["group_index"]),
-                         group_labels=info["group_labels"], nu=info["nu"])
+        fields = dict(model=None, kind=info["kind"], yi=np.asarray(idata.observed_data["y"], float),
+                      vi=np.asarray(idata.constant_data["vi"], float), X=X, coef_names=info["coef_names"],
+                      study=info["study"],
+                      group_index=None if info["group_index"] is None else np.asarray(info["group_index"]),
+                      group_labels=info["group_labels"], nu=info["nu"])
+        if "scale_names" in info:  # a location-scale model: rebuilt with its scale design
+            from bayes_se.builders.location_scale import LocationScaleModel
+
+            meta = LocationScaleModel(**fields, Z=np.asarray(idata.constant_data["Z"], float),
+                                      scale_names=info["scale_names"])
+        else:
+            meta = MetaModel(**fields)
         return cls(idata=idata, meta=meta, settings=stored_settings(idata), priors=stored_priors(idata))

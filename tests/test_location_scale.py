@@ -395,7 +395,7 @@ def test_api_exact_engine_fits_the_binary_scale_model(tmp_path):
     res = fit(path, GUIDED_SPEC + "[sampler]\nengine = \"exact\"\n")
     table = res.summary()
     assert list(table.index) == ["beta[intercept]", "beta[guided]", "alpha[intercept]", "alpha[guided]",
-                                 "tau[guided=0]", "tau[guided=1]"]
+                                 "tau[guided=0]", "tau[guided=1]", "pred"] + [f"theta[{s}]" for s in frame["study"]]
     d = frame["guided"].to_numpy()
     post = exact_scale_posterior(frame["yi"], frame["vi"], d, X=np.column_stack([np.ones(30), d]),
                                  coef_names=["intercept", "guided"], scale_name="guided", **PRIORS)
@@ -464,11 +464,194 @@ def test_mcmc_matches_the_exact_engine_within_monte_carlo_error(tmp_path):
         assert abs(b - post.mean(f"beta[{name}]")) < 4 * float(mcse["beta"].sel(coef=name)), name
 
 
-@pytest.mark.parametrize("command", ["sensitivity", "report"])
-def test_cli_commands_without_location_scale_support_refuse_it(capsys, tmp_path, command):
+def test_sensitivity_refuses_location_scale_in_python_and_cli(capsys, tmp_path):
+    """Sensitivity does not refit location-scale models: the Python function refuses (it never drops
+    the scale part) and the CLI prints the same one line."""
+    from bayes_se.prior_sensitivity import SCALE_REFUSAL, sensitivity
+
+    with pytest.raises(SpecError) as e:
+        sensitivity(_frame("metapsy"), mods="guided", scale="guided")
+    assert e.value.key == "model.scale" and SCALE_REFUSAL in str(e.value)
     spec = tmp_path / "ls.toml"
     spec.write_text(GUIDED_SPEC)
-    extra = ["--out", tmp_path / "rep"] if command == "report" else []
-    code, out, err = run_cli(capsys, command, spec, "--data", METAPSY, *extra)
-    assert code == 2 and "location-scale" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "rep").exists()
+    code, out, err = run_cli(capsys, "sensitivity", spec, "--data", METAPSY)
+    assert code == 2 and SCALE_REFUSAL in err and len(err.strip().splitlines()) == 1
+
+
+# -- the exact engine's study effects, draws and plots (fits like any other) ----------------------
+
+@pytest.fixture(scope="module")
+def exact_guided_fit(tmp_path_factory):
+    from bayes_se.api import fit
+
+    frame = _frame("metapsy").iloc[:16]
+    path = tmp_path_factory.mktemp("ls") / "g.csv"
+    frame.to_csv(path, index=False)
+    return fit(path, GUIDED_SPEC + "[sampler]\nengine = \"exact\"\n")
+
+
+def test_exact_scale_study_effects_match_a_brute_force_mixture(exact_guided_fit):
+    """theta_i and pred: normal mixtures over the nodes, against an independent Gauss-Legendre
+    quadrature in (alpha_0, alpha_1) with theta_i's conditional moments from the dense covariance."""
+    from scipy import special as sp, stats as st
+
+    res = exact_guided_fit
+    post = res.posterior
+    yi, vi, d, X = post.y, post.v, post.d, post.X
+    table = res.summary(theta=True)
+    assert "pred" in table.index and f"theta[{post.study[0]}]" in table.index
+    k = yi.size
+    (am0, as0), (am1, as1) = post.alpha_prior
+    n = 120
+    x, w = sp.roots_legendre(n)
+    lo0, hi0, lo1, hi1 = am0 - 8 * as0, am0 + 8 * as0, am1 - 8 * as1, am1 + 8 * as1
+    a0, a1 = (lo0 + hi0) / 2 + (hi0 - lo0) / 2 * x, (lo1 + hi1) / 2 + (hi1 - lo1) / 2 * x
+    W = np.outer(w * (hi0 - lo0) / 2, w * (hi1 - lo1) / 2).ravel()
+    A0, A1 = (g.ravel() for g in np.meshgrid(a0, a1, indexing="ij"))
+    tau2 = np.exp(2 * (A0[:, None] + A1[:, None] * d[None, :]))
+    S = np.diag(vi)[None] + tau2[:, :, None] * np.eye(k)[None] + X @ X.T  # beta ~ N(0, I)
+    L = np.linalg.cholesky(S)
+    z = np.linalg.solve(L, np.broadcast_to(yi, (len(A0), k))[..., None])[..., 0]
+    lp = (-0.5 * (2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1) + (z**2).sum(1))
+          + st.norm.logpdf(A0, am0, as0) + st.norm.logpdf(A1, am1, as1))
+    pw = W * np.exp(lp - lp.max())
+    pw /= pw.sum()
+    # theta = T (T + V)^-1 ... : Cov(theta, y) = T + X X', so E[theta | y, tau] = (T + XX') S^-1 y,
+    # Var = T + XX' - (T + XX') S^-1 (T + XX')
+    C = tau2[:, :, None] * np.eye(k)[None] + (X @ X.T)[None]
+    Sinv_y = np.linalg.solve(S, np.broadcast_to(yi, (len(A0), k))[..., None])[..., 0]
+    m = np.einsum("gij,gj->gi", C, Sinv_y)
+    var = np.diagonal(C - C @ np.linalg.solve(S, C), axis1=1, axis2=2)
+    for i in (0, 3, k - 1):
+        mean = pw @ m[:, i]
+        sd = math.sqrt(pw @ (var[:, i] + m[:, i] ** 2) - mean**2)
+        row = table.loc[f"theta[{post.study[i]}]"]
+        assert row["mean"] == pytest.approx(mean, rel=EXACT_RTOL) and row["sd"] == pytest.approx(sd, rel=EXACT_RTOL)
+        q = [sp.ndtr((row[c] - m[:, i]) / np.sqrt(var[:, i])) @ pw for c in ("q2.5", "q50", "q97.5")]
+        np.testing.assert_allclose(q, [0.025, 0.5, 0.975], atol=1e-6)
+    # pred: x0' beta + tau_0 z with x0 = (1, 0): mean E[beta_0], var Var(beta_0) + E[tau_0^2]
+    b0 = table.loc["beta[intercept]"]
+    assert table.loc["pred", "mean"] == pytest.approx(b0["mean"], rel=1e-9)
+    e_tau2 = pw @ np.exp(2 * A0)
+    assert table.loc["pred", "sd"] == pytest.approx(math.sqrt(b0["sd"] ** 2 + e_tau2), rel=EXACT_RTOL)
+    p = res.prob_greater(0.0)
+    assert "pred" in p.index and 0 < p["pred"] < 1
+
+
+def test_exact_scale_draws_follow_the_exact_marginals(exact_guided_fit):
+    """The iid draws against the exact cdfs (Kolmogorov-Smirnov) and means within 5 Monte Carlo SEs."""
+    from scipy import stats as st
+
+    post = exact_guided_fit.posterior
+    assert post.interpolation_error() < 1e-3  # nats, at the cell centres
+    dr = post.draws(20_000, np.random.default_rng(11))
+    for j, name in enumerate(["alpha[intercept]", "alpha[guided]"]):
+        x = dr["alpha"][:, j]
+        assert st.kstest(x, lambda t: post.cdf(name, t)).pvalue > 1e-3, name
+        assert abs(x.mean() - post.mean(name)) < 5 * x.std() / math.sqrt(x.size), name
+    for i in (0, 7):
+        name = f"theta[{post.study[i]}]"
+        assert st.kstest(dr["theta"][:4000, i], lambda t: post.effect_cdf(name, t)).pvalue > 1e-3, name
+    assert st.kstest(dr["pred"][:4000], lambda t: post.effect_cdf("pred", t)).pvalue > 1e-3
+    assert "interpolant" in exact_guided_fit.print_summary()
+
+
+def test_exact_scale_fit_has_every_group_and_plots(exact_guided_fit, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayes_se.plots import density_table, forest_table
+
+    res = exact_guided_fit
+    assert {"posterior", "prior", "posterior_predictive", "log_likelihood", "observed_data"} <= set(res.idata.groups())
+    ft = forest_table(res)
+    studies = ft[ft["row"] == "study"]
+    d = res.posterior.d
+    tau = res.idata.posterior["tau"].median(("chain", "draw")).values  # by scale level
+    np.testing.assert_allclose(studies["tau"], tau[d], rtol=0.02)
+    assert list(ft.loc[ft["row"] == "prediction", "label"]) == ["Prediction (guided=0)", "Prediction (guided=1)"]
+    dt = density_table(res)
+    assert set(dt["parameter"]) == {"beta[intercept]", "beta[guided]", "alpha[intercept]", "alpha[guided]"}
+    assert set(dt.loc[dt["parameter"] == "alpha[guided]", "source"]) == {"prior", "posterior"}
+    post = dt[(dt["parameter"] == "alpha[guided]") & (dt["source"] == "posterior")]
+    assert np.trapezoid(post["density"], post["x"]) == pytest.approx(1.0, abs=1e-3)
+    for method in ("plot_forest", "plot_densities", "plot_ppc", "plot_loo_pit", "plot_pareto_k"):
+        getattr(res, method)().savefig(tmp_path / f"{method}.png")
+    back = __import__("bayes_se.api", fromlist=["load_fit"]).load_fit(res.to_netcdf(tmp_path / "fit.nc"))
+    pd.testing.assert_frame_equal(back.summary(theta=True), res.summary(theta=True))
+
+
+def test_report_covers_an_exact_location_scale_fit(capsys, tmp_path):
+    frame = _frame("metapsy").iloc[:16]
+    data = tmp_path / "g.csv"
+    frame.to_csv(data, index=False)
+    spec = tmp_path / "ls.toml"
+    spec.write_text(GUIDED_SPEC + "[sampler]\nengine = \"exact\"\n")
+    code, out, err = run_cli(capsys, "report", spec, "--data", data, "--out", tmp_path / "rep")
+    assert code == 0, err
+    html = (tmp_path / "rep" / "report.html").read_text()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    key = pd.read_csv(tmp_path / "rep" / "tables" / "key_results.csv", index_col=0)
+    assert {"scale coefficient intercept (log tau)", "scale coefficient guided (log tau)"} <= set(key.index)
+    for text in ("location-scale model (Viechtbauer", "Prior sensitivity is not run for location-scale models",
+                 "rma with scale=", "location-scale meta-analysis", "2-D quadrature"):
+        assert text in html and text in md, text
+    cmp = pd.read_csv(tmp_path / "rep" / "tables" / "comparison.csv", index_col=0)
+    freq = rma(frame["yi"], frame["vi"], mods="guided", scale="guided", data=frame, method="REML")
+    assert cmp.loc["alpha[guided]", "REML_estimate"] == pytest.approx(freq.alpha[1] / 2, rel=1e-12)
+    assert cmp.loc["beta[guided]", "REML_estimate"] == pytest.approx(freq.beta[1], rel=1e-12)
+    assert "Figure skipped" not in html
+
+
+@pytest.mark.mcmc
+def test_mcmc_location_scale_round_trips_through_netcdf_and_plots(tmp_path):
+    """to_netcdf -> load_fit rebuilds the scale design (same summary, same forest), and the forest and
+    densities draw each study's own tau_i and the alpha rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayes_se.api import fit_location_scale, load_fit
+    from bayes_se.builders.location_scale import LocationScaleModel
+    from bayes_se.plots import density_table, forest_table
+    from bayes_se.priors import prior_for
+
+    yi, vi, d, X = _small_guided(12)
+    res = fit_location_scale(yi, vi, Z=X, scale_names=["intercept", "guided"], X=X, coef_names=["intercept", "guided"],
+                             study=[f"s{i}" for i in range(12)], seed=7, draws=150, tune=150, chains=2,
+                             priors={"beta": prior_for("beta", "normal(0, 1)")})
+    back = load_fit(res.to_netcdf(tmp_path / "ls.nc"))
+    assert isinstance(back.meta, LocationScaleModel)
+    np.testing.assert_array_equal(back.meta.Z, X)
+    assert back.meta.scale_names == ["intercept", "guided"]
+    pd.testing.assert_frame_equal(back.summary(), res.summary())
+    ft = forest_table(back)
+    pd.testing.assert_frame_equal(ft, forest_table(res))
+    tau = np.exp(np.asarray(res.idata.posterior["alpha"]).reshape(-1, 2) @ X.T)
+    np.testing.assert_allclose(ft.loc[ft["row"] == "study", "tau"], np.median(tau, axis=0), rtol=1e-12)
+    weights = 1 / (vi + np.median(tau, axis=0) ** 2)
+    np.testing.assert_allclose(ft.loc[ft["row"] == "study", "weight"], 100 * weights / weights.sum(), rtol=1e-12)
+    assert list(ft.loc[ft["row"] == "prediction", "label"]) == ["Prediction (guided=0)", "Prediction (guided=1)"]
+    assert set(density_table(back)["parameter"]) == {"beta[intercept]", "beta[guided]", "alpha[intercept]",
+                                                     "alpha[guided]"}
+    back.plot_forest().savefig(tmp_path / "forest.png")
+    back.plot_densities().savefig(tmp_path / "densities.png")
+
+
+def test_packaged_spec_and_cli_scale_flag_fit_the_exact_engine(capsys, tmp_path):
+    """models/location_scale.toml fits the bundled data (with a 0/1 guided column) by the exact
+    engine; `bayes-se fit --scale` turns the guidance_moderator spec into the same model."""
+    frame = _frame("metapsy").iloc[:16]
+    data = tmp_path / "g.csv"
+    frame.to_csv(data, index=False)
+    code, out, err = run_cli(capsys, "fit", "location_scale", "--data", data, "--json")
+    assert code == 0, err
+    packaged = json.loads(out)
+    assert packaged["engine"] == "exact_scale" and "alpha[guided]" in packaged["parameters"]
+    code, out, err = run_cli(capsys, "fit", "guidance_moderator", "--data", data, "--json", "--scale", "guided",
+                             "--engine", "exact", "--prior", "alpha[guided]=normal(0, 0.5)")
+    assert code == 0, err
+    flagged = json.loads(out)
+    for name in ("beta[guided]", "alpha[intercept]", "alpha[guided]", "pred"):
+        assert flagged["parameters"][name]["mean"] == pytest.approx(packaged["parameters"][name]["mean"], rel=1e-9)
+    code, out, err = run_cli(capsys, "fit", "guidance_moderator", "--data", data, "--scale", "a $ b")
+    assert code == 2 and "model.scale" in err and len(err.strip().splitlines()) == 1

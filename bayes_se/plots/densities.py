@@ -75,10 +75,13 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
     data : pandas.DataFrame, optional
         The data of an ExactPosterior (columns ``yi``, ``vi``).
 
+    A location-scale fit (``log tau_i = z_i' alpha``) has ``alpha[NAME]`` rows (priors keyed
+    ``alpha[NAME]``) instead of ``tau``.
+
     Returns
     -------
     pandas.DataFrame
-        Columns ``parameter`` (``mu``, ``beta[NAME]``, ``tau``), ``source`` ("prior",
+        Columns ``parameter`` (``mu``, ``beta[NAME]``, ``tau`` or ``alpha[NAME]``), ``source`` ("prior",
         "posterior"), ``x``, ``density``.
     """
     from bayes_se.fits import Fit
@@ -89,12 +92,15 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
     priors = dict(priors or {})
     d = posterior_draws(fit, data)
     rows = []
-    params = _parameters(d) + [("tau", "tau", 0)]
-    if d.tau.shape[1] > 1:
+    if d.location_scale:  # location-scale: the scale coefficients (log tau_i = z_i' alpha) instead of tau
+        params = _parameters(d) + [(f"alpha[{n}]", "alpha", j) for j, n in enumerate(d.scale_names)]
+    else:
+        params = _parameters(d) + [("tau", "tau", 0)]
+    if d.tau.shape[1] > 1 and not d.location_scale:
         raise SpecError("prior/posterior densities need a single tau (the fit has one per subgroup)", key="fit")
     for label, key, j in params:
         bounded = key == "tau"
-        draws = d.tau[:, 0] if bounded else d.coef[:, j]
+        draws = d.tau[:, 0] if bounded else d.alpha[:, j] if key == "alpha" else d.coef[:, j]
         lo, hi = _range(draws, bounded)
         grid = np.linspace(lo, hi, GRID)
         # a fit knows its exact density where its engine does; an ExactPosterior always does
@@ -104,7 +110,7 @@ def density_table(fit, priors: dict | None = None, *, data=None) -> pd.DataFrame
         else:
             x, dens = _kde(draws, bounded)
             rows.append((label, "posterior", x, dens))
-        prior = priors.get(key)
+        prior = priors.get(label if key == "alpha" else key)
         if isinstance(prior, dict):
             prior = prior.get(label[5:-1]) if key == "beta" else None
         if prior is not None:

@@ -32,7 +32,10 @@ def _var_names(fit, var_names):
         raise SpecError(f"trace and rank plots need a fit (bayes_se.fit), got {type(fit).__name__}", key="fit")
     idata = fit.idata
     post = idata.posterior
-    names = [v for v in DEFAULT_VARS if v in post] if var_names is None else list(var_names)
+    defaults = DEFAULT_VARS
+    if "alpha" in post:  # location-scale: the sampled alpha, not the per-study tau_i it determines
+        defaults = tuple("alpha" if v == "tau" else v for v in DEFAULT_VARS)
+    names = [v for v in defaults if v in post] if var_names is None else list(var_names)
     missing = [v for v in names if v not in post]
     if missing or not names:
         raise SpecError(f"unknown parameter {missing[0] if missing else None!r}; known: {', '.join(post.data_vars)}",

@@ -62,7 +62,14 @@ class PosteriorDraws:
     prior : dict
         name -> (m, ...) prior draws (empty when the source stores none).
     idata : arviz.InferenceData or None
+    Z, alpha, scale_names : location-scale fits only
+        The scale design (k x q), the (n, q) draws of ``alpha`` and its coefficient names; ``tau``
+        is then (n, k), each study's own ``tau_i = exp(z_i' alpha)``.
     """
+
+    @property
+    def location_scale(self) -> bool:
+        return self.Z is not None
 
     yi: np.ndarray
     vi: np.ndarray
@@ -78,6 +85,9 @@ class PosteriorDraws:
     X: np.ndarray | None = None
     prior: dict = field(default_factory=dict)
     idata: object = None
+    Z: np.ndarray | None = None
+    alpha: np.ndarray | None = None
+    scale_names: list | None = None
 
 
 def _flat(values) -> np.ndarray:
@@ -143,6 +153,7 @@ def idata_draws(idata) -> PosteriorDraws:
     """
     post = idata.posterior
     three_level = "sigma_cluster" in post and "sigma_effect" in post
+    scale = "alpha" in post and "Z" in getattr(idata, "constant_data", {})
     if "theta" not in post or not ("tau" in post or three_level) or "observed_data" not in idata.groups():
         raise SpecError("the plot needs a random-effects fit (tau and theta in the posterior)", key="fit")
     name = "mu" if "mu" in post else "beta"
@@ -150,13 +161,20 @@ def idata_draws(idata) -> PosteriorDraws:
     coef = coef[:, None] if coef.ndim == 1 else coef
     coef_names = ["intercept"] if name == "mu" else [str(c) for c in post["beta"].coords["coef"].values]
     X = np.asarray(idata.constant_data["X"], float) if "X" in idata.constant_data else None
-    if three_level:
+    Z = alpha = scale_names = None
+    if scale:  # location-scale: each study's own tau_i = exp(z_i' alpha) (both engines)
+        Z = np.asarray(idata.constant_data["Z"], float)
+        alpha = _flat(post["alpha"])
+        scale_names = [str(c) for c in post["alpha"].coords["scale_coef"].values]
+        tau = np.exp(alpha @ Z.T)
+    elif three_level:
         # a new effect from a new cluster varies by both components: tau^2 = sigma_c^2 + sigma_e^2
         tau = np.sqrt(_flat(post["sigma_cluster"]) ** 2 + _flat(post["sigma_effect"]) ** 2)
     else:
         tau = _flat(post["tau"])
     tau = tau[:, None] if tau.ndim == 1 else tau
-    groups = [str(g) for g in post["tau"].coords["subgroup"].values] if "subgroup" in post.dims else None
+    groups = [str(g) for g in post["tau"].coords["subgroup"].values] if "subgroup" in post.dims and not scale \
+        else None
     yi = np.asarray(idata.observed_data["y"], float)
     location = np.repeat(coef[:, :1], yi.size, axis=1) if X is None else coef @ X.T
     prior = {}
@@ -167,7 +185,7 @@ def idata_draws(idata) -> PosteriorDraws:
         study=[str(s) for s in post["theta"].coords["study"].values], coef_names=coef_names,
         location_name=name, coef=coef, tau=tau, tau_groups=groups if tau.shape[1] > 1 else None,
         theta=_flat(post["theta"]), location=location, pred=_flat(post["pred"]) if "pred" in post else None,
-        X=X, prior=prior, idata=idata)
+        X=X, prior=prior, idata=idata, Z=Z, alpha=alpha, scale_names=scale_names)
 
 
 def _interval(draws, level):
@@ -214,7 +232,12 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
         ``obs_lower``, ``obs_upper`` (``yi -+ z sqrt(vi)``), ``estimate``, ``lower``, ``upper``
         (posterior mean and quantiles of theta_i, of the pooled effect or of a new effect),
         ``weight`` (percent: metafor's random-effects weights ``1 / (v_i + tau^2)`` at the posterior
-        median of tau; NaN on pooled rows).
+        median of tau; NaN on pooled rows), ``tau`` (location-scale fits: each study's own
+        ``tau_i = exp(z_i' alpha)``, posterior median; its weight uses it).
+
+    With a location-scale fit the prediction rows are one per distinct scale row ``z`` (at most
+    :data:`MAX_SCALE_ROWS`; a continuous scale moderator gets none), each ``mean location of its
+    studies + tau_z N(0, 1)``, labelled by the scale moderators' values.
     """
     if not 0.0 < level < 1.0:
         raise SpecError(f"level must be in (0, 1), got {level}", key="level")
@@ -227,7 +250,7 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
     # metafor's random-effects weights 1 / (v_i + tau^2), in percent, at the posterior median of tau
     # (of the total SD of a new effect in a three-level model; of each study's tau with subgroups)
     tau_med = np.median(d.tau, axis=0)
-    tau_i = tau_med[0] if tau_med.size == 1 else tau_med[[d.tau_groups.index(g) for g in groups]] \
+    tau_i = tau_med if d.location_scale else tau_med[0] if tau_med.size == 1 else tau_med[[d.tau_groups.index(g) for g in groups]] \
         if d.tau_groups and groups is not None and set(groups) <= set(d.tau_groups) else np.median(tau_med)
     w = 1.0 / (d.vi + np.square(tau_i))
     weight = 100.0 * w / w.sum()
@@ -236,7 +259,8 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
         return [{"row": "study", "label": d.study[i], "group": "" if groups is None else groups[i],
                  "yi": d.yi[i], "vi": d.vi[i], "obs_lower": d.yi[i] - z * np.sqrt(d.vi[i]),
                  "obs_upper": d.yi[i] + z * np.sqrt(d.vi[i]), "estimate": est[i], "lower": lo[i],
-                 "upper": hi[i], "weight": weight[i]} for i in idx]
+                 "upper": hi[i], "weight": weight[i],
+                 "tau": tau_med[i] if d.location_scale else np.nan} for i in idx]
 
     def pooled_rows(mask, label, grp, tau):
         loc = d.location[:, mask].mean(axis=1)
@@ -247,7 +271,7 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
             out.append(("prediction", "Prediction interval", new))
         return [{"row": r, "label": lab, "group": grp, "yi": np.nan, "vi": np.nan, "obs_lower": np.nan,
                  "obs_upper": np.nan, **dict(zip(("estimate", "lower", "upper"), _interval(x, level))),
-                 "weight": np.nan} for r, lab, x in out]
+                 "weight": np.nan, "tau": np.nan} for r, lab, x in out]
 
     if groups is None:
         rows = study_rows(range(k))
@@ -266,8 +290,36 @@ def forest_table(fit, data=None, *, group=None, level: float = 0.95, seed: int =
                 rows += pooled_rows(groups == g, f"Pooled ({g})", g, tau)
     if d.location is not None:
         label = "Pooled effect (mu)" if d.location_name == "mu" else "Mean fitted effect"
-        rows += pooled_rows(np.ones(k, bool), label, "", d.tau[:, 0] if d.tau.shape[1] == 1 else None)
+        if d.location_scale:
+            rows += pooled_rows(np.ones(k, bool), label, "", None)
+            rows += _scale_prediction_rows(d, normal, level)
+        else:
+            rows += pooled_rows(np.ones(k, bool), label, "", d.tau[:, 0] if d.tau.shape[1] == 1 else None)
     return pd.DataFrame(rows)
+
+
+#: A location-scale forest draws one prediction interval per distinct scale row up to this many.
+MAX_SCALE_ROWS = 6
+
+
+def _scale_prediction_rows(d: PosteriorDraws, normal, level) -> list:
+    """Prediction rows of a location-scale fit: for each distinct scale row ``z`` (the studies that
+    share it), ``mean_i(x_i' beta) + exp(z' alpha) N(0, 1)``."""
+    rows_z, inverse = np.unique(d.Z, axis=0, return_inverse=True)
+    if len(rows_z) > MAX_SCALE_ROWS:
+        return []
+    names = d.scale_names or [f"z{j}" for j in range(d.Z.shape[1])]
+    out = []
+    for r, z in enumerate(rows_z):
+        mask = np.asarray(inverse).ravel() == r
+        tau = np.exp(d.alpha @ z)
+        what = ", ".join(f"{n}={v:g}" for n, v in zip(names, z) if n != "intercept") or "all"
+        x = d.location[:, mask].mean(axis=1) + tau * normal
+        out.append({"row": "prediction", "label": f"Prediction ({what})", "group": "", "yi": np.nan, "vi": np.nan,
+                    "obs_lower": np.nan, "obs_upper": np.nan,
+                    **dict(zip(("estimate", "lower", "upper"), _interval(x, level))), "weight": np.nan,
+                    "tau": float(np.median(tau))})
+    return out
 
 
 def _diamond(ax, y, est, lo, hi, color, half_height=0.35):
@@ -335,13 +387,15 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
     with style.style():
         height = MARGIN_MM + ROW_MM * n_rows
         tax = None
+        per_study_tau = bool(table["tau"].notna().any())  # location-scale: a tau_i column too
+        text_width = 1.85 if per_study_tau else 1.3
         if ax is None and annotate:  # the annotation columns get an axes of their own, beside the plot
             fig, (ax, tax) = style.new_figure(width, height, ncols=2, sharey=True,
-                                              gridspec_kw={"width_ratios": [2.0, 1.3], "wspace": 0.0})
+                                              gridspec_kw={"width_ratios": [2.0, text_width], "wspace": 0.0})
         else:
             fig, ax = style.figure_and_axes(ax, width, height_mm=height)
             if annotate:
-                tax = ax.inset_axes([1.02, 0.0, 0.65, 1.0], sharey=ax)
+                tax = ax.inset_axes([1.02, 0.0, text_width / 2.0, 1.0], sharey=ax)
         studies = (table["row"] == "study").to_numpy()
         ys = ypos[studies]
         s = table[studies]
@@ -376,12 +430,17 @@ def plot_forest(fit, data=None, *, group=None, level: float = 0.95, ax=None, wid
             tax.set_xlim(0.0, 1.0)
             tax.axis("off")
             pct = f"{100 * level:g}%"
-            tax.text(0.02, -0.8, f"Estimate [{pct} interval]", ha="left", va="bottom", fontweight="bold")
+            head = f"Estimate [{pct} {'CI' if per_study_tau else 'interval'}]"  # short beside tau_i
+            tax.text(0.02, -0.8, head, ha="left", va="bottom", fontweight="bold")
             tax.text(0.98, -0.8, "Weight", ha="right", va="bottom", fontweight="bold")
+            if per_study_tau:  # location-scale: each study's own tau_i (posterior median)
+                tax.text(0.73, -0.8, "tau_i", ha="right", va="bottom", fontweight="bold")
             for yy, (_, r) in zip(ypos, table.iterrows()):
                 tax.text(0.02, yy, _annotation(r), ha="left", va="center")
                 if r["row"] == "study":
                     tax.text(0.98, yy, f"{r['weight']:.1f}%", ha="right", va="center")
+                if per_study_tau and np.isfinite(r["tau"]):
+                    tax.text(0.73, yy, f"{r['tau']:.2f}", ha="right", va="center")
         handles = [Line2D([], [], color=style.OBSERVED, marker="s", ms=3, lw=0.8,
                           label=f"Observed ({100 * level:g}% CI)"),
                    Line2D([], [], color=style.POSTERIOR, marker="o", ms=3, lw=0.8,

@@ -110,7 +110,20 @@ class _Builder:
 # pieces of content
 # ---------------------------------------------------------------------------------------------
 def _is_exact(fit) -> bool:
-    return fit.engine == "exact"
+    return fit.engine in ("exact", "exact_scale")
+
+
+def _scale_formula(fit) -> str | None:
+    """The scale formula of a location-scale fit (``log tau_i = z_i' alpha``), else None."""
+    return fit.settings.get("scale") if fit.settings.get("model") == "location_scale" else None
+
+
+def _per_study_row(fit, name: str) -> bool:
+    """A location-scale MCMC fit's per-study ``tau[STUDY]`` / ``I2[STUDY]`` rows (left to posterior_full)."""
+    if _scale_formula(fit) is None or not name.startswith(("tau[", "I2[")):
+        return False
+    meta = getattr(fit, "meta", None)
+    return meta is not None and name.split("[", 1)[1][:-1] in set(map(str, meta.study))
 
 
 def _posterior_table(fit, level, smallest):
@@ -128,6 +141,9 @@ def _verdict(fit, table, level, diagnostics_failed):
     if "tau" in table.index:
         r = table.loc["tau"]
         parts.append(f"tau = {r['q50']:.3g} ({r[lo]:.3g} to {r[hi]:.3g})")
+    for name in [n for n in table.index if n.startswith("alpha[") and n != "alpha[intercept]"][:2]:
+        r = table.loc[name]
+        parts.append(f"{name} (log tau) = {r['q50']:.3g} ({r[lo]:.3g} to {r[hi]:.3g})")
     if "mu" in table.index:
         p = float(fit.prob_greater(0.0)["mu"])
         parts.append(f"P(mu > 0) = {p:.3g}")
@@ -149,7 +165,9 @@ def _key_results(fit, table, level, smallest) -> pd.DataFrame:
         label = names.get(name)
         if label is None and name.startswith("beta["):
             label = f"coefficient {name[5:-1]}"
-        if label is None and name.startswith(("tau[", "pred[", "sigma_")):
+        if label is None and name.startswith("alpha["):  # location-scale: log tau_i = z_i' alpha
+            label = f"scale coefficient {name[6:-1]} (log tau)"
+        if label is None and name.startswith(("tau[", "pred[", "sigma_")) and not _per_study_row(fit, name):
             label = name
         if label is not None:
             r = table.loc[name]
@@ -226,6 +244,13 @@ def _priors(fit, priors):
 
 def _model_blocks(fit, mods, priors):
     kind = fit.settings.get("model", "random_effects")
+    if kind == "location_scale":
+        scale = fit.settings.get("scale")
+        lines = ["y_i ~ N(θ_i, v_i),  θ_i ~ N(" + ("x_i′β" if mods else "μ") + ", τ_i²),  log τ_i = z_i′α"]
+        blocks = [("p", "A location-scale model (Viechtbauer & López-López 2022): each study's heterogeneity SD τ_i "
+                        f"depends on the scale moderators z_i of the formula '{scale}' through log τ_i = z_i′α"
+                        + (f"; x_i holds the moderators of the formula '{mods}'." if mods else "."))]
+        return _model_tail(fit, blocks + [("math", line) for line in lines], priors)
     if kind == "three_level":
         lines = ["y_ij ~ N(θ_ij, v_ij),  θ_ij = x_ij′β + u_j + w_ij,  u_j ~ N(0, σ_cluster²),  w_ij ~ N(0, σ_effect²)"]
     elif kind == "student_t":
@@ -238,13 +263,19 @@ def _model_blocks(fit, mods, priors):
                     "between studies with standard deviation τ (the heterogeneity)"
                     + (f"; x_i holds the moderators of the formula '{mods}'." if mods else "."))]
     blocks += [("math", line) for line in lines]
+    return _model_tail(fit, blocks, priors)
+
+
+def _model_tail(fit, blocks, priors):
     if priors:
         blocks.append(("p", "Priors:"))
         blocks += [("math", text) for text in priors.values()]
     else:
         blocks.append(("missing", "The priors of this fit were not recorded; pass spec= or priors= to "
                                   "write_report."))
-    engine = "exact quadrature over τ (no sampling)" if _is_exact(fit) else "MCMC (NUTS, PyMC)"
+    engine = ("exact quadrature over τ (no sampling)" if fit.engine == "exact" else
+              "exact 2-D quadrature over (τ_0, τ_1) (no sampling)" if fit.engine == "exact_scale" else
+              "MCMC (NUTS, PyMC)")
     blocks.append(("p", f"Engine: {engine}."))
     return blocks
 
@@ -392,7 +423,7 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
     b.section("forest", "Forest plot", [
         b.figure("forest", f"Observed effects with {pct} intervals, shrunken study estimates and the pooled "
                            "effect", "plot_forest", fit, data=data, level=level, width="double")])
-    shown = table.loc[[n for n in table.index if not str(n).startswith("theta[")]]
+    shown = table.loc[[n for n in table.index if not str(n).startswith("theta[") and not _per_study_row(fit, str(n))]]
     b.table("posterior_full", table, "")
     b.section("posterior", "Posterior summary", [
         ("p", f"Posterior means, SDs, medians (q50) and central {pct} credible intervals; pred is the effect "
@@ -422,7 +453,11 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
         b.figure("densities", "Prior and posterior densities of the main parameters", "plot_densities", fit,
                  data=data)])
 
-    if sensitivity is not None:
+    scale = _scale_formula(fit)
+    if scale is not None and sensitivity is None:
+        sens = [("missing", "Prior sensitivity is not run for location-scale models (model.scale); refit with "
+                            "other priors on alpha and beta (--prior) to compare.")]
+    elif sensitivity is not None:
         sens = [("p", f"The same model under {len(sensitivity.table)} prior settings (grid syntax: see "
                       "docs/reporting.md)."),
                 b.table("sensitivity", sensitivity.table.set_index("prior"), "Prior sensitivity"),
@@ -433,14 +468,25 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
                             "bayes_se.prior_sensitivity.sensitivity (bayes-se sensitivity) and pass it to the report.")]
     b.section("sensitivity", "Prior sensitivity", sens)
 
-    if freq is None:
+    if scale is not None:  # metafor's rma(..., scale=): its own table, no trim-and-fill
+        try:
+            from bayes_se.compare_scale import compare_location_scale
+
+            cmp = compare_location_scale(fit, data, mods=mods, scale=scale, level=level)
+            freq_blocks = [b.table("comparison", cmp.table, "Bayesian vs frequentist (rma with scale=) estimates"),
+                           ("list", cmp.notes),
+                           ("missing", "Trim-and-fill and the funnel plot are skipped: they assume one tau.")]
+            freq = cmp
+        except BayesSEError as exc:
+            freq_blocks = [("missing", f"No frequentist comparison for this model ({exc}).")]
+    elif freq is None:
         try:
             from bayes_se.compare import compare_frequentist
 
             freq = compare_frequentist(fit, data, mods=mods, level=level)
         except BayesSEError as exc:
             freq_blocks = [("missing", f"No frequentist comparison for this model ({exc}).")]
-    if freq is not None:
+    if freq is not None and scale is None:
         freq_blocks = [b.table("comparison", freq.table, "Bayesian vs frequentist estimates")]
         freq_blocks.append(("list", freq.notes) if freq.notes else
                            ("p", "The methods agree within the thresholds of bayes_se.compare."))

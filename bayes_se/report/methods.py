@@ -84,7 +84,14 @@ def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | 
     exact = fit.engine == "exact"
     pct = f"{100 * level:g}%"
     s = []
-    if mods:
+    st = settings or {}
+    scale = st.get("scale") if st.get("model") == "location_scale" else None
+    if scale:
+        s.append(f"We fitted a Bayesian location-scale meta-analysis (Viechtbauer & López-López 2022) to k = {k} "
+                 f"effect sizes: y_i ~ N(θ_i, v_i), θ_i ~ N({'x_i′β' if mods else 'μ'}, τ_i²), log τ_i = z_i′α, "
+                 f"with {'location moderators ' + mods + ' and ' if mods else ''}scale moderators {scale}, where "
+                 "v_i is the known sampling variance of effect i.")
+    elif mods:
         s.append(f"We fitted a Bayesian random-effects meta-regression to k = {k} effect sizes, with moderators "
                  f"{mods}: y_i ~ N(x_i'β + u_i, v_i), u_i ~ N(0, τ²), where v_i is the known sampling variance of "
                  "effect i.")
@@ -109,6 +116,11 @@ def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | 
                  f"{v['bayes_se']} (Python {v['python']}, NumPy {v['numpy']}, SciPy {v['scipy']}); the rule was "
                  "refined until doubling its nodes changed the log marginal likelihood and the posterior means and "
                  "SDs by less than 1e-9, so no Monte Carlo error or convergence diagnostics apply.")
+    elif fit.engine == "exact_scale":
+        s.append(f"The posterior was computed without sampling with bayes_se {v['bayes_se']} (Python {v['python']}, "
+                 f"NumPy {v['numpy']}, SciPy {v['scipy']}): the coefficients conditionally on (τ_0, τ_1) in closed "
+                 "form, (log τ_0, log τ_1) by a 2-D trapezoidal rule refined until the log marginal likelihood and "
+                 "the moments agreed to 1e-10, so no Monte Carlo error or convergence diagnostics apply.")
     elif exact:
         s.append(f"The posterior was computed without sampling, by numerical integration over τ (the "
                  f"normal-normal model is conjugate given τ; Röver 2020), with bayes_se {v['bayes_se']} (Python "
@@ -116,7 +128,6 @@ def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | 
                  "Chebyshev coefficients decayed below 1e-13, so no Monte Carlo error or convergence diagnostics "
                  "apply.")
     else:
-        st = settings or {}
         s.append(f"The model was fitted with bayes_se {v['bayes_se']} using the No-U-Turn sampler of PyMC "
                  f"{v['pymc']} (PyTensor {v['pytensor']}; Python {v['python']}), {st.get('chains', '?')} chains of "
                  f"{st.get('tune', '?')} warm-up and {st.get('draws', '?')} sampling iterations, target acceptance "
@@ -141,7 +152,10 @@ def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | 
                     f"{t['tau_mean'].max():.3g}")
         s.append(f"In a prior sensitivity analysis the model was refitted under {len(t)} prior settings ({labels})"
                  f"{span}.")
-    if compared:
+    if compared and scale:
+        s.append("For comparison we report frequentist location-scale fits (REML and ML, Wald-type intervals) "
+                 "computed to match metafor 3.8-1's rma(..., scale=).")
+    elif compared:
         s.append("For comparison we report frequentist estimates (DerSimonian-Laird, REML with Wald-type and "
                  "Knapp-Hartung intervals, Q-profile intervals for τ) computed to match metafor 3.8-1.")
     s.append("Reporting follows the Bayesian Analysis Reporting Guidelines (Kruschke 2021).")
