@@ -191,6 +191,11 @@ def check(idata, var_names=None) -> Verdict:
 # at once; tests/test_diagnostics_vectorised.py checks them bit for bit against az.rhat/az.ess.
 
 
+#: Parameters per block of :func:`convergence_stats` (about 40 MB of temporaries per 1,000 draws
+#: per chain and 4 chains).
+STATS_BLOCK = 128
+
+
 def _as_columns(values):
     """(K, chain, draw) float array of draws (chain, draw, *shape), and the shape."""
     values = np.asarray(values, dtype=float)
@@ -353,6 +358,17 @@ def convergence_stats(values) -> dict:
         ``r_hat``, ``ess_bulk``, ``ess_tail``: arrays of shape ``values.shape[2:]``.
     """
     cols, shape = _as_columns(values)
+    out = {key: np.full(cols.shape[0], np.nan) for key in ("r_hat", "ess_bulk", "ess_tail")}
+    # parameters in blocks: the temporaries (FFT, argsort) stay a few times one block's draws
+    for start in range(0, cols.shape[0], STATS_BLOCK):
+        block = slice(start, start + STATS_BLOCK)
+        for key, val in _convergence_block(cols[block]).items():
+            out[key][block] = val
+    return {key: val.reshape(shape) for key, val in out.items()}
+
+
+def _convergence_block(cols) -> dict:
+    """:func:`convergence_stats` of (K, chain, draw) draws."""
     n_param, n_chain, n_draw = cols.shape
     out = {key: np.full(n_param, np.nan) for key in ("r_hat", "ess_bulk", "ess_tail")}
     ok = _valid(cols, 1)
@@ -376,7 +392,7 @@ def convergence_stats(values) -> dict:
             median = np.mean(ordered[:, mid], axis=1)  # np.median's arithmetic
             tail = _rhat(_z_scale(np.abs(split - median[:, None, None])))
             out["r_hat"][ok] = np.where(tail > bulk, tail, bulk)  # Python's max(bulk, tail)
-    return {key: val.reshape(shape) for key, val in out.items()}
+    return out
 
 
 def _quantile_type7(ordered, prob):

@@ -271,8 +271,9 @@ def job_proc(job):
         rc, stdout, stderr = 124, exc.stdout or "", exc.stderr or ""
         stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
         stderr = stderr.decode() if isinstance(stderr, bytes) else stderr
-    out = {"proc_s": time.perf_counter() - t, "rc": rc,
-           "child_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = {"proc_s": time.perf_counter() - t, "rc": rc, "child_cpu_s": kids.ru_utime + kids.ru_stime,
+           "child_maxrss_mb": kids.ru_maxrss / 1024.0,
            "stderr_tail": " | ".join(stderr.strip().splitlines()[-2:])[-300:] if rc else ""}
     try:  # one JSON object, pretty-printed (bayes-se --json) or on the last line (floor scripts)
         out["output"] = json.loads(stdout)

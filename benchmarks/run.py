@@ -495,7 +495,8 @@ def write_summary(res, opts, suffix):
                + (" (quick: 200 + 200 draws, big k reduced)" if opts.quick else "") + ".", ""]
     for name, frame in res.items():
         if name in ("ratios", "demo"):
-            cols = [c for c in ("row", "impl", "cache", "repeat", "proc_s", "rc", "child_maxrss_mb", "ess_tau",
+            cols = [c for c in ("row", "impl", "cache", "repeat", "proc_s", "child_cpu_s", "rc", "child_maxrss_mb",
+                                "ess_tau",
                                 "stderr_tail") if c in frame]
             md += [f"## {name} (every run)", "", markdown(frame[cols]), ""]
             continue

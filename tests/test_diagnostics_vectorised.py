@@ -82,7 +82,10 @@ def _fit_with_many_thetas(k=120, seed=11):
     return BayesianFit(idata=idata, settings={"k": k, "level": 0.95, "smallest_effect": 0.1})
 
 
-def test_fit_summary_and_verdict_equal_to_the_arviz_path():
+def test_fit_summary_and_verdict_equal_to_the_arviz_path(monkeypatch):
+    from bayes_se import diagnostics
+
+    monkeypatch.setattr(diagnostics, "STATS_BLOCK", 50)  # 122 parameters: three blocks, the last short
     fit = _fit_with_many_thetas()
     table = fit.summary()
     post = fit.idata.posterior
