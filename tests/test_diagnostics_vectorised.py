@@ -42,7 +42,7 @@ def _chains(rng, chains, draws, kind, k=6):
 
 
 @pytest.mark.parametrize("chains", [1, 2, 4])
-@pytest.mark.parametrize("draws", [4, 7, 100, 501])
+@pytest.mark.parametrize("draws", [4, 7, 28, 100, 501])
 @pytest.mark.parametrize("kind", ["iid", "ar", "ties", "stuck"])
 def test_equal_to_arviz_bit_for_bit(chains, draws, kind):
     x = _chains(np.random.default_rng([chains, draws, len(kind)]), chains, draws, kind)
