@@ -58,8 +58,11 @@ def worker(job: dict, compiledir: str | None = None, extra_env: dict | None = No
         env["PYTENSOR_FLAGS"] = f"base_compiledir={compiledir}"
     env.update(extra_env or {})
     t = time.perf_counter()
-    proc = subprocess.run([PY, os.path.join(HERE, "_worker.py"), json.dumps(job)], capture_output=True,
-                          text=True, env=env, timeout=RUN_TIMEOUT_S, cwd=ROOT)
+    try:
+        proc = subprocess.run([PY, os.path.join(HERE, "_worker.py"), json.dumps(job)], capture_output=True,
+                              text=True, env=env, timeout=RUN_TIMEOUT_S, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {**job, "wall_s": time.perf_counter() - t, "rc": 124, "error": f"timeout {RUN_TIMEOUT_S} s"}
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         return {**job, "wall_s": wall, "error": proc.stderr.strip().splitlines()[-1][:300]}
@@ -285,7 +288,7 @@ def sec_demo(opts):
             cache = "cold" if r == 0 else "warm"
             log(f"  demo run {r} ({cache})")
             argv = _cli("demo", "--out", os.path.join(tmp, f"demo{r}"), *(["--quick"] if opts.quick else []))
-            rows.append(_proc(argv, compiledir=cdir, timeout_s=RUN_TIMEOUT_S, row="demo", impl="bayes_se",
+            rows.append(_proc(argv, compiledir=cdir, timeout_s=RUN_TIMEOUT_S - 60, row="demo", impl="bayes_se",
                               cache=cache, repeat=r))
     finally:
         shutil.rmtree(cdir, ignore_errors=True)
