@@ -313,9 +313,18 @@ def ratio_table(res, quick=False) -> pd.DataFrame:
 
     if "ratios" in res:
         f = res["ratios"]
+        def cpu_ratio(row, cache=None, per_ess=False):
+            """The same ratio in CPU seconds of the process (steadier than wall time on a shared machine)."""
+            where = {} if cache is None else {"cache": cache}
+            cpu = {i: cell(f, "child_cpu_s", row=row, impl=i, **where) for i in ("bayes_se", "floor")}
+            if per_ess:
+                ess = {i: cell(f, "ess_tau", row=row, impl=i, **where) for i in cpu}
+                return f"per CPU s: {(ess['bayes_se'] / cpu['bayes_se']) / (ess['floor'] / cpu['floor']):.2f}x"
+            return f"CPU s {cpu['bayes_se']:.2f} vs {cpu['floor']:.2f}: {cpu['bayes_se'] / cpu['floor']:.2f}x"
+
         ours, floor = cell(f, "proc_s", row="exact_k81", impl="bayes_se"), cell(f, "proc_s", row="exact_k81", impl="floor")
         add("`bayes-se fit --engine exact`, k = 81: process s (floor: bare NumPy script)", round(ours, 3),
-            round(floor, 3), round(ours / floor, 2), "<= 1.5x", ours / floor <= 1.5)
+            round(floor, 3), round(ours / floor, 2), "<= 1.5x", ours / floor <= 1.5, cpu_ratio("exact_k81"))
         for cache in ("warm", "cold"):
             ess = {i: cell(f, "ess_tau", row="mcmc_k81", impl=i, cache=cache) for i in ("bayes_se", "floor")}
             sec = {i: cell(f, "proc_s", row="mcmc_k81", impl=i, cache=cache) for i in ("bayes_se", "floor")}
@@ -326,12 +335,12 @@ def ratio_table(res, quick=False) -> pd.DataFrame:
                 ">= 4x (stretch 8x)" if cache == "warm" else "(first fit after install)",
                 ratio >= 4 if cache == "warm" else "",
                 f"process {sec['bayes_se']:.1f} s vs {sec['floor']:.1f} s; tau-ESS {ess['bayes_se']:.0f} vs "
-                f"{ess['floor']:.0f}")
+                f"{ess['floor']:.0f}; {cpu_ratio('mcmc_k81', cache, per_ess=True)}")
         ours, floor = cell(f, "proc_s", row="mcmc_k1000", impl="bayes_se"), cell(f, "proc_s", row="mcmc_k1000", impl="floor")
         add("MCMC k = 1,000 `bayes-se fit --json`: process s (floor: plain PyMC)", round(ours, 2), round(floor, 2),
             round(ours / floor, 2), "<= 0.5x", ours / floor <= 0.5,
             f"tau-ESS {cell(f, 'ess_tau', row='mcmc_k1000', impl='bayes_se'):.0f} vs "
-            f"{cell(f, 'ess_tau', row='mcmc_k1000', impl='floor'):.0f}")
+            f"{cell(f, 'ess_tau', row='mcmc_k1000', impl='floor'):.0f}; {cpu_ratio('mcmc_k1000')}")
         for prefix, what, secs in (("big_exact_k", "exact engine (`fit --engine exact`)", 10.0),
                                    ("big_freq_reml_k", "`bayes-se freq --method REML`", 30.0)):
             sel = f[f["row"].astype(str).str.startswith(prefix)]
