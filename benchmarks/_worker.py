@@ -11,7 +11,9 @@ Jobs (``JOB_JSON["job"]``):
 * ``exact``: in-process time of ``bayes_se.fit(engine="exact")`` and of ``exact_posterior``;
 * ``sensitivity``: a 12-prior grid, exact or MCMC;
 * ``posthoc``: one k = 70 fit, then ``az.loo`` and ``az.plot_ppc`` (all vs capped draws);
-* ``simulate``: a fixed simulation grid with ``workers`` processes.
+* ``simulate``: a fixed simulation grid with ``workers`` processes;
+* ``proc``: one command (the ``bayes-se`` CLI or a floor script) as a child process, with its
+  wall time and peak memory (the ratio table of ``run.py --sections ratios``).
 """
 
 from __future__ import annotations
@@ -245,7 +247,46 @@ def job_burn(job):
     return {"simulate_s": time.perf_counter() - t, "rows": 0}
 
 
-JOBS = {"burn": job_burn, "mcmc": job_mcmc, "nutpie": job_nutpie, "exact": job_exact, "sensitivity": job_sensitivity,
+def job_proc(job):
+    """Run one command (``argv``) as a child process: its wall time, exit status, peak resident
+    memory (``resource.getrusage(RUSAGE_CHILDREN)``, this worker having no other child) and the
+    JSON object on its last stdout line, if any. ``mem_gb`` caps the child's address space
+    (``RLIMIT_AS``), so a run that would need tens of GiB fails with a MemoryError instead of
+    swapping a shared machine; ``timeout_s`` stops it (exit status 124)."""
+    import subprocess
+
+    limit = job.get("mem_gb")
+
+    def cap():
+        if limit:
+            size = int(float(limit) * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(job["argv"], capture_output=True, text=True, timeout=job.get("timeout_s"),
+                              preexec_fn=cap, cwd=job.get("cwd"))
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, stdout, stderr = 124, exc.stdout or "", exc.stderr or ""
+        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+        stderr = stderr.decode() if isinstance(stderr, bytes) else stderr
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = {"proc_s": time.perf_counter() - t, "rc": rc, "child_cpu_s": kids.ru_utime + kids.ru_stime,
+           "child_maxrss_mb": kids.ru_maxrss / 1024.0,
+           "stderr_tail": " | ".join(stderr.strip().splitlines()[-2:])[-300:] if rc else ""}
+    try:  # one JSON object, pretty-printed (bayes-se --json) or on the last line (floor scripts)
+        out["output"] = json.loads(stdout)
+    except ValueError:
+        lines = [line for line in stdout.strip().splitlines() if line.startswith("{")]
+        try:
+            out["output"] = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            pass
+    return out
+
+
+JOBS = {"proc": job_proc, "burn": job_burn, "mcmc": job_mcmc, "nutpie": job_nutpie, "exact": job_exact, "sensitivity": job_sensitivity,
         "posthoc": job_posthoc, "simulate": job_simulate}
 
 

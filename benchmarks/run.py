@@ -7,7 +7,12 @@ module compiled), the following runs are *warm* (cache filled). Results go to
 ``benchmarks/results/<section>.csv`` (one row per run) and ``benchmarks/results/summary.md`` (the
 Markdown tables printed at the end, with the targets).
 
-Sections: import, cli, exact, mcmc, blas, nutpie, sensitivity, posthoc, simulate.
+Sections: ratios, demo, import, cli, exact, mcmc, blas, nutpie, sensitivity, posthoc, simulate.
+
+``ratios`` and ``demo`` (issue 17) make the table printed first: each whole-process figure beside
+its floor measured in the same run (``floor_exact.py``: a bare NumPy script for the exact fit;
+``floor_pymc.py``: a plain PyMC script for MCMC), with the ratio and the issue's target. Keep this
+harness out of the test suite.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 PY = sys.executable
 CLI = os.path.join(os.path.dirname(PY), "bayes-se")
-SECTIONS = ("import", "cli", "exact", "mcmc", "sensitivity", "simulate", "posthoc", "blas", "nutpie")
+SECTIONS = ("ratios", "demo", "import", "cli", "exact", "mcmc", "sensitivity", "simulate", "posthoc", "blas",
+            "nutpie")
 RUN_TIMEOUT_S = 1800
 HEAVY = ("pymc", "arviz", "matplotlib", "pytensor")
 TARGETS = {
@@ -52,8 +58,11 @@ def worker(job: dict, compiledir: str | None = None, extra_env: dict | None = No
         env["PYTENSOR_FLAGS"] = f"base_compiledir={compiledir}"
     env.update(extra_env or {})
     t = time.perf_counter()
-    proc = subprocess.run([PY, os.path.join(HERE, "_worker.py"), json.dumps(job)], capture_output=True,
-                          text=True, env=env, timeout=RUN_TIMEOUT_S, cwd=ROOT)
+    try:
+        proc = subprocess.run([PY, os.path.join(HERE, "_worker.py"), json.dumps(job)], capture_output=True,
+                              text=True, env=env, timeout=RUN_TIMEOUT_S, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {**job, "wall_s": time.perf_counter() - t, "rc": 124, "error": f"timeout {RUN_TIMEOUT_S} s"}
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         return {**job, "wall_s": wall, "error": proc.stderr.strip().splitlines()[-1][:300]}
@@ -196,6 +205,171 @@ def sec_simulate(opts):
 
 
 # ---------------------------------------------------------------------------------------------
+# issue 17: whole processes against their same-run floors
+BIG_EXACT_K, BIG_FREQ_K = 200_000, 100_000
+BIG_TIMEOUT_S = 300
+BIG_MEM_GB = 8  # address-space cap of the k = 100,000 / 200,000 runs (a k x k matrix would need 74 GiB)
+
+
+def _cli(*args):
+    return [PY, "-m", "bayes_se.cli", *args]
+
+
+def _proc(argv, *, compiledir=None, timeout_s=None, mem_gb=None, **labels):
+    job = {"job": "proc", "argv": argv, "timeout_s": timeout_s, "mem_gb": mem_gb, "cwd": ROOT}
+    env = {"PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    row = worker(job, compiledir=compiledir, extra_env=env)
+    row.pop("argv", None)
+    out = row.pop("output", None) or {}
+    if "parameters" in out:  # bayes-se fit --json
+        row["ess_tau"] = (out["parameters"].get("tau") or {}).get("ess_bulk")
+    elif "ess_tau" in out:  # floor_pymc.py
+        row["ess_tau"] = out["ess_tau"]
+    return {**labels, **{k: v for k, v in row.items() if k not in ("job", "timeout_s", "mem_gb", "cwd")}}
+
+
+def sec_ratios(opts):
+    """bayes_se's whole processes and their floors, alternated run by run (medians in the table)."""
+    from datasets import make_data
+
+    tmp = tempfile.mkdtemp(prefix="bench_ratios_")
+    paths = {}
+    big_exact = 20_000 if opts.quick else BIG_EXACT_K
+    big_freq = 10_000 if opts.quick else BIG_FREQ_K
+    for k in (81, 1000, big_exact, big_freq):
+        paths[k] = os.path.join(tmp, f"re_{k}.csv")
+        make_data("re", k).to_csv(paths[k], index=False)
+    draws = ["200", "200"] if opts.quick else ["1000", "1000"]
+    rows = []
+    try:
+        for r in range(opts.repeats):
+            log(f"  ratios exact k=81 run {r}")
+            rows.append(_proc([PY, os.path.join(HERE, "floor_exact.py"), paths[81]],
+                              row="exact_k81", impl="floor", cache="-", repeat=r))
+            rows.append(_proc(_cli("fit", "--engine", "exact", "--data", paths[81], "--json"),
+                              row="exact_k81", impl="bayes_se", cache="-", repeat=r))
+        # MCMC: one compile directory per implementation; the first run in it is cold
+        dirs = {impl: tempfile.mkdtemp(prefix=f"bench_pytensor_{impl}_") for impl in ("bayes_se", "floor")}
+        for k in (81, 1000):
+            for r in range(1 + opts.repeats if k == 81 else opts.repeats):
+                cache = "cold" if (k == 81 and r == 0) else "warm"
+                log(f"  ratios mcmc k={k} run {r} ({cache})")
+                rows.append(_proc([PY, os.path.join(HERE, "floor_pymc.py"), paths[k], *draws],
+                                  compiledir=dirs["floor"], row=f"mcmc_k{k}", impl="floor", cache=cache,
+                                  repeat=r))
+                rows.append(_proc(_cli("fit", "--data", paths[k], "--json", "--draws", draws[0],
+                                       "--tune", draws[1]),
+                                  compiledir=dirs["bayes_se"], row=f"mcmc_k{k}", impl="bayes_se",
+                                  cache=cache, repeat=r))
+        for d in dirs.values():
+            shutil.rmtree(d, ignore_errors=True)
+        # linear in k: one run each, capped in time and memory
+        log(f"  ratios exact k={big_exact}")
+        rows.append(_proc(_cli("fit", "--engine", "exact", "--data", paths[big_exact], "--json"),
+                          timeout_s=BIG_TIMEOUT_S, mem_gb=BIG_MEM_GB, row=f"big_exact_k{big_exact}",
+                          impl="bayes_se", cache="-", repeat=0))
+        log(f"  ratios freq REML k={big_freq}")
+        rows.append(_proc(_cli("freq", paths[big_freq], "--method", "REML", "--json"),
+                          timeout_s=BIG_TIMEOUT_S, mem_gb=BIG_MEM_GB, row=f"big_freq_reml_k{big_freq}",
+                          impl="bayes_se", cache="-", repeat=0))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return pd.DataFrame(rows)
+
+
+def sec_demo(opts):
+    """``bayes-se demo`` in a fresh compile directory (cold: the first run after ``pip install``),
+    then warm; ``--quick`` runs ``demo --quick``."""
+    cdir = tempfile.mkdtemp(prefix="bench_pytensor_demo_")
+    tmp = tempfile.mkdtemp(prefix="bench_demo_")
+    rows = []
+    try:
+        for r in range(1 + opts.repeats):
+            cache = "cold" if r == 0 else "warm"
+            log(f"  demo run {r} ({cache})")
+            argv = _cli("demo", "--out", os.path.join(tmp, f"demo{r}"), *(["--quick"] if opts.quick else []))
+            rows.append(_proc(argv, compiledir=cdir, timeout_s=RUN_TIMEOUT_S - 60, row="demo", impl="bayes_se",
+                              cache=cache, repeat=r))
+    finally:
+        shutil.rmtree(cdir, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return pd.DataFrame(rows)
+
+
+def ratio_table(res, quick=False) -> pd.DataFrame:
+    """The issue-17 table: each figure, its same-run floor, the ratio, the target, met or not."""
+    out = []
+
+    def add(what, ours, floor, ratio, goal, met, note=""):
+        out.append({"measurement": what, "bayes_se": ours, "floor": floor, "ratio": ratio, "target": goal,
+                    "met": met, "note": note})
+
+    def cell(frame, col, **where):
+        sel = frame
+        for key, value in where.items():
+            sel = sel[sel[key] == value]
+        sel = sel[sel["rc"] == 0] if "rc" in sel else sel
+        return float(pd.to_numeric(sel[col], errors="coerce").median()) if len(sel) else float("nan")
+
+    if "ratios" in res:
+        f = res["ratios"]
+        def cpu_ratio(row, cache=None, per_ess=False):
+            """The same ratio in CPU seconds of the process (steadier than wall time on a shared machine)."""
+            where = {} if cache is None else {"cache": cache}
+            cpu = {i: cell(f, "child_cpu_s", row=row, impl=i, **where) for i in ("bayes_se", "floor")}
+            if per_ess:
+                ess = {i: cell(f, "ess_tau", row=row, impl=i, **where) for i in cpu}
+                return f"per CPU s: {(ess['bayes_se'] / cpu['bayes_se']) / (ess['floor'] / cpu['floor']):.2f}x"
+            return f"CPU s {cpu['bayes_se']:.2f} vs {cpu['floor']:.2f}: {cpu['bayes_se'] / cpu['floor']:.2f}x"
+
+        ours, floor = cell(f, "proc_s", row="exact_k81", impl="bayes_se"), cell(f, "proc_s", row="exact_k81", impl="floor")
+        add("`bayes-se fit --engine exact`, k = 81: process s (floor: bare NumPy script)", round(ours, 3),
+            round(floor, 3), round(ours / floor, 2), "<= 1.5x", ours / floor <= 1.5, cpu_ratio("exact_k81"))
+        for cache in ("warm", "cold"):
+            ess = {i: cell(f, "ess_tau", row="mcmc_k81", impl=i, cache=cache) for i in ("bayes_se", "floor")}
+            sec = {i: cell(f, "proc_s", row="mcmc_k81", impl=i, cache=cache) for i in ("bayes_se", "floor")}
+            rate = {i: ess[i] / sec[i] for i in ess}
+            ratio = rate["bayes_se"] / rate["floor"]
+            add(f"MCMC k = 81, {cache} compile cache: tau bulk-ESS per process s (floor: plain PyMC)",
+                round(rate["bayes_se"], 1), round(rate["floor"], 1), round(ratio, 2),
+                ">= 4x (stretch 8x)" if cache == "warm" else "(first fit after install)",
+                ratio >= 4 if cache == "warm" else "",
+                f"process {sec['bayes_se']:.1f} s vs {sec['floor']:.1f} s; tau-ESS {ess['bayes_se']:.0f} vs "
+                f"{ess['floor']:.0f}; {cpu_ratio('mcmc_k81', cache, per_ess=True)}")
+        ours, floor = cell(f, "proc_s", row="mcmc_k1000", impl="bayes_se"), cell(f, "proc_s", row="mcmc_k1000", impl="floor")
+        add("MCMC k = 1,000 `bayes-se fit --json`: process s (floor: plain PyMC)", round(ours, 2), round(floor, 2),
+            round(ours / floor, 2), "<= 0.5x", ours / floor <= 0.5,
+            f"tau-ESS {cell(f, 'ess_tau', row='mcmc_k1000', impl='bayes_se'):.0f} vs "
+            f"{cell(f, 'ess_tau', row='mcmc_k1000', impl='floor'):.0f}; {cpu_ratio('mcmc_k1000')}")
+        for prefix, what, secs in (("big_exact_k", "exact engine (`fit --engine exact`)", 10.0),
+                                   ("big_freq_reml_k", "`bayes-se freq --method REML`", 30.0)):
+            sel = f[f["row"].astype(str).str.startswith(prefix)]
+            if not len(sel):
+                continue
+            row = sel.iloc[0]
+            k = int(str(row["row"])[len(prefix):])
+            rss = float(row["child_maxrss_mb"])
+            ok = int(row["rc"]) == 0
+            secs_ok = ok and float(row["proc_s"]) < secs
+            mem_ok = prefix != "big_exact_k" or rss < 1024
+            note = "" if ok else (f"exit {int(row['rc'])}"
+                                  + (f" (timeout {BIG_TIMEOUT_S} s)" if int(row["rc"]) == 124 else "")
+                                  + f": {row.get('stderr_tail', '')}")
+            add(f"{what}, k = {k:,}: process s / peak MiB", f"{float(row['proc_s']):.1f} / {rss:.0f}", "", "",
+                f"< {secs:g} s" + (", < 1024 MiB" if prefix == "big_exact_k" else "")
+                + (f" at k = {BIG_EXACT_K if prefix == 'big_exact_k' else BIG_FREQ_K:,}" if quick else ""),
+                bool(secs_ok and mem_ok), note)
+    if "demo" in res:
+        f = res["demo"]
+        for cache in ("cold", "warm"):
+            v = cell(f, "proc_s", cache=cache)
+            add(f"`bayes-se demo{' --quick' if quick else ''}`, {cache} compile cache: process s", round(v, 1), "",
+                "", "< 60 s" if cache == "warm" else "(first run after install)",
+                (v < 60) if cache == "warm" else "")
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------
 def markdown(frame: pd.DataFrame) -> str:
     """A pipe table (hand-written: pandas' to_markdown needs the optional tabulate package)."""
     cols = [str(c) for c in frame.columns]
@@ -324,7 +498,20 @@ def main(argv=None):
 def write_summary(res, opts, suffix):
     md = [f"# bayes_se benchmarks{' (quick)' if opts.quick else ''}", "", f"Machine: {machine()}", "",
           f"Medians of {opts.repeats} run(s) per cell.", ""]
+    if "ratios" in res or "demo" in res:
+        md += ["## whole process against its floor, same run (issue 17)", "",
+               markdown(ratio_table(res, opts.quick)), "",
+               "Floors: `benchmarks/floor_exact.py` (NumPy only: reads the CSV, integrates tau on a "
+               "1,001-point grid), `benchmarks/floor_pymc.py` (plain PyMC, non-centred, 4 chains on 2 "
+               "cores). Warm: PyTensor's compile cache filled by an earlier run; cold: an empty one"
+               + (" (quick: 200 + 200 draws, big k reduced)" if opts.quick else "") + ".", ""]
     for name, frame in res.items():
+        if name in ("ratios", "demo"):
+            cols = [c for c in ("row", "impl", "cache", "repeat", "proc_s", "child_cpu_s", "rc", "child_maxrss_mb",
+                                "ess_tau",
+                                "stderr_tail") if c in frame]
+            md += [f"## {name} (every run)", "", markdown(frame[cols]), ""]
+            continue
         if name in ("mcmc", "blas"):
             frame = mcmc_table(frame)
         elif name in ("import", "cli", "exact", "sensitivity", "posthoc", "simulate"):
