@@ -305,7 +305,26 @@ def test_cli_exits_quietly_when_the_reader_closes_the_pipe(tmp_path):
     assert not [word for word in QUIET_STDERR_BANNED if word in err], err
 
 
-def test_sampling_reraises_a_ctrl_c_that_pymc_swallowed():
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process during the test, even when the suite was
+    started with SIGINT ignored (a background job of a shell without job control), where Python
+    installs no handler of its own."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _sigint_default():  # preexec_fn: the child gets Python's usual Ctrl-C, whatever this process ignores
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_sampling_reraises_a_ctrl_c_that_pymc_swallowed(sigint_raises):
     """pymc.sample returns its partial draws on KeyboardInterrupt; the fit must stop instead."""
     import signal
 
@@ -340,11 +359,21 @@ def test_sampling_reraises_a_ctrl_c_that_pymc_swallowed():
 @pytest.mark.mcmc
 def test_cli_ctrl_c_during_mcmc_prints_interrupted_and_exits_130():
     """SIGINT while NUTS runs: one line 'interrupted' on stderr, exit 130, no traceback, no results."""
+    proc = _cli_process("fit", "--data", BCG, "--chains", "1", "--tune", "500", "--draws", "1000000",
+                        preexec_fn=_sigint_default)
+    try:
+        _check_ctrl_c(proc)
+    finally:  # a failed check leaves no million-draw fit running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _check_ctrl_c(proc):
     import signal
     import threading
     import time
 
-    proc = _cli_process("fit", "--data", BCG, "--chains", "1", "--tune", "500", "--draws", "1000000")
     lines, started = [], threading.Event()
 
     def read_stderr():
