@@ -330,3 +330,12 @@ def test_bias_battery_rows_are_the_methods_themselves():
     as_dict = bias_battery(res, as_dict=True)
     json.dumps(as_dict, allow_nan=False)
     assert as_dict["k"] == 37 and len(as_dict["tests"]) == 8
+
+
+def test_selmodel_refuses_what_is_not_an_rma_fit():
+    """A location-scale fit (rma(..., scale=)) has per-study tau2: a clear SpecError, not an AttributeError."""
+    d = pd.read_csv(REFERENCE / "data" / "dat.bcg.csv")
+    d["x"] = d["ablat"]
+    for res in (rma(d["yi"], d["vi"], data=d, scale="~ x"), object()):
+        with pytest.raises(SpecError, match="needs a fitted rma model"):
+            selmodel(res, type="stepfun", steps=[0.025])

@@ -363,11 +363,15 @@ def _align(cluster, res, k):
 def _working_model(res):
     """(y, X, beta, model, M) of an ``rma`` or ``rma_mv`` fit: ``M`` its marginal covariance, a k x k
     matrix for ``rma_mv`` and the vector of its diagonal ``v_i + tau^2`` for ``rma``."""
-    if hasattr(res, "problem") and res.problem is not None:  # rma_mv
+    from bayes_se.frequentist.location_scale import LocationScaleResult
+    from bayes_se.frequentist.mv_result import RmaMvResult  # deferred: rma_mv's modules import scipy.stats
+    from bayes_se.frequentist.rma import RMAResult
+
+    if isinstance(res, RmaMvResult) and res.problem is not None:
         pr = res.problem
         M = pr.V + sum(t * a for t, a in zip(res.theta, pr.A))
         return pr.y, pr.X, np.asarray(res.beta, float), "rma_mv", M
-    if hasattr(res, "vi") and hasattr(res, "tau2"):  # rma
+    if isinstance(res, (RMAResult, LocationScaleResult)):  # tau2: one value, or one per study (scale=)
         return res.yi, res.X, np.asarray(res.beta, float), "rma", res.vi + res.tau2
     raise SpecError(f"robust() needs an rma or rma_mv fit, got {type(res).__name__}", key="res")
 

@@ -487,7 +487,9 @@ def selmodel(
     if alternative not in _ALTERNATIVES:
         raise SpecError(f"unknown alternative {alternative!r} (use one of {', '.join(_ALTERNATIVES)})",
                         key="alternative")
-    if not hasattr(res, "yi") or not hasattr(res, "X") or not hasattr(res, "fit_stats"):
+    from bayes_se.frequentist.rma import RMAResult
+
+    if not isinstance(res, RMAResult):  # a location-scale fit has no single tau2 to adjust
         raise SpecError("selmodel needs a fitted rma model (bayes_se.frequentist.rma)", key="res")
     warns: list[str] = []
     steps_arr = _check_steps(type, steps)

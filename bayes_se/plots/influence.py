@@ -147,9 +147,12 @@ def plot_influence(res, *, table=None, labels: str = "number", ax=None, width="d
 def _cumulative_rows(obj, parameter, order):
     """(labels, k, estimate, lower, upper, what) from a cumul table, a cumulative table or a fit."""
     if not isinstance(obj, pd.DataFrame):
-        if hasattr(obj, "cumulative"):  # an ExactFit
+        from bayes_se.exact_fit import ExactFit
+        from bayes_se.frequentist.rma import RMAResult
+
+        if isinstance(obj, ExactFit):
             obj = obj.cumulative(order)
-        elif hasattr(obj, "cumul"):  # an RMAResult
+        elif isinstance(obj, RMAResult):
             obj = obj.cumul(order)
         else:
             raise SpecError("plot_cumulative needs a cumulative table, an RMAResult or an ExactFit", key="fit")
