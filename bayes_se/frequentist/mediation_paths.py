@@ -54,10 +54,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, special
+from scipy import linalg
 
 from bayes_se.errors import DataError, SpecError
 from bayes_se.frequentist.common import COEF_COLUMNS, coef_table, format_coef_table, format_p, json_ready
+from bayes_se.frequentist.dist import stats
 from bayes_se.frequentist.mv_likelihood import score_hessian
 from bayes_se.frequentist.multilevel import RmaMvResult, rma_mv
 from bayes_se.frequentist.rma import RMAResult, rma
@@ -72,15 +73,6 @@ PATH_NAMES = ("a", "b", "c_prime")
 EFFECT_COLUMNS = COEF_COLUMNS + ("mc_lower", "mc_upper", "pi_lower", "pi_upper")
 
 _SE_COLUMN = {0: "se_a", 1: "se_b", 2: "se_c_prime"}
-
-
-def _norm_ppf(q: float) -> float:
-    return float(-math.sqrt(2.0) * special.erfcinv(2.0 * q))
-
-
-def _norm_sf2(z):
-    """Two-sided normal p-value ``2 (1 - Phi(|z|))``."""
-    return special.erfc(np.abs(np.asarray(z, float)) / math.sqrt(2.0))
 
 
 # ----------------------------------------------------------------------------------------- input
@@ -325,7 +317,7 @@ def _var_sigma_ab(fit: RmaMvResult):
 
 def _row(estimate, se, crit, **extra):
     z = estimate / se if se > 0 else np.nan
-    row = {"estimate": estimate, "se": se, "stat": z, "pval": float(_norm_sf2(z)),
+    row = {"estimate": estimate, "se": se, "stat": z, "pval": float(2.0 * stats.norm.sf(abs(z))),
            "ci_lower": estimate - crit * se, "ci_upper": estimate + crit * se,
            "mc_lower": np.nan, "mc_upper": np.nan, "pi_lower": np.nan, "pi_upper": np.nan}
     row.update(extra)
@@ -429,7 +421,7 @@ def paths_rma(data_or_est, cov=None, study=None, *, method: str = "REML", level:
         notes.append("G is on the boundary of its parameter space (a tau at 0 or |rho_ab| = 1): the SE of "
                       "the average indirect effect is not available")
 
-    crit = _norm_ppf(0.5 + level / 2)
+    crit = float(stats.norm.ppf(0.5 + level / 2))
     q = [(1 - level) / 2, (1 + level) / 2]
     rows = {}
     for j, name in enumerate(PATH_NAMES[:2]):
