@@ -206,7 +206,7 @@ class PathsRmaResult:
     method: str
     level: float
     n_mc: int
-    seed: int
+    seed: int | None
     study: list
     n_studies: dict
     notes: list = field(default_factory=list)
@@ -302,17 +302,19 @@ class PathsRmaResult:
 
 
 # ------------------------------------------------------------------------------------------- fit
-def _var_sigma_ab(fit: RmaMvResult):
-    """Inverse observed information of ``vech(G) = (tau_a^2, sigma_ab, tau_b^2)``; NaN on the boundary."""
+def _vcov_G(fit: RmaMvResult):
+    """Inverse observed information of ``vech(G) = (tau_a^2, sigma_ab, tau_b^2)`` and, where it is not
+    available, why (None when it is)."""
     problem, theta = fit.problem, fit.theta
+    nan = np.full((len(theta), len(theta)), np.nan)
     if not problem.interior(theta, np.ones(len(theta), bool)):
-        return np.full((3, 3), np.nan)
-    gls = problem.evaluate(theta)
-    _, H = score_hessian(gls, problem.A, problem.reml, list(range(len(theta))))
-    try:
-        return np.linalg.inv(-H)
-    except np.linalg.LinAlgError:
-        return np.full((3, 3), np.nan)
+        return nan, ("G is on the boundary of its parameter space (a tau at 0 or |rho_ab| = 1): the SE of the "
+                     "average indirect effect is not available")
+    _, H = score_hessian(problem.evaluate(theta), problem.A, problem.reml, list(range(len(theta))))
+    if not np.all(np.isfinite(H)) or np.linalg.eigvalsh(-H)[0] <= 0:
+        return nan, ("the observed information of G is not positive definite: the SE of the average indirect "
+                     "effect is not available")
+    return np.linalg.inv(-H), None
 
 
 def _row(estimate, se, crit, **extra):
@@ -332,7 +334,7 @@ def _mc_product(mean, cov, n, rng, q):
 
 
 def paths_rma(data_or_est, cov=None, study=None, *, method: str = "REML", level: float = 0.95,
-              n_mc: int = 100_000, seed: int = 0) -> PathsRmaResult:
+              n_mc: int = 100_000, seed: int | None = 0) -> PathsRmaResult:
     """Pool reported mediation paths by the bivariate random-effects model of (a, b).
 
     ``(a_i_hat, b_i_hat) ~ N((a_i, b_i), S_i)``, ``(a_i, b_i) ~ N((a, b), G)`` with ``G``
@@ -358,8 +360,8 @@ def paths_rma(data_or_est, cov=None, study=None, *, method: str = "REML", level:
         Confidence level of every interval.
     n_mc : int
         Monte Carlo draws for the intervals of the indirect effect (0 skips them).
-    seed : int
-        Seeds the Monte Carlo draws (same seed, same intervals).
+    seed : int or None
+        Seeds the Monte Carlo draws (same seed, same intervals; None: fresh entropy).
 
     Returns
     -------
@@ -415,11 +417,10 @@ def paths_rma(data_or_est, cov=None, study=None, *, method: str = "REML", level:
     G = np.asarray(fit.G, float)
     tau_a, tau_b = (math.sqrt(max(float(t), 0.0)) for t in fit.tau2)
     rho_ab = float(fit.rho[0])
-    vcov_G = _var_sigma_ab(fit)
+    vcov_G, why = _vcov_G(fit)
     var_sab = float(vcov_G[1, 1])
-    if not np.isfinite(var_sab):
-        notes.append("G is on the boundary of its parameter space (a tau at 0 or |rho_ab| = 1): the SE of "
-                      "the average indirect effect is not available")
+    if why:
+        notes.append(why)
 
     crit = float(stats.norm.ppf(0.5 + level / 2))
     q = [(1 - level) / 2, (1 + level) / 2]
@@ -458,4 +459,5 @@ def paths_rma(data_or_est, cov=None, study=None, *, method: str = "REML", level:
     effects.index.name = "effect"
     return PathsRmaResult(fit=fit, c_prime_fit=c_fit, effects=effects, tau_a=tau_a, tau_b=tau_b, rho_ab=rho_ab,
                           var_sigma_ab=var_sab, vcov_G=vcov_G, method=method, level=level, n_mc=n_mc,
-                          seed=int(seed), study=study, n_studies=n_studies, notes=notes)
+                          seed=None if seed is None else int(seed), study=study, n_studies=n_studies,
+                          notes=notes)
