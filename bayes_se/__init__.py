@@ -69,6 +69,8 @@ _LAZY = {
     "fit_selection_model": "bayes_se.bayes_selection",
     "SelectionFit": "bayes_se.bayes_selection",
     "BiasPriors": "bayes_se.bayes_selection",
+    # reported mediation paths, frequentist (issue 16)
+    "paths_rma": "bayes_se.frequentist.mediation_paths",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
