@@ -616,6 +616,49 @@ def mediation_paths(text: str) -> dict[str, list[str]]:
     return out
 
 
+#: [priors] keys of a type = "mediation_paths" spec (the LKJ shape of rho_ab is [mediation] eta).
+PATH_PRIOR_KEYS = ("a", "b", "c_prime", "tau_a", "tau_b", "tau_c")
+
+
+def path_prior(key: str, value) -> Prior:
+    """The prior of one parameter of the path-based mediation model, checked: ``a``, ``b``,
+    ``c_prime`` take a prior for a real number (normal, student_t, uniform), ``tau_a``, ``tau_b``,
+    ``tau_c`` one for a standard deviation (half_normal, half_cauchy, half_student_t, exponential,
+    uniform with lower >= 0).
+
+    Raises
+    ------
+    SpecError
+        Key ``priors.KEY``: an unknown key, text that is no prior, a family that does not suit it.
+    """
+    from bayes_se.priors import parse_prior
+
+    if key not in PATH_PRIOR_KEYS:
+        raise SpecError(f"unknown prior parameter{_closest(key, PATH_PRIOR_KEYS)}; the path-based mediation model "
+                        f"takes {', '.join(PATH_PRIOR_KEYS)} (the LKJ shape of rho_ab is [mediation] eta)",
+                        key=f"priors.{key}")
+    try:
+        if isinstance(value, Prior):
+            prior = value
+        elif isinstance(value, str):
+            prior = parse_prior(value)
+        else:
+            raise SpecError(f"must be a prior string such as 'normal(0, 1)', got {_type_name(value)} {value!r}")
+        if prior.family == "flat":
+            raise SpecError("flat() is an improper prior, which the MCMC engine does not sample")
+        if key.startswith("tau_"):
+            if prior.kind != "positive":
+                raise SpecError(f"'{key}' is a standard deviation: use half_normal, half_cauchy, half_student_t, "
+                                f"exponential or uniform with lower >= 0, not {prior.family}")
+        elif prior.kind != "real" and prior.family != "uniform":
+            raise SpecError(f"{prior.family} is a prior for a positive quantity; '{key}' is a real parameter: use "
+                            "normal, student_t or uniform")
+    except SpecError as exc:
+        message = str(exc).removeprefix(f"spec key '{exc.key}': ") if exc.key else str(exc)
+        raise SpecError(message, key=f"priors.{key}") from None
+    return dataclasses.replace(prior, target=key)
+
+
 def _validate_mediation(spec: ModelSpec) -> None:
     med = spec.mediation
     for key in ("x", "m", "y", "n"):
