@@ -483,7 +483,9 @@ def load_fit(path):
     kind = idata.attrs.get(KIND_ATTR)
     from bayes_se.exact_scale import ExactScaleFit
 
-    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit)}
+    from bayes_se.mediation_paths import PathMediationFit
+
+    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit, PathMediationFit)}
     if kind == "exact" and "three_level" in idata.attrs:  # the exact three-level engine's fit
         from bayes_se.exact_three_level_fit import ThreeLevelExactFit
 
