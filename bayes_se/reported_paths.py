@@ -318,7 +318,7 @@ def paths_from_correlations(data, x: str, m: str, y: str) -> PathEstimates:
         r_xm, r_xy, r_my = r[i]
         n = float(data.n[i])
         if np.isnan(r_xm):
-            raise DataError(f"study {data.study[i]!r} reports no correlation of {x} and {m} (r_XM = a): it gives "
+            raise DataError(f"study {str(data.study[i])!r} reports no correlation of {x} and {m} (r_XM = a): it gives "
                             "no mediation path; leave it out", row=str(data.study[i]), column="r")
         if np.isnan(r_xy) or np.isnan(r_my):
             est[i, 0] = r_xm
