@@ -69,6 +69,11 @@ _LAZY = {
     "fit_selection_model": "bayes_se.bayes_selection",
     "SelectionFit": "bayes_se.bayes_selection",
     "BiasPriors": "bayes_se.bayes_selection",
+    # mediation from reported paths (issue 16)
+    "load_paths": "bayes_se.reported_paths",
+    "PathEstimates": "bayes_se.reported_paths",
+    "fit_mediation_paths": "bayes_se.mediation_paths",
+    "PathMediationFit": "bayes_se.mediation_paths",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
