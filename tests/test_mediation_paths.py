@@ -415,3 +415,19 @@ def test_spec_keys_are_validated():
         assert info.value.key == key, text
     spec = load_spec(SPEC)
     assert spec.model.type == "mediation_paths" and set(spec.priors) == set(PATH_NAMES) | {"tau_a", "tau_b", "tau_c"}
+
+
+def test_api_fit_without_c_prime_leaves_c_prime_rows_out():
+    """``bayes_se.fit(paths, "mediation_paths")``: a table with no c' gives a, b and the indirect
+    effects, no c_prime, total, prop_mediated or tau_c."""
+    import bayes_se as bse
+
+    table = pd.read_csv(PATHS_CSV).drop(columns=["c_prime", "se_c_prime"])
+    fit = bse.fit(table, "mediation_paths", draws=100, tune=100, chains=2, seed=3)
+    assert isinstance(fit, bse.PathMediationFit)
+    assert list(fit.summary().index) == ["a", "b", "indirect", "indirect_avg", "indirect_new", "tau_a", "tau_b",
+                                         "rho_ab"]
+    assert fit.notes() == [] and fit.settings["paths"] == ["a", "b"]
+    assert np.isnan(fit.idata.posterior["theta"].sel(path="c_prime")).all()
+    assert set(fit.study_summary()["path"]) == {"a", "b"}
+    assert fit.to_dict()["parameters"]["indirect"]["q50"] < 0
