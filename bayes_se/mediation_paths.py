@@ -203,6 +203,51 @@ class PathMediationFit(Fit):
                    priors=stored_priors(idata))
 
 
+#: The paths' scale must exceed their priors' by this factor before :func:`check_path_prior_scale` warns
+#: (the factor of :func:`bayes_se.api.check_prior_scale`).
+PRIOR_SCALE_FACTOR = 10.0
+
+
+def check_path_prior_scale(data: PathEstimates, priors: dict) -> list[str]:
+    """Warn (:class:`~bayes_se.errors.PriorScaleWarning`) for each path whose reported values sit far
+    outside its priors' scale, as unstandardised paths in scale points under the default
+    ``normal(0, 1)`` / ``half_normal(0.2)``.
+
+    A path's scale is ``max(|median est|, SD of est, median se)``, its priors' ``max(sigma,
+    tau_99)`` (the pooled path's prior scale and the 99th percentile of its tau prior); a warning
+    when the first exceeds :data:`PRIOR_SCALE_FACTOR` times the second.
+
+    Returns
+    -------
+    list of str
+        The warnings' texts.
+    """
+    import warnings
+
+    from bayes_se.errors import PriorScaleWarning
+
+    out = []
+    se = data.se
+    for j, (name, tau_name) in enumerate(zip(PATH_NAMES, ("tau_a", "tau_b", "tau_c"))):
+        obs = data.observed[:, j]
+        if name not in priors or not obs.any():
+            continue
+        est = data.est[obs, j]
+        spread = float(np.std(est, ddof=1)) if est.size > 1 else 0.0
+        scale = max(abs(float(np.median(est))), spread, float(np.median(se[obs, j])))
+        params = priors[name].params
+        sigma = float(params["sigma"]) if "sigma" in params else 0.5 * (params["upper"] - params["lower"])
+        tau_99 = float(priors[tau_name].tau_quantile(0.99))
+        if scale > PRIOR_SCALE_FACTOR * max(sigma, tau_99):
+            text = (f"the reported {name} (median {np.median(est):.4g}, SD {spread:.4g}) are over "
+                    f"{PRIOR_SCALE_FACTOR:g} times the scale of their priors ({priors[name]}, {priors[tau_name]}): "
+                    f"the priors decide the estimates; are the paths unstandardised? Set priors on their scale, "
+                    f"e.g. --prior '{name}=normal(0, {10 * scale:.2g})' --prior '{tau_name}=half_normal({scale:.2g})'")
+            warnings.warn(text, PriorScaleWarning, stacklevel=3)
+            out.append(text)
+    return out
+
+
 def _checked(idata) -> list[str]:
     return [v for v in ("a", "b", "c_prime", "tau_a", "tau_b", "tau_c", "rho_ab") if v in idata.posterior]
 
@@ -263,6 +308,7 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
     if not combined.observed[:, 1].any():
         raise DataError("no study gives b (the M -> Y path); the mediation model needs it", column="b")
     built = build_mediation_paths(combined, priors=priors)
+    check_path_prior_scale(combined, built.priors)
     idata = sample(built, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
                    seed=seed, sampler=sampler)
     recorded = {k: v for k, v in built.priors.items() if k != "eta" and (built.has_c or k not in ("c_prime", "tau_c"))}

@@ -431,3 +431,17 @@ def test_api_fit_without_c_prime_leaves_c_prime_rows_out():
     assert np.isnan(fit.idata.posterior["theta"].sel(path="c_prime")).all()
     assert set(fit.study_summary()["path"]) == {"a", "b"}
     assert fit.to_dict()["parameters"]["indirect"]["q50"] < 0
+
+
+def test_prior_scale_warning_for_unstandardised_paths():
+    from bayes_se.errors import PriorScaleWarning
+    from bayes_se.mediation_paths import check_path_prior_scale
+
+    table = pd.read_csv(PATHS_CSV)
+    priors = resolve_path_priors()
+    assert check_path_prior_scale(load_paths(table), priors) == []
+    raw = table.assign(a=table["a"] * 40, se_a=table["se_a"] * 40)  # a in scale points
+    with pytest.warns(PriorScaleWarning, match="reported a .*unstandardised"):
+        texts = check_path_prior_scale(load_paths(raw), priors)
+    assert len(texts) == 1
+    assert check_path_prior_scale(load_paths(raw), resolve_path_priors({"a": "normal(0, 50)", "tau_a": "half_normal(10)"})) == []
