@@ -445,3 +445,13 @@ def test_prior_scale_warning_for_unstandardised_paths():
         texts = check_path_prior_scale(load_paths(raw), priors)
     assert len(texts) == 1
     assert check_path_prior_scale(load_paths(raw), resolve_path_priors({"a": "normal(0, 50)", "tau_a": "half_normal(10)"})) == []
+
+
+def test_generating_script_reproduces_committed_files(tmp_path):
+    from conftest import assert_csv_close, assert_json_close
+
+    assert _generator().main(["--out", str(tmp_path)]) == 0
+    assert_csv_close(tmp_path / "mediation_paths.csv", PATHS_CSV)
+    name = "mediation_paths_generating_values.json"
+    assert_json_close(json.loads((tmp_path / name).read_text(encoding="utf-8")),
+                      json.loads((SIM / name).read_text(encoding="utf-8")))
