@@ -282,7 +282,7 @@ def _fit_from_args(args, spec=None):
     spec = _spec_from_args(args) if spec is None else spec
     if spec.model.type in ("mediation", "mediation_paths"):
         raise BayesSEError(f"'bayes-se {args.command}' takes effect-size models; fit a mediation spec with "
-                           "'bayes-se fit SPEC --data CORRELATIONS.csv'")
+                           "'bayes-se fit SPEC --data CORRELATIONS.csv' (PATHS.csv for type = mediation_paths)")
     return spec, api.load_data(args.data, spec)
 
 

@@ -396,7 +396,11 @@ def run_settings(res, spec) -> dict:
 
 def _explicit_priors(spec) -> dict:
     """Every prior the model uses, written out (the preset's included), under the spec's keys."""
-    if spec.model.type in ("mediation", "mediation_paths"):
+    if spec.model.type == "mediation_paths":  # every prior of the path model, defaults included
+        from bayes_se.builders.mediation_paths import resolve_path_priors
+
+        return {k: v for k, v in resolve_path_priors(spec.priors).items() if k != "eta"}
+    if spec.model.type == "mediation":
         return dict(spec.priors)
     out = {}
     for key, prior in spec.resolved_priors().items():

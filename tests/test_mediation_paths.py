@@ -455,3 +455,14 @@ def test_generating_script_reproduces_committed_files(tmp_path):
     name = "mediation_paths_generating_values.json"
     assert_json_close(json.loads((tmp_path / name).read_text(encoding="utf-8")),
                       json.loads((SIM / name).read_text(encoding="utf-8")))
+
+
+def test_spec_record_writes_every_path_prior():
+    from bayes_se.outputs import spec_record_text
+    from bayes_se.spec import load_spec
+
+    spec = load_spec('[model]\ntype = "mediation_paths"\n[priors]\ntau_b = "half_normal(0.1)"\n')
+    record = load_spec(spec_record_text(spec))
+    assert {k: v.spec_text() for k, v in record.priors.items()} == {
+        "a": "normal(0, 1)", "b": "normal(0, 1)", "c_prime": "normal(0, 1)", "tau_a": "half_normal(0.2)",
+        "tau_b": "half_normal(0.1)", "tau_c": "half_normal(0.2)"}
