@@ -71,6 +71,11 @@ _LAZY = {
     "BiasPriors": "bayes_se.bayes_selection",
     # reported mediation paths, frequentist (issue 16)
     "paths_rma": "bayes_se.frequentist.mediation_paths",
+    # mediation from reported paths (issue 16)
+    "load_paths": "bayes_se.reported_paths",
+    "PathEstimates": "bayes_se.reported_paths",
+    "fit_mediation_paths": "bayes_se.mediation_paths",
+    "PathMediationFit": "bayes_se.mediation_paths",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

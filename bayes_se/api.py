@@ -62,6 +62,8 @@ def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
         spec = load_spec(spec_source(spec))
     if mods is not None:
         spec = spec.with_mods(mods)
+    if priors and spec.model.type == "mediation_paths" and not isinstance(priors, dict):
+        priors = _path_prior_overrides(priors)  # keys a, b, c_prime, tau_a, ... (checked by with_priors)
     if priors:
         if not isinstance(priors, dict):
             name, mapping = prior_overrides(priors)
@@ -75,6 +77,23 @@ def resolve_spec(spec=None, *, priors=None, mods=None, engine=None, seed=None):
             sampler = dataclasses.replace(sampler, seed=int(seed))
         spec = dataclasses.replace(spec, sampler=sampler)
     return spec
+
+
+def _path_prior_overrides(entries) -> dict:
+    """``["a=normal(0, 0.5)", "tau_b ~ half_normal(0.1)"]`` as ``{"a": "normal(0, 0.5)", ...}`` (the
+    path-based mediation model's keys are checked by :func:`bayes_se.spec.path_prior`)."""
+    import re
+
+    pieces = [entries] if isinstance(entries, str) else list(entries)
+    out = {}
+    for piece in (q.strip() for p in pieces for q in str(p).split(";")):
+        if not piece:
+            continue
+        match = re.match(r"^\s*([A-Za-z_]\w*)\s*[=~]\s*(.+)$", piece)
+        if not match:
+            raise SpecError(f"cannot read '{piece}': expected 'parameter = family(arguments)'", key="priors")
+        out[match.group(1)] = match.group(2).strip()
+    return out
 
 
 def load_data(data, spec):
@@ -192,6 +211,35 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     return res
 
 
+def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None):
+    """A ``type = "mediation_paths"`` spec: a table of reported paths (``data``; None for matrices
+    only) and the spec's optional ``[mediation] correlations`` table in,
+    :class:`bayes_se.mediation_paths.PathMediationFit` out."""
+    from bayes_se.correlations import load_correlations
+    from bayes_se.mediation_paths import fit_mediation_paths
+    from bayes_se.reported_paths import PathEstimates, load_paths
+
+    med = spec.mediation
+    if data is not None and not isinstance(data, PathEstimates):
+        data = load_paths(data, study=spec.data.study, sep=spec.data.sep or None,
+                          decimal=spec.data.decimal or None, encoding=spec.data.encoding or None)
+    correlations = None
+    if med.correlations:
+        variables = [v.strip() for v in med.variables.split(",") if v.strip()] or None
+        correlations = load_correlations(med.correlations, variables=variables, study=spec.data.study, n=med.n,
+                                         layout=med.layout)
+    priors = dict(spec.priors)
+    priors["eta"] = med.eta
+    counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)
+    res = fit_mediation_paths(data, correlations=correlations, x=med.x, m=med.m, y=med.y, priors=priors,
+                              seed=spec.sampler.seed, **counts, target_accept=spec.sampler.target_accept)
+    res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
+    if med.correlations:
+        res.settings["correlations_file"] = str(med.correlations)
+    res.spec = spec
+    return res
+
+
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
         chains=None, level=None, na="omit", rho=None):
     """Fit the Bayesian meta-analysis a spec describes.
@@ -223,7 +271,9 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     -------
     bayes_se.fits.Fit
         An ExactFit, BayesianFit or MediationFit (type = "mediation": ``data`` is then a
-        correlation table, see :func:`bayes_se.correlations.load_correlations`); all share the
+        correlation table, see :func:`bayes_se.correlations.load_correlations`) or PathMediationFit
+        (type = "mediation_paths": ``data`` is a table of reported paths, see
+        :func:`bayes_se.reported_paths.load_paths`, or None with ``[mediation] correlations``); all share the
         interface of :class:`bayes_se.fits.Fit`.
     """
     import dataclasses
@@ -238,6 +288,8 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
     counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)  # refused before any work
     if spec.model.type == "mediation":
         return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains)
+    if spec.model.type == "mediation_paths":  # data: reported paths (bayes_se.reported_paths.load_paths)
+        return _fit_mediation_paths(data, spec, draws=draws, tune=tune, chains=chains)
     data = load_data(data, spec)
     mtype = spec.model.type
     if mtype == "three_level" and data.cluster is None:
@@ -483,7 +535,9 @@ def load_fit(path):
     kind = idata.attrs.get(KIND_ATTR)
     from bayes_se.exact_scale import ExactScaleFit
 
-    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit)}
+    from bayes_se.mediation_paths import PathMediationFit
+
+    classes = {cls.engine: cls for cls in (ExactFit, BayesianFit, MediationFit, ExactScaleFit, PathMediationFit)}
     if kind == "exact" and "three_level" in idata.attrs:  # the exact three-level engine's fit
         from bayes_se.exact_three_level_fit import ThreeLevelExactFit
 

@@ -157,7 +157,8 @@ def _spec_from_args(args):
 
 def _inputs(args) -> list:
     """The files a command reads (never to be replaced by its output)."""
-    return [p for p in (getattr(args, "data", None), getattr(args, "spec", None), getattr(args, "rob", None)) if p]
+    return [p for p in (getattr(args, "data", None), getattr(args, "spec", None), getattr(args, "rob", None),
+                        getattr(args, "correlations", None)) if p]
 
 
 def _out_lock(args):
@@ -247,6 +248,13 @@ def cmd_fit(args) -> int:
     from bayes_se.outputs import write_fit_outputs
 
     spec = _spec_from_args(args)
+    if args.correlations is not None:  # --correlations: the spec's [mediation] correlations
+        import dataclasses
+
+        if spec.model.type != "mediation_paths":
+            raise BayesSEError(f"--correlations adds correlation matrices to the path-based mediation model; this "
+                               f"spec is type = '{spec.model.type}' (use models/mediation_paths.toml)")
+        spec = dataclasses.replace(spec, mediation=dataclasses.replace(spec.mediation, correlations=args.correlations))
     with _out_lock(args):
         res = api.fit(args.data, spec, draws=args.draws, tune=args.tune, chains=args.chains, na=args.na)
         if args.out:
@@ -272,9 +280,9 @@ def _fit_from_args(args, spec=None):
     from bayes_se import api
 
     spec = _spec_from_args(args) if spec is None else spec
-    if spec.model.type == "mediation":
+    if spec.model.type in ("mediation", "mediation_paths"):
         raise BayesSEError(f"'bayes-se {args.command}' takes effect-size models; fit a mediation spec with "
-                           "'bayes-se fit SPEC --data CORRELATIONS.csv'")
+                           "'bayes-se fit SPEC --data CORRELATIONS.csv' (PATHS.csv for type = mediation_paths)")
     return spec, api.load_data(args.data, spec)
 
 
@@ -629,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default=None, metavar="FORMULA",
                    help="scale formula: a location-scale model, log tau_i = z_i' alpha (replaces the spec's "
                         "model.scale; \"\" removes it; priors alpha[NAME] via --prior)")
+    p.add_argument("--correlations", default=None, metavar="CSV",
+                   help="path-based mediation spec (type = mediation_paths): a correlation table of the trials "
+                        "that give a matrix of x, m, y instead of paths (the spec's [mediation] correlations)")
     p.set_defaults(func=cmd_fit)
 
     grid_help = ('a prior-grid entry: a preset name or assignments "mu=normal(0, 1); tau=half_cauchy(0.5)"; '

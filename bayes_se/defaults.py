@@ -29,3 +29,10 @@ SCALE_PRIORS = {"alpha[intercept]": "normal(-1.5, 1)", "alpha": "normal(0, 0.5)"
 #: and the LKJ shapes of the pooled correlation matrix (eta) and of the random-effects
 #: correlations (eta_rho).
 MEDIATION_PRIORS = {"tau": "half_normal(0.2)", "eta": 2.0, "eta_rho": 1.0}
+#: Default priors of the path-based mediation model (reported a, b, c' of each trial; standardised
+#: paths): the pooled paths, the between-trial SDs of each path (0.2 on a standardised path is
+#: large heterogeneity) and the shape eta of the LKJ prior of the correlation of a_i and b_i,
+#: (rho_ab + 1) / 2 ~ Beta(eta, eta) (2 mildly favours weak correlation).
+PATH_MEDIATION_PRIORS = {"a": "normal(0, 1)", "b": "normal(0, 1)", "c_prime": "normal(0, 1)",
+                         "tau_a": "half_normal(0.2)", "tau_b": "half_normal(0.2)", "tau_c": "half_normal(0.2)",
+                         "eta": 2.0}

@@ -383,7 +383,7 @@ def run_settings(res, spec) -> dict:
     """The sampler settings a fit actually ran with: engine, sampler, seed, draws, tune, chains and
     target_accept (None where the engine has no such setting: the exact engine draws nothing)."""
     settings = dict(res.settings)
-    engine = res.engine if res.engine != "mediation" else "mcmc"
+    engine = res.engine if res.engine not in ("mediation", "mediation_paths") else "mcmc"
     if engine == "exact":
         return {"engine": "exact", "sampler": "quadrature", "seed": settings.get("seed", spec.sampler.seed),
                 "draws": None, "tune": None, "chains": None, "target_accept": None,
@@ -396,6 +396,10 @@ def run_settings(res, spec) -> dict:
 
 def _explicit_priors(spec) -> dict:
     """Every prior the model uses, written out (the preset's included), under the spec's keys."""
+    if spec.model.type == "mediation_paths":  # every prior of the path model, defaults included
+        from bayes_se.builders.mediation_paths import resolve_path_priors
+
+        return {k: v for k, v in resolve_path_priors(spec.priors).items() if k != "eta"}
     if spec.model.type == "mediation":
         return dict(spec.priors)
     out = {}

@@ -29,7 +29,9 @@ from bayes_se import defaults
 from bayes_se.errors import SpecError
 from bayes_se.priors import PRESETS, Prior, assign_prior, preset, prior_for
 
-MODEL_TYPES = ("random_effects", "meta_regression", "three_level", "mediation")
+MODEL_TYPES = ("random_effects", "meta_regression", "three_level", "mediation", "mediation_paths")
+#: Model types whose spec has a [mediation] section and its own [priors] keys.
+MEDIATION_TYPES = ("mediation", "mediation_paths")
 EFFECTS = ("normal", "student_t")
 ENGINES = ("mcmc", "exact")
 # parameters a [priors] table may name, besides "preset" and beta[NAME]
@@ -95,10 +97,14 @@ class SummarySection:
 
 @dataclasses.dataclass(frozen=True)
 class MediationSection:
-    """``[mediation]`` (type = "mediation" only): the path model and its correlation-table layout.
+    """``[mediation]`` (type = "mediation" or "mediation_paths"): the path model and its
+    correlation-table layout.
 
     ``paths`` is ``"OUT ~ A + B; OUT2 ~ C"`` ('' = the single-mediator model m ~ x, y ~ x + m);
     ``variables`` orders the pooled matrix ('' = x, m, y); ``tau`` is set in ``[priors]``.
+    ``correlations`` (type = "mediation_paths" only) is an optional correlation table of trials that
+    give a matrix instead of paths, a path relative to the current directory ('' = none); ``eta`` is
+    then the LKJ shape of rho_ab.
     """
 
     x: str = "intervention"
@@ -111,6 +117,7 @@ class MediationSection:
     eta: float = defaults.MEDIATION_PRIORS["eta"]
     eta_rho: float = defaults.MEDIATION_PRIORS["eta_rho"]
     mc_draws: int = 256
+    correlations: str = ""
 
 
 _SECTIONS = {
@@ -173,6 +180,9 @@ class ModelSpec:
             if key == "preset":
                 preset_name = _coerce("priors.preset", value, str)
                 continue
+            if self.model.type == "mediation_paths":
+                new[key] = path_prior(key, value)
+                continue
             # tau and tau2 both describe the heterogeneity: a new one replaces the other
             new.pop({"tau": "tau2", "tau2": "tau"}.get(key, ""), None)
             new[key] = _prior_value(key, value)
@@ -206,7 +216,7 @@ class ModelSpec:
         """
         lines = []
         sections = ["model", "data", "priors", "sampler", "summary"]
-        if self.model.type == "mediation":
+        if self.model.type in MEDIATION_TYPES:
             sections.append("mediation")
         for section in sections:
             lines.append(f"[{section}]")
@@ -396,9 +406,12 @@ def spec_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
     data_raw = raw.get("data", {})
     if data_raw.get("se") and "variance" not in data_raw:
         parts["data"] = dataclasses.replace(parts["data"], variance="")
-    if "mediation" in raw and parts["model"].type != "mediation":
-        raise SpecError("a [mediation] section needs type = 'mediation'", key="model.type")
-    preset_name, priors = _priors_section(raw.get("priors", {}))
+    if "mediation" in raw and parts["model"].type not in MEDIATION_TYPES:
+        raise SpecError("a [mediation] section needs type = 'mediation' or 'mediation_paths'", key="model.type")
+    if parts["model"].type == "mediation_paths":
+        preset_name, priors = _path_priors_section(raw.get("priors", {}))
+    else:
+        preset_name, priors = _priors_section(raw.get("priors", {}))
     return ModelSpec(model=parts["model"], data=parts["data"], preset=preset_name, priors=priors,
                      sampler=parts["sampler"], summary=parts["summary"], mediation=parts["mediation"])
 
@@ -448,6 +461,12 @@ def _prior_value(key: str, value) -> Prior:
     except SpecError as exc:
         message = str(exc).removeprefix(f"spec key '{exc.key}': ") if exc.key else str(exc)
         raise SpecError(message, key=f"priors.{key}") from None
+
+
+def _path_priors_section(table: Mapping[str, Any]) -> tuple[str, dict[str, Prior]]:
+    """``[priors]`` of a type = "mediation_paths" spec: a, b, c_prime, tau_a, tau_b, tau_c."""
+    preset_name = _coerce("priors.preset", table.get("preset", "default"), str)
+    return preset_name, {key: path_prior(key, value) for key, value in table.items() if key != "preset"}
 
 
 def _priors_section(table: Mapping[str, Any]) -> tuple[str, dict[str, Prior]]:
@@ -550,6 +569,8 @@ def _validate(spec: ModelSpec) -> None:
                         "(set variance = \"\" to use the standard errors)", key="data.se")
     if m.type == "mediation":
         _validate_mediation(spec)
+    elif m.type == "mediation_paths":
+        _validate_mediation_paths(spec)
     if m.scale is not None:
         _validate_scale(spec)
     if m.type == "three_level" and not d.cluster:
@@ -616,6 +637,49 @@ def mediation_paths(text: str) -> dict[str, list[str]]:
     return out
 
 
+#: [priors] keys of a type = "mediation_paths" spec (the LKJ shape of rho_ab is [mediation] eta).
+PATH_PRIOR_KEYS = ("a", "b", "c_prime", "tau_a", "tau_b", "tau_c")
+
+
+def path_prior(key: str, value) -> Prior:
+    """The prior of one parameter of the path-based mediation model, checked: ``a``, ``b``,
+    ``c_prime`` take a prior for a real number (normal, student_t, uniform), ``tau_a``, ``tau_b``,
+    ``tau_c`` one for a standard deviation (half_normal, half_cauchy, half_student_t, exponential,
+    uniform with lower >= 0).
+
+    Raises
+    ------
+    SpecError
+        Key ``priors.KEY``: an unknown key, text that is no prior, a family that does not suit it.
+    """
+    from bayes_se.priors import parse_prior
+
+    if key not in PATH_PRIOR_KEYS:
+        raise SpecError(f"unknown prior parameter{_closest(key, PATH_PRIOR_KEYS)}; the path-based mediation model "
+                        f"takes {', '.join(PATH_PRIOR_KEYS)} (the LKJ shape of rho_ab is [mediation] eta)",
+                        key=f"priors.{key}")
+    try:
+        if isinstance(value, Prior):
+            prior = value
+        elif isinstance(value, str):
+            prior = parse_prior(value)
+        else:
+            raise SpecError(f"must be a prior string such as 'normal(0, 1)', got {_type_name(value)} {value!r}")
+        if prior.family == "flat":
+            raise SpecError("flat() is an improper prior, which the MCMC engine does not sample")
+        if key.startswith("tau_"):
+            if prior.kind != "positive":
+                raise SpecError(f"'{key}' is a standard deviation: use half_normal, half_cauchy, half_student_t, "
+                                f"exponential or uniform with lower >= 0, not {prior.family}")
+        elif prior.kind != "real" and prior.family != "uniform":
+            raise SpecError(f"{prior.family} is a prior for a positive quantity; '{key}' is a real parameter: use "
+                            "normal, student_t or uniform")
+    except SpecError as exc:
+        message = str(exc).removeprefix(f"spec key '{exc.key}': ") if exc.key else str(exc)
+        raise SpecError(message, key=f"priors.{key}") from None
+    return dataclasses.replace(prior, target=key)
+
+
 def _validate_mediation(spec: ModelSpec) -> None:
     med = spec.mediation
     for key in ("x", "m", "y", "n"):
@@ -629,6 +693,9 @@ def _validate_mediation(spec: ModelSpec) -> None:
             raise SpecError(f"the LKJ shape must be > 0, got {value}", key=key)
     if med.mc_draws < 1:
         raise SpecError(f"must be >= 1, got {med.mc_draws}", key="mediation.mc_draws")
+    if med.correlations:
+        raise SpecError("correlations names the correlation table of type = 'mediation_paths'; a type = "
+                        "'mediation' spec reads its correlations from --data", key="mediation.correlations")
     mediation_paths(med.paths)
     names = [v.strip() for v in med.variables.split(",") if v.strip()]
     if any(not _COLUMN_RE.match(v) for v in names):
@@ -639,6 +706,36 @@ def _validate_mediation(spec: ModelSpec) -> None:
     if extra:
         raise SpecError(f"a mediation model takes only a tau prior in [priors] (LKJ shapes go in "
                         f"[mediation]), not {extra[0]}", key=f"priors.{extra[0]}")
+
+
+def _validate_mediation_paths(spec: ModelSpec) -> None:
+    """type = "mediation_paths": x, m, y names; keys of [mediation] the path model does not use left
+    at their defaults; MCMC; [priors] keys of :data:`PATH_PRIOR_KEYS`."""
+    med, default = spec.mediation, MediationSection()
+    for key in ("x", "m", "y", "n"):
+        if not _COLUMN_RE.match(getattr(med, key)):
+            raise SpecError(f"'{getattr(med, key)}' is not a variable name", key=f"mediation.{key}")
+    if len({med.x, med.m, med.y}) < 3:
+        raise SpecError("x, m and y must be three different variables", key="mediation.y")
+    _choice("mediation.layout", med.layout, MEDIATION_LAYOUTS)
+    if med.paths.strip():
+        raise SpecError("the path-based model is the single-mediator model x -> m -> y; general path models "
+                        "(paths = ...) need type = 'mediation' and correlation tables", key="mediation.paths")
+    for key in ("eta_rho", "mc_draws"):
+        if getattr(med, key) != getattr(default, key):
+            raise SpecError(f"{key} belongs to type = 'mediation' (the correlation-matrix model); the path-based "
+                            "model does not use it", key=f"mediation.{key}")
+    if not (math.isfinite(med.eta) and med.eta > 0):
+        raise SpecError(f"the LKJ shape of rho_ab must be > 0, got {med.eta}", key="mediation.eta")
+    names = [v.strip() for v in med.variables.split(",") if v.strip()]
+    if any(not _COLUMN_RE.match(v) for v in names):
+        raise SpecError(f"'{med.variables}' must be variable names separated by commas", key="mediation.variables")
+    if spec.sampler.engine != "mcmc":
+        raise SpecError("the path-based mediation model is sampled by MCMC (engine = 'mcmc')", key="sampler.engine")
+    for key in spec.priors:
+        if key not in PATH_PRIOR_KEYS:
+            raise SpecError(f"the path-based mediation model takes the priors {', '.join(PATH_PRIOR_KEYS)}, not "
+                            f"{key}", key=f"priors.{key}")
 
 
 def _validate_priors(spec: ModelSpec) -> None:

@@ -32,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 DATA = ROOT / "data"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-SPEC_NAMES = ("guidance_moderator", "location_scale", "mediation", "random_effects", "three_level")
+SPEC_NAMES = ("guidance_moderator", "location_scale", "mediation", "mediation_paths", "random_effects", "three_level")
 #: files of data/ that ship: every dataset, the READMEs and the licence/attribution records
 SHIPPED_DATA = {
     "README.md", "metapsy_depression_selfguided.csv",
@@ -40,6 +40,7 @@ SHIPPED_DATA = {
     "self_efficacy_sim/README.md", "self_efficacy_sim/between.csv", "self_efficacy_sim/within.csv",
     "self_efficacy_sim/mediation_correlations.csv", "self_efficacy_sim/findings.csv",
     "self_efficacy_sim/generating_values.json", "self_efficacy_sim/risk_of_bias.csv",
+    "self_efficacy_sim/mediation_paths.csv", "self_efficacy_sim/mediation_paths_generating_values.json",
 }
 #: a build step in a fresh interpreter (setuptools import + copying ~40 files); generous for a busy machine
 BUILD_TIMEOUT_S = 120
@@ -159,7 +160,7 @@ def test_spec_names_and_one_line_descriptions(elsewhere):
 
 def test_unknown_spec_name_lists_the_available_ones():
     with pytest.raises(BayesSEError, match="no packaged model spec 'nope'; available: "
-                                           "guidance_moderator, location_scale, mediation, random_effects, three_level"):
+                                           "guidance_moderator, location_scale, mediation, mediation_paths, random_effects, three_level"):
         resources.spec_file("nope")
 
 
@@ -228,7 +229,7 @@ def test_cli_init_out_file_and_folder(capsys, elsewhere):
 def test_cli_init_unknown_name(capsys, elsewhere):
     code, out, err = run_cli(capsys, "init", "nope")
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert "no packaged model spec 'nope'; available: guidance_moderator, location_scale, mediation, " \
+    assert "no packaged model spec 'nope'; available: guidance_moderator, location_scale, mediation, mediation_paths, " \
            "random_effects, three_level" in err
     assert list(elsewhere.iterdir()) == []
 

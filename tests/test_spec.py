@@ -16,7 +16,7 @@ SPEC_FILES = sorted(MODELS.glob("*.toml"))
 
 def test_spec_files_are_shipped():
     assert {p.name for p in SPEC_FILES} == {"random_effects.toml", "guidance_moderator.toml", "location_scale.toml",
-                                            "three_level.toml", "mediation.toml"}
+                                            "three_level.toml", "mediation.toml", "mediation_paths.toml"}
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.name)
