@@ -182,6 +182,39 @@ class PathMediationFit(Fit):
         table.attrs.update(level=level, interval_columns=cols)
         return table
 
+    @property
+    def paths(self):
+        """The single-mediator :class:`~bayes_se.path_algebra.PathModel` ``m ~ x``, ``y ~ x + m``
+        (``y ~ m`` when no trial reports c'), for the path diagram."""
+        from bayes_se.path_algebra import PathModel
+
+        x, m, y = (self.settings.get(key, default) for key, default in
+                   (("x", "intervention"), ("m", "self_efficacy"), ("y", "symptoms")))
+        if "c_prime" in self.effect_names():
+            return PathModel.single_mediator((x, m, y), x, m, y)
+        return PathModel((x, m, y), {m: [x], y: [m]}, mediation=(x, m, y))
+
+    def plot_paths(self, ax=None, level: float = 0.95):
+        """Path diagram: pooled a, b (and c') with intervals, the indirect, average indirect and total
+        effects (:func:`bayes_se.plots.paths.plot_paths`)."""
+        from bayes_se.plots.paths import plot_paths
+
+        return plot_paths(self, ax=ax, level=level)
+
+    def plot_indirect(self, ax=None, name: str | None = None):
+        """Posterior vs prior density of the indirect effect, with the average indirect effect
+        (:func:`bayes_se.plots.paths.plot_indirect`)."""
+        from bayes_se.plots.paths import plot_indirect
+
+        return plot_indirect(self, ax=ax, name=name or "indirect")
+
+    def plot_forest(self, level: float = 0.95, ax=None, width="double"):
+        """Per-trial a, b and a*b (reported and posterior) beside the pooled paths
+        (:func:`bayes_se.plots.mediation_forest.plot_mediation_forest`)."""
+        from bayes_se.plots.mediation_forest import plot_mediation_forest
+
+        return plot_mediation_forest(self, level=level, ax=ax, width=width)
+
     def _data_arrays(self) -> list:
         return [self.data.est, self.data.cov, self.data.n]
 

@@ -33,6 +33,7 @@ _NAMES.update({name: "bayes_se.checks" for name in _CHECKS})
 # the mediation path diagram lives in its own module when it is installed
 if importlib.util.find_spec(f"{__name__}.paths") is not None:
     _NAMES.update({"plot_paths": "paths", "plot_indirect": "paths"})
+_NAMES.update({"mediation_forest_table": "mediation_forest", "plot_mediation_forest": "mediation_forest"})
 
 __all__ = sorted(_NAMES)
 

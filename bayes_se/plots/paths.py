@@ -39,8 +39,11 @@ def paths_table(fit, level: float = 0.95) -> pd.DataFrame:
     if mediation is not None:
         x, m, y = mediation
         alias = {(x, m): "a", (m, y): "b", (x, y): "c_prime"}
+    available = set(fit.location_names())
     for source, target in fit.paths.edges:
         label = alias.get((source, target), f"{source}->{target}")
+        if label not in available:  # e.g. c_prime when no trial reported it
+            continue
         draws = fit.draws(label)
         lo, med, hi = _interval(draws, level)
         rows.append({"source": source, "target": target, "label": label,
@@ -107,7 +110,7 @@ def plot_paths(fit, ax=None, level: float = 0.95):
 
     Parameters
     ----------
-    fit : MediationFit
+    fit : MediationFit or PathMediationFit
     ax : matplotlib.axes.Axes, optional
     level : float
 
@@ -118,6 +121,7 @@ def plot_paths(fit, ax=None, level: float = 0.95):
     import matplotlib.pyplot as plt
 
     table = paths_table(fit, level)
+    available = set(fit.location_names())
     pos = _layout(fit)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
@@ -147,11 +151,20 @@ def plot_paths(fit, ax=None, level: float = 0.95):
     if fit.paths.mediation is not None:
         for name, text in (("indirect", "indirect a*b (pooled paths)"),
                            ("indirect_avg", "average indirect E[a_i b_i]"), ("total", "total c' + a*b")):
+            if name not in available:
+                continue
             lo, med, hi = _interval(fit.draws(name), level)
             lines.append(f"{text}: {med:.3f} [{lo:.3f}, {hi:.3f}]")
     ax.text(0.5, -0.28, "\n".join(lines), ha="center", va="top", fontsize=9.5, transform=ax.transData)
     ax.set_axis_off()
-    ax.set_title(f"Path model (k = {fit.data.k} studies)")
+    from bayes_se.mediation_paths import PathMediationFit
+
+    if isinstance(fit, PathMediationFit):
+        sources = fit.sources()
+        ax.set_title(f"Mediation across trials (k = {fit.k}: {len(sources['paths'])} reported paths, "
+                     f"{len(sources['matrix'])} correlation matrices)")
+    else:
+        ax.set_title(f"Path model (k = {fit.data.k} studies)")
     return fig
 
 

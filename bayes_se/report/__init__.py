@@ -511,11 +511,9 @@ def _build(root, *, data, fit, spec, freq, sensitivity, mediation, boxscore, oth
             blocks.append(b.table(f"model_{i}", frame, str(name)))
         b.section("other-models", "Further models", blocks)
     if mediation is not None:
-        mt = _object_table(mediation)
-        blocks = [b.table("mediation", mt, "Mediation") if mt is not None else
-                  ("missing", "The mediation result has no table.")]
-        blocks.append(b.figure("paths", "Path diagram", "plot_paths", mediation, width="double"))
-        b.section("mediation", "Mediation", blocks)
+        from bayes_se.report.mediation import mediation_blocks
+
+        b.section("mediation", "Mediation", mediation_blocks(b, mediation, level, _object_table(mediation)))
     if boxscore is not None:
         bt = _object_table(boxscore)
         blocks = [("p", BOXSCORE_NOTE)]
