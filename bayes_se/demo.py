@@ -9,7 +9,9 @@ README), :func:`run_demo` does what that review did, the Bayesian way:
 3. the guidance moderator model (MCMC: the report's main fit, with diagnostics, posterior-
    predictive checks and LOO), and a meta-regression on baseline self-efficacy;
 4. the three-level model (effects nested in trials, MCMC);
-5. the mediation model intervention -> self-efficacy -> symptoms (Bayesian MASEM, MCMC);
+5. the mediation model intervention -> self-efficacy -> symptoms, MCMC: the trials' reported paths
+   and the trials' correlation matrices pooled in one path-based model (the report's mediation
+   section), and the correlation-matrix MASEM of the matrices alone;
 6. the box-score of reported findings; the frequentist comparison; a prior-sensitivity table;
 7. one report (HTML + Markdown + figures + tables) holding all of it.
 
@@ -30,7 +32,7 @@ from bayes_se.errors import BayesSEError
 #: The bundled dataset the demo reads by default (``data/self_efficacy_sim/``, shipped in the package).
 DEFAULT_DATASET = "self_efficacy_sim"
 #: The files the demo reads from its data folder.
-DEMO_DATA_FILES = ("between.csv", "within.csv", "mediation_correlations.csv", "findings.csv")
+DEMO_DATA_FILES = ("between.csv", "within.csv", "mediation_correlations.csv", "mediation_paths.csv", "findings.csv")
 #: Sampler settings of the demo's MCMC fits (4 chains: R-hat needs several).
 DEMO_SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4}
 DEMO_SEED = defaults.SEED
@@ -121,7 +123,7 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     ----------
     data_dir : path, optional
         Folder of the dataset (``between.csv``, ``within.csv``, ``mediation_correlations.csv``,
-        ``findings.csv``); default: the simulated data bundled with the package.
+        ``mediation_paths.csv``, ``findings.csv``); default: the simulated data bundled with the package.
     out_dir : path
         Report folder; if it exists and is not empty, ``out_dir-2`` (-3, ...) is used instead.
     seed : int
@@ -138,6 +140,7 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     from bayes_se.correlations import load_correlations
     from bayes_se.frequentist import rma, rma_mv
     from bayes_se.mediation import fit_mediation
+    from bayes_se.mediation_paths import fit_mediation_paths
     from bayes_se.report import write_report
     from bayes_se.prior_sensitivity import sensitivity
 
@@ -159,7 +162,8 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     # 5. mediation
     corr = load_correlations(inputs["mediation_correlations.csv"],
                              variables=("intervention", "self_efficacy", "symptoms"))
-    mediation = fit_mediation(corr, seed=seed, **sampler)
+    masem = fit_mediation(corr, seed=seed, **sampler)
+    mediation = fit_mediation_paths(inputs["mediation_paths.csv"], correlations=corr, seed=seed, **sampler)
     # 6. box-score, frequentist comparison, sensitivity
     boxscore = pd.read_csv(inputs["findings.csv"])
     freq_between = rma(between, method="REML", test="knha")
@@ -173,6 +177,7 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     t_base = baseline.summary(theta=False)
     t_three = three.summary()
     t_med = mediation.summary()
+    t_masem = masem.summary()
     other = {
         "Between-group random-effects model (exact engine)": t_between,
         "Within-group (pre-post) random-effects model (exact engine)": t_within,
@@ -186,6 +191,8 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
         "Frequentist three-level REML (rma.mv)": pd.DataFrame(
             {"estimate": [freq_three.beta[0]], "ci_lower": [freq_three.ci_lower[0]], "ci_upper": [freq_three.ci_upper[0]],
              "sigma2_trial": [freq_three.sigma2[0]], "sigma2_effect": [freq_three.sigma2[1]]}, index=["mu"]),
+        f"Mediation from the {masem.k} correlation matrices alone (Bayesian MASEM, MCMC; diagnostics "
+        f"{'passed' if masem.diagnostics.passed else 'FAILED'})": t_masem,
     }
     beta = guidance.idata.posterior["beta"]
     guided_d = (beta.sel(coef="intercept") + beta.sel(coef="guided")).values.ravel()
@@ -199,10 +206,12 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
         ("Baseline self-efficacy (per point above 50)", "beta[baseline_c]", baseline, t_base, "beta[baseline_c]",
          None),
         ("Three-level model: effects nested in trials", "mu", three, t_three, "mu", None),
-        ("Mediation: intervention -> self-efficacy", "a", mediation, t_med, "a", None),
-        ("Mediation: self-efficacy -> symptoms", "b", mediation, t_med, "b", None),
-        ("Mediation: indirect effect", "a * b", mediation, t_med, "indirect", None),
-        ("Mediation: average indirect effect", "E[a_i b_i]", mediation, t_med, "indirect_avg", None),
+        ("Mediation (paths + matrices): intervention -> self-efficacy", "a", mediation, t_med, "a", None),
+        ("Mediation (paths + matrices): self-efficacy -> symptoms", "b", mediation, t_med, "b", None),
+        ("Mediation (paths + matrices): indirect effect", "a * b", mediation, t_med, "indirect", None),
+        ("Mediation (paths + matrices): average indirect effect", "E[a_i b_i]", mediation, t_med, "indirect_avg",
+         None),
+        ("Mediation (matrices alone, MASEM): indirect effect", "a * b", masem, t_masem, "indirect", None),
     ])
     out = write_report(_free_dir(pathlib.Path(out_dir)), data=between, fit=guidance, spec=spec, freq=comparison,
                        sensitivity=sens, mediation=mediation, boxscore=boxscore, other_models=other, findings=sof,
@@ -214,7 +223,8 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     for label, r in sof.iterrows():
         review = "" if pd.isna(r["review"]) else f"   (review: {r['review']:g})"
         echo(f"  {label + ':':<50} {r['median']:.3f} [{r['lower']:.3f}, {r['upper']:.3f}]{review}")
-    failed = [label for label, fit in (("guidance", guidance), ("three-level", three), ("mediation", mediation))
+    failed = [label for label, fit in (("guidance", guidance), ("three-level", three), ("mediation", mediation),
+                                       ("MASEM", masem))
               if not fit.diagnostics.passed]
     echo("")
     echo("diagnostics: " + ("all MCMC fits passed R-hat, ESS, divergence and E-BFMI checks" if not failed else
