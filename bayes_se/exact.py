@@ -67,7 +67,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from bayes_se.errors import ConvergenceWarning, DataError, SpecError
-from bayes_se.lazy import LazyModule
+from bayes_se.lazy import LazyModule, median
 from bayes_se.normal_dist import ndtr, ndtri
 
 pd = LazyModule("pandas")  # the fit and its JSON need neither pandas nor scipy.special (issue 17)
@@ -1076,7 +1076,7 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     ones = np.all(X == 1.0, axis=0)
     x0 = _vector(np.where(ones, 1.0, 0.0) if newx is None else newx, p, "newx")
     intercept_only = p == 1 and bool(ones[0])
-    scale = max(float(np.std(y)), math.sqrt(float(np.median(v))))
+    scale = max(float(np.std(y)), math.sqrt(median(v)))
     model = _NormalModel(y, v, X, m, s)
     return ExactPosterior(model, names, labels, x0, logprior, scale, float(level), intercept_only,
                           log_tau2_prior, tail_power)
