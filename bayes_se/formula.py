@@ -440,7 +440,7 @@ def design_matrix(
         raise SpecError(f"na must be 'omit' or 'error', got {na!r}", key="na")
     has_intercept, terms = parse_formula(expr)
     has_intercept = has_intercept and intercept
-    if terms or not isinstance(getattr(frame, "shape", None), tuple):
+    if terms or not (hasattr(frame, "columns") and isinstance(getattr(frame, "shape", None), tuple)):
         frame = pd.DataFrame(frame).reset_index(drop=True)
     n_all = frame.shape[0]  # (without moderators any table with a shape and columns will do)
     if labels is not None:
