@@ -171,11 +171,12 @@ def check_prior_scale(yi, vi, mu_prior, tau_prior) -> str | None:
         tau_99 = float(tau_prior.tau_quantile(0.99))
     except (AttributeError, SpecError, ValueError):
         return None
+    from bayes_se.lazy import median  # np.median's value, without importing numpy.ma
+
     y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
-    data_scale = max(abs(float(np.median(y)) - m), float(np.std(y, ddof=1)) if y.size > 1 else 0.0,
-                     float(np.median(np.sqrt(v))))
+    data_scale = max(abs(median(y) - m), float(np.std(y, ddof=1)) if y.size > 1 else 0.0, median(np.sqrt(v)))
     prior_scale = max(s, tau_99)
-    spread = max(float(np.std(y, ddof=1)) if y.size > 1 else 0.0, float(np.median(np.sqrt(v))))
+    spread = max(float(np.std(y, ddof=1)) if y.size > 1 else 0.0, median(np.sqrt(v)))
     if not (math.isfinite(prior_scale) and data_scale > PRIOR_SCALE_FACTOR * prior_scale):
         return None
     text = (f"the effects' scale (median {np.median(y):.4g}, SD {np.std(y, ddof=1):.4g}, typical SE "

@@ -666,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_check_parser(sub)
 
-    from bayes_se.demo import DEMO_SEED
+    from bayes_se.defaults import SEED as DEMO_SEED  # = bayes_se.demo.DEMO_SEED (that module imports pandas)
 
     p = sub.add_parser("demo", help="the flagship analysis on the bundled simulated self-efficacy data")
     p.add_argument("--data-dir", default=None,

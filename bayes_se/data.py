@@ -12,16 +12,21 @@ grammar, only empty/NA/NaN/'.' missing) and returns an :class:`EffectData`.
 
 from __future__ import annotations
 
+import collections
+import csv
 import hashlib
+import io
 import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from bayes_se.errors import DataError, DataWarning
+from bayes_se.lazy import LazyModule
 from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, number_column, read_table
+
+pd = LazyModule("pandas")  # a table read from a file is checked and fitted without pandas (issue 17)
 
 __all__ = ["EffectData", "load_effects", "MAX_FILE_BYTES"]
 
@@ -34,6 +39,54 @@ VARIANCE_RANGE = (1e-100, 1e100)
 # (the DL denominator, the I^2 variance) cancel below double precision's 16 digits.
 MIN_VARIANCE_RATIO = 1e-14
 RESERVED = ("yi", "vi", "study", "cluster")
+
+
+class FrameColumns:
+    """The columns of :attr:`EffectData.frame` before the DataFrame is made: ``yi``, ``vi``,
+    ``study``, ``cluster`` (if any), then the moderators, as NumPy arrays (float64, int64 or object)
+    or lists of text.
+
+    :meth:`to_frame` builds the DataFrame (the same steps, so the same dtypes, as building it at
+    once); :meth:`canonical_csv` writes the text :meth:`EffectData.checksum` hashes without pandas,
+    byte for byte what ``to_frame().to_csv(index=False, lineterminator="\\n", float_format="%.17g")``
+    writes: Python's csv writer (minimal quoting), floats as ``%.17g``, NaN and None as empty cells.
+    """
+
+    def __init__(self, columns: dict):
+        self.data = dict(columns)
+
+    @property
+    def columns(self) -> list:
+        return list(self.data)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.data["yi"]), len(self.data))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def to_frame(self) -> pd.DataFrame:
+        items = list(self.data.items())
+        frame = pd.DataFrame(dict(items[:3]))
+        for name, values in items[3:]:
+            frame[name] = values
+        return frame
+
+    def canonical_csv(self) -> str:
+        cells = []
+        for values in self.data.values():
+            if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+                cells.append(["" if v != v else "%.17g" % v for v in values.tolist()])
+            elif isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+                cells.append([str(v) for v in values.tolist()])
+            else:  # text labels (None: missing)
+                cells.append(["" if v is None else str(v) for v in values])
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(zip(*cells))
+        return out.getvalue()
 
 
 class _DefaultName(str):
@@ -55,6 +108,12 @@ class EffectData:
         One unique label per effect.
     cluster : tuple of str or None
         The cluster (study) each effect is nested in, or None when effects are independent.
+    cells : pandas.DataFrame or FrameColumns
+        The columns of :attr:`frame` (a table read from a file keeps them as arrays until the
+        DataFrame is first asked for).
+
+    Attributes
+    ----------
     frame : pandas.DataFrame
         Columns ``yi``, ``vi``, ``study``, ``cluster`` (if any), then the moderators under their
         user names.
@@ -64,7 +123,14 @@ class EffectData:
     vi: np.ndarray
     study: tuple
     cluster: tuple | None
-    frame: pd.DataFrame
+    cells: object
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Columns ``yi``, ``vi``, ``study``, ``cluster`` (if any), then the moderators."""
+        if isinstance(self.cells, FrameColumns):
+            object.__setattr__(self, "cells", self.cells.to_frame())
+        return self.cells
 
     @property
     def k(self) -> int:
@@ -101,7 +167,7 @@ class EffectData:
             vi=_readonly(self.vi[index]),
             study=tuple(self.study[i] for i in index),
             cluster=None if self.cluster is None else tuple(self.cluster[i] for i in index),
-            frame=frame,
+            cells=frame,
         )
 
     def design(self, mods, *, na: str = "omit"):
@@ -116,9 +182,12 @@ class EffectData:
         bayes_se.formula.Design
             Unpacks as ``X, names``.
         """
-        from bayes_se.formula import design_matrix
+        from bayes_se.formula import design_matrix, parse_formula
 
-        return design_matrix(self.frame, mods, na=na, labels=self.study, reserved=RESERVED)
+        # without moderators only the number of rows is read: no DataFrame is made
+        no_terms = isinstance(self.cells, FrameColumns) and not parse_formula(mods)[1]
+        return design_matrix(self.cells if no_terms else self.frame, mods, na=na, labels=self.study,
+                             reserved=RESERVED)
 
     def model_data(self, mods, *, na: str = "omit"):
         """The effects a moderator model uses and its design: ``(data, design)``.
@@ -140,7 +209,10 @@ class EffectData:
 
         Canonical: no index, ``\\n`` line ends, floats written with 17 significant digits.
         """
-        text = self.frame.to_csv(index=False, lineterminator="\n", float_format="%.17g")
+        if isinstance(self.cells, FrameColumns):  # the same text, without pandas
+            text = self.cells.canonical_csv()
+        else:
+            text = self.frame.to_csv(index=False, lineterminator="\n", float_format="%.17g")
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @classmethod
@@ -243,14 +315,14 @@ def load_effects(
 
 def _build(source: Table, effect, variance, se, study, cluster, moderators):
     """The checked :class:`EffectData` of a table, and notes about its columns."""
-    table, decimal = source.frame, source.decimal
-    columns = list(table.columns)
-    k = len(table)
+    decimal = source.decimal
+    columns = source.columns
+    k = source.n_rows
     if k == 0:
         raise DataError("the table has no data rows")
 
     def need(name, what):
-        if name not in table.columns:
+        if name not in columns:
             raise DataError(f"no {what} column '{name}'; the columns are: {_names(columns)}",
                             column=name)
 
@@ -258,20 +330,20 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     if se is not None:
         need(se, "standard-error")
         vcol = se
-    elif variance in table.columns:
+    elif variance in columns:
         vcol = variance
     else:
         raise DataError(
             f"no variance column '{variance}' (name it with variance=..., or give standard errors "
             f"with se=...); the columns are: {_names(columns)}", column=variance)
 
-    if study is None or (isinstance(study, _DefaultName) and study not in table.columns):
+    if study is None or (isinstance(study, _DefaultName) and study not in columns):
         labels = [str(i + 1) for i in range(k)]
         study_col = None
     else:
         need(study, "study label")
         study_col = study
-        labels = [label(v) for v in table[study]]
+        labels = [label(v) for v in source.column(study)]
         for i, lab in enumerate(labels):
             if lab is None:
                 raise DataError("the study label is missing", row=source.where(i), column=study)
@@ -279,8 +351,8 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     def where(i):
         return f"{source.where(i)} (study '{labels[i]}')"
 
-    yi = _numeric(table[effect], effect, decimal, where)
-    v = _numeric(table[vcol], vcol, decimal, where)
+    yi = _numeric(source.column(effect), effect, decimal, where)
+    v = _numeric(source.column(vcol), vcol, decimal, where)
     for values, name in ((yi, effect), (v, vcol)):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:  # the first missing or infinite cell
@@ -306,7 +378,7 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     if cluster is not None:
         need(cluster, "cluster")
         cluster_ids = []
-        for i, value in enumerate(table[cluster]):
+        for i, value in enumerate(source.column(cluster)):
             cid = label(value)
             if cid is None:
                 raise DataError("the cluster id is missing", row=where(i), column=cluster)
@@ -324,7 +396,7 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
             first[lab] = i
 
     used = {effect, vcol, study_col, cluster}
-    frame = pd.DataFrame({"yi": yi, "vi": vi, "study": labels})
+    frame = {"yi": yi, "vi": vi, "study": labels}  # the DataFrame's columns (FrameColumns)
     if cluster_ids is not None:
         frame["cluster"] = cluster_ids
     if moderators is None:
@@ -340,20 +412,21 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
                                 "column, nor be named yi, vi, study or cluster", column=name)
     notes = []
     for name in names:
-        values, note = _moderator(table[name], name, decimal, where)
+        values, note = _moderator(source.column(name), name, decimal, where)
         if note:
             notes.append(note)
         if moderators is not None:
-            levels = values.dropna().unique()
+            levels = (pd.Series(values, dtype=values.dtype) if isinstance(values, np.ndarray)
+                      else values).dropna().unique()
             if len(levels) == 0:
                 raise DataError("the moderator is missing in every row", column=name)
             if len(levels) == 1:
                 raise DataError(f"the moderator has a single level ({levels[0]!r}): it cannot "
                                 "explain differences between effects", column=name)
-        frame[name] = values.to_numpy()
+        frame[name] = values if isinstance(values, np.ndarray) else values.to_numpy()
     data = EffectData(
         yi=_readonly(yi), vi=_readonly(vi), study=tuple(labels),
-        cluster=None if cluster_ids is None else tuple(cluster_ids), frame=frame,
+        cluster=None if cluster_ids is None else tuple(cluster_ids), cells=FrameColumns(frame),
     )
     return data, notes
 
@@ -368,7 +441,7 @@ def unique_labels(labels, *, number_first: bool = False) -> list[str]:
     """
     labels = [str(lab) for lab in labels]
     if number_first:
-        counts = pd.Series(labels).value_counts()
+        counts = collections.Counter(labels)
         seen: dict = {}
         out = []
         for lab in labels:
@@ -399,8 +472,11 @@ def _number_repeats(labels, study_col, rows):
     return out
 
 
-def _numeric(series: pd.Series, column: str, decimal: str, where) -> np.ndarray:
-    """Floats of a column by the data grammar (:func:`bayes_se.table.parse_number`)."""
+def _numeric(series, column: str, decimal: str, where) -> np.ndarray:
+    """Floats of a column (a Series, or a file's list of text cells) by the data grammar
+    (:func:`bayes_se.table.parse_number`)."""
+    if isinstance(series, list):
+        return number_column(series, column, decimal, where)
     if pd.api.types.is_bool_dtype(series.dtype):
         raise DataError("expected numbers, found true/false values", column=column)
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_complex_dtype(series.dtype):
@@ -408,9 +484,19 @@ def _numeric(series: pd.Series, column: str, decimal: str, where) -> np.ndarray:
     return number_column(series, column, decimal, where)
 
 
-def _moderator(series: pd.Series, name: str, decimal: str, where):
+def _moderator(series, name: str, decimal: str, where):
     """Numbers where every present value is a number, else text (missing stays missing); integers
-    without missing values as int64. Returns the values and a note ('' if none)."""
+    without missing values as int64. Returns the values and a note ('' if none). ``series``: a Series
+    (values: a Series), or a file's list of text cells (values: an ndarray, read without pandas)."""
+    if isinstance(series, list):
+        info = infer_column(series, name, decimal, where, series=False)
+        values = info.values
+        if info.kind == "integer" and info.missing == 0:
+            values = values.astype("int64")
+        elif info.kind == "text":
+            labels, values = values, np.empty(len(values), dtype=object)
+            values[:] = labels
+        return values, info.note
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.reset_index(drop=True), ""
     info = infer_column(series, name, decimal, where)

@@ -60,14 +60,17 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import warnings
 
 import numpy as np
-import pandas as pd
 from numpy.polynomial import chebyshev
-from scipy import special
 
 from bayes_se.errors import ConvergenceWarning, DataError, SpecError
+from bayes_se.lazy import LazyModule, median
+from bayes_se.normal_dist import ndtr, ndtri
+
+pd = LazyModule("pandas")  # the fit and its JSON need neither pandas nor scipy.special (issue 17)
 
 __all__ = ["ExactPosterior", "exact_posterior", "half_normal_logpdf"]
 
@@ -512,7 +515,7 @@ class ExactPosterior:
         for rows, w, m, s in self._theta_blocks():
             for (op, value), target in zip(events, out):
                 z = (value - m) / s
-                target[rows] = w @ special.ndtr(-z if op.startswith(">") else z)
+                target[rows] = w @ ndtr(-z if op.startswith(">") else z)
         return [np.clip(p, 0.0, 1.0) for p in out]
 
     def conditional(self, name: str, tau):
@@ -535,7 +538,7 @@ class ExactPosterior:
     def _mix_cdf(self, kind, j, x, upper=False):
         m, s = self._mixture(kind, j)
         z = (np.asarray(x, dtype=float)[..., None] - m) / s
-        return np.clip(special.ndtr(-z if upper else z) @ self.tau_weights, 0.0, 1.0)
+        return np.clip(ndtr(-z if upper else z) @ self.tau_weights, 0.0, 1.0)
 
     def _mix_quantile(self, kind, j, q):
         m, s = self._mixture(kind, j)
@@ -564,7 +567,7 @@ class ExactPosterior:
         # fewer than from the normal quantile, every step a pass of ndtr over (grid x studies)
         g1 = (w @ (d * (np.square(d) + 3 * s2))) / mu2**1.5
         g2 = (w @ (d**4 + 6 * np.square(d) * s2 + 3 * np.square(s2))) / np.square(mu2) - 3.0
-        z = float(special.ndtri(q))
+        z = ndtri(q)
         start = mean + sd * (z + (z * z - 1) * g1 / 6 + (z**3 - 3 * z) * g2 / 24 - (2 * z**3 - 5 * z) * g1 * g1 / 36)
         keep = w > 1e-15 * min(q, 1.0 - q)
         if not keep.all():
@@ -575,7 +578,7 @@ class ExactPosterior:
         for _ in range(200):
             ma, sa, xa = (m, s, x) if isinstance(active, slice) else (m[:, active], s[:, active], x[active])
             z = (xa - ma) / sa
-            F = w @ special.ndtr(z) - q
+            F = w @ ndtr(z) - q
             la, ha = np.where(F < 0, xa, lo[active]), np.where(F > 0, xa, hi[active])
             new = xa - F / (w @ (np.exp(-0.5 * z * z) / sa)) * math.sqrt(2 * math.pi)
             new = np.where((new >= la) & (new <= ha), new, 0.5 * (la + ha))
@@ -828,6 +831,11 @@ class ExactPosterior:
         Rows: ``mu`` / ``beta[NAME]``, ``tau``, ``tau2``, then (optionally) ``theta[STUDY]`` and
         ``pred``. Columns ``mean, sd, q<lower>, q50, q<upper>`` (``q2.5, q50, q97.5`` at 0.95).
         """
+        names, cols, values = self.summary_values(theta=theta, pred=pred)
+        return pd.DataFrame(values, index=pd.Index(names, name="parameter"), columns=cols)
+
+    def summary_values(self, theta: bool = True, pred: bool = True) -> tuple[list, list, np.ndarray]:
+        """:meth:`summary` without pandas: ``(row names, column names, values)``."""
         a = 0.5 * (1.0 - self.level)
         probs = (a, 0.5, 1.0 - a)
         cols = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
@@ -845,7 +853,7 @@ class ExactPosterior:
         if pred:
             blocks.append(np.array([list(self._moments("pred")) + list(self.quantile("pred", probs))]))
             names.append("pred")
-        return pd.DataFrame(np.vstack(blocks), index=pd.Index(names, name="parameter"), columns=cols)
+        return names, cols, np.vstack(blocks)
 
     def draws(self, n: int, rng=None) -> dict:
         """``n`` exact iid posterior draws: tau by inverting its cdf, then ``beta | tau, y``, then
@@ -931,7 +939,8 @@ def _vector(value, p, key):
 def _design(X, k, coef_names):
     if X is None:
         return np.ones((k, 1)), ["intercept"]
-    names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+    frame = "pandas" in sys.modules and isinstance(X, sys.modules["pandas"].DataFrame)
+    names = [str(c) for c in X.columns] if frame else None
     try:
         X = np.asarray(X, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -1067,7 +1076,7 @@ def exact_posterior(yi, vi=None, X=None, *, coef_names=None, study=None, beta_me
     ones = np.all(X == 1.0, axis=0)
     x0 = _vector(np.where(ones, 1.0, 0.0) if newx is None else newx, p, "newx")
     intercept_only = p == 1 and bool(ones[0])
-    scale = max(float(np.std(y)), math.sqrt(float(np.median(v))))
+    scale = max(float(np.std(y)), math.sqrt(median(v)))
     model = _NormalModel(y, v, X, m, s)
     return ExactPosterior(model, names, labels, x0, logprior, scale, float(level), intercept_only,
                           log_tau2_prior, tail_power)

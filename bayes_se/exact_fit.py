@@ -20,7 +20,8 @@ import math
 import numpy as np
 
 from bayes_se import defaults
-from bayes_se.fits import Fit, interval_columns, stored_priors, stored_settings, typical_within_variance
+from bayes_se.fits import (Fit, check_level, interval_columns, probability_columns, stored_priors, stored_settings,
+                           typical_within_variance)
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -208,23 +209,36 @@ class ExactFit(Fit):
             result.append(np.array([value[n] for n in names], dtype=float))
         return result
 
-    def _table(self, level, interval, theta):
+    def _central_values(self, level, theta) -> tuple[list, np.ndarray]:
+        """Row names and the columns mean, sd and the central interval (``interval_columns(level)``)
+        of :meth:`_table`, without pandas: the posterior's rows, then ``I2``."""
         post = self.posterior
         saved = post.level
         post.level = level
         try:
-            table = post.summary(theta=theta, pred=True)
+            names, _, values = post.summary_values(theta=theta, pred=True)
         finally:
             post.level = saved
-        cols = interval_columns(level, "central")
         # I2 = tau^2 / (tau^2 + s^2), an increasing function of tau: its quantiles are tau's mapped
         s2 = typical_within_variance(self.vi, self.X)
         i2 = lambda t: np.square(t) / (np.square(t) + s2)  # noqa: E731
         a = (1 - level) / 2
         g = i2(post.tau_grid)
         mean = float(post.tau_weights @ g)
-        table.loc["I2", ["mean", "sd"]] = mean, float(np.sqrt(post.tau_weights @ np.square(g - mean)))
-        table.loc["I2", [cols[0], "q50", cols[2]]] = i2(np.asarray(post.quantile("tau", [a, 0.5, 1 - a])))
+        row = [mean, float(np.sqrt(post.tau_weights @ np.square(g - mean)))]
+        row += list(i2(np.asarray(post.quantile("tau", [a, 0.5, 1 - a]))))
+        return names + ["I2"], np.vstack([values, row])
+
+    def _table(self, level, interval, theta):
+        import pandas as pd
+
+        cols = interval_columns(level, "central")
+        names, values = self._central_values(level, theta)
+        table = pd.DataFrame(values, index=pd.Index(names, name="parameter"),
+                             columns=["mean", "sd", cols[0], "q50", cols[2]])
+        post = self.posterior
+        s2 = typical_within_variance(self.vi, self.X)
+        i2 = lambda t: np.square(t) / (np.square(t) + s2)  # noqa: E731
         if interval == "hdi":
             hcols = interval_columns(level, "hdi")
             bounds = np.array([exact_hdi(post, "tau" if name == "I2" else name, level,
@@ -233,6 +247,22 @@ class ExactFit(Fit):
             table[hcols[0]], table[hcols[2]] = bounds[:, 0], bounds[:, 1]
             cols = hcols
         return table[["mean", "sd", cols[0], "q50", cols[2]]]
+
+    def _summary_dict(self, level, interval):
+        if interval != "central":
+            return super()._summary_dict(level, interval)
+        # Fit.summary's rows and columns, as _rows_dict writes them, without a DataFrame
+        level = check_level(self.level if level is None else level)
+        names, values = self._central_values(level, theta=True)
+        cols = interval_columns(level, "central")
+        cols = ["mean", "sd", cols[0], "q50", cols[2]]
+        s = self.smallest_effect
+        if s is not None:
+            cols += list(probability_columns(s))
+            values = np.column_stack([values, *self._probs(names, [(">", s), ("<", -s)])])
+        cells = values.astype(object)
+        cells[~np.isfinite(values)] = None
+        return level, {str(name): dict(zip(cols, row)) for name, row in zip(names, cells.tolist())}
 
     def _headline(self) -> str:
         kind = "meta-regression" if self.X is not None else "random-effects model"

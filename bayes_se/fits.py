@@ -35,10 +35,12 @@ import html
 import json
 
 import numpy as np
-import pandas as pd
 
 from bayes_se import defaults
 from bayes_se.errors import SpecError
+from bayes_se.lazy import LazyModule
+
+pd = LazyModule("pandas")  # an exact fit's JSON needs no DataFrame (issue 17)
 
 #: Values of ``interval`` that summaries accept.
 INTERVALS = ("central", "hdi")
@@ -281,8 +283,12 @@ class Fit(abc.ABC):
 
     def prob_greater(self, x: float = 0.0) -> pd.Series:
         """Posterior probability that each location parameter (mu or beta[...], and pred) exceeds ``x``."""
+        return pd.Series(dict(self._prob_greater_items(x)), name=f"P(>{x:g})", dtype=float)
+
+    def _prob_greater_items(self, x: float) -> list:
+        """:meth:`prob_greater` as ``[(name, probability)]`` (no pandas)."""
         names = [n for n in self.location_names() if not n.startswith("theta[")]
-        return pd.Series({n: self._prob(n, ">", float(x)) for n in names}, name=f"P(>{x:g})", dtype=float)
+        return [(n, self._prob(n, ">", float(x))) for n in names]
 
     def prob_positive(self) -> pd.Series:
         """``prob_greater(0)``."""
@@ -339,23 +345,28 @@ class Fit(abc.ABC):
     def to_dict(self, level: float | None = None, interval: str = "central") -> dict:
         """JSON-ready: ``engine``, ``k``, ``parameters`` (row -> statistics), ``diagnostics``,
         ``priors``, ``settings`` and ``prob_greater`` at 0 and at the smallest effect."""
-        table = self.summary(level=level, interval=interval)
-        params = _rows_dict(table)
+        level, params = self._summary_dict(level, interval)
         diagnostics = self.diagnostics.to_dict()
         if self.engine == "exact":
             diagnostics["note"] = "exact quadrature: no Monte Carlo error, no sampler diagnostics"
-        out = {"engine": self.engine, "k": self.k, "level": table.attrs["level"], "interval": interval,
+        out = {"engine": self.engine, "k": self.k, "level": level, "interval": interval,
                "parameters": params, "diagnostics": diagnostics,
                "priors": {k: str(v) for k, v in self.priors.items()},
                "settings": self.settings}
         out["omitted_rows"] = self.omitted_rows
         thresholds = [0.0] + ([self.smallest_effect] if self.smallest_effect else [])
-        probs = {f"{t:g}": {k: _num(v) for k, v in self.prob_greater(t).items()} for t in thresholds}
+        probs = {f"{t:g}": {k: _num(v) for k, v in self._prob_greater_items(t)} for t in thresholds}
         if any(probs.values()):
             out["prob_greater"] = probs
         if self.refit_reason():
             out["refit_reason"] = self.refit_reason()
         return out
+
+    def _summary_dict(self, level, interval) -> tuple[float, dict]:
+        """The credible level and :meth:`summary` as ``{row: {column: value or None}}`` (an engine
+        may override it to skip the DataFrame)."""
+        table = self.summary(level=level, interval=interval)
+        return table.attrs["level"], _rows_dict(table)
 
     def refit_reason(self) -> str | None:
         """Why the sampler refitted (e.g. divergences at the first target_accept), or None."""

@@ -53,9 +53,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from bayes_se.errors import DataError, DataWarning, SpecError
+from bayes_se.lazy import LazyModule
+
+pd = LazyModule("pandas")  # a formula without moderators reads no column (issue 17)
 
 __all__ = ["Design", "design_matrix", "describe_coding", "formula_columns", "parse_formula", "NA_ACTIONS"]
 
@@ -438,8 +440,9 @@ def design_matrix(
         raise SpecError(f"na must be 'omit' or 'error', got {na!r}", key="na")
     has_intercept, terms = parse_formula(expr)
     has_intercept = has_intercept and intercept
-    frame = pd.DataFrame(frame).reset_index(drop=True)
-    n_all = len(frame)
+    if terms or not (hasattr(frame, "columns") and isinstance(getattr(frame, "shape", None), tuple)):
+        frame = pd.DataFrame(frame).reset_index(drop=True)
+    n_all = frame.shape[0]  # (without moderators any table with a shape and columns will do)
     if labels is not None:
         labels = [str(v) for v in labels]
         if len(labels) != n_all:
@@ -473,8 +476,8 @@ def design_matrix(
             f"{len(omitted)} row(s) with a missing moderator left out of the model (row: column): "
             f"{'; '.join(shown)}. Pass na='error' (CLI: --na error) to refuse them instead",
             DataWarning, stacklevel=2)
-    data = frame.iloc[rows].reset_index(drop=True)
-    n = len(data)
+    data = frame.iloc[rows].reset_index(drop=True) if variables else None
+    n = len(rows)
 
     # per-variable columns, checked
     codings: dict[str, tuple] = {}

@@ -50,9 +50,11 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
 from bayes_se.errors import BayesSEError
+from bayes_se.lazy import LazyModule
+
+pd = LazyModule("pandas")  # building the CLI's parser imports this module
 
 K_STUDIES = 8  # studies per simulated meta-analysis: small, where priors matter and tau is hard
 VI_RANGE = (0.01, 0.2)  # sampling variances ~ U(0.01, 0.2): SMDs of trials with ~20-400 participants

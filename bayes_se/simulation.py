@@ -47,10 +47,12 @@ import warnings
 import zlib
 
 import numpy as np
-import pandas as pd
 
 from bayes_se import defaults
 from bayes_se.errors import BayesSEError, SpecError
+from bayes_se.lazy import LazyModule
+
+pd = LazyModule("pandas")  # building the CLI's parser imports this module
 
 __all__ = ["simulate", "summarise", "expand_grid", "generate", "fit_methods", "add_parser",
            "cmd_simulate", "METHODS", "DEFAULT_METHODS"]

@@ -36,15 +36,18 @@ import io
 import math
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from bayes_se.errors import DataError, DataWarning
+from bayes_se.lazy import LazyModule
 
-__all__ = ["Table", "ColumnInfo", "read_table", "parse_number", "is_missing", "label", "number_column",
+pd = LazyModule("pandas")  # only where a DataFrame is built: reading a file needs none (issue 17)
+
+__all__ = ["Table", "TextCells", "ColumnInfo", "read_table", "parse_number", "is_missing", "label", "number_column",
            "infer_column", "NotANumber", "check_options", "MISSING_MARKERS", "DELIMITERS", "DECIMALS",
            "MAX_FILE_BYTES"]
 
@@ -86,9 +89,15 @@ def _hint_decimal(decimal: str) -> str:
     return f"is the decimal mark {name}? try --decimal {other} (decimal='{other}' in Python)"
 
 
+def _pandas_na(cell) -> bool:
+    """True for pandas' NA and NaT (looked up only when pandas is loaded: no cell can be one before)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (cell is pandas.NA or cell is pandas.NaT)
+
+
 def is_missing(cell) -> bool:
     """True for None, NaN, pandas' NA/NaT and the text markers of :data:`MISSING_MARKERS`."""
-    if cell is None or cell is pd.NA or cell is pd.NaT:
+    if cell is None or _pandas_na(cell):
         return True
     if isinstance(cell, (float, np.floating)):
         return math.isnan(cell)
@@ -122,7 +131,7 @@ def parse_number(cell, decimal: str = ".") -> float:
         return float(cell)
     if isinstance(cell, (float, np.floating)):
         return float(cell)
-    if cell is None or cell is pd.NA or cell is pd.NaT:
+    if cell is None or _pandas_na(cell):
         return math.nan
     if not isinstance(cell, str):
         raise NotANumber(f"expected a number, found {type(cell).__name__} {str(cell)[:40]!r}")
@@ -263,25 +272,29 @@ def label(cell):
     return str(cell).strip()
 
 
-def infer_column(values, name: str, decimal: str, where=None) -> ColumnInfo:
+def infer_column(values, name: str, decimal: str, where=None, *, series: bool = True) -> ColumnInfo:
     """Numbers when every present cell is a number, else text labels.
 
     A column whose cells all look meant as numbers but some break the grammar (``1,234``,
     ``inf``, ``0,5`` under decimal ``.``) is refused (a :class:`DataError` naming the row), so it
     never silently becomes a categorical moderator. A column mixing numbers with other text is read
     as text, with a note naming the first text cell.
+
+    ``series=False`` gives ``values`` without pandas: a float ndarray (numbers, NaN where missing)
+    or a list of labels (None where missing), the values of the Series ``series=True`` gives.
     """
     where = where or (lambda i: i + 1)
-    series = pd.Series(list(values), dtype=object)
-    present = [i for i, v in enumerate(series) if not is_missing(v)]
-    missing = len(series) - len(present)
+    cells = list(values)
+    present = [i for i, v in enumerate(cells) if not is_missing(v)]
+    missing = len(cells) - len(present)
     if not present:
-        return ColumnInfo(name, "empty", pd.Series([np.nan] * len(series), dtype=float), missing)
-    numbers = np.full(len(series), np.nan)
+        empty = np.full(len(cells), np.nan)
+        return ColumnInfo(name, "empty", pd.Series(empty, dtype=float) if series else empty, missing)
+    numbers = np.full(len(cells), np.nan)
     first_numberlike = first_text = None
     for i in present:
         try:
-            numbers[i] = parse_number(series.iloc[i], decimal)
+            numbers[i] = parse_number(cells[i], decimal)
         except NotANumber as exc:
             if exc.numberlike:
                 first_numberlike = first_numberlike or (i, exc)
@@ -289,17 +302,17 @@ def infer_column(values, name: str, decimal: str, where=None) -> ColumnInfo:
                 first_text = i
     if first_text is None and first_numberlike is None:
         finite = numbers[present]
-        if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53):
-            return ColumnInfo(name, "integer", pd.Series(numbers), missing)
-        return ColumnInfo(name, "number", pd.Series(numbers), missing)
+        kind = "integer" if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53) else "number"
+        return ColumnInfo(name, kind, pd.Series(numbers) if series else numbers, missing)
     if first_text is None:
         i, exc = first_numberlike
         raise DataError(str(exc), row=where(i), column=name)
-    labels = pd.Series([label(v) for v in series], dtype=object)
+    texts = [label(v) for v in cells]
+    labels = pd.Series(texts, dtype=object) if series else texts
     note = ""
     n_numbers = int(np.isfinite(numbers).sum())
     if n_numbers:
-        note = (f"column '{name}' mixes numbers with text (first text {labels.iloc[first_text]!r} on row "
+        note = (f"column '{name}' mixes numbers with text (first text {texts[first_text]!r} on row "
                 f"{where(first_text)}): read as text labels; missing cells are written empty, NA, NaN or '.'")
     return ColumnInfo(name, "text", labels, missing, note)
 
@@ -313,9 +326,11 @@ class Table:
 
     Attributes
     ----------
+    cells : pandas.DataFrame or TextCells
+        The user's DataFrame (index reset), or a file's header and rows of text cells.
     frame : pandas.DataFrame
-        The cells: text for a file (stripped column names; empty rows dropped), the user's values
-        for a DataFrame (index reset).
+        The cells: text for a file (stripped column names; empty rows dropped; built on first use,
+        as :meth:`column` reads a file's cells without pandas), the user's values for a DataFrame.
     rows : tuple of int
         The 1-based data row number of each row of ``frame`` (skipped rows keep their numbers).
     source : str
@@ -329,7 +344,7 @@ class Table:
         What the reader did that a user should know (skipped rows, fallback encodings).
     """
 
-    frame: pd.DataFrame
+    cells: object
     rows: tuple
     source: str
     sep: str | None
@@ -337,6 +352,30 @@ class Table:
     encoding: str | None
     how: dict = field(default_factory=dict)
     notes: tuple = ()
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The cells as a DataFrame (a file's: object columns of text, made on first use)."""
+        if isinstance(self.cells, TextCells):
+            object.__setattr__(self, "cells", self.cells.to_frame())
+        return self.cells
+
+    @property
+    def columns(self) -> list:
+        """The column names."""
+        return list(self.cells.header if isinstance(self.cells, TextCells) else self.cells.columns)
+
+    @property
+    def n_rows(self) -> int:
+        """The number of data rows."""
+        return len(self.rows)
+
+    def column(self, name):
+        """The cells of column ``name``: a list of text cells for a file (no pandas), a Series for a
+        DataFrame."""
+        if isinstance(self.cells, TextCells):
+            return self.cells.column(name)
+        return self.cells[name]
 
     def where(self, i: int) -> int:
         """The data row number of ``frame`` row ``i``."""
@@ -346,6 +385,24 @@ class Table:
         """Issue each note as a :class:`bayes_se.errors.DataWarning`."""
         for note in self.notes:
             warnings.warn(note, DataWarning, stacklevel=stacklevel)
+
+
+class TextCells:
+    """A file's cells as read: the header and one list of text cells per kept row.
+
+    :meth:`to_frame` is the DataFrame of object (text) columns :attr:`Table.frame` holds.
+    """
+
+    def __init__(self, header: list, records: list):
+        self.header = list(header)
+        self.records = records
+
+    def column(self, name) -> list:
+        j = self.header.index(name)
+        return [record[j] for record in self.records]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records, columns=self.header, dtype=object)
 
 
 def check_options(sep=None, decimal=None, encoding=None):
@@ -396,7 +453,7 @@ def read_table(source, *, sep=None, decimal=None, encoding=None) -> Table:
     if isinstance(source, Table):
         return source
     sep, decimal, encoding = check_options(sep, decimal, encoding)
-    if isinstance(source, pd.DataFrame):
+    if "pandas" in sys.modules and isinstance(source, sys.modules["pandas"].DataFrame):
         names = [str(c).strip() for c in source.columns]
         _check_unique_names(names)
         frame = source.copy().reset_index(drop=True)
@@ -592,8 +649,7 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
                      "trailing cells are read as missing")
     if decimal is None:
         decimal = "." if sep == "," else _sniff_decimal(kept)
-    frame = pd.DataFrame(kept, columns=header, dtype=object)
-    return Table(frame, tuple(rows), path, sep, decimal, encoding, how, tuple(notes))
+    return Table(TextCells(header, kept), tuple(rows), path, sep, decimal, encoding, how, tuple(notes))
 
 
 def _list(numbers) -> str:

@@ -16,9 +16,12 @@ import types
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayes_se.errors import SpecError
+from bayes_se.lazy import LazyModule
+from bayes_se.normal_dist import ndtri
+
+special = LazyModule("scipy.special")  # the default priors' quantiles need none (issue 17)
 
 # family -> (argument names in positional order, kind of quantity the density is on)
 #   "real": any real number (mu, beta); "positive": an SD or other positive quantity (tau, nu);
@@ -263,18 +266,17 @@ class Prior:
     def _closed_form_ppf(self, q: float):
         """The target's quantile by the same special function SciPy's ``ppf`` calls, for the common
         families (None for the others): the exact engine and the prior-scale check then never import
-        scipy.stats (about 0.5 s of every process)."""
-        from scipy import special
-
+        scipy.stats (about 0.5 s of every process); the normal families not even scipy.special
+        (:func:`bayes_se.normal_dist.ndtri` equals its ``ndtri`` bit for bit)."""
         p, f = self.params, self.family
         if f == "half_normal":
-            return float(p["sigma"] * special.ndtri((1.0 + q) / 2.0))
+            return float(p["sigma"] * ndtri((1.0 + q) / 2.0))
         if f == "half_cauchy":
             return float(p["beta"] * math.tan(math.pi / 2.0 * q))
         if f == "half_student_t":
             return float(p["sigma"] * special.stdtrit(p["nu"], (1.0 + q) / 2.0))
         if f in ("normal", "log_normal"):
-            return float(p["mu"] + p["sigma"] * special.ndtri(q))
+            return float(p["mu"] + p["sigma"] * ndtri(q))
         if f in ("student_t", "log_t"):
             return float(p["mu"] + p["sigma"] * special.stdtrit(p["nu"], q))
         return None
