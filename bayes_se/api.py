@@ -223,12 +223,13 @@ def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None):
     med = spec.mediation
     if data is not None and not isinstance(data, PathEstimates):
         data = load_paths(data, study=spec.data.study, sep=spec.data.sep or None,
-                          decimal=spec.data.decimal or None, encoding=spec.data.encoding or None)
+                          decimal=spec.data.decimal or None, encoding=spec.data.encoding or None,
+                          partial=bool(med.correlations))
     correlations = None
     if med.correlations:
         variables = [v.strip() for v in med.variables.split(",") if v.strip()] or None
         correlations = load_correlations(med.correlations, variables=variables, study=spec.data.study, n=med.n,
-                                         layout=med.layout)
+                                         layout=med.layout, partial=data is not None)
     priors = dict(spec.priors)
     priors["eta"] = med.eta
     counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)

@@ -229,7 +229,7 @@ def _records_from_paths(table, names):
 
 def load_correlations(source, *, variables=None, study: str = "study", n: str = "n",
                       layout: str = "auto", sep: str | None = None, decimal: str | None = None,
-                      encoding: str | None = None) -> CorrelationData:
+                      encoding: str | None = None, partial: bool = False) -> CorrelationData:
     """Read and check a table of correlations (or mediation paths) from several studies.
 
     Model it feeds: study ``i``'s correlations ``r_i ~ N(rho_i, S_i)`` with ``S_i`` the
@@ -252,6 +252,10 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
         else wide.
     sep, decimal, encoding : str, optional
         Delimiter, decimal mark and encoding of a text file (None: sniffed).
+    partial : bool
+        The table is one part of a mixed input (trials' matrices beside trials' reported paths,
+        :func:`bayes_se.mediation_paths.fit_mediation_paths`): one study suffices and a pair that no
+        study reports is allowed; the combined input is checked where it is combined.
 
     Returns
     -------
@@ -274,7 +278,7 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
     names = _check_variables(variables)
     read = _read(source, sep, decimal, encoding)
     try:
-        data = _load(read.frame, read.decimal, names, study, n, layout)
+        data = _load(read.frame, read.decimal, names, study, n, layout, partial)
     except DataError as exc:  # rows as the file numbers them (skipped empty rows keep their numbers)
         if isinstance(exc.row, int) and read.rows != tuple(range(1, len(read.rows) + 1)):
             raise exc.renumbered(read.rows[exc.row - 1]) from None
@@ -283,7 +287,7 @@ def load_correlations(source, *, variables=None, study: str = "study", n: str = 
     return data
 
 
-def _load(table, decimal, names, study, n, layout) -> CorrelationData:
+def _load(table, decimal, names, study, n, layout, partial=False) -> CorrelationData:
     table.attrs["decimal"] = decimal
     if layout == "auto":
         if {"var1", "var2", "r"} <= set(table.columns):
@@ -328,8 +332,8 @@ def _load(table, decimal, names, study, n, layout) -> CorrelationData:
             raise DataError(f"a variable cannot be paired with itself ({a!r})", row=row + 1,
                             column="var2" if layout == "long" else col)
     labels = list(dict.fromkeys(labels_by_row))
-    if len(labels) < 2:
-        raise DataError(f"at least 2 studies are needed, got {len(labels)}", column=study)
+    if len(labels) < (1 if partial else 2):
+        raise DataError(f"at least {1 if partial else 2} studies are needed, got {len(labels)}", column=study)
     rows_of = {s: [] for s in labels}
     for row, s in enumerate(labels_by_row):
         rows_of[s].append(row)
@@ -358,7 +362,7 @@ def _load(table, decimal, names, study, n, layout) -> CorrelationData:
     observed = ~np.isnan(r)
     data = CorrelationData(tuple(names), np.array(labels, dtype=str), n_study, r, observed)
     for c, label in enumerate(data.pair_labels):
-        if not observed[:, c].any():
+        if not observed[:, c].any() and not partial:
             raise DataError(f"no study reports the correlation of ({label}); it cannot be estimated",
                             column="r" if layout == "long" else None)
     for i in range(data.k):

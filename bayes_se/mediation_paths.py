@@ -285,12 +285,12 @@ def _checked(idata) -> list[str]:
     return [v for v in ("a", "b", "c_prime", "tau_a", "tau_b", "tau_c", "rho_ab") if v in idata.posterior]
 
 
-def _load_correlations(correlations, x, m, y):
+def _load_correlations(correlations, x, m, y, partial: bool):
     from bayes_se.correlations import CorrelationData, load_correlations
 
     if correlations is None or isinstance(correlations, CorrelationData):
         return correlations
-    return load_correlations(correlations)
+    return load_correlations(correlations, partial=partial)
 
 
 def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: str = "self_efficacy",
@@ -332,8 +332,10 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
     from bayes_se.reported_paths import combine_paths, load_paths, paths_from_correlations
     from bayes_se.sampling import sample
 
-    paths = data if (data is None or isinstance(data, PathEstimates)) else load_paths(data)
-    corr = _load_correlations(correlations, x, m, y)
+    # each table may be one part of a mixed input: one trial in it suffices, the union is checked
+    paths = data if (data is None or isinstance(data, PathEstimates)) else \
+        load_paths(data, partial=correlations is not None)
+    corr = _load_correlations(correlations, x, m, y, partial=data is not None)
     matrices = None if corr is None else paths_from_correlations(corr, x, m, y)
     combined = combine_paths(paths, matrices)
     if combined.k < 2:

@@ -117,7 +117,7 @@ def _freeze(est, cov, n, study, source) -> PathEstimates:
 
 
 def load_paths(source, *, study: str = "study", sep: str | None = None, decimal: str | None = None,
-               encoding: str | None = None) -> PathEstimates:
+               encoding: str | None = None, partial: bool = False) -> PathEstimates:
     """Read and check a table of reported mediation paths (one study per row).
 
     Model it feeds: ``est_i[obs] ~ N(theta_i[obs], S_i[obs, obs])`` with ``S_i`` built from the
@@ -133,6 +133,10 @@ def load_paths(source, *, study: str = "study", sep: str | None = None, decimal:
         Column of study labels (generated ``"1", "2", ...`` when absent).
     sep, decimal, encoding : str, optional
         Delimiter, decimal mark and encoding of a text file (None: sniffed).
+    partial : bool
+        The table is one part of a mixed input (beside trials' correlation matrices): one study
+        suffices and no study need report ``b``; :func:`combine_paths` and the fit check the
+        combined input.
 
     Returns
     -------
@@ -152,7 +156,7 @@ def load_paths(source, *, study: str = "study", sep: str | None = None, decimal:
         raise DataError(f"expected a file path or a pandas DataFrame, got {type(source).__name__}")
     read = read_table(source, sep=sep, decimal=decimal, encoding=encoding)
     try:
-        data = _load(read.frame, read.decimal, study)
+        data = _load(read.frame, read.decimal, study, partial)
     except DataError as exc:  # rows as the file numbers them (skipped empty rows keep their numbers)
         if isinstance(exc.row, int) and read.rows != tuple(range(1, len(read.rows) + 1)):
             raise exc.renumbered(read.rows[exc.row - 1]) from None
@@ -161,7 +165,7 @@ def load_paths(source, *, study: str = "study", sep: str | None = None, decimal:
     return data
 
 
-def _load(table: pd.DataFrame, decimal: str, study: str) -> PathEstimates:
+def _load(table: pd.DataFrame, decimal: str, study: str, partial: bool = False) -> PathEstimates:
     k = len(table)
     for col in ("a", "se_a"):
         if col not in table.columns:
@@ -187,8 +191,8 @@ def _load(table: pd.DataFrame, decimal: str, study: str) -> PathEstimates:
             seen[label] = row + 1
     else:
         labels = [str(i + 1) for i in range(k)]
-    if k < 2:
-        raise DataError(f"at least 2 studies are needed, got {k}", column=study)
+    if k < (1 if partial else 2):
+        raise DataError(f"at least {1 if partial else 2} studies are needed, got {k}", column=study)
 
     est = np.column_stack([numbers(c) for c in PATH_NAMES])
     se = np.column_stack([numbers(c) for c in SE_COLUMNS])
@@ -239,7 +243,7 @@ def _load(table: pd.DataFrame, decimal: str, study: str) -> PathEstimates:
             raise DataError(f"with the standard errors of this row, the covariance(s) {', '.join(given)} make "
                             "the sampling covariance matrix of the paths not positive definite (|correlation| "
                             ">= 1)", row=row + 1, column=given[0] if given else None)
-    if not obs[:, 1].any():
+    if not obs[:, 1].any() and not partial:
         raise DataError("no study reports b (the M -> Y path); the mediation model needs it", column="b")
     for row in range(k):
         if obs[row, 1] and not obs[row, 0]:  # pragma: no cover  (a is required above)
@@ -304,13 +308,15 @@ def paths_from_correlations(data, x: str, m: str, y: str) -> PathEstimates:
     from bayes_se.correlations import olkin_siotani, pair_index
 
     variables = list(data.variables)
-    for role, name in (("x", x), ("m", m), ("y", y)):
+    # x and m are needed (r_XM = a); a table without y gives a alone for every study
+    for role, name in (("x", x), ("m", m)) + ((("y", y),) if y in variables or len(variables) > 2 else ()):
         if name not in variables:
             raise DataError(f"the correlation table has no variable {name!r} (the mediation model's {role}); its "
                             f"variables are {', '.join(variables)}", column="var1")
     col = {frozenset((variables[i], variables[j])): c for c, (i, j) in enumerate(pair_index(len(variables)))}
-    cols = [col[frozenset(pair)] for pair in ((x, m), (x, y), (m, y))]
-    r = np.asarray(data.r, float)[:, cols]
+    r_all = np.column_stack([np.asarray(data.r, float), np.full(data.k, np.nan)])
+    cols = [col.get(frozenset(pair), -1) for pair in ((x, m), (x, y), (m, y))]  # -1: the NaN column
+    r = r_all[:, cols]
     k = data.k
     est = np.full((k, 3), np.nan)
     cov = np.full((k, 3, 3), np.nan)
@@ -340,11 +346,13 @@ def combine_paths(paths: PathEstimates | None, matrices: PathEstimates | None) -
     Raises
     ------
     DataError
-        A study label in both (named), or no studies at all.
+        A study label in both (named), fewer than 2 studies in all.
     """
     parts = [p for p in (paths, matrices) if p is not None]
     if not parts:
         raise DataError("no studies: give reported paths, correlation matrices or both")
+    if sum(p.k for p in parts) < 2:
+        raise DataError(f"at least 2 studies are needed, got {sum(p.k for p in parts)}", column="study")
     if len(parts) == 1:
         return parts[0]
     both = sorted(set(map(str, paths.study)) & set(map(str, matrices.study)))
