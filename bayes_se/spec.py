@@ -111,6 +111,7 @@ class MediationSection:
     eta: float = defaults.MEDIATION_PRIORS["eta"]
     eta_rho: float = defaults.MEDIATION_PRIORS["eta_rho"]
     mc_draws: int = 256
+    likelihood: str = "pooled"
 
 
 _SECTIONS = {
@@ -627,6 +628,9 @@ def _validate_mediation(spec: ModelSpec) -> None:
     for key, value in (("mediation.eta", med.eta), ("mediation.eta_rho", med.eta_rho)):
         if not value > 0:
             raise SpecError(f"the LKJ shape must be > 0, got {value}", key=key)
+    from bayes_se.builders.masem_likelihood import LIKELIHOODS
+
+    _choice("mediation.likelihood", med.likelihood, LIKELIHOODS)
     if med.mc_draws < 1:
         raise SpecError(f"must be >= 1, got {med.mc_draws}", key="mediation.mc_draws")
     mediation_paths(med.paths)

@@ -36,7 +36,7 @@ _H = 1e-30
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def psi(flat, p, ps, pt_, out):
     """Olkin-Siotani numerators of the pairs (ps, pt_) of a flattened p x p matrix."""
     q = ps.shape[0]
@@ -50,7 +50,7 @@ def psi(flat, p, ps, pt_, out):
                          + rsu * rtv + rsv * rtu
                          - (rst * rsu * rsv + rst * rtu * rtv + rsu * rtu * ruv + rsv * rtv * ruv))
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def inv_det(C, A, M):
     """Inverse (into A) and determinant of C by Gauss-Jordan elimination without pivoting
     (analytic in the entries; C symmetric positive definite on the model's support); M is
@@ -79,7 +79,7 @@ def inv_det(C, A, M):
                     A[a, b] = A[a, b] - f * A[c, b]
     return det
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def cpc_corr(z, d, L, R):
     """Correlation matrix R (d x d) from canonical partial correlations z in the order of
     :func:`bayes_se.builders.masem.lkj_corr_cpc` (rows i = 1..d-1, columns j < i)."""
@@ -103,7 +103,7 @@ def cpc_corr(z, d, L, R):
                 s += L[i, m2] * L[j, m2]
             R[i, j] = s
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def kernel(theta, q, n, y, obs, own, own_mask, p, mode, ps, pt_):
     """Value and gradient in theta = (cpc of R (q), tau (q), cpc of Omega (q(q-1)/2)).
 
@@ -146,6 +146,8 @@ def kernel(theta, q, n, y, obs, own, own_mask, p, mode, ps, pt_):
             flat[a * p + a] = 1.0
         for a in range(q):
             rc[a] = Rp[ps[a], pt_[a]]
+            if not abs(rc[a].real) < 1.0:  # a canonical partial correlation at +-1 (boundary)
+                return -np.inf, np.zeros(nt)
             mu[a] = np.arctanh(rc[a]) if mode == 2 else rc[a]
         if mode != 1:
             psi(flat, p, ps, pt_, P)
@@ -168,7 +170,7 @@ def kernel(theta, q, n, y, obs, own, own_mask, p, mode, ps, pt_):
                     mab = obs[i, a] * obs[i, b]
                     C[a, b] = mab * (P[a, b] * w + T[a, b]) + (1.0 - mab) * (1.0 if a == b else 0.0)
             det = inv_det(C, A, M)
-            if det.real <= 0.0:
+            if not det.real > 0.0:
                 return -np.inf, np.zeros(nt)
             quad = 0.0j
             for a in range(q):
@@ -200,7 +202,7 @@ def kernel(theta, q, n, y, obs, own, own_mask, p, mode, ps, pt_):
     return value, grad
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _make_T(th, q, Lq, Om, T):
     """T = diag(tau) Omega diag(tau) from theta's tau and Omega coordinates."""
     if q > 1:
