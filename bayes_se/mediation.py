@@ -307,7 +307,8 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
     priors : dict, optional
         ``tau``, ``eta``, ``eta_rho`` (see :func:`bayes_se.builders.masem.build_masem`).
     seed, draws, tune, chains, cores, target_accept, sampler
-        As in :func:`bayes_se.sampling.sample`.
+        As in :func:`bayes_se.sampling.sample`; ``cores=None`` runs one chain per available CPU
+        (up to ``chains``), where PyMC would count only half the CPUs.
     mc_draws : int
         Monte Carlo draws per posterior draw for ``indirect_avg``.
     likelihood : {"pooled", "own", "fisher_z"}
@@ -330,6 +331,13 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
 
     if not isinstance(data, CorrelationData):
         data = load_correlations(data)
+    if cores is None:
+        # PyMC's default assumes half the CPUs are hyper-threads (cpu_count() // 2: one job on a
+        # 2-core machine); use every CPU this process may run on, at most one per chain
+        import os
+
+        cores = max(1, min(chains, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                           else (os.cpu_count() or 1)))
     model = path_model(data, paths, x, m, y)
     built = build_masem(data, priors=priors, likelihood=likelihood)
     idata = sample(built, draws=draws, tune=tune, chains=chains, cores=cores,

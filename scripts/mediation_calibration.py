@@ -98,6 +98,38 @@ def summarise(path):
     return table
 
 
+def figure(table, path):
+    """Coverage (with +-2 Monte Carlo SE) per parameter, one panel per k, one marker per likelihood."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.reset_index()
+    ks = sorted(t["k"].unique())
+    liks = list(dict.fromkeys(t["likelihood"]))
+    params = list(PARAMS)
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.6), sharey=True, squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        ax.axhspan(0.88, 0.92, color="0.9", zorder=0)
+        ax.axhline(LEVEL, color="0.5", lw=0.8)
+        for j, lik in enumerate(liks):
+            sub = t[(t["k"] == k) & (t["likelihood"] == lik)].set_index("parameter").reindex(params)
+            x = np.arange(len(params)) + (j - (len(liks) - 1) / 2) * 0.22
+            ax.errorbar(x, sub["coverage"], yerr=2 * sub["mc_se"], fmt="o", ms=4, capsize=2,
+                        label=f"{lik} (n = {int(sub['reps'].min())}-{int(sub['reps'].max())})")
+        ax.set_xticks(np.arange(len(params)))
+        ax.set_xticklabels([p.replace("rho[intervention,self_efficacy]", "rho XM").replace(
+            "rho[intervention,symptoms]", "rho XY").replace("rho[self_efficacy,symptoms]", "rho MY") for p in params],
+            rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"k = {k} trials", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0][0].set_ylabel("coverage of central 90% intervals")
+    axes[0][0].set_ylim(0.5, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="benchmarks/results/mediation_calibration.csv")
@@ -108,10 +140,14 @@ def main(argv=None):
     p.add_argument("--missing-my", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=20261130)
     p.add_argument("--summarise", metavar="CSV")
+    p.add_argument("--figure", metavar="PNG", help="with --summarise: draw the coverage figure")
     args = p.parse_args(argv)
     if args.summarise:
+        table = summarise(args.summarise)
         with pd.option_context("display.width", 200, "display.max_rows", 500):
-            print(summarise(args.summarise).round(4))
+            print(table.round(4))
+        if args.figure:
+            figure(table, args.figure)
         return
     run(args.out, args.reps, args.k, args.likelihoods, args.setting, args.seed, args.missing_my)
 

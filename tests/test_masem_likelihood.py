@@ -66,7 +66,8 @@ def test_closed_form_density_is_the_reference(which):
             assert abs(ll_k - ref) < 1e-10, (likelihood, ll_k, ref)
 
 
-@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("likelihood", [pytest.param("pooled", marks=pytest.mark.slow), "own",
+                                        pytest.param("fisher_z", marks=pytest.mark.slow)])
 def test_kernel_gradient_is_pytensor_autodiff(likelihood):
     """The kernel's gradient (analytic in T, complex step in R) equals PyTensor's autodiff of the
     symbolic closed form, which itself matches marginal_loglik."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from bayes_se.correlations import pair_index
 
-__all__ = ["masem_loglik_op", "loglik_and_grad", "MODES"]
+__all__ = ["masem_loglik_op", "MasemLogLik", "loglik_and_grad", "MODES"]
 
 #: Likelihood codes of the kernel.
 MODES = {"pooled": 0, "own": 1, "fisher_z": 2}
@@ -243,28 +243,34 @@ def loglik_and_grad(theta, n, y, obs, own, own_mask, p: int, likelihood: str):
 def masem_loglik_op(p: int, likelihood: str):
     """A PyTensor Op ``f(theta, n, y, obs, own, own_mask) -> (loglik, d loglik / d theta)`` whose
     first output's gradient is the second (one kernel call per evaluation)."""
-    from pytensor.gradient import grad_undefined
-    from pytensor.graph.basic import Apply
-    from pytensor.graph.op import Op
-    import pytensor.tensor as pt
-
-    class MasemLogLik(Op):
-        __props__ = ("p", "likelihood")
-
-        def __init__(self, p, likelihood):
-            self.p, self.likelihood = int(p), str(likelihood)
-
-        def make_node(self, theta, n, y, obs, own, own_mask):
-            inputs = [pt.as_tensor_variable(v) for v in (theta, n, y, obs, own, own_mask)]
-            return Apply(self, inputs, [pt.dscalar(), pt.dvector()])
-
-        def perform(self, node, inputs, output_storage):
-            value, grad = loglik_and_grad(*inputs, p=self.p, likelihood=self.likelihood)
-            output_storage[0][0] = np.asarray(value)
-            output_storage[1][0] = grad
-
-        def L_op(self, inputs, outputs, output_grads):
-            return [output_grads[0] * outputs[1]] + [
-                grad_undefined(self, i, inputs[i], "data input") for i in range(1, 6)]
-
     return MasemLogLik(p, likelihood)
+
+
+from pytensor.graph.op import Op  # noqa: E402
+
+
+class MasemLogLik(Op):
+    """The kernel as an Op (module level, so that PyMC can pickle it to parallel chains)."""
+
+    __props__ = ("p", "likelihood")
+
+    def __init__(self, p, likelihood):
+        self.p, self.likelihood = int(p), str(likelihood)
+
+    def make_node(self, theta, n, y, obs, own, own_mask):
+        import pytensor.tensor as pt
+        from pytensor.graph.basic import Apply
+
+        inputs = [pt.as_tensor_variable(v) for v in (theta, n, y, obs, own, own_mask)]
+        return Apply(self, inputs, [pt.dscalar(), pt.dvector()])
+
+    def perform(self, node, inputs, output_storage):
+        value, grad = loglik_and_grad(*inputs, p=self.p, likelihood=self.likelihood)
+        output_storage[0][0] = np.asarray(value)
+        output_storage[1][0] = grad
+
+    def L_op(self, inputs, outputs, output_grads):
+        from pytensor.gradient import grad_undefined
+
+        return [output_grads[0] * outputs[1]] + [
+            grad_undefined(self, i, inputs[i], "data input") for i in range(1, 6)]
