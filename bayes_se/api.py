@@ -206,7 +206,8 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)
     res = fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
                         priors=priors, seed=spec.sampler.seed, **counts,
-                        target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws)
+                        target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws,
+                        likelihood=med.likelihood)
     res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
     res.spec = spec
     return res

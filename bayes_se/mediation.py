@@ -37,7 +37,7 @@ MEDIATION_NAMES = ("a", "b", "c_prime", "indirect", "indirect_avg", "total", "pr
 MC_DRAWS = 256
 
 
-def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAWS):
+def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAWS, scale: str = "r"):
     """Average of the studies' own indirect effects, ``E[a_i b_i]`` over ``rho_i ~ N(rho, T)``.
 
     Where paths vary across studies the mean of the products is not the product of the means:
@@ -45,7 +45,8 @@ def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAW
     ``mc_draws`` study matrices are drawn from ``N(rho, T)`` truncated to valid correlation matrices
     (draws that are not positive definite are rejected) and the products averaged. Monte Carlo
     rather than the delta-method covariance because the products are far from linear when ``T`` is
-    large.
+    large. With ``scale="z"`` (the Fisher-z likelihood) the study deviations live on the z scale:
+    ``atanh(rho_i) ~ N(atanh(rho), T)`` and ``rho_i = tanh(.)`` is always in (-1, 1).
 
     Parameters
     ----------
@@ -55,6 +56,8 @@ def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAW
         Cholesky factor of the between-study covariance.
     rng : numpy.random.Generator
     mc_draws : int
+    scale : {"r", "z"}
+        Scale of ``T``: the correlations, or their Fisher z transforms.
 
     Returns
     -------
@@ -76,7 +79,10 @@ def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAW
     for start in range(0, len(flat_rho), chunk):
         r0, L = flat_rho[start:start + chunk], flat_L[start:start + chunk]
         z = rng.standard_normal((len(r0), mc_draws, r0.shape[-1]))
-        ri = r0[:, None, :] + np.einsum("dij,dmj->dmi", L, z)
+        if scale == "z":
+            ri = np.tanh(np.arctanh(r0)[:, None, :] + np.einsum("dij,dmj->dmi", L, z))
+        else:
+            ri = r0[:, None, :] + np.einsum("dij,dmj->dmi", L, z)
         R = vec_to_matrix(ri, p)
         ok = np.all(np.abs(ri) < 1, axis=-1)
         ok[ok] = np.linalg.eigvalsh(R[ok])[:, 0] > 0
@@ -162,8 +168,14 @@ class MediationFit(Fit):
                 f"MCMC: {post.sizes['chain']} chains x {post.sizes['draw']} draws")
 
     def _footer(self) -> list[str]:
-        return ["indirect = a*b at the pooled matrix; indirect_avg = E[a_i b_i], the average of the "
-                "studies' own products (it adds cov(a_i, b_i); Bauer, Preacher & Gil 2006)"]
+        lines = ["indirect = a*b at the pooled matrix; indirect_avg = E[a_i b_i], the average of the "
+                 "studies' own products (it adds cov(a_i, b_i); Bauer, Preacher & Gil 2006)"]
+        if self.settings.get("likelihood") == "fisher_z":
+            lines.append("likelihood fisher_z: tau[A,B] is the between-study SD of atanh(r), on the Fisher z "
+                         "scale, not on the correlation scale")
+        elif self.settings.get("likelihood") == "own":
+            lines.append("likelihood own: sampling covariances at each study's own correlations")
+        return lines
 
     def _data_arrays(self) -> list:
         return [self.data.r, self.data.n]
@@ -214,7 +226,8 @@ def _effects_dataarray(model: PathModel, rho, chain_draw_coords, names):
     return xr.DataArray(stacked, dims=dims, coords={**chain_draw_coords, "effect": names})
 
 
-def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRAWS):
+def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRAWS,
+                likelihood: str = "pooled"):
     """Add effects, ``indirect_avg``, per-study log-likelihood and observed data to ``idata`` (the
     last two only where the built model's ``postprocess`` has not, as after sampling).
 
@@ -227,6 +240,8 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
     seed : int
         Seeds the Monte Carlo of ``indirect_avg``.
     mc_draws : int
+    likelihood : str
+        The MASEM's likelihood (``"fisher_z"``: ``T`` on the z scale).
 
     Returns
     -------
@@ -248,12 +263,15 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
     rng = np.random.default_rng([int(seed), 4])
     # Cholesky with a tiny ridge: T is positive semi-definite (tau can be ~0)
     T_chol = np.linalg.cholesky(T + 1e-12 * np.eye(q))
-    avg, accepted = average_indirect(model, rho, T_chol, rng, mc_draws)
+    avg, accepted = average_indirect(model, rho, T_chol, rng, mc_draws,
+                                     scale="z" if likelihood == "fisher_z" else "r")
     extra = xr.DataArray(np.stack([avg[n] for n in avg], axis=-1), dims=("chain", "draw", "effect"),
                          coords={**cd, "effect": [_avg_name(n) for n in avg]})
     effect = xr.concat([eff, extra], dim="effect")
     effect.attrs["indirect"] = "product of the pooled paths (a * b at the pooled correlation matrix)"
-    effect.attrs["indirect_avg"] = ("average of the studies' own products E[a_i b_i], rho_i ~ N(rho, T) "
+    effect.attrs["indirect_avg"] = ("average of the studies' own products E[a_i b_i], "
+                                    + ("atanh(rho_i) ~ N(atanh(rho), T)" if likelihood == "fisher_z"
+                                       else "rho_i ~ N(rho, T)") + " "
                                     f"truncated to valid matrices, {mc_draws} Monte Carlo draws per draw")
     idata.posterior["effects"] = effect
     idata.posterior["mc_accepted"] = xr.DataArray(accepted, dims=("chain", "draw"), coords=cd)
@@ -264,14 +282,14 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
         with np.errstate(all="ignore"):
             idata.prior["effects"] = _effects_dataarray(model, np.asarray(pr["rho"]), pcd, names)
     if "log_likelihood" not in idata.groups() or "r" not in idata.log_likelihood:
-        add_likelihood(idata, data)  # the built model's postprocess adds it after sampling
+        add_likelihood(idata, data, likelihood)  # the built model's postprocess adds it after sampling
     return idata
 
 
 def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_efficacy",
                   y: str = "symptoms", priors=None, seed: int, draws: int = 1000, tune: int = 1000,
                   chains: int = 4, cores: int | None = None, target_accept: float | None = None,
-                  sampler: str = "pymc", mc_draws: int = MC_DRAWS) -> MediationFit:
+                  sampler: str = "pymc", mc_draws: int = MC_DRAWS, likelihood: str = "pooled") -> MediationFit:
     """Fit a Bayesian random-effects MASEM and derive path, indirect and total effects.
 
     Model: ``r_i[obs] ~ N(rho[obs], (S_i(rho) + T)[obs, obs])`` (see
@@ -289,9 +307,14 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
     priors : dict, optional
         ``tau``, ``eta``, ``eta_rho`` (see :func:`bayes_se.builders.masem.build_masem`).
     seed, draws, tune, chains, cores, target_accept, sampler
-        As in :func:`bayes_se.sampling.sample`.
+        As in :func:`bayes_se.sampling.sample`; ``cores=None`` runs one chain per available CPU
+        (up to ``chains``), where PyMC would count only half the CPUs.
     mc_draws : int
         Monte Carlo draws per posterior draw for ``indirect_avg``.
+    likelihood : {"pooled", "own", "fisher_z"}
+        Likelihood of the observed correlations (:mod:`bayes_se.builders.masem_likelihood`):
+        Olkin-Siotani covariance at the pooled matrix, at each study's own matrix, or Fisher z
+        (then ``tau`` and ``Omega`` describe the study deviations on the z scale).
 
     Returns
     -------
@@ -308,11 +331,18 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
 
     if not isinstance(data, CorrelationData):
         data = load_correlations(data)
+    if cores is None:
+        # PyMC's default assumes half the CPUs are hyper-threads (cpu_count() // 2: one job on a
+        # 2-core machine); use every CPU this process may run on, at most one per chain
+        import os
+
+        cores = max(1, min(chains, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                           else (os.cpu_count() or 1)))
     model = path_model(data, paths, x, m, y)
-    built = build_masem(data, priors=priors)
+    built = build_masem(data, priors=priors, likelihood=likelihood)
     idata = sample(built, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept, seed=seed, sampler=sampler)
-    add_derived(idata, data, model, seed, mc_draws)
+    add_derived(idata, data, model, seed, mc_draws, likelihood)
     checked = [v for v in ("rho", "tau", "Omega") if v in idata.posterior]
     from bayes_se.priors import Prior, prior_for
 
@@ -324,7 +354,7 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
                 "priors": {k: str(v) for k, v in built.priors.items()}, "k": data.k, "seed": int(seed),
                 "draws": draws, "tune": tune, "chains": chains,
                 "target_accept": float(idata.attrs["target_accept"]), "sampler": sampler,
-                "mc_draws": mc_draws}
+                "mc_draws": mc_draws, "likelihood": likelihood}
     return MediationFit(idata=idata, data=data, paths=model, settings=settings,
                         diagnostics=check(idata, var_names=checked), priors=recorded)
 

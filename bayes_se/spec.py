@@ -118,6 +118,7 @@ class MediationSection:
     eta_rho: float = defaults.MEDIATION_PRIORS["eta_rho"]
     mc_draws: int = 256
     correlations: str = ""
+    likelihood: str = "pooled"
 
 
 _SECTIONS = {
@@ -691,6 +692,9 @@ def _validate_mediation(spec: ModelSpec) -> None:
     for key, value in (("mediation.eta", med.eta), ("mediation.eta_rho", med.eta_rho)):
         if not value > 0:
             raise SpecError(f"the LKJ shape must be > 0, got {value}", key=key)
+    from bayes_se.builders.masem_likelihood import LIKELIHOODS
+
+    _choice("mediation.likelihood", med.likelihood, LIKELIHOODS)
     if med.mc_draws < 1:
         raise SpecError(f"must be >= 1, got {med.mc_draws}", key="mediation.mc_draws")
     if med.correlations:
@@ -721,7 +725,7 @@ def _validate_mediation_paths(spec: ModelSpec) -> None:
     if med.paths.strip():
         raise SpecError("the path-based model is the single-mediator model x -> m -> y; general path models "
                         "(paths = ...) need type = 'mediation' and correlation tables", key="mediation.paths")
-    for key in ("eta_rho", "mc_draws"):
+    for key in ("eta_rho", "mc_draws", "likelihood"):
         if getattr(med, key) != getattr(default, key):
             raise SpecError(f"{key} belongs to type = 'mediation' (the correlation-matrix model); the path-based "
                             "model does not use it", key=f"mediation.{key}")

@@ -39,12 +39,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayes_se import defaults
+from bayes_se.builders.masem_likelihood import LIKELIHOODS, add_pattern_likelihood, transformed
 from bayes_se.correlations import CorrelationData, olkin_siotani
 from bayes_se.errors import SpecError
 from bayes_se.path_algebra import vec_to_matrix
 from bayes_se.priors import Prior, parse_prior
 
-__all__ = ["MasemModel", "build_masem", "DEFAULT_PRIORS", "marginal_loglik", "add_likelihood"]
+__all__ = ["MasemModel", "build_masem", "DEFAULT_PRIORS", "marginal_loglik", "add_likelihood", "LIKELIHOODS",
+           "check_likelihood"]
 
 #: Default priors: tau of each pair's heterogeneity on the correlation scale (a between-study SD of
 #: 0.2 in a correlation is large), LKJ shapes of the heterogeneity correlations (eta = 2 mildly
@@ -60,12 +62,13 @@ class MasemModel:
     model: object
     data: CorrelationData
     priors: dict
+    likelihood: str = "pooled"
 
     def postprocess(self, idata, seed: int):
         """Called by :func:`bayes_se.sampling.sample` after NUTS: the per-study marginal
         log-likelihood and the observed correlations (:func:`add_likelihood`). Nothing is drawn,
         so ``seed`` is unused; the path effects are :func:`bayes_se.mediation.add_derived`'s."""
-        return add_likelihood(idata, self.data)
+        return add_likelihood(idata, self.data, self.likelihood)
 
 
 def _priors(priors) -> dict:
@@ -89,7 +92,8 @@ def _priors(priors) -> dict:
     return out
 
 
-def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
+def build_masem(data: CorrelationData, *, priors=None, likelihood: str = "pooled",
+                symbolic: bool = False) -> MasemModel:
     """Build the Bayesian random-effects MASEM of the module docstring.
 
     Parameters
@@ -98,6 +102,11 @@ def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
     priors : dict, optional
         ``tau`` (a positive-family prior text or :class:`Prior`, shared by every pair), ``eta``
         (LKJ shape of Omega), ``eta_rho`` (LKJ shape of the pooled matrix).
+    likelihood : {"pooled", "own", "fisher_z"}
+        Sampling covariance at the pooled matrix (default), at each study's own matrix, or the
+        Fisher-z likelihood with ``tau`` on the z scale (:mod:`bayes_se.builders.masem_likelihood`).
+    symbolic : bool
+        The likelihood as a PyTensor graph instead of the compiled kernel (tests only).
 
     Returns
     -------
@@ -113,9 +122,10 @@ def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
     import pytensor.tensor as pt
 
     pri = _priors(priors)
+    check_likelihood(likelihood)
     p, q = data.p, len(data.pairs)
     labels = data.pair_labels
-    coords = {"pair": labels, "pair2": labels, "study": list(data.study)}
+    coords = {"pair": labels, "pair2": labels}
     lower = np.array([i * p + j for i, j in data.pairs])
     with pm.Model(coords=coords) as model:
         R, _ = lkj_corr_cpc("rho", p, pri["eta_rho"])
@@ -127,24 +137,18 @@ def build_masem(data: CorrelationData, *, priors=None) -> MasemModel:
             Omega, _ = lkj_corr_cpc("Omega", q, pri["eta"])
             pm.Deterministic("Omega", Omega, dims=("pair", "pair2"))
             T = tau[:, None] * Omega * tau[None, :]
-        Psi = olkin_siotani(R, p=p)
-        # All studies' observed correlations as one stacked vector: its covariance is block-diagonal,
-        # Sigma = (M Psi M') * W + (M T M') * same_study, with M selecting each row's pair and
-        # W = same_study / (n - 1). One Cholesky of this (sum of observed pairs)-square matrix is far
-        # cheaper in PyTensor than one batched factorisation per study (fewer Python-level ops).
-        rows = [(i, c) for i in range(data.k) for c in np.flatnonzero(data.observed[i])]
-        M = np.zeros((len(rows), q))
-        M[np.arange(len(rows)), [c for _, c in rows]] = 1.0
-        owner = np.array([i for i, _ in rows])
-        same = (owner[:, None] == owner[None, :]).astype(float)
-        # sample sizes and correlations as shared data, not constants: PyTensor keys its compiled
-        # modules by the constants, so refits on new data (SBC, simulations) would each add a key
-        n = pm.Data("n", np.asarray(data.n, float), dims="study")
-        W = same / (n[owner] - 1.0)[:, None]
-        cov = (M @ Psi @ M.T) * W + (M @ T @ M.T) * same
-        r = pm.Data("r", np.array([data.r[i, c] for i, c in rows]))
-        pm.MvNormal("r_obs", mu=M @ rho, cov=cov, observed=r)
-    return MasemModel(model=model, data=data, priors=pri)
+        # the kernel rebuilds R and T from the free coordinates: (cpc of R, tau, cpc of Omega)
+        parts = [2.0 * model["rho_cpc"] - 1.0, tau] + ([2.0 * model["Omega_cpc"] - 1.0] if q > 1 else [])
+        add_pattern_likelihood(data, R, rho, T, likelihood, symbolic=symbolic, theta=pt.concatenate(parts))
+    return MasemModel(model=model, data=data, priors=pri, likelihood=likelihood)
+
+
+def check_likelihood(likelihood: str) -> str:
+    """``likelihood`` if it is one of :data:`LIKELIHOODS`, else a SpecError (key ``mediation.likelihood``)."""
+    if likelihood not in LIKELIHOODS:
+        raise SpecError(f"likelihood must be one of {list(LIKELIHOODS)}, got {likelihood!r}",
+                        key="mediation.likelihood")
+    return likelihood
 
 
 def lkj_corr_cpc(name: str, p: int, eta: float):
@@ -193,34 +197,52 @@ def lkj_corr_cpc(name: str, p: int, eta: float):
     return L @ L.T, L
 
 
-def marginal_loglik(data: CorrelationData, rho, T) -> np.ndarray:
+def marginal_loglik(data: CorrelationData, rho, T, likelihood: str = "pooled") -> np.ndarray:
     """Per-study log density of the observed correlations with the study effects integrated out.
+
+    The reference (NumPy, one Cholesky per study) of the model's closed-form likelihood
+    (:mod:`bayes_se.builders.masem_likelihood`): ``y_i[o] ~ N(mu[o], P_i[o, o] / (n_i - 1) + T[o, o])``
+    with ``(y, mu, P_i)`` = ``(r, rho, Psi(R))`` ("pooled"), ``(r, rho, Psi(R_i))`` with the study's
+    own matrix, unreported entries pooled ("own"), or ``(atanh r, atanh rho, D Psi(R) D)``,
+    ``D = diag(1 / (1 - rho^2))`` ("fisher_z").
 
     Parameters
     ----------
     data : CorrelationData
     rho : array, shape (..., q)
     T : array, shape (..., q, q)
+    likelihood : {"pooled", "own", "fisher_z"}
 
     Returns
     -------
     numpy.ndarray, shape (..., k)
     """
+    check_likelihood(likelihood)
     rho, T = np.asarray(rho, float), np.asarray(T, float)
-    Psi = olkin_siotani(vec_to_matrix(rho, data.p))
+    R = vec_to_matrix(rho, data.p)
+    Psi = olkin_siotani(R)
+    if likelihood == "fisher_z":
+        dz = 1.0 / (1.0 - rho**2)
+        Psi = Psi * dz[..., :, None] * dz[..., None, :]
+    mu = transformed(rho, likelihood)
     out = np.empty(rho.shape[:-1] + (data.k,))
     for i in range(data.k):
         obs = np.flatnonzero(data.observed[i])
-        cov = Psi[..., obs[:, None], obs[None, :]] / (data.n[i] - 1.0) + T[..., obs[:, None], obs[None, :]]
+        P = Psi
+        if likelihood == "own":
+            own = np.where(data.observed[i], data.r[i], np.nan)
+            filled = np.where(np.isnan(own), rho, own)
+            P = olkin_siotani(vec_to_matrix(filled, data.p))
+        cov = P[..., obs[:, None], obs[None, :]] / (data.n[i] - 1.0) + T[..., obs[:, None], obs[None, :]]
         L = np.linalg.cholesky(cov)
-        resid = data.r[i, obs] - rho[..., obs]
+        resid = transformed(data.r[i, obs], likelihood) - mu[..., obs]
         z = np.linalg.solve(L, resid[..., None])[..., 0]
         logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
         out[..., i] = -0.5 * (len(obs) * np.log(2 * np.pi) + logdet + (z**2).sum(-1))
     return out
 
 
-def add_likelihood(idata, data: CorrelationData):
+def add_likelihood(idata, data: CorrelationData, likelihood: str = "pooled"):
     """Add ``log_likelihood["r"]`` (chain, draw, study; :func:`marginal_loglik` at each draw's rho
     and ``T = diag(tau) Omega diag(tau)``) and ``observed_data`` ``r`` (study, pair; NaN where
     unreported) and ``n`` to ``idata`` in place, replacing PyMC's groups of the stacked vector.
@@ -238,12 +260,14 @@ def add_likelihood(idata, data: CorrelationData):
     Omega = np.asarray(post["Omega"]) if "Omega" in post else np.ones(rho.shape[:-1] + (1, 1))
     T = tau[..., :, None] * Omega * tau[..., None, :]
     cd = {"chain": post["chain"].values, "draw": post["draw"].values}
-    ll = marginal_loglik(data, rho, T)
+    ll = marginal_loglik(data, rho, T, likelihood)
     study = list(data.study)
     log_lik = xr.Dataset({"r": xr.DataArray(ll, dims=("chain", "draw", "study"), coords={**cd, "study": study})})
     obs = xr.Dataset({"r": xr.DataArray(data.r, dims=("study", "pair"),
                                         coords={"study": study, "pair": data.pair_labels}),
                       "n": xr.DataArray(data.n, dims=("study",), coords={"study": study})})
+    if "constant_data" in idata.groups():  # the per-pattern containers of the built model
+        delattr(idata, "constant_data")
     for group, ds in (("log_likelihood", log_lik), ("observed_data", obs)):
         if group in idata.groups():
             delattr(idata, group)
