@@ -8,10 +8,11 @@ Model, for trial ``i`` with observed paths ``o_i`` among ``(a, b, c')``::
     a, b, c' ~ normal(0, 1);  tau_a, tau_b, tau_c ~ half_normal(0.2);  (rho_ab + 1) / 2 ~ Beta(eta, eta)
 
 The trial effects are integrated out analytically, ``est_i[o_i] ~ N(mu[o_i], (S_i + T)[o_i, o_i])``,
-and unreported paths are marginalised by taking the observed sub-vector. The density is written in
-closed form per pattern of observed paths (trials grouped by pattern; explicit 1x1, 2x2 and 3x3
-determinants and quadratic forms by cofactors, vectorised over the trials of a pattern), so the
-model holds no k x k matrix and no factorisation. ``(rho_ab + 1) / 2 ~ Beta(eta, eta)`` is exactly
+and unreported paths are marginalised by taking the observed sub-vector. The density of all
+trials is one compiled Op (:mod:`bayes_se.builders.mediation_paths_kernel`: Numba, value and
+exact gradient in ``mu`` and ``T`` in one call; PyTensor only builds ``mu`` and ``T``); the model
+holds no k x k matrix and no factorisation. The NumPy reference :func:`marginal_loglik` writes
+the same density in closed form per pattern of observed paths. ``(rho_ab + 1) / 2 ~ Beta(eta, eta)`` is exactly
 the LKJ(eta) prior of a 2 x 2 correlation matrix. When no trial reports ``c'``, ``c'`` and
 ``tau_c`` are left out of the model.
 
@@ -188,7 +189,11 @@ class PathModel:
         return add_derived(idata, self, seed)
 
 
-def build_mediation_paths(data: PathEstimates, *, priors=None) -> PathModel:
+#: Built PyMC models by (has c', priors): a later build with the same graph swaps the data in (pm.set_data).
+_MODEL_CACHE: dict = {}
+
+
+def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = True) -> PathModel:
     """Build the path-based mediation model of the module docstring.
 
     Parameters
@@ -197,40 +202,52 @@ def build_mediation_paths(data: PathEstimates, *, priors=None) -> PathModel:
     priors : dict, optional
         ``a``, ``b``, ``c_prime``, ``tau_a``, ``tau_b``, ``tau_c`` (prior strings or Prior objects)
         and ``eta`` (see :func:`resolve_path_priors`).
+    cache : bool
+        Reuse the PyMC model built earlier in this process for the same priors and the same
+        presence of c' (its data swapped in with ``pm.set_data``); the model only depends on the
+        data through its ``pm.Data``.
 
     Returns
     -------
     PathModel
         Free variables ``a``, ``b``, ``tau_a``, ``tau_b``, ``rho_ab_beta`` (and ``c_prime``,
         ``tau_c`` when some trial reports c'); ``rho_ab`` is a Deterministic. One ``pm.Potential``
-        per pattern of observed paths (``loglik_a_b_c_prime``, ...), its data in ``pm.Data``.
+        ``loglik``: the compiled density of
+        :mod:`bayes_se.builders.mediation_paths_kernel` (value and exact gradient in one call) of
+        ``mu`` and ``T``, its data (``est``, ``cov``, ``obs``: masked arrays) in ``pm.Data``.
     """
     import pymc as pm
     import pytensor.tensor as pt
 
+    from bayes_se.builders.mediation_paths_kernel import masked_arrays, paths_loglik_op
+
     pri = resolve_path_priors(priors)
-    obs = data.observed
-    has_c = bool(obs[:, 2].any())
-    groups = patterns(obs)
-    with pm.Model(coords={"study": list(data.study)}) as model:
+    has_c = bool(data.observed[:, 2].any())
+    est, cov, obs = masked_arrays(data.est, data.cov, data.observed)
+    key = (has_c, tuple(sorted((k, str(v)) for k, v in pri.items())))
+    model = _MODEL_CACHE.get(key) if cache else None
+    if model is not None:
+        pm.set_data({"est": est, "cov": cov, "obs": obs}, model=model)
+        return PathModel(model=model, data=data, priors=pri, has_c=has_c)
+    with pm.Model() as model:
         mu = [pri["a"].to_pymc("a"), pri["b"].to_pymc("b")]
         tau = [pri["tau_a"].to_pymc("tau_a"), pri["tau_b"].to_pymc("tau_b")]
         if has_c:
             mu.append(pri["c_prime"].to_pymc("c_prime"))
             tau.append(pri["tau_c"].to_pymc("tau_c"))
+        else:  # no trial reports c': the kernel masks the third path everywhere
+            mu.append(pt.constant(0.0))
+            tau.append(pt.constant(0.0))
         eta = np.float64(pri["eta"])
         rho = pm.Deterministic("rho_ab", 2.0 * pm.Beta("rho_ab_beta", alpha=eta, beta=eta) - 1.0)
-        T = _T_entry(tau, rho)
-        for pattern, rows in groups.items():
-            name = "_".join(PATH_NAMES[j] for j in pattern)
-            est = pm.Data(f"est_{name}", data.est[np.ix_(rows, pattern)])
-            cov = pm.Data(f"cov_{name}", data.cov[np.ix_(rows, pattern, pattern)])
-            resid = [est[:, i] - mu[j] for i, j in enumerate(pattern)]
-
-            def V(i, j, pattern=pattern, cov=cov):
-                return cov[:, i, j] + T(pattern[i], pattern[j])
-
-            pm.Potential(f"loglik_{name}", pt.sum(pattern_logpdf(resid, V, log=pt.log)))
+        cross = rho * tau[0] * tau[1]
+        zero = pt.constant(0.0)
+        T = pt.stack([pt.stack([tau[0] ** 2, cross, zero]), pt.stack([cross, tau[1] ** 2, zero]),
+                      pt.stack([zero, zero, tau[2] ** 2])])
+        est_d, cov_d, obs_d = pm.Data("est", est), pm.Data("cov", cov), pm.Data("obs", obs)
+        pm.Potential("loglik", paths_loglik_op()(pt.stack(mu), T, est_d, cov_d, obs_d)[0])
+    if cache:
+        _MODEL_CACHE[key] = model
     return PathModel(model=model, data=data, priors=pri, has_c=has_c)
 
 
