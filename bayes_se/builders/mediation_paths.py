@@ -179,6 +179,43 @@ class PathModel:
     priors: dict
     has_c: bool
     kind: str = "mediation_paths"
+    cache_key: tuple | None = None
+
+    def nuts_kwargs(self, target_accept: float, chains: int, seed: int) -> dict:
+        """Extra ``pymc.sample`` arguments (called by :func:`bayes_se.sampling.sample`): a NUTS step
+        whose density is compiled once per process by PyTensor's Numba backend (which calls the
+        Numba kernel directly: about half the per-evaluation overhead of the C backend) and kept
+        with the cached model, and per-chain initial values jittered as PyMC's ``jitter+adapt_diag``
+        does (uniform(-1, 1) on the unconstrained scale around the initial point), seeded by ``seed``.
+        """
+        import pymc as pm
+
+        key = (self.cache_key, float(target_accept))
+        cached = _STEP_CACHE.get(key) if self.cache_key is not None else None
+        if cached is None:
+            import pytensor
+
+            model = self.model
+            with model:
+                step = pm.NUTS(target_accept=float(target_accept), compile_kwargs=dict(COMPILE_KWARGS))
+            values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+            outs = [value if model.rvs_to_transforms.get(rv) is None
+                    else model.rvs_to_transforms[rv].backward(value, *rv.owner.inputs)
+                    for rv, value in zip(model.free_RVs, values)]
+            constrain = pytensor.function(values, outs, on_unused_input="ignore", mode="FAST_COMPILE")
+            cached = (step, constrain)
+            if self.cache_key is not None:
+                _STEP_CACHE[key] = cached
+        step, constrain = cached
+        rng = np.random.default_rng([int(seed), 16017])
+        start = self.model.initial_point()
+        names = [rv.name for rv in self.model.free_RVs]
+        keys = [self.model.rvs_to_values[rv].name for rv in self.model.free_RVs]
+        initvals = []
+        for _ in range(chains):
+            point = [np.asarray(start[k] + rng.uniform(-1.0, 1.0)) for k in keys]
+            initvals.append({name: np.asarray(v) for name, v in zip(names, constrain(*point))})
+        return {"step": step, "initvals": initvals, "compile_kwargs": dict(COMPILE_KWARGS)}
 
     @property
     def paths(self) -> tuple:
@@ -191,6 +228,10 @@ class PathModel:
 
 #: Built PyMC models by (has c', priors): a later build with the same graph swaps the data in (pm.set_data).
 _MODEL_CACHE: dict = {}
+#: NUTS steps (their compiled density) by (model cache key, target_accept).
+_STEP_CACHE: dict = {}
+#: How the NUTS density is compiled: PyTensor's Numba backend (see :meth:`PathModel.nuts_kwargs`).
+COMPILE_KWARGS = {"mode": "NUMBA"}
 
 
 def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = True) -> PathModel:
@@ -228,7 +269,7 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
     model = _MODEL_CACHE.get(key) if cache else None
     if model is not None:
         pm.set_data({"est": est, "cov": cov, "obs": obs}, model=model)
-        return PathModel(model=model, data=data, priors=pri, has_c=has_c)
+        return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key)
     with pm.Model() as model:
         mu = [pri["a"].to_pymc("a"), pri["b"].to_pymc("b")]
         tau = [pri["tau_a"].to_pymc("tau_a"), pri["tau_b"].to_pymc("tau_b")]
@@ -248,7 +289,7 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
         pm.Potential("loglik", paths_loglik_op()(pt.stack(mu), T, est_d, cov_d, obs_d)[0])
     if cache:
         _MODEL_CACHE[key] = model
-    return PathModel(model=model, data=data, priors=pri, has_c=has_c)
+    return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key if cache else None)
 
 
 # ------------------------------------------------------------------------------------- after sampling

@@ -127,3 +127,23 @@ class PathsLogLik(Op):
 def paths_loglik_op() -> PathsLogLik:
     """The Op: ``paths_loglik_op()(mu, T, est, cov, obs)[0]`` is the summed log density."""
     return PathsLogLik()
+
+
+def _register_numba():
+    """Let PyTensor's Numba backend call the kernel directly (no object-mode fallback)."""
+    try:
+        from pytensor.link.numba.dispatch import numba_funcify
+    except ImportError:  # pragma: no cover - PyTensor without its Numba backend
+        return
+
+    @numba_funcify.register(PathsLogLik)
+    def _funcify_paths_loglik(op, node=None, **kwargs):
+        @numba.njit
+        def paths_loglik(mu, T, est, cov, obs):
+            value, dmu, dT = _kernel(mu, T, est, cov, obs)
+            return np.asarray(value), dmu, dT
+
+        return paths_loglik
+
+
+_register_numba()
