@@ -8,7 +8,8 @@ standardised paths are its generating ``(a_i, b_i, c'_i)``; ``(a_i, b_i) ~ N((a,
 trial without c'). The truth of each estimand is the mean of the generating distribution:
 ``a``, ``b``, ``c'``, ``indirect = a b``, ``indirect_avg = a b + rho_ab tau_a tau_b``, ``tau_a``,
 ``tau_b``. The model is fitted with NUTS (2 chains x 500 draws after 500 tuning steps), the
-compiled model and NUTS step reused across replicates (data swapped with ``pm.set_data``), and
+compiled model and NUTS step reused across replicates (data swapped with ``pm.set_data``,
+:meth:`bayes_se.builders.mediation_paths.PathModel.nuts_kwargs`), and
 the central 90% interval of each estimand is checked against its truth. One row per replicate
 and estimand is appended to the CSV as the study goes (restartable: replicates already in the
 file are skipped).
@@ -17,6 +18,7 @@ Usage::
 
     nice -n 10 python scripts/mediation_paths_calibration.py --out benchmarks/mediation_paths_coverage.csv \
         --reps 100 --k 15 70 [--se-model reported|pooled]
+    python scripts/mediation_paths_calibration.py --out benchmarks/mediation_paths_coverage.csv --summary
 
 ``--se-model pooled`` fits with the sampling variance of a standardised ``a`` (a correlation) at
 the pooled ``a`` (``(1 - a^2)^2 / (n - 1)``) instead of the reported ``se_a^2``.
@@ -74,8 +76,6 @@ def replicate_data(k: int, rep: int, seed: int = 20261130):
     return load_paths(table)
 
 
-_STEPS: dict = {}
-
 
 def fit_once(data, seed: int, se_model: str = "reported"):
     """Posterior draws (dict of flat arrays) and sampler diagnostics of one replicate."""
@@ -84,15 +84,11 @@ def fit_once(data, seed: int, se_model: str = "reported"):
 
     from bayes_se.builders.mediation_paths import build_mediation_paths
 
-    kwargs = {} if se_model == "reported" else {"se_model": se_model}
-    built = build_mediation_paths(data, **kwargs)
-    key = id(built.model)
-    if key not in _STEPS:
-        with built.model:
-            _STEPS[key] = pm.NUTS(target_accept=0.9)
+    built = build_mediation_paths(data, a_variance=se_model)
+    nuts = built.nuts_kwargs(0.9, 2, seed)  # the compiled NUTS step kept with the cached model
     with built.model:
-        idata = pm.sample(draws=500, tune=500, chains=2, cores=1, step=_STEPS[key], random_seed=seed,
-                          progressbar=False, compute_convergence_checks=False)
+        idata = pm.sample(draws=500, tune=500, chains=2, cores=1, random_seed=seed, progressbar=False,
+                          compute_convergence_checks=False, **nuts)
     post = idata.posterior
     a, b = post["a"].values, post["b"].values
     ta, tb, rho = post["tau_a"].values, post["tau_b"].values, post["rho_ab"].values
@@ -113,13 +109,36 @@ def done(out: Path) -> set:
         return {(int(r["k"]), int(r["rep"]), r["se_model"]) for r in csv.DictReader(fh)}
 
 
+def summary(out: Path) -> str:
+    """Markdown table of the study in ``out``: coverage with its Monte Carlo SE, bias of the
+    posterior mean, the SD of the posterior means across replicates against the mean posterior SD."""
+    import pandas as pd
+
+    d = pd.read_csv(out)
+    d["error"] = d["mean"] - d["truth"]
+    rows = ["| se model | k | estimand | replicates | coverage of 90% | MCSE | bias | SD of means | mean posterior SD |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for (se_model, k), part in d.groupby(["se_model", "k"], sort=True):
+        for name in ESTIMANDS:
+            x = part[part["estimand"] == name]
+            cov = x["covered"].mean()
+            mcse = np.sqrt(cov * (1 - cov) / len(x))
+            rows.append(f"| {se_model} | {k} | {name} | {len(x)} | {100 * cov:.1f}% | {100 * mcse:.1f} | "
+                        f"{x['error'].mean():+.4f} | {x['mean'].std():.4f} | {x['sd'].mean():.4f} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--k", type=int, nargs="+", default=[15, 70])
     parser.add_argument("--se-model", default="reported", choices=["reported", "pooled"])
+    parser.add_argument("--summary", action="store_true", help="print the table of the results in --out and stop")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(Path(args.out)))
+        return 0
     import logging
 
     logging.getLogger("pymc").setLevel(logging.ERROR)

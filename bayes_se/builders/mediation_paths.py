@@ -180,6 +180,7 @@ class PathModel:
     has_c: bool
     kind: str = "mediation_paths"
     cache_key: tuple | None = None
+    a_variance: str = "reported"
 
     def nuts_kwargs(self, target_accept: float, chains: int, seed: int) -> dict:
         """Extra ``pymc.sample`` arguments (called by :func:`bayes_se.sampling.sample`): a NUTS step
@@ -234,7 +235,13 @@ _STEP_CACHE: dict = {}
 COMPILE_KWARGS = {"mode": "NUMBA"}
 
 
-def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = True) -> PathModel:
+#: Sampling variance of a reported ``a``: its reported ``se_a^2``, or that of a correlation at the pooled
+#: ``a``, ``(1 - a^2)^2 / (n_i - 1)`` (standardised paths, ``a = r_XM``; needs ``n``).
+A_VARIANCES = ("reported", "pooled")
+
+
+def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = True,
+                          a_variance: str = "reported") -> PathModel:
     """Build the path-based mediation model of the module docstring.
 
     Parameters
@@ -243,6 +250,12 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
     priors : dict, optional
         ``a``, ``b``, ``c_prime``, ``tau_a``, ``tau_b``, ``tau_c`` (prior strings or Prior objects)
         and ``eta`` (see :func:`resolve_path_priors`).
+    a_variance : {"reported", "pooled"}
+        ``"pooled"``: the sampling variance of each trial's ``a`` is ``(1 - a^2)^2 / (n_i - 1)`` at
+        the pooled ``a`` (the variance of a correlation, Olkin & Siotani 1976, as the MASEM uses at the
+        pooled correlations; for standardised paths with ``n`` known) instead of ``se_a^2``, which
+        for a standardised ``a`` is ``(1 - a_i-hat^2) / (n - 2)`` and so is correlated with the
+        estimate (weights grow with ``|a_i-hat|``). Covariances of ``a`` with ``b`` and ``c'`` are kept.
     cache : bool
         Reuse the PyMC model built earlier in this process for the same priors and the same
         presence of c' (its data swapped in with ``pm.set_data``); the model only depends on the
@@ -265,11 +278,23 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
     pri = resolve_path_priors(priors)
     has_c = bool(data.observed[:, 2].any())
     est, cov, obs = masked_arrays(data.est, data.cov, data.observed)
-    key = (has_c, tuple(sorted((k, str(v)) for k, v in pri.items())))
+    if a_variance not in A_VARIANCES:
+        raise SpecError(f"must be one of {A_VARIANCES}, got {a_variance!r}", key="a_variance")
+    pooled = a_variance == "pooled"
+    n = np.asarray(data.n, float)
+    if pooled:
+        from bayes_se.errors import DataError
+
+        bad = np.flatnonzero(data.observed[:, 0] & ~(np.isfinite(n) & (n > 3)))
+        if bad.size:
+            raise DataError(f"a_variance='pooled' needs the number of participants n (> 3) of every trial; "
+                            f"study {data.study[bad[0]]!r} has none", column="n", row=int(bad[0]))
+    n = np.where(np.isfinite(n), n, 2.0)
+    key = (has_c, a_variance, tuple(sorted((k, str(v)) for k, v in pri.items())))
     model = _MODEL_CACHE.get(key) if cache else None
     if model is not None:
-        pm.set_data({"est": est, "cov": cov, "obs": obs}, model=model)
-        return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key)
+        pm.set_data({"est": est, "cov": cov, "obs": obs, "n": n}, model=model)
+        return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key, a_variance=a_variance)
     with pm.Model() as model:
         mu = [pri["a"].to_pymc("a"), pri["b"].to_pymc("b")]
         tau = [pri["tau_a"].to_pymc("tau_a"), pri["tau_b"].to_pymc("tau_b")]
@@ -285,11 +310,12 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
         zero = pt.constant(0.0)
         T = pt.stack([pt.stack([tau[0] ** 2, cross, zero]), pt.stack([cross, tau[1] ** 2, zero]),
                       pt.stack([zero, zero, tau[2] ** 2])])
-        est_d, cov_d, obs_d = pm.Data("est", est), pm.Data("cov", cov), pm.Data("obs", obs)
-        pm.Potential("loglik", paths_loglik_op()(pt.stack(mu), T, est_d, cov_d, obs_d)[0])
+        est_d, cov_d, obs_d, n_d = pm.Data("est", est), pm.Data("cov", cov), pm.Data("obs", obs), pm.Data("n", n)
+        pm.Potential("loglik", paths_loglik_op(pooled)(pt.stack(mu), T, est_d, cov_d, obs_d, n_d)[0])
     if cache:
         _MODEL_CACHE[key] = model
-    return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key if cache else None)
+    return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key if cache else None,
+                     a_variance=a_variance)
 
 
 # ------------------------------------------------------------------------------------- after sampling

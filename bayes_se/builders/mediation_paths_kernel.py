@@ -39,7 +39,7 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @numba.njit(cache=True)
-def _kernel(mu, T, est, cov, obs):
+def _kernel(mu, T, est, cov, obs, n, pooled):
     k = est.shape[0]
     value = 0.0
     dmu = np.zeros(3)
@@ -56,6 +56,8 @@ def _kernel(mu, T, est, cov, obs):
             for b in range(3):
                 m = obs[i, a] * obs[i, b]
                 C[a, b] = m * (cov[i, a, b] + T[a, b]) + ((1.0 - m) if a == b else 0.0)
+        if pooled:  # var(a_i-hat) of a correlation at the pooled a (Olkin & Siotani)
+            C[0, 0] += obs[i, 0] * ((1.0 - mu[0] * mu[0]) ** 2 / (n[i] - 1.0) - cov[i, 0, 0])
         c00 = C[1, 1] * C[2, 2] - C[1, 2] * C[2, 1]
         c01 = C[1, 2] * C[2, 0] - C[1, 0] * C[2, 2]
         c02 = C[1, 0] * C[2, 1] - C[1, 1] * C[2, 0]
@@ -79,6 +81,8 @@ def _kernel(mu, T, est, cov, obs):
             Ae[a] = s
             quad += e[a] * s
         value += -0.5 * (nobs * _LOG_2PI + np.log(det) + quad)
+        if pooled:  # d var / d mu_a = -4 mu_a (1 - mu_a^2) / (n - 1)
+            dmu[0] += obs[i, 0] * 0.5 * (Ae[0] * Ae[0] - A[0, 0]) * (-4.0 * mu[0] * (1.0 - mu[0] * mu[0]) / (n[i] - 1.0))
         for a in range(3):
             dmu[a] += obs[i, a] * Ae[a]
             for b in range(3):
@@ -95,25 +99,33 @@ def masked_arrays(est, cov, observed):
             np.ascontiguousarray(obs, dtype=float))
 
 
-def loglik_and_grad(mu, T, est, cov, obs):
-    """(value, d/d mu (3,), d/d T (3, 3)) of the summed log density (arrays from :func:`masked_arrays`)."""
+def loglik_and_grad(mu, T, est, cov, obs, n=None, pooled: bool = False):
+    """(value, d/d mu (3,), d/d T (3, 3)) of the summed log density (arrays from :func:`masked_arrays`).
+
+    ``pooled``: the sampling variance of each reported ``a`` is that of a correlation at the pooled
+    ``a``, ``(1 - mu_a^2)^2 / (n_i - 1)`` (Olkin & Siotani; needs ``n``), instead of ``cov[i, 0, 0]``.
+    """
     c = np.ascontiguousarray
+    n = np.full(len(est), np.nan) if n is None else n
     return _kernel(c(mu, dtype=float), c(T, dtype=float), c(est, dtype=float), c(cov, dtype=float),
-                   c(obs, dtype=float))
+                   c(obs, dtype=float), c(n, dtype=float), bool(pooled))
 
 
 class PathsLogLik(Op):
     """``f(mu, T, est, cov, obs) -> (log L, d log L / d mu, d log L / d T)``; the gradient of the
     first output is given by the other two (one kernel call per evaluation)."""
 
-    __props__ = ()
+    __props__ = ("pooled",)
 
-    def make_node(self, mu, T, est, cov, obs):
-        inputs = [pt.as_tensor_variable(v) for v in (mu, T, est, cov, obs)]
+    def __init__(self, pooled: bool = False):
+        self.pooled = bool(pooled)
+
+    def make_node(self, mu, T, est, cov, obs, n):
+        inputs = [pt.as_tensor_variable(v) for v in (mu, T, est, cov, obs, n)]
         return Apply(self, inputs, [pt.dscalar(), pt.dvector(), pt.dmatrix()])
 
     def perform(self, node, inputs, output_storage):
-        value, dmu, dT = loglik_and_grad(*inputs)
+        value, dmu, dT = loglik_and_grad(*inputs, pooled=self.pooled)
         output_storage[0][0] = np.asarray(value)
         output_storage[1][0] = dmu
         output_storage[2][0] = dT
@@ -121,12 +133,12 @@ class PathsLogLik(Op):
     def L_op(self, inputs, outputs, output_grads):
         g = output_grads[0]
         return [g * outputs[1], g * outputs[2]] + [
-            grad_undefined(self, i, inputs[i], "data input") for i in range(2, 5)]
+            grad_undefined(self, i, inputs[i], "data input") for i in range(2, 6)]
 
 
-def paths_loglik_op() -> PathsLogLik:
-    """The Op: ``paths_loglik_op()(mu, T, est, cov, obs)[0]`` is the summed log density."""
-    return PathsLogLik()
+def paths_loglik_op(pooled: bool = False) -> PathsLogLik:
+    """The Op: ``paths_loglik_op()(mu, T, est, cov, obs, n)[0]`` is the summed log density."""
+    return PathsLogLik(pooled)
 
 
 def _register_numba():
@@ -138,9 +150,11 @@ def _register_numba():
 
     @numba_funcify.register(PathsLogLik)
     def _funcify_paths_loglik(op, node=None, **kwargs):
+        pooled = bool(op.pooled)
+
         @numba.njit
-        def paths_loglik(mu, T, est, cov, obs):
-            value, dmu, dT = _kernel(mu, T, est, cov, obs)
+        def paths_loglik(mu, T, est, cov, obs, n):
+            value, dmu, dT = _kernel(mu, T, est, cov, obs, n, pooled)
             return np.asarray(value), dmu, dT
 
         return paths_loglik
