@@ -296,7 +296,7 @@ def _load_correlations(correlations, x, m, y, partial: bool):
 def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: str = "self_efficacy",
                         y: str = "symptoms", priors=None, seed: int, draws: int = 1000, tune: int = 1000,
                         chains: int = 4, cores: int | None = None, target_accept: float | None = None,
-                        sampler: str = "pymc") -> PathMediationFit:
+                        sampler: str = "pymc", a_variance: str = "reported") -> PathMediationFit:
     """Fit the random-effects model of reported mediation paths (and correlation matrices).
 
     Model: ``est_i[o] ~ N(mu[o], (S_i + T)[o, o])`` with ``mu = (a, b, c')`` and ``T`` the
@@ -316,7 +316,13 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
         ``a``, ``b``, ``c_prime``, ``tau_a``, ``tau_b``, ``tau_c`` (prior strings or Prior objects),
         ``eta`` (LKJ shape of rho_ab); defaults :data:`bayes_se.defaults.PATH_MEDIATION_PRIORS`.
     seed, draws, tune, chains, cores, target_accept, sampler
-        As in :func:`bayes_se.sampling.sample`.
+        As in :func:`bayes_se.sampling.sample`. ``cores=None`` is PyMC's choice (on a 2-core machine,
+        1: sequential chains, which measured faster than 2 processes; ``benchmarks/mediation_paths.md``).
+    a_variance : {"reported", "pooled"}
+        Sampling variance of each trial's ``a``: ``se_a^2`` as reported, or ``(1 - a^2)^2 / (n_i - 1)``
+        at the pooled ``a`` (standardised paths with ``n`` known; see
+        :func:`bayes_se.builders.mediation_paths.build_mediation_paths`). The per-trial
+        log-likelihood and ``theta`` draws of the fit use the reported variances either way.
 
     Returns
     -------
@@ -342,7 +348,7 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
         raise DataError(f"at least 2 studies are needed, got {combined.k}", column="study")
     if not combined.observed[:, 1].any():
         raise DataError("no study gives b (the M -> Y path); the mediation model needs it", column="b")
-    built = build_mediation_paths(combined, priors=priors)
+    built = build_mediation_paths(combined, priors=priors, a_variance=a_variance)
     check_path_prior_scale(combined, built.priors)
     idata = sample(built, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept,
                    seed=seed, sampler=sampler)
@@ -354,6 +360,7 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
                             for kind in ("paths", "matrix")},
                 "priors": {k: str(v) for k, v in built.priors.items()}, "eta": float(built.priors["eta"]),
                 "seed": int(seed), "draws": draws, "tune": tune, "chains": chains,
-                "target_accept": float(idata.attrs["target_accept"]), "sampler": sampler}
+                "target_accept": float(idata.attrs["target_accept"]), "sampler": sampler,
+                "a_variance": a_variance}
     return PathMediationFit(idata=idata, data=combined, settings=settings,
                             diagnostics=check(idata, var_names=_checked(idata)), priors=recorded)

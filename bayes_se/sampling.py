@@ -106,6 +106,10 @@ def sample(
                       idata_kwargs={"log_likelihood": False})
         if sampler == "nutpie":
             kwargs["nuts_sampler"] = "nutpie"
+        elif hasattr(built, "nuts_kwargs"):  # a builder that keeps its compiled NUTS step between fits
+            kwargs.update(built.nuts_kwargs(accept, chains, seed))
+            if "step" in kwargs:
+                del kwargs["target_accept"]
         with pm_model, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
             return _sample_keeping_interrupts(pm.sample, kwargs)

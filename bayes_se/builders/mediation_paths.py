@@ -8,10 +8,11 @@ Model, for trial ``i`` with observed paths ``o_i`` among ``(a, b, c')``::
     a, b, c' ~ normal(0, 1);  tau_a, tau_b, tau_c ~ half_normal(0.2);  (rho_ab + 1) / 2 ~ Beta(eta, eta)
 
 The trial effects are integrated out analytically, ``est_i[o_i] ~ N(mu[o_i], (S_i + T)[o_i, o_i])``,
-and unreported paths are marginalised by taking the observed sub-vector. The density is written in
-closed form per pattern of observed paths (trials grouped by pattern; explicit 1x1, 2x2 and 3x3
-determinants and quadratic forms by cofactors, vectorised over the trials of a pattern), so the
-model holds no k x k matrix and no factorisation. ``(rho_ab + 1) / 2 ~ Beta(eta, eta)`` is exactly
+and unreported paths are marginalised by taking the observed sub-vector. The density of all
+trials is one compiled Op (:mod:`bayes_se.builders.mediation_paths_kernel`: Numba, value and
+exact gradient in ``mu`` and ``T`` in one call; PyTensor only builds ``mu`` and ``T``); the model
+holds no k x k matrix and no factorisation. The NumPy reference :func:`marginal_loglik` writes
+the same density in closed form per pattern of observed paths. ``(rho_ab + 1) / 2 ~ Beta(eta, eta)`` is exactly
 the LKJ(eta) prior of a 2 x 2 correlation matrix. When no trial reports ``c'``, ``c'`` and
 ``tau_c`` are left out of the model.
 
@@ -178,6 +179,44 @@ class PathModel:
     priors: dict
     has_c: bool
     kind: str = "mediation_paths"
+    cache_key: tuple | None = None
+    a_variance: str = "reported"
+
+    def nuts_kwargs(self, target_accept: float, chains: int, seed: int) -> dict:
+        """Extra ``pymc.sample`` arguments (called by :func:`bayes_se.sampling.sample`): a NUTS step
+        whose density is compiled once per process by PyTensor's Numba backend (which calls the
+        Numba kernel directly: about half the per-evaluation overhead of the C backend) and kept
+        with the cached model, and per-chain initial values jittered as PyMC's ``jitter+adapt_diag``
+        does (uniform(-1, 1) on the unconstrained scale around the initial point), seeded by ``seed``.
+        """
+        import pymc as pm
+
+        key = (self.cache_key, float(target_accept))
+        cached = _STEP_CACHE.get(key) if self.cache_key is not None else None
+        if cached is None:
+            import pytensor
+
+            model = self.model
+            with model:
+                step = pm.NUTS(target_accept=float(target_accept), compile_kwargs=dict(COMPILE_KWARGS))
+            values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+            outs = [value if model.rvs_to_transforms.get(rv) is None
+                    else model.rvs_to_transforms[rv].backward(value, *rv.owner.inputs)
+                    for rv, value in zip(model.free_RVs, values)]
+            constrain = pytensor.function(values, outs, on_unused_input="ignore", mode="FAST_COMPILE")
+            cached = (step, constrain)
+            if self.cache_key is not None:
+                _STEP_CACHE[key] = cached
+        step, constrain = cached
+        rng = np.random.default_rng([int(seed), 16017])
+        start = self.model.initial_point()
+        names = [rv.name for rv in self.model.free_RVs]
+        keys = [self.model.rvs_to_values[rv].name for rv in self.model.free_RVs]
+        initvals = []
+        for _ in range(chains):
+            point = [np.asarray(start[k] + rng.uniform(-1.0, 1.0)) for k in keys]
+            initvals.append({name: np.asarray(v) for name, v in zip(names, constrain(*point))})
+        return {"step": step, "initvals": initvals, "compile_kwargs": dict(COMPILE_KWARGS)}
 
     @property
     def paths(self) -> tuple:
@@ -188,7 +227,21 @@ class PathModel:
         return add_derived(idata, self, seed)
 
 
-def build_mediation_paths(data: PathEstimates, *, priors=None) -> PathModel:
+#: Built PyMC models by (has c', priors): a later build with the same graph swaps the data in (pm.set_data).
+_MODEL_CACHE: dict = {}
+#: NUTS steps (their compiled density) by (model cache key, target_accept).
+_STEP_CACHE: dict = {}
+#: How the NUTS density is compiled: PyTensor's Numba backend (see :meth:`PathModel.nuts_kwargs`).
+COMPILE_KWARGS = {"mode": "NUMBA"}
+
+
+#: Sampling variance of a reported ``a``: its reported ``se_a^2``, or that of a correlation at the pooled
+#: ``a``, ``(1 - a^2)^2 / (n_i - 1)`` (standardised paths, ``a = r_XM``; needs ``n``).
+A_VARIANCES = ("reported", "pooled")
+
+
+def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = True,
+                          a_variance: str = "reported") -> PathModel:
     """Build the path-based mediation model of the module docstring.
 
     Parameters
@@ -197,41 +250,72 @@ def build_mediation_paths(data: PathEstimates, *, priors=None) -> PathModel:
     priors : dict, optional
         ``a``, ``b``, ``c_prime``, ``tau_a``, ``tau_b``, ``tau_c`` (prior strings or Prior objects)
         and ``eta`` (see :func:`resolve_path_priors`).
+    a_variance : {"reported", "pooled"}
+        ``"pooled"``: the sampling variance of each trial's ``a`` is ``(1 - a^2)^2 / (n_i - 1)`` at
+        the pooled ``a`` (the variance of a correlation, Olkin & Siotani 1976, as the MASEM uses at the
+        pooled correlations; for standardised paths with ``n`` known) instead of ``se_a^2``, which
+        for a standardised ``a`` is ``(1 - a_i-hat^2) / (n - 2)`` and so is correlated with the
+        estimate (weights grow with ``|a_i-hat|``). Covariances of ``a`` with ``b`` and ``c'`` are kept.
+    cache : bool
+        Reuse the PyMC model built earlier in this process for the same priors and the same
+        presence of c' (its data swapped in with ``pm.set_data``); the model only depends on the
+        data through its ``pm.Data``.
 
     Returns
     -------
     PathModel
         Free variables ``a``, ``b``, ``tau_a``, ``tau_b``, ``rho_ab_beta`` (and ``c_prime``,
         ``tau_c`` when some trial reports c'); ``rho_ab`` is a Deterministic. One ``pm.Potential``
-        per pattern of observed paths (``loglik_a_b_c_prime``, ...), its data in ``pm.Data``.
+        ``loglik``: the compiled density of
+        :mod:`bayes_se.builders.mediation_paths_kernel` (value and exact gradient in one call) of
+        ``mu`` and ``T``, its data (``est``, ``cov``, ``obs``: masked arrays) in ``pm.Data``.
     """
     import pymc as pm
     import pytensor.tensor as pt
 
+    from bayes_se.builders.mediation_paths_kernel import masked_arrays, paths_loglik_op
+
     pri = resolve_path_priors(priors)
-    obs = data.observed
-    has_c = bool(obs[:, 2].any())
-    groups = patterns(obs)
-    with pm.Model(coords={"study": list(data.study)}) as model:
+    has_c = bool(data.observed[:, 2].any())
+    est, cov, obs = masked_arrays(data.est, data.cov, data.observed)
+    if a_variance not in A_VARIANCES:
+        raise SpecError(f"must be one of {A_VARIANCES}, got {a_variance!r}", key="a_variance")
+    pooled = a_variance == "pooled"
+    n = np.asarray(data.n, float)
+    if pooled:
+        from bayes_se.errors import DataError
+
+        bad = np.flatnonzero(data.observed[:, 0] & ~(np.isfinite(n) & (n > 3)))
+        if bad.size:
+            raise DataError(f"a_variance='pooled' needs the number of participants n (> 3) of every trial; "
+                            f"study {data.study[bad[0]]!r} has none", column="n", row=int(bad[0]))
+    n = np.where(np.isfinite(n), n, 2.0)
+    key = (has_c, a_variance, tuple(sorted((k, str(v)) for k, v in pri.items())))
+    model = _MODEL_CACHE.get(key) if cache else None
+    if model is not None:
+        pm.set_data({"est": est, "cov": cov, "obs": obs, "n": n}, model=model)
+        return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key, a_variance=a_variance)
+    with pm.Model() as model:
         mu = [pri["a"].to_pymc("a"), pri["b"].to_pymc("b")]
         tau = [pri["tau_a"].to_pymc("tau_a"), pri["tau_b"].to_pymc("tau_b")]
         if has_c:
             mu.append(pri["c_prime"].to_pymc("c_prime"))
             tau.append(pri["tau_c"].to_pymc("tau_c"))
+        else:  # no trial reports c': the kernel masks the third path everywhere
+            mu.append(pt.constant(0.0))
+            tau.append(pt.constant(0.0))
         eta = np.float64(pri["eta"])
         rho = pm.Deterministic("rho_ab", 2.0 * pm.Beta("rho_ab_beta", alpha=eta, beta=eta) - 1.0)
-        T = _T_entry(tau, rho)
-        for pattern, rows in groups.items():
-            name = "_".join(PATH_NAMES[j] for j in pattern)
-            est = pm.Data(f"est_{name}", data.est[np.ix_(rows, pattern)])
-            cov = pm.Data(f"cov_{name}", data.cov[np.ix_(rows, pattern, pattern)])
-            resid = [est[:, i] - mu[j] for i, j in enumerate(pattern)]
-
-            def V(i, j, pattern=pattern, cov=cov):
-                return cov[:, i, j] + T(pattern[i], pattern[j])
-
-            pm.Potential(f"loglik_{name}", pt.sum(pattern_logpdf(resid, V, log=pt.log)))
-    return PathModel(model=model, data=data, priors=pri, has_c=has_c)
+        cross = rho * tau[0] * tau[1]
+        zero = pt.constant(0.0)
+        T = pt.stack([pt.stack([tau[0] ** 2, cross, zero]), pt.stack([cross, tau[1] ** 2, zero]),
+                      pt.stack([zero, zero, tau[2] ** 2])])
+        est_d, cov_d, obs_d, n_d = pm.Data("est", est), pm.Data("cov", cov), pm.Data("obs", obs), pm.Data("n", n)
+        pm.Potential("loglik", paths_loglik_op(pooled)(pt.stack(mu), T, est_d, cov_d, obs_d, n_d)[0])
+    if cache:
+        _MODEL_CACHE[key] = model
+    return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key if cache else None,
+                     a_variance=a_variance)
 
 
 # ------------------------------------------------------------------------------------- after sampling
