@@ -208,6 +208,8 @@ class PathModel:
             if self.cache_key is not None:
                 _STEP_CACHE[key] = cached
         step, constrain = cached
+        # the model may be shared with a later build (the cache): sample this one's data
+        pm.set_data(_model_data(self.data), model=self.model)
         rng = np.random.default_rng([int(seed), 16017])
         start = self.model.initial_point()
         names = [rv.name for rv in self.model.free_RVs]
@@ -235,6 +237,15 @@ _STEP_CACHE: dict = {}
 COMPILE_KWARGS = {"mode": "NUMBA"}
 
 
+def _model_data(data: PathEstimates) -> dict:
+    """The model's ``pm.Data``: masked ``est``, ``cov``, ``obs`` and ``n`` (2 where unknown, unused then)."""
+    from bayes_se.builders.mediation_paths_kernel import masked_arrays
+
+    est, cov, obs = masked_arrays(data.est, data.cov, data.observed)
+    n = np.asarray(data.n, float)
+    return {"est": est, "cov": cov, "obs": obs, "n": np.where(np.isfinite(n), n, 2.0)}
+
+
 #: Sampling variance of a reported ``a``: its reported ``se_a^2``, or that of a correlation at the pooled
 #: ``a``, ``(1 - a^2)^2 / (n_i - 1)`` (standardised paths, ``a = r_XM``; needs ``n``).
 A_VARIANCES = ("reported", "pooled")
@@ -259,7 +270,8 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
     cache : bool
         Reuse the PyMC model built earlier in this process for the same priors and the same
         presence of c' (its data swapped in with ``pm.set_data``); the model only depends on the
-        data through its ``pm.Data``.
+        data through its ``pm.Data``. A shared model holds the data of the latest build; sampling
+        through :func:`bayes_se.sampling.sample` sets each built model's own data first.
 
     Returns
     -------
@@ -273,11 +285,10 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
     import pymc as pm
     import pytensor.tensor as pt
 
-    from bayes_se.builders.mediation_paths_kernel import masked_arrays, paths_loglik_op
+    from bayes_se.builders.mediation_paths_kernel import paths_loglik_op
 
     pri = resolve_path_priors(priors)
     has_c = bool(data.observed[:, 2].any())
-    est, cov, obs = masked_arrays(data.est, data.cov, data.observed)
     if a_variance not in A_VARIANCES:
         raise SpecError(f"must be one of {A_VARIANCES}, got {a_variance!r}", key="a_variance")
     pooled = a_variance == "pooled"
@@ -289,11 +300,12 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
         if bad.size:
             raise DataError(f"a_variance='pooled' needs the number of participants n (> 3) of every trial; "
                             f"study {data.study[bad[0]]!r} has none", column="n", row=int(bad[0]))
-    n = np.where(np.isfinite(n), n, 2.0)
+    arrays = _model_data(data)
+    est, cov, obs, n = arrays["est"], arrays["cov"], arrays["obs"], arrays["n"]
     key = (has_c, a_variance, tuple(sorted((k, str(v)) for k, v in pri.items())))
     model = _MODEL_CACHE.get(key) if cache else None
     if model is not None:
-        pm.set_data({"est": est, "cov": cov, "obs": obs, "n": n}, model=model)
+        pm.set_data(arrays, model=model)
         return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key, a_variance=a_variance)
     with pm.Model() as model:
         mu = [pri["a"].to_pymc("a"), pri["b"].to_pymc("b")]
