@@ -55,6 +55,10 @@ DEFAULT_PRIORS = dict(defaults.MEDIATION_PRIORS)  # tau of the study deviations,
 PRIOR_KEYS = tuple(DEFAULT_PRIORS)
 
 
+#: How NUTS compiles the MASEM density: PyTensor's Numba backend (:meth:`MasemModel.nuts_kwargs`).
+COMPILE_KWARGS = {"mode": "NUMBA"}
+
+
 @dataclass
 class MasemModel:
     """A built MASEM (PyMC model plus what post-processing needs)."""
@@ -69,6 +73,11 @@ class MasemModel:
         log-likelihood and the observed correlations (:func:`add_likelihood`). Nothing is drawn,
         so ``seed`` is unused; the path effects are :func:`bayes_se.mediation.add_derived`'s."""
         return add_likelihood(idata, self.data, self.likelihood)
+
+    def nuts_kwargs(self, target_accept: float, chains: int, seed: int) -> dict:
+        """Extra ``pymc.sample`` arguments (called by :func:`bayes_se.sampling.sample`): compile the
+        density with PyTensor's Numba backend (the likelihood kernel is registered with it)."""
+        return {"compile_kwargs": dict(COMPILE_KWARGS)}
 
 
 def _priors(priors) -> dict:

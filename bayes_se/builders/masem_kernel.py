@@ -274,3 +274,28 @@ class MasemLogLik(Op):
 
         return [output_grads[0] * outputs[1]] + [
             grad_undefined(self, i, inputs[i], "data input") for i in range(1, 6)]
+
+
+def _register_numba():
+    """Let PyTensor's Numba backend call the kernel directly, so that NUTS can compile the whole
+    density with ``mode="NUMBA"`` (no per-node overhead of the C virtual machine)."""
+    try:
+        from pytensor.link.numba.dispatch import numba_funcify
+    except ImportError:  # pragma: no cover - PyTensor without its Numba backend
+        return
+
+    @numba_funcify.register(MasemLogLik)
+    def _funcify_masem_loglik(op, node=None, **kwargs):
+        p, mode = op.p, MODES[op.likelihood]
+        ps, pt_ = _pairs(p)
+        q = len(ps)
+
+        @numba.njit
+        def masem_loglik(theta, n, y, obs, own, own_mask):
+            value, grad = kernel(theta, q, n, y, obs, own, own_mask, p, mode, ps, pt_)
+            return np.asarray(value), grad
+
+        return masem_loglik
+
+
+_register_numba()
