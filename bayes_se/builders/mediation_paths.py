@@ -16,7 +16,7 @@ the same density in closed form per pattern of observed paths. ``(rho_ab + 1) / 
 the LKJ(eta) prior of a 2 x 2 correlation matrix. When no trial reports ``c'``, ``c'`` and
 ``tau_c`` are left out of the model.
 
-After sampling, :meth:`PathModel.postprocess` adds the derived effects (``indirect = a b``,
+After sampling, :meth:`PathMediationModel.postprocess` adds the derived effects (``indirect = a b``,
 ``indirect_avg = E[a_i b_i] = a b + rho_ab tau_a tau_b``, a new trial's ``a_new b_new``,
 ``total = c' + a b``, ``prop_mediated``), each trial's ``theta_i`` drawn exactly from its Gaussian
 conditional given the hyperparameters and its estimates, the per-trial log-likelihood (trial
@@ -42,7 +42,7 @@ from bayes_se import defaults
 from bayes_se.errors import SpecError
 from bayes_se.reported_paths import PATH_NAMES, PathEstimates
 
-__all__ = ["PathModel", "build_mediation_paths", "resolve_path_priors", "pattern_logpdf", "marginal_loglik",
+__all__ = ["PathMediationModel", "build_mediation_paths", "resolve_path_priors", "pattern_logpdf", "marginal_loglik",
            "EFFECT_NAMES", "HYPER_NAMES"]
 
 #: Derived effects, in summary order.
@@ -161,7 +161,7 @@ def marginal_loglik(data: PathEstimates, mu, tau, rho) -> np.ndarray:
 
 
 @dataclass
-class PathModel:
+class PathMediationModel:
     """A built path-based mediation model: the PyMC model plus what post-processing needs.
 
     Attributes
@@ -233,7 +233,7 @@ class PathModel:
 _MODEL_CACHE: dict = {}
 #: NUTS steps (their compiled density) by (model cache key, target_accept).
 _STEP_CACHE: dict = {}
-#: How the NUTS density is compiled: PyTensor's Numba backend (see :meth:`PathModel.nuts_kwargs`).
+#: How the NUTS density is compiled: PyTensor's Numba backend (see :meth:`PathMediationModel.nuts_kwargs`).
 COMPILE_KWARGS = {"mode": "NUMBA"}
 
 
@@ -252,7 +252,7 @@ A_VARIANCES = ("reported", "pooled")
 
 
 def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = True,
-                          a_variance: str = "reported") -> PathModel:
+                          a_variance: str = "reported") -> PathMediationModel:
     """Build the path-based mediation model of the module docstring.
 
     Parameters
@@ -275,7 +275,7 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
 
     Returns
     -------
-    PathModel
+    PathMediationModel
         Free variables ``a``, ``b``, ``tau_a``, ``tau_b``, ``rho_ab_beta`` (and ``c_prime``,
         ``tau_c`` when some trial reports c'); ``rho_ab`` is a Deterministic. One ``pm.Potential``
         ``loglik``: the compiled density of
@@ -306,7 +306,7 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
     model = _MODEL_CACHE.get(key) if cache else None
     if model is not None:
         pm.set_data(arrays, model=model)
-        return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key, a_variance=a_variance)
+        return PathMediationModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key, a_variance=a_variance)
     with pm.Model() as model:
         mu = [pri["a"].to_pymc("a"), pri["b"].to_pymc("b")]
         tau = [pri["tau_a"].to_pymc("tau_a"), pri["tau_b"].to_pymc("tau_b")]
@@ -326,7 +326,7 @@ def build_mediation_paths(data: PathEstimates, *, priors=None, cache: bool = Tru
         pm.Potential("loglik", paths_loglik_op(pooled)(pt.stack(mu), T, est_d, cov_d, obs_d, n_d)[0])
     if cache:
         _MODEL_CACHE[key] = model
-    return PathModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key if cache else None,
+    return PathMediationModel(model=model, data=data, priors=pri, has_c=has_c, cache_key=key if cache else None,
                      a_variance=a_variance)
 
 
@@ -418,7 +418,7 @@ def conditional_theta(data: PathEstimates, mu, tau, rho, rng) -> np.ndarray:
     return theta_star + np.einsum("...ij,...j->...i", T, np.where(obs, gain, 0.0))
 
 
-def add_derived(idata, built: PathModel, seed: int):
+def add_derived(idata, built: PathMediationModel, seed: int):
     """Add the derived effects (posterior and prior), exact ``theta``, the per-trial log-likelihood,
     replicated estimates (posterior and prior predictive) and the observed data to ``idata``.
 
