@@ -681,14 +681,19 @@ def path_prior(key: str, value) -> Prior:
     return dataclasses.replace(prior, target=key)
 
 
-def _validate_mediation(spec: ModelSpec) -> None:
-    med = spec.mediation
+def _validate_mediation_names(med: MediationSection) -> None:
+    """x, m, y and n are column names, x, m and y three different ones; a known layout."""
     for key in ("x", "m", "y", "n"):
         if not _COLUMN_RE.match(getattr(med, key)):
             raise SpecError(f"'{getattr(med, key)}' is not a variable name", key=f"mediation.{key}")
     if len({med.x, med.m, med.y}) < 3:
         raise SpecError("x, m and y must be three different variables", key="mediation.y")
     _choice("mediation.layout", med.layout, MEDIATION_LAYOUTS)
+
+
+def _validate_mediation(spec: ModelSpec) -> None:
+    med = spec.mediation
+    _validate_mediation_names(med)
     for key, value in (("mediation.eta", med.eta), ("mediation.eta_rho", med.eta_rho)):
         if not value > 0:
             raise SpecError(f"the LKJ shape must be > 0, got {value}", key=key)
@@ -716,12 +721,7 @@ def _validate_mediation_paths(spec: ModelSpec) -> None:
     """type = "mediation_paths": x, m, y names; keys of [mediation] the path model does not use left
     at their defaults; MCMC; [priors] keys of :data:`PATH_PRIOR_KEYS`."""
     med, default = spec.mediation, MediationSection()
-    for key in ("x", "m", "y", "n"):
-        if not _COLUMN_RE.match(getattr(med, key)):
-            raise SpecError(f"'{getattr(med, key)}' is not a variable name", key=f"mediation.{key}")
-    if len({med.x, med.m, med.y}) < 3:
-        raise SpecError("x, m and y must be three different variables", key="mediation.y")
-    _choice("mediation.layout", med.layout, MEDIATION_LAYOUTS)
+    _validate_mediation_names(med)
     if med.paths.strip():
         raise SpecError("the path-based model is the single-mediator model x -> m -> y; general path models "
                         "(paths = ...) need type = 'mediation' and correlation tables", key="mediation.paths")
