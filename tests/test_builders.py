@@ -333,7 +333,7 @@ def test_three_level_and_masem_data_enter_as_shared_variables():
     n, r = rng.integers(50, 300, k).astype(float), rng.uniform(-0.3, 0.3, (k, 3))
     masem = build_masem(CorrelationData(("X", "M", "Y"), np.array([str(i) for i in range(k)]), n, r,
                                         np.ones((k, 3), bool)))
-    for model, values in ((three.model, {"yi": yi, "vi": vi}), (masem.model, {"n": n, "r": r.ravel()})):
+    for model, values in ((three.model, {"yi": yi, "vi": vi}), (masem.model, {"n": n, "y": r.ravel()})):
         constants = [np.ravel(v.data) for v in ancestors([model.logp()]) if isinstance(v, Constant)]
         for name, data in values.items():
             assert name in model.named_vars

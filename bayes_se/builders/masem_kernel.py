@@ -250,7 +250,7 @@ from pytensor.graph.op import Op  # noqa: E402
 
 
 class MasemLogLik(Op):
-    """The kernel as an Op (module level, so that PyMC can pickle it to parallel chains)."""
+    """The kernel as an Op (module level, so that PyMC can send it to the processes of parallel chains)."""
 
     __props__ = ("p", "likelihood")
 

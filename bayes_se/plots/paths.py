@@ -157,9 +157,7 @@ def plot_paths(fit, ax=None, level: float = 0.95):
             lines.append(f"{text}: {med:.3f} [{lo:.3f}, {hi:.3f}]")
     ax.text(0.5, -0.28, "\n".join(lines), ha="center", va="top", fontsize=9.5, transform=ax.transData)
     ax.set_axis_off()
-    from bayes_se.mediation_paths import PathMediationFit
-
-    if isinstance(fit, PathMediationFit):
+    if fit.engine == "mediation_paths":  # a PathMediationFit: say which trials gave what
         sources = fit.sources()
         ax.set_title(f"Mediation across trials (k = {fit.k}: {len(sources['paths'])} reported paths, "
                      f"{len(sources['matrix'])} correlation matrices)")
