@@ -162,11 +162,11 @@ class PathMediationFit(Fit):
         theta_median, theta_upper`` (rows of unreported paths have NaN estimates; their theta is the
         conditional predictive of that path).
         """
-        from scipy.stats import norm
+        from bayes_se.normal_dist import ndtri
 
         level = self.level if level is None else float(level)
         cols = interval_columns(level)
-        z = norm.ppf((1 + level) / 2)
+        z = float(ndtri((1 + level) / 2))
         th = np.asarray(self.idata.posterior["theta"].stack(sample=("chain", "draw")).transpose("sample", ...))
         q = np.quantile(th, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
         se = self.data.se
@@ -343,9 +343,7 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
         load_paths(data, partial=correlations is not None)
     corr = _load_correlations(correlations, x, m, y, partial=data is not None)
     matrices = None if corr is None else paths_from_correlations(corr, x, m, y)
-    combined = combine_paths(paths, matrices)
-    if combined.k < 2:
-        raise DataError(f"at least 2 studies are needed, got {combined.k}", column="study")
+    combined = combine_paths(paths, matrices)  # refuses fewer than 2 trials in all
     if not combined.observed[:, 1].any():
         raise DataError("no study gives b (the M -> Y path); the mediation model needs it", column="b")
     built = build_mediation_paths(combined, priors=priors, a_variance=a_variance)

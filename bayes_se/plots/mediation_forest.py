@@ -30,10 +30,6 @@ PANELS = {"a": "a: intervention -> mediator", "b": "b: mediator -> outcome | X",
 ROW_MM, MARGIN_MM = 4.2, 22.0
 
 
-def _wald(est, se, z):
-    return est - z * se, est + z * se
-
-
 def mediation_forest_table(fit, *, level: float = 0.95) -> pd.DataFrame:
     """Rows ``(label, row, panel)`` with ``estimate``, ``lower``, ``upper`` (posterior) and, for
     study rows, ``observed``, ``obs_lower``, ``obs_upper`` (the trial's own estimate and Wald
@@ -52,38 +48,36 @@ def mediation_forest_table(fit, *, level: float = 0.95) -> pd.DataFrame:
     -------
     pandas.DataFrame
     """
-    from scipy.special import ndtri
+    from bayes_se.normal_dist import ndtri
 
     if not 0.0 < float(level) < 1.0:
         from bayes_se.errors import SpecError
 
         raise SpecError(f"level must lie in (0, 1), got {level!r}", key="level")
-    z = float(ndtri(0.5 + level / 2.0))
     q = [(1.0 - level) / 2.0, 0.5, (1.0 + level) / 2.0]
+    # a and b: the trial's own estimate and Wald interval, and its posterior path, as the fit reports them
+    per_trial = fit.study_summary(level=level)
     data = fit.data
-    est, cov = np.asarray(data.est, float), np.asarray(data.cov, float)
-    a, b = est[:, 0], est[:, 1]
-    se_a, se_b = np.sqrt(cov[:, 0, 0]), np.sqrt(cov[:, 1, 1])
-    cov_ab = np.where(np.isfinite(cov[:, 0, 1]), cov[:, 0, 1], 0.0)
+    z = float(ndtri((1.0 + level) / 2.0))  # the quantile study_summary uses
+    # a*b: the product of the reported paths with its delta-method SE, and the product of the posterior paths
+    a, b = data.est[:, 0], data.est[:, 1]
+    cov_ab = np.where(np.isfinite(data.cov[:, 0, 1]), data.cov[:, 0, 1], 0.0)
     with np.errstate(invalid="ignore"):
-        se_ab = np.sqrt(b**2 * se_a**2 + a**2 * se_b**2 + 2 * a * b * cov_ab)
-    theta = fit.idata.posterior["theta"]
-    paths = [str(p) for p in theta.coords["path"].values]
-    th = np.asarray(theta).reshape(-1, theta.shape[2], theta.shape[3])  # (draws, study, path)
-    per_study = {"a": th[..., paths.index("a")], "b": th[..., paths.index("b")]}
-    per_study["ab"] = per_study["a"] * per_study["b"]
-    observed = {"a": (a, se_a), "b": (b, se_b), "ab": (a * b, se_ab)}
+        se_ab = np.sqrt(b**2 * data.cov[:, 0, 0] + a**2 * data.cov[:, 1, 1] + 2 * a * b * cov_ab)
+    ab_q = np.quantile(fit.theta(path="a") * fit.theta(path="b"), q, axis=0)
     rows = []
-    labels = [str(s) for s in data.study]
-    sources = [str(s) for s in data.source]
     for panel in PANELS:
-        post_q = np.quantile(per_study[panel], q, axis=0)
-        obs, se = observed[panel]
-        lo, hi = _wald(obs, se, z)
-        for i, label in enumerate(labels):
-            rows.append({"label": label, "row": "study", "panel": panel, "source": sources[i],
-                         "observed": obs[i], "obs_lower": lo[i], "obs_upper": hi[i],
-                         "lower": post_q[0, i], "estimate": post_q[1, i], "upper": post_q[2, i]})
+        if panel == "ab":
+            for i, label in enumerate(data.study):
+                rows.append({"label": str(label), "row": "study", "panel": panel, "source": str(data.source[i]),
+                             "observed": a[i] * b[i], "obs_lower": a[i] * b[i] - z * se_ab[i],
+                             "obs_upper": a[i] * b[i] + z * se_ab[i],
+                             "lower": ab_q[0, i], "estimate": ab_q[1, i], "upper": ab_q[2, i]})
+        else:
+            for r in per_trial[per_trial["path"] == panel].itertuples():
+                rows.append({"label": r.study, "row": "study", "panel": panel, "source": r.source,
+                             "observed": r.est, "obs_lower": r.est_lower, "obs_upper": r.est_upper,
+                             "lower": r.theta_lower, "estimate": r.theta_median, "upper": r.theta_upper})
         pooled = [("pooled", "pooled path (a*b: product)", "indirect" if panel == "ab" else panel)]
         if panel == "ab":
             pooled.append(("average", "a*b: average E[a_i b_i]", "indirect_avg"))
