@@ -85,7 +85,7 @@ def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAW
             ri = r0[:, None, :] + np.einsum("dij,dmj->dmi", L, z)
         R = vec_to_matrix(ri, p)
         ok = np.all(np.abs(ri) < 1, axis=-1)
-        ok[ok] = np.linalg.eigvalsh(R[ok])[:, 0] > 0
+        ok[ok] = positive_definite(R[ok])
         R[~ok] = np.eye(p)  # placeholders, masked out below
         eff = model.effects(R)
         count = ok.sum(axis=1)
@@ -95,6 +95,20 @@ def average_indirect(model: PathModel, rho, T_chol, rng, mc_draws: int = MC_DRAW
                 out[name][start:start + chunk] = np.where(ok, eff[name], 0.0).sum(axis=1) / count
     shape = rho.shape[:-1]
     return {n: v.reshape(shape) for n, v in out.items()}, accepted.reshape(shape)
+
+
+def positive_definite(R: np.ndarray) -> np.ndarray:
+    """Whether each correlation matrix of ``R`` (..., p, p), off-diagonal entries in (-1, 1), is
+    positive definite. For p <= 3 by Sylvester's criterion in closed form (the leading minors are
+    1, ``1 - r_10^2 > 0`` and ``det R``), 50 times faster than eigenvalues over a million
+    matrices; for larger p the smallest eigenvalue."""
+    p = R.shape[-1]
+    if p <= 2:
+        return np.ones(R.shape[:-2], bool)
+    if p == 3:
+        r01, r02, r12 = R[..., 1, 0], R[..., 2, 0], R[..., 2, 1]
+        return 1.0 + 2.0 * r01 * r02 * r12 - r01 ** 2 - r02 ** 2 - r12 ** 2 > 0
+    return np.linalg.eigvalsh(R)[..., 0] > 0
 
 
 def _avg_name(name: str) -> str:
@@ -289,7 +303,7 @@ def add_derived(idata, data, model: PathModel, seed: int, mc_draws: int = MC_DRA
 def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_efficacy",
                   y: str = "symptoms", priors=None, seed: int, draws: int = 1000, tune: int = 1000,
                   chains: int = 4, cores: int | None = None, target_accept: float | None = None,
-                  sampler: str = "pymc", mc_draws: int = MC_DRAWS, likelihood: str = "pooled") -> MediationFit:
+                  sampler: str = "nutpie", mc_draws: int = MC_DRAWS, likelihood: str = "pooled") -> MediationFit:
     """Fit a Bayesian random-effects MASEM and derive path, indirect and total effects.
 
     Model: ``r_i[obs] ~ N(rho[obs], (S_i(rho) + T)[obs, obs])`` (see
@@ -307,8 +321,11 @@ def fit_mediation(data, *, paths=None, x: str = "intervention", m: str = "self_e
     priors : dict, optional
         ``tau``, ``eta``, ``eta_rho`` (see :func:`bayes_se.builders.masem.build_masem`).
     seed, draws, tune, chains, cores, target_accept, sampler
-        As in :func:`bayes_se.sampling.sample`; ``cores=None`` runs one chain per available CPU
-        (up to ``chains``), where PyMC would count only half the CPUs.
+        As in :func:`bayes_se.sampling.sample`. ``sampler="nutpie"`` (default): nutpie's NUTS on
+        the Numba-compiled density (:mod:`bayes_se.nutpie_sampling`; chains in turn on one thread,
+        ``cores`` unused), 3 times faster than ``"pymc"`` (``benchmarks/mediation.py``). With
+        ``"pymc"``, ``cores=None`` runs one chain per available CPU (up to ``chains``), where PyMC
+        would count only half the CPUs.
     mc_draws : int
         Monte Carlo draws per posterior draw for ``indirect_avg``.
     likelihood : {"pooled", "own", "fisher_z"}

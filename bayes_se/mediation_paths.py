@@ -296,7 +296,7 @@ def _load_correlations(correlations, x, m, y, partial: bool):
 def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: str = "self_efficacy",
                         y: str = "symptoms", priors=None, seed: int, draws: int = 1000, tune: int = 1000,
                         chains: int = 4, cores: int | None = None, target_accept: float | None = None,
-                        sampler: str = "pymc", a_variance: str = "reported") -> PathMediationFit:
+                        sampler: str = "nutpie", a_variance: str = "reported") -> PathMediationFit:
     """Fit the random-effects model of reported mediation paths (and correlation matrices).
 
     Model: ``est_i[o] ~ N(mu[o], (S_i + T)[o, o])`` with ``mu = (a, b, c')`` and ``T`` the
@@ -316,8 +316,10 @@ def fit_mediation_paths(data, *, correlations=None, x: str = "intervention", m: 
         ``a``, ``b``, ``c_prime``, ``tau_a``, ``tau_b``, ``tau_c`` (prior strings or Prior objects),
         ``eta`` (LKJ shape of rho_ab); defaults :data:`bayes_se.defaults.PATH_MEDIATION_PRIORS`.
     seed, draws, tune, chains, cores, target_accept, sampler
-        As in :func:`bayes_se.sampling.sample`. ``cores=None`` is PyMC's choice (on a 2-core machine,
-        1: sequential chains, which measured faster than 2 processes; ``benchmarks/mediation_paths.md``).
+        As in :func:`bayes_se.sampling.sample`. ``sampler="nutpie"`` (default): nutpie's NUTS on
+        the Numba-compiled density (:mod:`bayes_se.nutpie_sampling`; chains in turn on one thread,
+        ``cores`` unused), 5-10 times faster than ``"pymc"`` (``benchmarks/mediation_paths.md``).
+        With ``"pymc"``, ``cores=None`` is PyMC's choice (on a 2-core machine 1: sequential chains).
     a_variance : {"reported", "pooled"}
         Sampling variance of each trial's ``a``: ``se_a^2`` as reported, or ``(1 - a^2)^2 / (n_i - 1)``
         at the pooled ``a`` (standardised paths with ``n`` known; see

@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover
 
 #: Packages whose versions every output records.
 RECORDED_PACKAGES = ("bayes_se", "numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "arviz",
-                     "matplotlib")
+                     "matplotlib", "nutpie")
 #: Tag in every name this package creates beside an output folder.
 TAG = "bayes_se"
 JOURNAL_FORMAT = "bayes_se-swap-1"

@@ -69,7 +69,10 @@ def sample(
     seed : int
         Seeds the sampler and every post-sampling draw: the same seed gives identical draws.
     sampler : {"pymc", "nutpie"}
-        ``"nutpie"`` only when nutpie is installed.
+        ``"nutpie"``: nutpie's Rust NUTS. For a builder whose density PyTensor compiles with Numba
+        (the two mediation models: ``nuts_kwargs``) it calls that density directly, compiled once
+        per process (:func:`bayes_se.nutpie_sampling.sample_nutpie`); any other model goes
+        through ``pymc.sample(nuts_sampler="nutpie")``.
     progressbar : bool
 
     Returns
@@ -104,6 +107,13 @@ def sample(
         kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                       progressbar=progressbar, target_accept=accept, compute_convergence_checks=False,
                       idata_kwargs={"log_likelihood": False})
+        if sampler == "nutpie" and hasattr(built, "nuts_kwargs"):
+            # a builder whose density PyTensor compiles with Numba: nutpie calls it directly
+            from bayes_se.nutpie_sampling import sample_nutpie
+
+            built.set_data()
+            return sample_nutpie(pm_model, draws=draws, tune=tune, chains=chains, seed=seed,
+                                 target_accept=accept)
         if sampler == "nutpie":
             kwargs["nuts_sampler"] = "nutpie"
         elif hasattr(built, "nuts_kwargs"):  # a builder that keeps its compiled NUTS step between fits

@@ -62,3 +62,16 @@ def assert_json_close(got, want, rtol: float = GENERATED_RTOL, where: str = "$")
         assert isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=rtol), where
     else:
         assert got == want, where
+
+
+def mcse_sd(draws) -> float:
+    """MCSE of the posterior sd of ``draws`` (chain, draw): ArviZ 0.23's own ``mcse(method="sd")``
+    fails under NumPy >= 2.4 (``float()`` of a 1-element array), so this repeats its formula
+    (Vehtari et al. 2021)."""
+    import arviz as az
+    import numpy as np
+
+    centred2 = (np.asarray(draws) - np.mean(draws)) ** 2
+    ess = float(az.ess(centred2, method="mean"))
+    var = centred2.mean()
+    return float(np.sqrt(((centred2**2).mean() - var**2) / ess / var / 4))

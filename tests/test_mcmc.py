@@ -18,7 +18,7 @@ import pytest
 
 from bayes_se.api import fit_random_effects, fit_three_level
 from bayes_se.results import BayesianFit
-from conftest import REFERENCE
+from conftest import REFERENCE, mcse_sd
 
 pytestmark = pytest.mark.mcmc
 
@@ -48,15 +48,6 @@ def _load(name):
     return json.loads((REFERENCE / name).read_text())
 
 
-def _mcse_sd(draws):
-    """MCSE of the posterior sd: ArviZ 0.23's own ``mcse(method="sd")`` fails under NumPy >= 2.4
-    (``float()`` of a 1-element array), so this repeats its formula (Vehtari et al. 2021)."""
-    centred2 = (draws - draws.mean()) ** 2
-    ess = float(az.ess(centred2, method="mean"))
-    var = centred2.mean()
-    return float(np.sqrt(((centred2**2).mean() - var**2) / ess / var / 4))
-
-
 def _ours(fit, var, coef=None):
     """Our statistics and their MCSEs for one scalar parameter."""
     da = fit.idata.posterior[var]
@@ -65,7 +56,7 @@ def _ours(fit, var, coef=None):
     ds = da.to_dataset(name="x")
     x = da.values.ravel()
     stats = {"mean": x.mean(), "sd": x.std(ddof=1)}
-    mcse = {"mean": float(az.mcse(ds, method="mean")["x"]), "sd": _mcse_sd(da.values)}
+    mcse = {"mean": float(az.mcse(ds, method="mean")["x"]), "sd": mcse_sd(da.values)}
     for key, prob in (("q2.5", 0.025), ("q50", 0.5), ("q97.5", 0.975)):
         stats[key] = np.quantile(x, prob)
         mcse[key] = float(az.mcse(ds, method="quantile", prob=prob)["x"])

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayes_se import defaults
-from bayes_se.builders.masem_likelihood import LIKELIHOODS, add_pattern_likelihood, transformed
+from bayes_se.builders.masem_likelihood import LIKELIHOODS, add_pattern_likelihood, shared_values, transformed
 from bayes_se.correlations import CorrelationData, olkin_siotani
 from bayes_se.errors import SpecError
 from bayes_se.path_algebra import vec_to_matrix
@@ -74,9 +74,17 @@ class MasemModel:
         so ``seed`` is unused; the path effects are :func:`bayes_se.mediation.add_derived`'s."""
         return add_likelihood(idata, self.data, self.likelihood)
 
+    def set_data(self):
+        """Put this build's data into the model, which may be shared with a later build (the
+        cache): called before sampling."""
+        import pymc as pm
+
+        pm.set_data(shared_values(self.data, self.likelihood), model=self.model)
+
     def nuts_kwargs(self, target_accept: float, chains: int, seed: int) -> dict:
         """Extra ``pymc.sample`` arguments (called by :func:`bayes_se.sampling.sample`): compile the
         density with PyTensor's Numba backend (the likelihood kernel is registered with it)."""
+        self.set_data()
         return {"compile_kwargs": dict(COMPILE_KWARGS)}
 
 
@@ -99,6 +107,11 @@ def _priors(priors) -> dict:
             raise SpecError(f"the LKJ shape must be > 0, got {value}", key=f"priors.{key}")
         out[key] = value
     return out
+
+
+#: Built PyMC models by (variables, likelihood, priors): a later build of the same graph swaps its
+#: data in (``pm.set_data``), so that what was compiled for it is reused.
+_MODEL_CACHE: dict = {}
 
 
 def build_masem(data: CorrelationData, *, priors=None, likelihood: str = "pooled",
@@ -136,6 +149,12 @@ def build_masem(data: CorrelationData, *, priors=None, likelihood: str = "pooled
     labels = data.pair_labels
     coords = {"pair": labels, "pair2": labels}
     lower = np.array([i * p + j for i, j in data.pairs])
+    key = None if symbolic else (tuple(labels), likelihood, tuple(sorted((k, str(v)) for k, v in pri.items())))
+    model = _MODEL_CACHE.get(key)
+    if model is not None:
+        built = MasemModel(model=model, data=data, priors=pri, likelihood=likelihood)
+        built.set_data()
+        return built
     with pm.Model(coords=coords) as model:
         R, _ = lkj_corr_cpc("rho", p, pri["eta_rho"])
         rho = pm.Deterministic("rho", R.reshape((p * p,)).dot(np.eye(p * p)[lower].T), dims="pair")
@@ -149,6 +168,8 @@ def build_masem(data: CorrelationData, *, priors=None, likelihood: str = "pooled
         # the kernel rebuilds R and T from the free coordinates: (cpc of R, tau, cpc of Omega)
         parts = [2.0 * model["rho_cpc"] - 1.0, tau] + ([2.0 * model["Omega_cpc"] - 1.0] if q > 1 else [])
         add_pattern_likelihood(data, R, rho, T, likelihood, symbolic=symbolic, theta=pt.concatenate(parts))
+    if key is not None:
+        _MODEL_CACHE[key] = model
     return MasemModel(model=model, data=data, priors=pri, likelihood=likelihood)
 
 

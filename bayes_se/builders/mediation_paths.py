@@ -208,8 +208,7 @@ class PathMediationModel:
             if self.cache_key is not None:
                 _STEP_CACHE[key] = cached
         step, constrain = cached
-        # the model may be shared with a later build (the cache): sample this one's data
-        pm.set_data(_model_data(self.data), model=self.model)
+        self.set_data()
         rng = np.random.default_rng([int(seed), 16017])
         start = self.model.initial_point()
         names = [rv.name for rv in self.model.free_RVs]
@@ -219,6 +218,13 @@ class PathMediationModel:
             point = [np.asarray(start[k] + rng.uniform(-1.0, 1.0)) for k in keys]
             initvals.append({name: np.asarray(v) for name, v in zip(names, constrain(*point))})
         return {"step": step, "initvals": initvals, "compile_kwargs": dict(COMPILE_KWARGS)}
+
+    def set_data(self):
+        """Put this build's data into the model, which may be shared with a later build (the
+        cache): called before sampling."""
+        import pymc as pm
+
+        pm.set_data(_model_data(self.data), model=self.model)
 
     @property
     def paths(self) -> tuple:

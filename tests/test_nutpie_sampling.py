@@ -1,0 +1,84 @@
+"""nutpie's NUTS on a Numba-compiled PyMC density (bayes_se.nutpie_sampling), checked against a
+posterior known in closed form: mu ~ N(0, 1), y_i ~ N(mu, 1) gives mu | y ~ N(sum y / (n + 1),
+1 / (n + 1)); sigma ~ HalfNormal(1) does not enter the likelihood, so its posterior is its prior."""
+
+import numpy as np
+import pytest
+
+pm = pytest.importorskip("pymc")
+pytest.importorskip("nutpie")
+az = pytest.importorskip("arviz")
+
+from bayes_se.mediation import positive_definite  # noqa: E402
+from bayes_se.nutpie_sampling import compiled, sample_nutpie  # noqa: E402
+from bayes_se.path_algebra import vec_to_matrix  # noqa: E402
+from conftest import mcse_sd  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    y = np.array([0.3, 1.1, -0.2, 0.8, 0.5])
+    with pm.Model(coords={"pair": ["x", "y"]}) as m:
+        yd = pm.Data("y", y)
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.HalfNormal("sigma", 1.0)
+        pm.Normal("nu", 0.0, 1.0, dims="pair")
+        pm.Deterministic("mu_twice", 2.0 * mu)
+        pm.Potential("lik", pm.logp(pm.Normal.dist(mu, 1.0), yd).sum())
+    return m
+
+
+def exact_mu(y):
+    return y.sum() / (y.size + 1), np.sqrt(1.0 / (y.size + 1))
+
+
+def within_mcse(idata, var, mean, sd):
+    """Posterior mean and sd of ``var`` within 4 Monte Carlo standard errors of the exact ones."""
+    post = idata.posterior[[var]]
+    m_err = float(az.mcse(post, method="mean")[var])
+    assert abs(float(post[var].mean()) - mean) < 4 * m_err
+    s_err = mcse_sd(post[var].values)
+    assert abs(float(post[var].std()) - sd) < 4 * s_err
+
+
+def test_matches_closed_form_posterior(model):
+    pm.set_data({"y": np.array([0.3, 1.1, -0.2, 0.8, 0.5])}, model=model)
+    idata = sample_nutpie(model, draws=1000, tune=500, chains=2, seed=11, target_accept=0.9)
+    assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 1000
+    mean, sd = exact_mu(np.array([0.3, 1.1, -0.2, 0.8, 0.5]))
+    within_mcse(idata, "mu", mean, sd)
+    within_mcse(idata, "sigma", np.sqrt(2 / np.pi), np.sqrt(1 - 2 / np.pi))  # the HalfNormal(1) prior
+    assert float(idata.posterior["sigma"].min()) > 0  # its own scale, not the log
+    np.testing.assert_allclose(idata.posterior["mu_twice"], 2 * idata.posterior["mu"], rtol=1e-12)
+    assert idata.posterior["nu"].dims == ("chain", "draw", "pair")
+    assert list(idata.posterior["pair"].values) == ["x", "y"]
+    stats = idata.sample_stats
+    for name in ("diverging", "energy", "tree_depth", "lp", "acceptance_rate", "step_size", "n_steps"):
+        assert name in stats
+    assert stats["diverging"].dtype == bool and int(stats["diverging"].sum()) == 0
+    assert np.isfinite(az.bfmi(idata)).all()
+    assert "y" in idata.constant_data
+
+
+def test_same_seed_same_draws_and_new_data_reuse_the_compiled_density(model):
+    pm.set_data({"y": np.array([0.3, 1.1, -0.2, 0.8, 0.5])}, model=model)
+    first = compiled(model)
+    a = sample_nutpie(model, draws=200, tune=200, chains=2, seed=5, target_accept=0.9)
+    b = sample_nutpie(model, draws=200, tune=200, chains=2, seed=5, target_accept=0.9)
+    c = sample_nutpie(model, draws=200, tune=200, chains=2, seed=6, target_accept=0.9)
+    np.testing.assert_array_equal(a.posterior["mu"], b.posterior["mu"])
+    assert not np.array_equal(a.posterior["mu"], c.posterior["mu"])
+    # new data through pm.set_data: nothing is compiled again, and the posterior follows the data
+    y = np.full(40, 3.0)
+    pm.set_data({"y": y}, model=model)
+    idata = sample_nutpie(model, draws=1000, tune=500, chains=2, seed=7, target_accept=0.9)
+    assert compiled(model) is first
+    within_mcse(idata, "mu", *exact_mu(y))
+
+
+def test_positive_definite_closed_form_matches_eigenvalues():
+    rng = np.random.default_rng(3)
+    for p in (2, 3, 4):
+        r = rng.uniform(-0.999, 0.999, (20000, p * (p - 1) // 2))
+        R = vec_to_matrix(r, p)
+        np.testing.assert_array_equal(positive_definite(R), np.linalg.eigvalsh(R)[:, 0] > 0)
