@@ -29,6 +29,12 @@ STAT_NAMES = {"diverging": "diverging", "energy": "energy", "energy_error": "ene
               "mean_tree_accept": "acceptance_rate", "step_size": "step_size",
               "step_size_bar": "step_size_bar", "n_steps": "n_steps"}
 
+#: nutpie's settings besides its defaults: the mass matrix adapted from the draws' variances (as
+#: Stan and PyMC do) rather than nutpie's default gradient-based estimate. On the path model with a
+#: heterogeneity SD piling at 0 (k = 70, tau_c's 95% interval 0.003-0.08), four seeds gave tau_c a
+#: tail ESS of 357-831 with nutpie's default (one seed failing the check of 400), 620-1311 with
+#: this, 891-1389 with PyMC's NUTS.
+SETTINGS = {"use_grad_based_mass_matrix": False}
 #: Compiled functions by PyMC model (the builders cache their models per process).
 _COMPILED: dict = {}
 
@@ -135,7 +141,7 @@ def sample_nutpie(model, *, draws: int, tune: int, chains: int, seed: int, targe
     began = time.perf_counter()
     trace = nutpie.sample(nmodel, draws=int(draws), tune=int(tune), chains=int(chains), cores=1,
                           seed=int(seed), save_warmup=False, progress_bar=False,
-                          target_accept=float(target_accept))
+                          target_accept=float(target_accept), **SETTINGS)
     elapsed = time.perf_counter() - began
     x = np.asarray(trace.posterior["__x"].values, dtype=float)  # (chain, draw, ndim)
     flat = x.reshape(-1, comp.ndim)
