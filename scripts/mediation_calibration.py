@@ -6,7 +6,7 @@ draws after 500 tuning steps); one row per (replicate, k, likelihood, parameter)
 the CSV as it comes, so an interrupted run keeps every finished fit. Cells are visited in turn
 (k x likelihood inside each replicate), so partial results are balanced.
 
-    nice python scripts/mediation_calibration.py --out benchmarks/results/mediation_calibration.csv --reps 100
+    nice python scripts/mediation_calibration.py --out benchmarks/results/mediation_calibration.csv --reps 100 [--sampler nutpie|pymc]
     python scripts/mediation_calibration.py --summarise benchmarks/results/mediation_calibration.csv
 """
 
@@ -37,7 +37,7 @@ PARAMS = {"a": "masem_a", "b": "masem_b", "indirect": "masem_indirect",
           "rho[self_efficacy,symptoms]": "rho[self_efficacy,symptoms]"}
 
 
-def one_fit(corr, truth, likelihood, seed):
+def one_fit(corr, truth, likelihood, seed, sampler="nutpie"):
     from bayes_se.correlations import load_correlations
     from bayes_se.mediation import fit_mediation
 
@@ -46,7 +46,7 @@ def one_fit(corr, truth, likelihood, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = fit_mediation(data, seed=seed, draws=500, tune=500, chains=2, cores=1, mc_draws=8,
-                            likelihood=likelihood)
+                            likelihood=likelihood, sampler=sampler)
     elapsed = time.perf_counter() - start
     post = fit.idata.posterior
     rows = []
@@ -64,7 +64,7 @@ def one_fit(corr, truth, likelihood, seed):
     return rows
 
 
-def run(out, reps, ks, likelihoods, setting, seed, missing_my):
+def run(out, reps, ks, likelihoods, setting, seed, missing_my, sampler="nutpie"):
     rng = np.random.default_rng(seed)
     from bayes_se.mediation_simulation import simulate_mediation_trials
 
@@ -74,7 +74,7 @@ def run(out, reps, ks, likelihoods, setting, seed, missing_my):
                                             seed=rng)
             fit_seed = int(rng.integers(2**31))
             for lik in likelihoods:
-                rows = one_fit(sim.correlations, sim.truth, lik, fit_seed)
+                rows = one_fit(sim.correlations, sim.truth, lik, fit_seed, sampler)
                 frame = pd.DataFrame(rows)
                 frame.insert(0, "likelihood", lik)
                 frame.insert(0, "k", k)
@@ -139,6 +139,9 @@ def main(argv=None):
     p.add_argument("--setting", default="base", choices=sorted(SETTINGS))
     p.add_argument("--missing-my", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=20261130)
+    p.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"],
+                   help="nutpie (the package's default since the mediation_calibration_nutpie.csv rows) or "
+                        "PyMC's NUTS (the rows of mediation_calibration.csv)")
     p.add_argument("--summarise", metavar="CSV")
     p.add_argument("--figure", metavar="PNG", help="with --summarise: draw the coverage figure")
     args = p.parse_args(argv)
@@ -149,7 +152,7 @@ def main(argv=None):
         if args.figure:
             figure(table, args.figure)
         return
-    run(args.out, args.reps, args.k, args.likelihoods, args.setting, args.seed, args.missing_my)
+    run(args.out, args.reps, args.k, args.likelihoods, args.setting, args.seed, args.missing_my, args.sampler)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ standardised paths are its generating ``(a_i, b_i, c'_i)``; ``(a_i, b_i) ~ N((a,
 ``c'_i ~ N(c', tau_c^2)``; each trial reports OLS on z-scores rounded to 3 decimals, every fifth
 trial without c'). The truth of each estimand is the mean of the generating distribution:
 ``a``, ``b``, ``c'``, ``indirect = a b``, ``indirect_avg = a b + rho_ab tau_a tau_b``, ``tau_a``,
-``tau_b``. The model is fitted with NUTS (2 chains x 500 draws after 500 tuning steps), the
+``tau_b``. The model is fitted with NUTS (2 chains x 500 draws after 500 tuning steps; PyMC's, or
+with ``--sampler nutpie`` nutpie's as the package now fits it by default), the
 compiled model and NUTS step reused across replicates (data swapped with ``pm.set_data``,
 :meth:`bayes_se.builders.mediation_paths.PathModel.nuts_kwargs`), and
 the central 90% interval of each estimand is checked against its truth. One row per replicate
@@ -17,7 +18,7 @@ file are skipped).
 Usage::
 
     nice -n 10 python scripts/mediation_paths_calibration.py --out benchmarks/mediation_paths_coverage.csv \
-        --reps 100 --k 15 70 [--se-model reported|pooled]
+        --reps 100 --k 15 70 [--se-model reported|pooled] [--sampler pymc|nutpie]
     python scripts/mediation_paths_calibration.py --out benchmarks/mediation_paths_coverage.csv --summary
 
 ``--se-model pooled`` fits with the sampling variance of a standardised ``a`` (a correlation) at
@@ -77,7 +78,7 @@ def replicate_data(k: int, rep: int, seed: int = 20261130):
 
 
 
-def fit_once(data, seed: int, se_model: str = "reported"):
+def fit_once(data, seed: int, se_model: str = "reported", sampler: str = "pymc"):
     """Posterior draws (dict of flat arrays) and sampler diagnostics of one replicate."""
     import arviz as az
     import pymc as pm
@@ -85,10 +86,16 @@ def fit_once(data, seed: int, se_model: str = "reported"):
     from bayes_se.builders.mediation_paths import build_mediation_paths
 
     built = build_mediation_paths(data, a_variance=se_model)
-    nuts = built.nuts_kwargs(0.9, 2, seed)  # the compiled NUTS step kept with the cached model
-    with built.model:
-        idata = pm.sample(draws=500, tune=500, chains=2, cores=1, random_seed=seed, progressbar=False,
-                          compute_convergence_checks=False, **nuts)
+    if sampler == "nutpie":  # the package's default: nutpie on the density compiled once per process
+        from bayes_se.nutpie_sampling import sample_nutpie
+
+        built.set_data()
+        idata = sample_nutpie(built.model, draws=500, tune=500, chains=2, seed=seed, target_accept=0.9)
+    else:
+        nuts = built.nuts_kwargs(0.9, 2, seed)  # the compiled NUTS step kept with the cached model
+        with built.model:
+            idata = pm.sample(draws=500, tune=500, chains=2, cores=1, random_seed=seed, progressbar=False,
+                              compute_convergence_checks=False, **nuts)
     post = idata.posterior
     a, b = post["a"].values, post["b"].values
     ta, tb, rho = post["tau_a"].values, post["tau_b"].values, post["rho_ab"].values
@@ -134,6 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--k", type=int, nargs="+", default=[15, 70])
     parser.add_argument("--se-model", default="reported", choices=["reported", "pooled"])
+    parser.add_argument("--sampler", default="pymc", choices=["pymc", "nutpie"],
+                        help="PyMC's NUTS (the study in benchmarks/mediation_paths_coverage.csv) or nutpie")
     parser.add_argument("--summary", action="store_true", help="print the table of the results in --out and stop")
     args = parser.parse_args(argv)
     if args.summary:
@@ -157,7 +166,7 @@ def main(argv=None) -> int:
                     continue
                 data = replicate_data(k, rep)
                 start = time.perf_counter()
-                draws, diag = fit_once(data, seed=1000 * k + rep, se_model=args.se_model)
+                draws, diag = fit_once(data, seed=1000 * k + rep, se_model=args.se_model, sampler=args.sampler)
                 seconds = time.perf_counter() - start
                 reported = {"a": np.nanmean(data.est[:, 0]), "b": np.nanmean(data.est[:, 1]),
                             "c_prime": np.nanmean(data.est[:, 2])}
