@@ -71,7 +71,8 @@ def demo_cores(chains: int, load: float | None = None) -> int:
     passes every draw between processes, so when other work keeps the CPUs busy (1-minute load
     average, less this process, at least ``cpus - 0.5``) each draw waits for the scheduler and the
     chains run faster in one process (the demo's three-level fit and its refit on 2 CPUs: 99 s in 2
-    processes at load 3 to 4, 40 s in one at load 2; 11 s against 21 s for 4 x 600 draws at load 2). PyMC seeds each chain on its own, so the draws are the same either way
+    processes at load 3 to 4, 40 s in one at load 2; 11 s against 21 s for 4 x 600 draws at load 2).
+    PyMC seeds each chain on its own, so the draws are the same either way
     (``tests/test_demo_speed.py``); only the wall time changes.
     """
     import os

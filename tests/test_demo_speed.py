@@ -43,3 +43,30 @@ def test_demo_cores_is_bounded_and_yields_to_a_busy_machine():
     assert 1 <= demo_cores(4) <= 4
     assert 1 <= demo_cores(4, load=0.0) <= 4
     assert demo_cores(4, load=50.0) == 1  # busy CPUs: sequential chains
+
+
+def test_refit_reuses_the_compiled_density_and_gives_the_same_draws(between, monkeypatch):
+    """The refit after divergences samples with the first run's compiled logp and gradient
+    (sampling.COMPILE_ONCE): the same draws as compiling it again."""
+    import pymc as pm
+
+    from bayes_se import sampling
+
+    compiled = []
+    method = pm.Model.logp_dlogp_function
+
+    def counting(self, *args, **kwargs):
+        compiled.append(1)
+        return method(self, *args, **kwargs)
+
+    monkeypatch.setattr(pm.Model, "logp_dlogp_function", counting)
+    fits, compiles = [], []
+    for once in (True, False):
+        monkeypatch.setattr(sampling, "COMPILE_ONCE", once)
+        # no tuning: divergences, so a refit
+        fits.append(api.fit(between, "three_level", seed=DEMO_SEED, draws=40, tune=0, chains=2, cores=1))
+        compiles.append(len(compiled))
+        compiled.clear()
+    assert "refit_reason" in fits[0].idata.attrs  # the case this test is about: a refit happened
+    assert compiles == [1, 2]
+    _groups_equal(fits[0].idata, fits[1].idata)
