@@ -65,16 +65,18 @@ def demo_inputs(data_dir=None) -> dict:
 
 
 def demo_cores(chains: int, load: float | None = None) -> int:
-    """Processes for the chains of the demo's random-effects and three-level fits.
+    """Processes for the chains of the demo's random-effects and three-level fits: one per chain,
+    up to the CPUs that are free (the CPUs this process may use, less the 1-minute load average
+    beyond this process), and one process when fewer than two are free.
 
-    One per chain up to the CPUs this process may use, when they are free: PyMC's parallel sampler
-    passes every draw between processes, so when other work keeps the CPUs busy (1-minute load
-    average, less this process, at least ``cpus - 0.5``) each draw waits for the scheduler and the
-    chains run faster in one process (the demo's three-level fit and its refit on 2 CPUs: 99 s in 2
-    processes at load 3 to 4, 40 s in one at load 2; 11 s against 21 s for 4 x 600 draws at load 2).
-    PyMC seeds each chain on its own, so the draws are the same either way
-    (``tests/test_demo_speed.py``); only the wall time changes.
+    PyMC's parallel sampler passes every draw between processes, so when other work keeps the CPUs
+    busy each draw waits for the scheduler and the chains run faster in one process (the demo's
+    three-level fit and its refit on 2 shared CPUs: 99 s in 2 processes at load 3 to 4, 40 s in one
+    at load 2; 11 s against 21 s for 4 x 600 draws when one CPU was free). PyMC seeds each chain
+    on its own, so the draws are the same either way (``tests/test_demo_speed.py``); only the wall
+    time changes.
     """
+    import math
     import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -83,9 +85,8 @@ def demo_cores(chains: int, load: float | None = None) -> int:
             load = os.getloadavg()[0]
         except (AttributeError, OSError):  # no load average on this platform: assume idle
             load = 0.0
-    if cpus < 2 or load - 1.0 >= cpus - 0.5:
-        return 1
-    return max(1, min(int(chains), cpus))
+    free = math.floor(cpus - max(load - 1.0, 0.0))
+    return max(1, min(int(chains), free)) if free >= 2 else 1
 
 
 def _free_dir(path: pathlib.Path) -> pathlib.Path:

@@ -5,6 +5,8 @@
 to sequential sampling.
 """
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,6 +45,7 @@ def test_demo_cores_is_bounded_and_yields_to_a_busy_machine():
     assert 1 <= demo_cores(4) <= 4
     assert 1 <= demo_cores(4, load=0.0) <= 4
     assert demo_cores(4, load=50.0) == 1  # busy CPUs: sequential chains
+    assert demo_cores(4, load=1.0) == min(4, len(os.sched_getaffinity(0)))  # only this process running
 
 
 def test_refit_reuses_the_compiled_density_and_gives_the_same_draws(between, monkeypatch):
