@@ -1,8 +1,9 @@
 """The demo's speed levers change nothing but speed (issue 17).
 
-``bayes-se demo`` samples the chains of its random-effects and three-level fits in parallel
-(``api.fit(..., cores=)``); PyMC seeds each chain on its own, so the draws must be bit-identical
-to sequential sampling.
+``bayes-se demo`` samples the chains of its random-effects and three-level fits in parallel when
+CPUs are free (``api.fit(..., cores=)``); PyMC seeds each chain on its own, so the draws must be
+bit-identical to sequential sampling. A refit after divergences reuses the first run's compiled
+density (``sampling.COMPILE_ONCE``): the same draws as compiling it again.
 """
 
 import os
