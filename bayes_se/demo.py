@@ -72,7 +72,7 @@ def demo_cores(chains: int, load: float | None = None) -> int:
     PyMC's parallel sampler passes every draw between processes, so when other work keeps the CPUs
     busy each draw waits for the scheduler and the chains run faster in one process (the demo's
     three-level fit and its refit on 2 shared CPUs: 99 s in 2 processes at load 3 to 4, 40 s in one
-    at load 2; 11 s against 21 s for 4 x 600 draws when one CPU was free). PyMC seeds each chain
+    at load 2; 11 s against 21 s for 4 x (300 + 300) draws when one CPU was free). PyMC seeds each chain
     on its own, so the draws are the same either way (``tests/test_demo_speed.py``); only the wall
     time changes.
     """
