@@ -188,7 +188,7 @@ def check_prior_scale(yi, vi, mu_prior, tau_prior) -> str | None:
     return text
 
 
-def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
+def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None, cores=None):
     """A ``type = "mediation"`` spec: correlation table in, :class:`bayes_se.mediation.MediationFit` out."""
     from bayes_se.correlations import CorrelationData, load_correlations
     from bayes_se.mediation import fit_mediation
@@ -207,13 +207,13 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None):
     res = fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
                         priors=priors, seed=spec.sampler.seed, **counts,
                         target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws,
-                        likelihood=med.likelihood)
+                        likelihood=med.likelihood, cores=cores)
     res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
     res.spec = spec
     return res
 
 
-def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None):
+def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None, cores=None):
     """A ``type = "mediation_paths"`` spec: a table of reported paths (``data``; None for matrices
     only) and the spec's optional ``[mediation] correlations`` table in,
     :class:`bayes_se.mediation_paths.PathMediationFit` out."""
@@ -235,7 +235,8 @@ def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None):
     priors["eta"] = med.eta
     counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)
     res = fit_mediation_paths(data, correlations=correlations, x=med.x, m=med.m, y=med.y, priors=priors,
-                              seed=spec.sampler.seed, **counts, target_accept=spec.sampler.target_accept)
+                              seed=spec.sampler.seed, **counts, target_accept=spec.sampler.target_accept,
+                              cores=cores)
     res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
     if med.correlations:
         res.settings["correlations_file"] = str(med.correlations)
@@ -244,7 +245,7 @@ def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None):
 
 
 def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draws=None, tune=None,
-        chains=None, level=None, na="omit", rho=None):
+        chains=None, level=None, na="omit", rho=None, cores=None):
     """Fit the Bayesian meta-analysis a spec describes.
 
     Model (normal effects): ``y_i ~ N(theta_i, v_i)``, ``theta_i = x_i' beta + u_i``,
@@ -262,6 +263,10 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         ``chains`` must be >= 1 and ``tune`` >= 0 (checked before the data are read, for every engine).
     level : float, optional
         Credible level of summaries (default: the spec's).
+    cores : int, optional
+        MCMC only: processes that sample the chains (None: each fitting function's default, see
+        :func:`bayes_se.sampling.sample`). The draws do not depend on it: the same seed gives the
+        same draws on one core or several (PyMC seeds each chain on its own).
     rho : float, optional
         Three-level specs: the assumed within-cluster sampling correlation (replaces the spec's
         ``[model] rho``; the exact engine only), as metafor's ``vcalc(vi, cluster, rho=)``.
@@ -290,9 +295,11 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         spec = dataclasses.replace(spec, summary=dataclasses.replace(spec.summary, level=check_level(level)))
     counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)  # refused before any work
     if spec.model.type == "mediation":
-        return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains)
+        return _fit_mediation(data, spec, draws=draws, tune=tune, chains=chains, cores=cores)
     if spec.model.type == "mediation_paths":  # data: reported paths (bayes_se.reported_paths.load_paths)
-        return _fit_mediation_paths(data, spec, draws=draws, tune=tune, chains=chains)
+        return _fit_mediation_paths(data, spec, draws=draws, tune=tune, chains=chains, cores=cores)
+    if cores is not None:  # MCMC fits below take it with the counts (the draws do not depend on it)
+        counts = dict(counts, cores=cores)
     data = load_data(data, spec)
     mtype = spec.model.type
     if mtype == "three_level" and data.cluster is None:

@@ -215,9 +215,9 @@ def _cli(*args):
     return [PY, "-m", "bayes_se.cli", *args]
 
 
-def _proc(argv, *, compiledir=None, timeout_s=None, mem_gb=None, **labels):
+def _proc(argv, *, compiledir=None, timeout_s=None, mem_gb=None, env=None, **labels):
     job = {"job": "proc", "argv": argv, "timeout_s": timeout_s, "mem_gb": mem_gb, "cwd": ROOT}
-    env = {"PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {"PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     row = worker(job, compiledir=compiledir, extra_env=env)
     row.pop("argv", None)
     out = row.pop("output", None) or {}
@@ -281,20 +281,27 @@ def sec_ratios(opts):
 
 
 def sec_demo(opts):
-    """``bayes-se demo`` in a fresh compile directory (cold: the first run after ``pip install``),
-    then warm; ``--quick`` runs ``demo --quick``."""
+    """``bayes-se demo`` in a fresh PyTensor compile directory and a fresh Numba cache (cold: the
+    first run after ``pip install``), then warm (both filled by the runs before); ``--quick`` runs
+    ``demo --quick``. Each row records the load average when its run started: on a shared machine
+    the demo samples its chains in one process when the CPUs are busy (``bayes_se.demo.demo_cores``)."""
     cdir = tempfile.mkdtemp(prefix="bench_pytensor_demo_")
+    ncache = tempfile.mkdtemp(prefix="bench_numba_demo_")
     tmp = tempfile.mkdtemp(prefix="bench_demo_")
     rows = []
+    # bytecode, as `pip install` writes it (as in sec_ratios)
+    subprocess.run([PY, "-m", "compileall", "-q", os.path.join(ROOT, "bayes_se")], capture_output=True)
     try:
         for r in range(1 + opts.repeats):
             cache = "cold" if r == 0 else "warm"
             log(f"  demo run {r} ({cache})")
             argv = _cli("demo", "--out", os.path.join(tmp, f"demo{r}"), *(["--quick"] if opts.quick else []))
-            rows.append(_proc(argv, compiledir=cdir, timeout_s=RUN_TIMEOUT_S - 60, row="demo", impl="bayes_se",
-                              cache=cache, repeat=r))
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            rows.append(_proc(argv, compiledir=cdir, timeout_s=RUN_TIMEOUT_S - 60, env={"NUMBA_CACHE_DIR": ncache},
+                              row="demo", impl="bayes_se", cache=cache, repeat=r, load_1min=round(load, 2)))
     finally:
         shutil.rmtree(cdir, ignore_errors=True)
+        shutil.rmtree(ncache, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return pd.DataFrame(rows)
 
@@ -510,7 +517,8 @@ def write_summary(res, opts, suffix):
                + (" (quick: 200 + 200 draws, big k reduced)" if opts.quick else "") + ".", ""]
     for name, frame in res.items():
         if name in ("ratios", "demo"):
-            cols = [c for c in ("row", "impl", "cache", "repeat", "proc_s", "child_cpu_s", "rc", "child_maxrss_mb",
+            cols = [c for c in ("row", "impl", "cache", "repeat", "load_1min", "proc_s", "child_cpu_s", "rc",
+                                "child_maxrss_mb",
                                 "ess_tau",
                                 "stderr_tail") if c in frame]
             md += [f"## {name} (every run)", "", markdown(frame[cols]), ""]
