@@ -24,7 +24,7 @@ import numpy as np
 
 from bayes_se.errors import DataError, DataWarning
 from bayes_se.lazy import LazyModule
-from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, number_column, read_table
+from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, label_column, number_column, read_table
 
 pd = LazyModule("pandas")  # a table read from a file is checked and fitted without pandas (issue 17)
 
@@ -343,7 +343,7 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     else:
         need(study, "study label")
         study_col = study
-        labels = [label(v) for v in source.column(study)]
+        labels = label_column(source.column(study))
         for i, lab in enumerate(labels):
             if lab is None:
                 raise DataError("the study label is missing", row=source.where(i), column=study)
