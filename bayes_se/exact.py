@@ -91,7 +91,9 @@ TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); 
 TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 CHUNK_ELEMENTS = 1 << 21  # (grid x study) arrays are built this many elements at a time (16 MiB)
+BLOCK_ELEMENTS = 120_000  # large k: the study effects' (grid x study) blocks, small enough for a core's cache
 PRUNE_WEIGHT = 1e-18  # large k: grid nodes lighter than this are left out of the study effects' mixtures
+START_NODES = 8  # large k: Newton's method for the study effects' quantiles starts from a rule of this many nodes
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -221,7 +223,7 @@ class ExactPosterior:
         self._log_axis = log_tau2_prior is not None
         self.coef_names = tuple(names)
         self.study = tuple(study)
-        self._study_index = {label: i for i, label in enumerate(self.study)}  # O(1) lookups at large k
+        self._study_index_map = None  # {label: i}, built on the first lookup by label (O(1) at large k)
         self.level = level
         self._intercept_only = intercept_only
         self._newx = newx
@@ -436,10 +438,15 @@ class ExactPosterior:
             return "coef", self._par.index(name)
         if name in self.coef_names and not self._intercept_only:
             return "coef", self.coef_names.index(name)
-        if name.startswith("theta[") and name.endswith("]") and name[6:-1] in self._study_index:
-            return "theta", self._study_index[name[6:-1]]
+        if name.startswith("theta[") and name.endswith("]") and name[6:-1] in self._study_index():
+            return "theta", self._study_index()[name[6:-1]]
         known = self._par + ["tau", "tau2", "pred", "theta[STUDY]"]
         raise SpecError(f"unknown parameter {name!r}; known: {', '.join(known)}", key="parameter")
+
+    def _study_index(self) -> dict:
+        if self._study_index_map is None:
+            self._study_index_map = {label: i for i, label in enumerate(self.study)}
+        return self._study_index_map
 
     def _normal_moments(self, kind, j, tau, b, Ainv):
         """Mean and sd of a parameter given tau (vectorised over tau; j=None: all studies).
@@ -480,7 +487,7 @@ class ExactPosterior:
 
     def _theta_blocks(self):
         """``(rows, weights, mean, sd)`` for blocks of studies, each ``(grid x block)`` at most about
-        ``CHUNK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are.
+        ``BLOCK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are.
         Beyond the cached size, grid nodes of weight below ``PRUNE_WEIGHT`` are left out (they can
         move no moment, probability or quantile by more than G x 1e-18 of its scale)."""
         k = len(self.study)
@@ -488,12 +495,50 @@ class ExactPosterior:
             mean, sd = self._theta_all()
             yield slice(0, k), self.tau_weights, mean, sd
             return
+        # the normal cdf of these blocks is SciPy's, as it was while the blocks were a million elements
+        # and more (normal_dist.SCIPY_MIN_SIZE): its compiled loop, faster than NumPy's on small blocks
+        import scipy.special  # noqa: F401
+
         keep = self.tau_weights > PRUNE_WEIGHT
         w, tau, b, Ainv = self.tau_weights[keep], self.tau_grid[keep], self._b[keep], self._Ainv[keep]
-        size = max(1, CHUNK_ELEMENTS // tau.size)
+        # a multiple of 64 studies: the matrix-vector products (w @ ...) then sum every study's column
+        # exactly as over the larger blocks before (BLAS kernels take columns in groups)
+        size = max(64, BLOCK_ELEMENTS // tau.size // 64 * 64)
         for start in range(0, k, size):
             rows = slice(start, min(k, start + size))
             yield (rows, w) + self._normal_moments("theta", rows, tau, b, Ainv)
+
+    def _gauss_mixture(self, n):
+        """The ``n``-point Gauss rule of tau's posterior (the discrete measure ``tau_weights`` on
+        ``tau_grid``, nodes lighter than ``PRUNE_WEIGHT`` left out) and the conditionals ``beta | tau, y``
+        at its nodes: ``(tau, weights, b, A^-1)``. Its theta mixtures match the full ones in every
+        moment up to order ``2n - 1`` in tau, which makes their quantiles good starts for Newton's
+        method on the full mixtures (Golub & Welsch 1969; Gautschi 2004, sec. 2.2: the Stieltjes
+        procedure for the recurrence, the eigenvalues of its Jacobi matrix for the rule)."""
+        keep = self.tau_weights > PRUNE_WEIGHT
+        tau, w = self.tau_grid[keep], self.tau_weights[keep]
+        w = w / w.sum()
+        n = min(n, tau.size)
+        centre = float(w @ tau)
+        spread = math.sqrt(float(w @ np.square(tau - centre)))
+        if n < 2 or spread == 0.0:
+            nodes, weights = np.array([centre]), np.ones(1)
+        else:
+            t = (tau - centre) / spread
+            a, off = np.zeros(n), np.zeros(n - 1)
+            q_prev, q = np.zeros_like(t), np.ones_like(t)
+            for j in range(n):  # the orthonormal polynomials of the measure, by their three-term recurrence
+                a[j] = float(w @ (t * np.square(q)))
+                if j == n - 1:
+                    break
+                r = (t - a[j]) * q - (off[j - 1] if j else 0.0) * q_prev
+                off[j] = math.sqrt(float(w @ np.square(r)))
+                q_prev, q = q, r / off[j]
+            nodes, vectors = np.linalg.eigh(np.diag(a) + np.diag(off, 1) + np.diag(off, -1))
+            weights = np.square(vectors[0])
+            nodes = np.clip(centre + spread * nodes, tau.min(), tau.max())
+        _, b_r, Ainv_r = self._model.conditional(nodes)
+        return nodes, weights / weights.sum(), b_r, Ainv_r
 
     def _mixture(self, kind, j):
         if kind != "theta" or not self._theta_cached():
@@ -551,24 +596,31 @@ class ExactPosterior:
         xtol = 1e-13 * float(s[order][min(np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum()), s.size - 1)])
         return _bisect(lambda x: self._mix_cdf(kind, j, x) - q, lo, hi, xtol=xtol, rtol=QUANTILE_RTOL)
 
-    def _quantiles_all(self, m, s, q, w=None):
+    def _quantiles_all(self, m, s, q, w=None, start=None, moments=None):
         """Quantile ``q`` of J mixtures at once, ``m``, ``s`` of shape (G, J): Newton's method kept
         inside a bisection bracket, vectorised over mixtures (the theta summaries of a large k would
         otherwise cost J Python-level brentq searches). Mixtures leave the iteration once converged,
         and components of negligible weight are left out, as in :meth:`_mix_quantile`. ``w``: the
-        weights of the rows of ``m`` and ``s`` (default the grid's)."""
+        weights of the rows of ``m`` and ``s`` (default the grid's). ``start``: where Newton's method
+        starts (default the Cornish-Fisher expansion); ``moments``: the mixtures' means and sds, when
+        the caller has them (the same numbers computed here otherwise)."""
         w = self.tau_weights if w is None else w
-        mean = w @ m
-        d = m - mean
-        s2 = np.square(s)
-        mu2 = w @ (s2 + np.square(d))
-        sd = np.sqrt(mu2)
-        # start at the Cornish-Fisher expansion (skewness and kurtosis of the mixture): one Newton step
-        # fewer than from the normal quantile, every step a pass of ndtr over (grid x studies)
-        g1 = (w @ (d * (np.square(d) + 3 * s2))) / mu2**1.5
-        g2 = (w @ (d**4 + 6 * np.square(d) * s2 + 3 * np.square(s2))) / np.square(mu2) - 3.0
         z = ndtri(q)
-        start = mean + sd * (z + (z * z - 1) * g1 / 6 + (z**3 - 3 * z) * g2 / 24 - (2 * z**3 - 5 * z) * g1 * g1 / 36)
+        if moments is not None and start is not None:
+            mean, sd = moments
+        else:
+            mean = w @ m
+            d = m - mean
+            s2 = np.square(s)
+            mu2 = w @ (s2 + np.square(d))
+            sd = np.sqrt(mu2)
+        if start is None:
+            # start at the Cornish-Fisher expansion (skewness and kurtosis of the mixture): one Newton step
+            # fewer than from the normal quantile, every step a pass of ndtr over (grid x studies)
+            g1 = (w @ (d * (np.square(d) + 3 * s2))) / mu2**1.5
+            g2 = (w @ (d**4 + 6 * np.square(d) * s2 + 3 * np.square(s2))) / np.square(mu2) - 3.0
+            start = mean + sd * (z + (z * z - 1) * g1 / 6 + (z**3 - 3 * z) * g2 / 24
+                                 - (2 * z**3 - 5 * z) * g1 * g1 / 36)
         keep = w > 1e-15 * min(q, 1.0 - q)
         if not keep.all():
             w, m, s = w[keep], m[keep], s[keep]
@@ -764,14 +816,17 @@ class ExactPosterior:
         """``log p(y | beta_j = 0)``: the same model without column j, integrated over tau on its own
         grid (the Savage-Dickey ratio read off this posterior's mixture would need the far tail
         of beta_j's posterior, which a tight prior far from 0 puts beyond the grid)."""
-        md = self._model
-        keep = np.arange(md.X.shape[1]) != j
-        model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
-        null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
-                              self._newx[keep], self._logprior, self._scale, self.level, False,
-                              self._log_tau2_prior,
-                              self._tail_power)  # coefficient j is proper: the tail is unchanged
-        return null._log_z
+        key = ("log_z_without", j)  # memoised: the Bayes factor and its log ask for the same quadrature
+        if key not in self._mixtures:
+            md = self._model
+            keep = np.arange(md.X.shape[1]) != j
+            model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
+            null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
+                                  self._newx[keep], self._logprior, self._scale, self.level, False,
+                                  self._log_tau2_prior,
+                                  self._tail_power)  # coefficient j is proper: the tail is unchanged
+            self._mixtures[key] = null._log_z
+        return self._mixtures[key]
 
     def subset(self, keep) -> "ExactPosterior":
         """The posterior of the same model and priors given only the studies in ``keep`` (a mask
@@ -844,10 +899,20 @@ class ExactPosterior:
         names = list(head)
         if theta:
             rows_out = np.empty((len(self.study), 2 + len(probs)))
+            # large k: each quantile starts from the same quantile of a START_NODES-point Gauss rule
+            # for tau's posterior, so one Newton pass over the whole mixture is enough (see _theta_starts)
+            reduced = None if self._theta_cached() else self._gauss_mixture(START_NODES)
             for rows, w, m, s in self._theta_blocks():
                 mean = w @ m
                 sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
-                rows_out[rows] = np.column_stack([mean, sd] + [self._quantiles_all(m, s, p, w) for p in probs])
+                if reduced is None:
+                    qs = [self._quantiles_all(m, s, p, w) for p in probs]
+                else:
+                    tau_r, w_r, b_r, Ainv_r = reduced
+                    m_r, s_r = self._normal_moments("theta", rows, tau_r, b_r, Ainv_r)
+                    qs = [self._quantiles_all(m, s, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
+                                              moments=(mean, sd)) for p in probs]
+                rows_out[rows] = np.column_stack([mean, sd] + qs)
             blocks.append(rows_out)
             names += [f"theta[{st}]" for st in self.study]
         if pred:
