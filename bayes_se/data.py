@@ -440,6 +440,8 @@ def unique_labels(labels, *, number_first: bool = False) -> list[str]:
     ``'A [2]'`` (the loader then refuses a made label that clashes with a given one).
     """
     labels = [str(lab) for lab in labels]
+    if len(set(labels)) == len(labels):  # no repeats: nothing to number (the common case, at C speed)
+        return labels
     if number_first:
         counts = collections.Counter(labels)
         seen: dict = {}

@@ -552,16 +552,29 @@ class ExactPosterior:
 
     def theta_probs(self, events) -> list:
         """:meth:`theta_prob` of several ``(op, value)`` events, in one pass over the studies."""
+        events = self._events(events)
+        done = self._mixtures.pop(("theta_probs", tuple(events)), None)  # from summary_values' pass
+        if done is not None:
+            return done
+        out = [np.empty(len(self.study)) for _ in events]
+        for rows, w, m, s in self._theta_blocks():
+            self._event_probs(events, out, rows, w, m, s)
+        return [np.clip(p, 0.0, 1.0) for p in out]
+
+    @staticmethod
+    def _events(events) -> list:
         events = [(op, float(value)) for op, value in events]
         for op, _ in events:
             if op not in ("<", "<=", ">", ">="):
                 raise SpecError(f"operator must be one of < <= > >=, not {op!r}", key="op")
-        out = [np.empty(len(self.study)) for _ in events]
-        for rows, w, m, s in self._theta_blocks():
-            for (op, value), target in zip(events, out):
-                z = (value - m) / s
-                target[rows] = w @ ndtr(-z if op.startswith(">") else z)
-        return [np.clip(p, 0.0, 1.0) for p in out]
+        return events
+
+    @staticmethod
+    def _event_probs(events, out, rows, w, m, s) -> None:
+        """``out[e][rows] = P(theta op value)`` of each event for one block of studies (unclipped)."""
+        for (op, value), target in zip(events, out):
+            z = (value - m) / s
+            target[rows] = w @ ndtr(-z if op.startswith(">") else z)
 
     def conditional(self, name: str, tau):
         """Mean and sd of the normal ``name | tau, y`` (mu/beta, theta, pred), vectorised over tau."""
@@ -621,18 +634,27 @@ class ExactPosterior:
             g2 = (w @ (d**4 + 6 * np.square(d) * s2 + 3 * np.square(s2))) / np.square(mu2) - 3.0
             start = mean + sd * (z + (z * z - 1) * g1 / 6 + (z**3 - 3 * z) * g2 / 24
                                  - (2 * z**3 - 5 * z) * g1 * g1 / 36)
-        keep = w > 1e-15 * min(q, 1.0 - q)
-        if not keep.all():
+        keep = np.flatnonzero(w > 1e-15 * min(q, 1.0 - q))
+        if keep.size < w.size:  # a run of nodes (the weights rise and fall): a view, else a copy
+            keep = slice(keep[0], keep[-1] + 1) if keep[-1] - keep[0] + 1 == keep.size else keep
             w, m, s = w[keep], m[keep], s[keep]
-        lo, hi = (m - 12 * s).min(axis=0), (m + 12 * s).max(axis=0)
+        # the same operations as (m - 12 * s).min(axis=0), (m + 12 * s).max(axis=0), in one buffer
+        t = np.multiply(s, 12)
+        lo = np.subtract(m, t).min(axis=0)
+        hi = np.add(m, t, out=t).max(axis=0)
         x = np.clip(np.where(np.isfinite(start), start, mean + sd * z), lo, hi)
         active = slice(None)  # all mixtures, then the indices of those not yet converged
         for _ in range(200):
             ma, sa, xa = (m, s, x) if isinstance(active, slice) else (m[:, active], s[:, active], x[active])
-            z = (xa - ma) / sa
+            z = np.subtract(xa, ma)
+            z /= sa
             F = w @ ndtr(z) - q
             la, ha = np.where(F < 0, xa, lo[active]), np.where(F > 0, xa, hi[active])
-            new = xa - F / (w @ (np.exp(-0.5 * z * z) / sa)) * math.sqrt(2 * math.pi)
+            t = np.multiply(-0.5, z)  # exp(-z^2 / 2) / s, as np.exp(-0.5 * z * z) / sa, in one buffer
+            t *= z
+            np.exp(t, out=t)
+            t /= sa
+            new = xa - F / (w @ t) * math.sqrt(2 * math.pi)
             new = np.where((new >= la) & (new <= ha), new, 0.5 * (la + ha))
             done = np.abs(new - xa) <= 1e-13 * sd[active]
             x[active], lo[active], hi[active] = new, la, ha
@@ -889,8 +911,11 @@ class ExactPosterior:
         names, cols, values = self.summary_values(theta=theta, pred=pred)
         return pd.DataFrame(values, index=pd.Index(names, name="parameter"), columns=cols)
 
-    def summary_values(self, theta: bool = True, pred: bool = True) -> tuple[list, list, np.ndarray]:
-        """:meth:`summary` without pandas: ``(row names, column names, values)``."""
+    def summary_values(self, theta: bool = True, pred: bool = True,
+                       theta_events=()) -> tuple[list, list, np.ndarray]:
+        """:meth:`summary` without pandas: ``(row names, column names, values)``. ``theta_events``:
+        ``(op, value)`` events whose :meth:`theta_probs` are computed in the same pass over the studies
+        (and kept for that call)."""
         a = 0.5 * (1.0 - self.level)
         probs = (a, 0.5, 1.0 - a)
         cols = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
@@ -899,8 +924,10 @@ class ExactPosterior:
         names = list(head)
         if theta:
             rows_out = np.empty((len(self.study), 2 + len(probs)))
+            events = self._events(theta_events)
+            events_out = [np.empty(len(self.study)) for _ in events]
             # large k: each quantile starts from the same quantile of a START_NODES-point Gauss rule
-            # for tau's posterior, so one Newton pass over the whole mixture is enough (see _theta_starts)
+            # for tau's posterior, so one Newton pass over the whole mixture is enough (_gauss_mixture)
             reduced = None if self._theta_cached() else self._gauss_mixture(START_NODES)
             for rows, w, m, s in self._theta_blocks():
                 mean = w @ m
@@ -913,6 +940,9 @@ class ExactPosterior:
                     qs = [self._quantiles_all(m, s, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
                                               moments=(mean, sd)) for p in probs]
                 rows_out[rows] = np.column_stack([mean, sd] + qs)
+                self._event_probs(events, events_out, rows, w, m, s)
+            if events:
+                self._mixtures[("theta_probs", tuple(events))] = [np.clip(p, 0.0, 1.0) for p in events_out]
             blocks.append(rows_out)
             names += [f"theta[{st}]" for st in self.study]
         if pred:

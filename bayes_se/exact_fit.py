@@ -226,14 +226,15 @@ class ExactFit(Fit):
         # the location rows without the study effects: no list of k theta names to filter
         return [(n, self._prob(n, ">", float(x))) for n in self._coef_rows() + ["pred"]]
 
-    def _central_values(self, level, theta) -> tuple[list, np.ndarray]:
+    def _central_values(self, level, theta, theta_events=()) -> tuple[list, np.ndarray]:
         """Row names and the columns mean, sd and the central interval (``interval_columns(level)``)
-        of :meth:`_table`, without pandas: the posterior's rows, then ``I2``."""
+        of :meth:`_table`, without pandas: the posterior's rows, then ``I2``. ``theta_events``: the
+        study effects' probabilities :meth:`_probs` will ask for, computed in the same pass."""
         post = self.posterior
         saved = post.level
         post.level = level
         try:
-            names, _, values = post.summary_values(theta=theta, pred=True)
+            names, _, values = post.summary_values(theta=theta, pred=True, theta_events=theta_events)
         finally:
             post.level = saved
         # I2 = tau^2 / (tau^2 + s^2), an increasing function of tau: its quantiles are tau's mapped
@@ -270,13 +271,14 @@ class ExactFit(Fit):
             return super()._summary_dict(level, interval)
         # Fit.summary's rows and columns, as _rows_dict writes them, without a DataFrame
         level = check_level(self.level if level is None else level)
-        names, values = self._central_values(level, theta=True)
+        s = self.smallest_effect
+        events = [(">", s), ("<", -s)] if s is not None else []
+        names, values = self._central_values(level, theta=True, theta_events=events)
         cols = interval_columns(level, "central")
         cols = ["mean", "sd", cols[0], "q50", cols[2]]
-        s = self.smallest_effect
         if s is not None:
             cols += list(probability_columns(s))
-            values = np.column_stack([values, *self._probs(names, [(">", s), ("<", -s)])])
+            values = np.column_stack([values, *self._probs(names, events)])
         rows = values.tolist()
         for i in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():  # NaN and inf become None
             rows[i] = [v if math.isfinite(v) else None for v in rows[i]]
