@@ -82,6 +82,13 @@ class FrameColumns:
                 cells.append([str(v) for v in values.tolist()])
             else:  # text labels (None: missing)
                 cells.append(["" if v is None else str(v) for v in values])
+        header = [str(name) for name in self.columns]
+        texts = "".join(header) + "".join("".join(column) for values, column in zip(self.data.values(), cells)
+                                          if not (isinstance(values, np.ndarray) and values.dtype.kind in "fiu"))
+        if len(header) > 1 and not any(mark in texts for mark in ',"\r\n'):
+            # nothing to quote (no delimiter, quote or line end in any cell, no one-cell rows): the
+            # csv writer's text, joined directly
+            return "\n".join([",".join(header), *map(",".join, zip(*cells))]) + "\n"
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(self.columns)
