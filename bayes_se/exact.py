@@ -91,6 +91,7 @@ TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); 
 TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 CHUNK_ELEMENTS = 1 << 21  # (grid x study) arrays are built this many elements at a time (16 MiB)
+THETA_THREADS = 2  # large k: blocks of study effects worked on at a time (threads; 1: none)
 BLOCK_ELEMENTS = 120_000  # large k: the study effects' (grid x study) blocks, small enough for a core's cache
 PRUNE_WEIGHT = 1e-18  # large k: grid nodes lighter than this are left out of the study effects' mixtures
 START_NODES = 8  # large k: Newton's method for the study effects' quantiles starts from a rule of this many nodes
@@ -495,6 +496,14 @@ class ExactPosterior:
             mean, sd = self._theta_all()
             yield slice(0, k), self.tau_weights, mean, sd
             return
+        w, tau, b, Ainv, size = self._theta_pruned()
+        for start in range(0, k, size):
+            rows = slice(start, min(k, start + size))
+            yield (rows, w) + self._normal_moments("theta", rows, tau, b, Ainv)
+
+    def _theta_pruned(self):
+        """Beyond the cached size: the grid's weights, nodes and conditionals without the nodes lighter
+        than ``PRUNE_WEIGHT``, and the number of studies in a block."""
         # the normal cdf of these blocks is SciPy's, as it was while the blocks were a million elements
         # and more (normal_dist.SCIPY_MIN_SIZE): its compiled loop, faster than NumPy's on small blocks
         import scipy.special  # noqa: F401
@@ -503,10 +512,27 @@ class ExactPosterior:
         w, tau, b, Ainv = self.tau_weights[keep], self.tau_grid[keep], self._b[keep], self._Ainv[keep]
         # a multiple of 64 studies: the matrix-vector products (w @ ...) then sum every study's column
         # exactly as over the larger blocks before (BLAS kernels take columns in groups)
-        size = max(64, BLOCK_ELEMENTS // tau.size // 64 * 64)
-        for start in range(0, k, size):
+        return w, tau, b, Ainv, max(64, BLOCK_ELEMENTS // tau.size // 64 * 64)
+
+    def _theta_map(self, func) -> None:
+        """``func(rows, weights, mean, sd)`` for every block of :meth:`_theta_blocks`; beyond the cached
+        size ``THETA_THREADS`` blocks at a time, in threads (NumPy, SciPy's ndtr and BLAS release the
+        GIL). ``func`` writes only its own rows, so the result is the same in any order."""
+        if self._theta_cached() or THETA_THREADS < 2:
+            for block in self._theta_blocks():
+                func(*block)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        w, tau, b, Ainv, size = self._theta_pruned()
+        k = len(self.study)
+
+        def run(start):
             rows = slice(start, min(k, start + size))
-            yield (rows, w) + self._normal_moments("theta", rows, tau, b, Ainv)
+            func(rows, w, *self._normal_moments("theta", rows, tau, b, Ainv))
+
+        with ThreadPoolExecutor(THETA_THREADS) as pool:
+            list(pool.map(run, range(0, k, size)))
 
     def _gauss_mixture(self, n):
         """The ``n``-point Gauss rule of tau's posterior (the discrete measure ``tau_weights`` on
@@ -557,8 +583,7 @@ class ExactPosterior:
         if done is not None:
             return done
         out = [np.empty(len(self.study)) for _ in events]
-        for rows, w, m, s in self._theta_blocks():
-            self._event_probs(events, out, rows, w, m, s)
+        self._theta_map(lambda rows, w, m, s: self._event_probs(events, out, rows, w, m, s))
         return [np.clip(p, 0.0, 1.0) for p in out]
 
     @staticmethod
@@ -929,7 +954,8 @@ class ExactPosterior:
             # large k: each quantile starts from the same quantile of a START_NODES-point Gauss rule
             # for tau's posterior, so one Newton pass over the whole mixture is enough (_gauss_mixture)
             reduced = None if self._theta_cached() else self._gauss_mixture(START_NODES)
-            for rows, w, m, s in self._theta_blocks():
+
+            def block(rows, w, m, s):
                 mean = w @ m
                 sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
                 if reduced is None:
@@ -941,6 +967,8 @@ class ExactPosterior:
                                               moments=(mean, sd)) for p in probs]
                 rows_out[rows] = np.column_stack([mean, sd] + qs)
                 self._event_probs(events, events_out, rows, w, m, s)
+
+            self._theta_map(block)
             if events:
                 self._mixtures[("theta_probs", tuple(events))] = [np.clip(p, 0.0, 1.0) for p in events_out]
             blocks.append(rows_out)
