@@ -91,8 +91,8 @@ TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); 
 TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 CHUNK_ELEMENTS = 1 << 21  # (grid x study) arrays are built this many elements at a time (16 MiB)
-THETA_THREADS = 2  # large k: blocks of study effects worked on at a time (threads; 1: none)
-BLOCK_ELEMENTS = 120_000  # large k: the study effects' (grid x study) blocks, small enough for a core's cache
+THETA_THREADS = 2  # large k: pieces of a block of study effects worked on at a time (threads; 1: none)
+BLOCK_ELEMENTS = 120_000  # large k: the quantiles' (grid x study) pieces, small enough for a core's cache
 PRUNE_WEIGHT = 1e-18  # large k: grid nodes lighter than this are left out of the study effects' mixtures
 START_NODES = 8  # large k: Newton's method for the study effects' quantiles starts from a rule of this many nodes
 LOG_2PI = math.log(2.0 * math.pi)
@@ -488,7 +488,7 @@ class ExactPosterior:
 
     def _theta_blocks(self):
         """``(rows, weights, mean, sd)`` for blocks of studies, each ``(grid x block)`` at most about
-        ``BLOCK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are.
+        ``CHUNK_ELEMENTS`` numbers, so memory stays linear in k however many studies there are.
         Beyond the cached size, grid nodes of weight below ``PRUNE_WEIGHT`` are left out (they can
         move no moment, probability or quantile by more than G x 1e-18 of its scale)."""
         k = len(self.study)
@@ -504,35 +504,27 @@ class ExactPosterior:
     def _theta_pruned(self):
         """Beyond the cached size: the grid's weights, nodes and conditionals without the nodes lighter
         than ``PRUNE_WEIGHT``, and the number of studies in a block."""
-        # the normal cdf of these blocks is SciPy's, as it was while the blocks were a million elements
-        # and more (normal_dist.SCIPY_MIN_SIZE): its compiled loop, faster than NumPy's on small blocks
+        # the normal cdf of these blocks is SciPy's (normal_dist.SCIPY_MIN_SIZE: a block is a million
+        # elements and more); imported here, so that the pieces of a block use it too
         import scipy.special  # noqa: F401
 
         keep = self.tau_weights > PRUNE_WEIGHT
         w, tau, b, Ainv = self.tau_weights[keep], self.tau_grid[keep], self._b[keep], self._Ainv[keep]
-        # a multiple of 64 studies: the matrix-vector products (w @ ...) then sum every study's column
-        # exactly as over the larger blocks before (BLAS kernels take columns in groups)
-        return w, tau, b, Ainv, max(64, BLOCK_ELEMENTS // tau.size // 64 * 64)
+        return w, tau, b, Ainv, max(1, CHUNK_ELEMENTS // tau.size)
 
-    def _theta_map(self, func) -> None:
-        """``func(rows, weights, mean, sd)`` for every block of :meth:`_theta_blocks`; beyond the cached
-        size ``THETA_THREADS`` blocks at a time, in threads (NumPy, SciPy's ndtr and BLAS release the
-        GIL). ``func`` writes only its own rows, so the result is the same in any order."""
-        if self._theta_cached() or THETA_THREADS < 2:
-            for block in self._theta_blocks():
-                func(*block)
+    @staticmethod
+    def _pieces(func, n: int, size: int) -> None:
+        """``func(slice)`` for pieces of ``range(n)`` of ``size`` each, ``THETA_THREADS`` at a time in
+        threads (NumPy, SciPy's ndtr and BLAS release the GIL); ``func`` writes only its own rows."""
+        pieces = [slice(i, min(n, i + size)) for i in range(0, n, size)]
+        if THETA_THREADS < 2 or len(pieces) < 2:
+            for cols in pieces:
+                func(cols)
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        w, tau, b, Ainv, size = self._theta_pruned()
-        k = len(self.study)
-
-        def run(start):
-            rows = slice(start, min(k, start + size))
-            func(rows, w, *self._normal_moments("theta", rows, tau, b, Ainv))
-
         with ThreadPoolExecutor(THETA_THREADS) as pool:
-            list(pool.map(run, range(0, k, size)))
+            list(pool.map(func, pieces))
 
     def _gauss_mixture(self, n):
         """The ``n``-point Gauss rule of tau's posterior (the discrete measure ``tau_weights`` on
@@ -583,7 +575,8 @@ class ExactPosterior:
         if done is not None:
             return done
         out = [np.empty(len(self.study)) for _ in events]
-        self._theta_map(lambda rows, w, m, s: self._event_probs(events, out, rows, w, m, s))
+        for rows, w, m, s in self._theta_blocks():
+            self._event_probs(events, out, rows, w, m, s)
         return [np.clip(p, 0.0, 1.0) for p in out]
 
     @staticmethod
@@ -955,20 +948,27 @@ class ExactPosterior:
             # for tau's posterior, so one Newton pass over the whole mixture is enough (_gauss_mixture)
             reduced = None if self._theta_cached() else self._gauss_mixture(START_NODES)
 
-            def block(rows, w, m, s):
+            for rows, w, m, s in self._theta_blocks():
+                # the moments and probabilities as before, block by block (the same BLAS calls, the
+                # same numbers); the quantiles in cache-sized pieces of the block, two at a time
                 mean = w @ m
                 sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
-                if reduced is None:
-                    qs = [self._quantiles_all(m, s, p, w) for p in probs]
-                else:
-                    tau_r, w_r, b_r, Ainv_r = reduced
-                    m_r, s_r = self._normal_moments("theta", rows, tau_r, b_r, Ainv_r)
-                    qs = [self._quantiles_all(m, s, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
-                                              moments=(mean, sd)) for p in probs]
-                rows_out[rows] = np.column_stack([mean, sd] + qs)
+                rows_out[rows, 0], rows_out[rows, 1] = mean, sd
                 self._event_probs(events, events_out, rows, w, m, s)
+                if reduced is None:
+                    rows_out[rows, 2:] = np.column_stack([self._quantiles_all(m, s, p, w) for p in probs])
+                    continue
 
-            self._theta_map(block)
+                def piece(cols, rows=rows, w=w, m=m, s=s, mean=mean, sd=sd):
+                    tau_r, w_r, b_r, Ainv_r = reduced
+                    part = slice(rows.start + cols.start, rows.start + cols.stop)
+                    m_r, s_r = self._normal_moments("theta", part, tau_r, b_r, Ainv_r)
+                    mc, sc = m[:, cols], s[:, cols]
+                    rows_out[part, 2:] = np.column_stack([
+                        self._quantiles_all(mc, sc, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
+                                            moments=(mean[cols], sd[cols])) for p in probs])
+
+                self._pieces(piece, m.shape[1], max(64, BLOCK_ELEMENTS // w.size))
             if events:
                 self._mixtures[("theta_probs", tuple(events))] = [np.clip(p, 0.0, 1.0) for p in events_out]
             blocks.append(rows_out)
