@@ -24,7 +24,7 @@ import numpy as np
 
 from bayes_se.errors import DataError, DataWarning
 from bayes_se.lazy import LazyModule
-from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, number_column, read_table
+from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, label_column, number_column, read_table
 
 pd = LazyModule("pandas")  # a table read from a file is checked and fitted without pandas (issue 17)
 
@@ -82,6 +82,13 @@ class FrameColumns:
                 cells.append([str(v) for v in values.tolist()])
             else:  # text labels (None: missing)
                 cells.append(["" if v is None else str(v) for v in values])
+        header = [str(name) for name in self.columns]
+        texts = "".join(header) + "".join("".join(column) for values, column in zip(self.data.values(), cells)
+                                          if not (isinstance(values, np.ndarray) and values.dtype.kind in "fiu"))
+        if len(header) > 1 and not any(mark in texts for mark in ',"\r\n'):
+            # nothing to quote (no delimiter, quote or line end in any cell, no one-cell rows): the
+            # csv writer's text, joined directly
+            return "\n".join([",".join(header), *map(",".join, zip(*cells))]) + "\n"
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(self.columns)
@@ -343,7 +350,7 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
     else:
         need(study, "study label")
         study_col = study
-        labels = [label(v) for v in source.column(study)]
+        labels = label_column(source.column(study))
         for i, lab in enumerate(labels):
             if lab is None:
                 raise DataError("the study label is missing", row=source.where(i), column=study)
@@ -440,6 +447,8 @@ def unique_labels(labels, *, number_first: bool = False) -> list[str]:
     ``'A [2]'`` (the loader then refuses a made label that clashes with a given one).
     """
     labels = [str(lab) for lab in labels]
+    if len(set(labels)) == len(labels):  # no repeats: nothing to number (the common case, at C speed)
+        return labels
     if number_first:
         counts = collections.Counter(labels)
         seen: dict = {}

@@ -91,7 +91,10 @@ TAU0_REL = 1e-6  # log-tau2 priors: the grid starts at tau0 = 1e-6 sqrt(min v); 
 TAIL_RTOL = 1e-14  # ... or higher, where the analytic tail's error stays below 1e-14 x p(y)
 LOG_TAU2_FAMILIES = ("log_t", "log_normal")
 CHUNK_ELEMENTS = 1 << 21  # (grid x study) arrays are built this many elements at a time (16 MiB)
+THETA_THREADS = 2  # large k: pieces of a block of study effects worked on at a time (threads; 1: none)
+BLOCK_ELEMENTS = 120_000  # large k: the quantiles' (grid x study) pieces, small enough for a core's cache
 PRUNE_WEIGHT = 1e-18  # large k: grid nodes lighter than this are left out of the study effects' mixtures
+START_NODES = 8  # large k: Newton's method for the study effects' quantiles starts from a rule of this many nodes
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -221,7 +224,7 @@ class ExactPosterior:
         self._log_axis = log_tau2_prior is not None
         self.coef_names = tuple(names)
         self.study = tuple(study)
-        self._study_index = {label: i for i, label in enumerate(self.study)}  # O(1) lookups at large k
+        self._study_index_map = None  # {label: i}, built on the first lookup by label (O(1) at large k)
         self.level = level
         self._intercept_only = intercept_only
         self._newx = newx
@@ -436,10 +439,15 @@ class ExactPosterior:
             return "coef", self._par.index(name)
         if name in self.coef_names and not self._intercept_only:
             return "coef", self.coef_names.index(name)
-        if name.startswith("theta[") and name.endswith("]") and name[6:-1] in self._study_index:
-            return "theta", self._study_index[name[6:-1]]
+        if name.startswith("theta[") and name.endswith("]") and name[6:-1] in self._study_index():
+            return "theta", self._study_index()[name[6:-1]]
         known = self._par + ["tau", "tau2", "pred", "theta[STUDY]"]
         raise SpecError(f"unknown parameter {name!r}; known: {', '.join(known)}", key="parameter")
+
+    def _study_index(self) -> dict:
+        if self._study_index_map is None:
+            self._study_index_map = {label: i for i, label in enumerate(self.study)}
+        return self._study_index_map
 
     def _normal_moments(self, kind, j, tau, b, Ainv):
         """Mean and sd of a parameter given tau (vectorised over tau; j=None: all studies).
@@ -488,12 +496,67 @@ class ExactPosterior:
             mean, sd = self._theta_all()
             yield slice(0, k), self.tau_weights, mean, sd
             return
-        keep = self.tau_weights > PRUNE_WEIGHT
-        w, tau, b, Ainv = self.tau_weights[keep], self.tau_grid[keep], self._b[keep], self._Ainv[keep]
-        size = max(1, CHUNK_ELEMENTS // tau.size)
+        w, tau, b, Ainv, size = self._theta_pruned()
         for start in range(0, k, size):
             rows = slice(start, min(k, start + size))
             yield (rows, w) + self._normal_moments("theta", rows, tau, b, Ainv)
+
+    def _theta_pruned(self):
+        """Beyond the cached size: the grid's weights, nodes and conditionals without the nodes lighter
+        than ``PRUNE_WEIGHT``, and the number of studies in a block."""
+        # the normal cdf of these blocks is SciPy's (normal_dist.SCIPY_MIN_SIZE: a block is a million
+        # elements and more); imported here, so that the pieces of a block use it too
+        import scipy.special  # noqa: F401
+
+        keep = self.tau_weights > PRUNE_WEIGHT
+        w, tau, b, Ainv = self.tau_weights[keep], self.tau_grid[keep], self._b[keep], self._Ainv[keep]
+        return w, tau, b, Ainv, max(1, CHUNK_ELEMENTS // tau.size)
+
+    @staticmethod
+    def _pieces(func, n: int, size: int) -> None:
+        """``func(slice)`` for pieces of ``range(n)`` of ``size`` each, ``THETA_THREADS`` at a time in
+        threads (NumPy, SciPy's ndtr and BLAS release the GIL); ``func`` writes only its own rows."""
+        pieces = [slice(i, min(n, i + size)) for i in range(0, n, size)]
+        if THETA_THREADS < 2 or len(pieces) < 2:
+            for cols in pieces:
+                func(cols)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(THETA_THREADS) as pool:
+            list(pool.map(func, pieces))
+
+    def _gauss_mixture(self, n):
+        """The ``n``-point Gauss rule of tau's posterior (the discrete measure ``tau_weights`` on
+        ``tau_grid``, nodes lighter than ``PRUNE_WEIGHT`` left out) and the conditionals ``beta | tau, y``
+        at its nodes: ``(tau, weights, b, A^-1)``. Its theta mixtures match the full ones in every
+        moment up to order ``2n - 1`` in tau, which makes their quantiles good starts for Newton's
+        method on the full mixtures (Golub & Welsch 1969; Gautschi 2004, sec. 2.2: the Stieltjes
+        procedure for the recurrence, the eigenvalues of its Jacobi matrix for the rule)."""
+        keep = self.tau_weights > PRUNE_WEIGHT
+        tau, w = self.tau_grid[keep], self.tau_weights[keep]
+        w = w / w.sum()
+        n = min(n, tau.size)
+        centre = float(w @ tau)
+        spread = math.sqrt(float(w @ np.square(tau - centre)))
+        if n < 2 or spread == 0.0:
+            nodes, weights = np.array([centre]), np.ones(1)
+        else:
+            t = (tau - centre) / spread
+            a, off = np.zeros(n), np.zeros(n - 1)
+            q_prev, q = np.zeros_like(t), np.ones_like(t)
+            for j in range(n):  # the orthonormal polynomials of the measure, by their three-term recurrence
+                a[j] = float(w @ (t * np.square(q)))
+                if j == n - 1:
+                    break
+                r = (t - a[j]) * q - (off[j - 1] if j else 0.0) * q_prev
+                off[j] = math.sqrt(float(w @ np.square(r)))
+                q_prev, q = q, r / off[j]
+            nodes, vectors = np.linalg.eigh(np.diag(a) + np.diag(off, 1) + np.diag(off, -1))
+            weights = np.square(vectors[0])
+            nodes = np.clip(centre + spread * nodes, tau.min(), tau.max())
+        _, b_r, Ainv_r = self._model.conditional(nodes)
+        return nodes, weights / weights.sum(), b_r, Ainv_r
 
     def _mixture(self, kind, j):
         if kind != "theta" or not self._theta_cached():
@@ -507,16 +570,29 @@ class ExactPosterior:
 
     def theta_probs(self, events) -> list:
         """:meth:`theta_prob` of several ``(op, value)`` events, in one pass over the studies."""
+        events = self._events(events)
+        done = self._mixtures.pop(("theta_probs", tuple(events)), None)  # from summary_values' pass
+        if done is not None:
+            return done
+        out = [np.empty(len(self.study)) for _ in events]
+        for rows, w, m, s in self._theta_blocks():
+            self._event_probs(events, out, rows, w, m, s)
+        return [np.clip(p, 0.0, 1.0) for p in out]
+
+    @staticmethod
+    def _events(events) -> list:
         events = [(op, float(value)) for op, value in events]
         for op, _ in events:
             if op not in ("<", "<=", ">", ">="):
                 raise SpecError(f"operator must be one of < <= > >=, not {op!r}", key="op")
-        out = [np.empty(len(self.study)) for _ in events]
-        for rows, w, m, s in self._theta_blocks():
-            for (op, value), target in zip(events, out):
-                z = (value - m) / s
-                target[rows] = w @ ndtr(-z if op.startswith(">") else z)
-        return [np.clip(p, 0.0, 1.0) for p in out]
+        return events
+
+    @staticmethod
+    def _event_probs(events, out, rows, w, m, s) -> None:
+        """``out[e][rows] = P(theta op value)`` of each event for one block of studies (unclipped)."""
+        for (op, value), target in zip(events, out):
+            z = (value - m) / s
+            target[rows] = w @ ndtr(-z if op.startswith(">") else z)
 
     def conditional(self, name: str, tau):
         """Mean and sd of the normal ``name | tau, y`` (mu/beta, theta, pred), vectorised over tau."""
@@ -551,36 +627,52 @@ class ExactPosterior:
         xtol = 1e-13 * float(s[order][min(np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum()), s.size - 1)])
         return _bisect(lambda x: self._mix_cdf(kind, j, x) - q, lo, hi, xtol=xtol, rtol=QUANTILE_RTOL)
 
-    def _quantiles_all(self, m, s, q, w=None):
+    def _quantiles_all(self, m, s, q, w=None, start=None, moments=None):
         """Quantile ``q`` of J mixtures at once, ``m``, ``s`` of shape (G, J): Newton's method kept
         inside a bisection bracket, vectorised over mixtures (the theta summaries of a large k would
         otherwise cost J Python-level brentq searches). Mixtures leave the iteration once converged,
         and components of negligible weight are left out, as in :meth:`_mix_quantile`. ``w``: the
-        weights of the rows of ``m`` and ``s`` (default the grid's)."""
+        weights of the rows of ``m`` and ``s`` (default the grid's). ``start``: where Newton's method
+        starts (default the Cornish-Fisher expansion); ``moments``: the mixtures' means and sds, when
+        the caller has them (the same numbers computed here otherwise)."""
         w = self.tau_weights if w is None else w
-        mean = w @ m
-        d = m - mean
-        s2 = np.square(s)
-        mu2 = w @ (s2 + np.square(d))
-        sd = np.sqrt(mu2)
-        # start at the Cornish-Fisher expansion (skewness and kurtosis of the mixture): one Newton step
-        # fewer than from the normal quantile, every step a pass of ndtr over (grid x studies)
-        g1 = (w @ (d * (np.square(d) + 3 * s2))) / mu2**1.5
-        g2 = (w @ (d**4 + 6 * np.square(d) * s2 + 3 * np.square(s2))) / np.square(mu2) - 3.0
         z = ndtri(q)
-        start = mean + sd * (z + (z * z - 1) * g1 / 6 + (z**3 - 3 * z) * g2 / 24 - (2 * z**3 - 5 * z) * g1 * g1 / 36)
-        keep = w > 1e-15 * min(q, 1.0 - q)
-        if not keep.all():
+        if moments is not None and start is not None:
+            mean, sd = moments
+        else:
+            mean = w @ m
+            d = m - mean
+            s2 = np.square(s)
+            mu2 = w @ (s2 + np.square(d))
+            sd = np.sqrt(mu2)
+        if start is None:
+            # start at the Cornish-Fisher expansion (skewness and kurtosis of the mixture): one Newton step
+            # fewer than from the normal quantile, every step a pass of ndtr over (grid x studies)
+            g1 = (w @ (d * (np.square(d) + 3 * s2))) / mu2**1.5
+            g2 = (w @ (d**4 + 6 * np.square(d) * s2 + 3 * np.square(s2))) / np.square(mu2) - 3.0
+            start = mean + sd * (z + (z * z - 1) * g1 / 6 + (z**3 - 3 * z) * g2 / 24
+                                 - (2 * z**3 - 5 * z) * g1 * g1 / 36)
+        keep = np.flatnonzero(w > 1e-15 * min(q, 1.0 - q))
+        if keep.size < w.size:  # a run of nodes (the weights rise and fall): a view, else a copy
+            keep = slice(keep[0], keep[-1] + 1) if keep[-1] - keep[0] + 1 == keep.size else keep
             w, m, s = w[keep], m[keep], s[keep]
-        lo, hi = (m - 12 * s).min(axis=0), (m + 12 * s).max(axis=0)
+        # the same operations as (m - 12 * s).min(axis=0), (m + 12 * s).max(axis=0), in one buffer
+        t = np.multiply(s, 12)
+        lo = np.subtract(m, t).min(axis=0)
+        hi = np.add(m, t, out=t).max(axis=0)
         x = np.clip(np.where(np.isfinite(start), start, mean + sd * z), lo, hi)
         active = slice(None)  # all mixtures, then the indices of those not yet converged
         for _ in range(200):
             ma, sa, xa = (m, s, x) if isinstance(active, slice) else (m[:, active], s[:, active], x[active])
-            z = (xa - ma) / sa
+            z = np.subtract(xa, ma)
+            z /= sa
             F = w @ ndtr(z) - q
             la, ha = np.where(F < 0, xa, lo[active]), np.where(F > 0, xa, hi[active])
-            new = xa - F / (w @ (np.exp(-0.5 * z * z) / sa)) * math.sqrt(2 * math.pi)
+            t = np.multiply(-0.5, z)  # exp(-z^2 / 2) / s, as np.exp(-0.5 * z * z) / sa, in one buffer
+            t *= z
+            np.exp(t, out=t)
+            t /= sa
+            new = xa - F / (w @ t) * math.sqrt(2 * math.pi)
             new = np.where((new >= la) & (new <= ha), new, 0.5 * (la + ha))
             done = np.abs(new - xa) <= 1e-13 * sd[active]
             x[active], lo[active], hi[active] = new, la, ha
@@ -764,14 +856,17 @@ class ExactPosterior:
         """``log p(y | beta_j = 0)``: the same model without column j, integrated over tau on its own
         grid (the Savage-Dickey ratio read off this posterior's mixture would need the far tail
         of beta_j's posterior, which a tight prior far from 0 puts beyond the grid)."""
-        md = self._model
-        keep = np.arange(md.X.shape[1]) != j
-        model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
-        null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
-                              self._newx[keep], self._logprior, self._scale, self.level, False,
-                              self._log_tau2_prior,
-                              self._tail_power)  # coefficient j is proper: the tail is unchanged
-        return null._log_z
+        key = ("log_z_without", j)  # memoised: the Bayes factor and its log ask for the same quadrature
+        if key not in self._mixtures:
+            md = self._model
+            keep = np.arange(md.X.shape[1]) != j
+            model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
+            null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
+                                  self._newx[keep], self._logprior, self._scale, self.level, False,
+                                  self._log_tau2_prior,
+                                  self._tail_power)  # coefficient j is proper: the tail is unchanged
+            self._mixtures[key] = null._log_z
+        return self._mixtures[key]
 
     def subset(self, keep) -> "ExactPosterior":
         """The posterior of the same model and priors given only the studies in ``keep`` (a mask
@@ -834,8 +929,11 @@ class ExactPosterior:
         names, cols, values = self.summary_values(theta=theta, pred=pred)
         return pd.DataFrame(values, index=pd.Index(names, name="parameter"), columns=cols)
 
-    def summary_values(self, theta: bool = True, pred: bool = True) -> tuple[list, list, np.ndarray]:
-        """:meth:`summary` without pandas: ``(row names, column names, values)``."""
+    def summary_values(self, theta: bool = True, pred: bool = True,
+                       theta_events=()) -> tuple[list, list, np.ndarray]:
+        """:meth:`summary` without pandas: ``(row names, column names, values)``. ``theta_events``:
+        ``(op, value)`` events whose :meth:`theta_probs` are computed in the same pass over the studies
+        (and kept for that call)."""
         a = 0.5 * (1.0 - self.level)
         probs = (a, 0.5, 1.0 - a)
         cols = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
@@ -844,10 +942,35 @@ class ExactPosterior:
         names = list(head)
         if theta:
             rows_out = np.empty((len(self.study), 2 + len(probs)))
+            events = self._events(theta_events)
+            events_out = [np.empty(len(self.study)) for _ in events]
+            # large k: each quantile starts from the same quantile of a START_NODES-point Gauss rule
+            # for tau's posterior, so one Newton pass over the whole mixture is enough (_gauss_mixture)
+            reduced = None if self._theta_cached() else self._gauss_mixture(START_NODES)
+
             for rows, w, m, s in self._theta_blocks():
+                # the moments and probabilities as before, block by block (the same BLAS calls, the
+                # same numbers); the quantiles in cache-sized pieces of the block, two at a time
                 mean = w @ m
                 sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
-                rows_out[rows] = np.column_stack([mean, sd] + [self._quantiles_all(m, s, p, w) for p in probs])
+                rows_out[rows, 0], rows_out[rows, 1] = mean, sd
+                self._event_probs(events, events_out, rows, w, m, s)
+                if reduced is None:
+                    rows_out[rows, 2:] = np.column_stack([self._quantiles_all(m, s, p, w) for p in probs])
+                    continue
+
+                def piece(cols, rows=rows, w=w, m=m, s=s, mean=mean, sd=sd):
+                    tau_r, w_r, b_r, Ainv_r = reduced
+                    part = slice(rows.start + cols.start, rows.start + cols.stop)
+                    m_r, s_r = self._normal_moments("theta", part, tau_r, b_r, Ainv_r)
+                    mc, sc = m[:, cols], s[:, cols]
+                    rows_out[part, 2:] = np.column_stack([
+                        self._quantiles_all(mc, sc, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
+                                            moments=(mean[cols], sd[cols])) for p in probs])
+
+                self._pieces(piece, m.shape[1], max(64, BLOCK_ELEMENTS // w.size))
+            if events:
+                self._mixtures[("theta_probs", tuple(events))] = [np.clip(p, 0.0, 1.0) for p in events_out]
             blocks.append(rows_out)
             names += [f"theta[{st}]" for st in self.study]
         if pred:

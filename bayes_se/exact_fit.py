@@ -15,6 +15,7 @@ Röver, C. (2020). Bayesian random-effects meta-analysis using the bayesmeta R p
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -200,23 +201,40 @@ class ExactFit(Fit):
 
     def _probs(self, names, events):
         # the study effects in one vectorised pass (at k = 200,000 one call per study took minutes)
-        others = [n for n in names if not n.startswith("theta[")]
+        names = list(names)
+        at = [i for i, n in enumerate(names) if not n.startswith("theta[")]
+        others = [names[i] for i in at]
         labels = [f"theta[{s}]" for s in self.posterior.study]
+        locs = set(self._coef_rows() + ["pred"])  # location_names() without the study effects
+        block = next((i for i, n in enumerate(names) if n.startswith("theta[")), len(names))
+        in_order = len(at) + len(labels) == len(names) and names[block:block + len(labels)] == labels
+        heads = [[self._prob(n, op, x) if n in locs else np.nan for n in others] for op, x in events]
         result = []
-        for head, theta in zip(super()._probs(others, events), self.posterior.theta_probs(events)):
-            value = dict(zip(labels, theta))
-            value.update(zip(others, head))
-            result.append(np.array([value[n] for n in names], dtype=float))
+        for head, theta in zip(heads, self.posterior.theta_probs(events)):
+            if in_order:  # the studies in order in one block (the summary's rows): placed by slices
+                out = np.empty(len(names))
+                out[block:block + len(labels)] = theta
+                out[at] = head
+            else:
+                value = dict(zip(labels, theta))
+                value.update(zip(others, head))
+                out = np.array([value[n] for n in names], dtype=float)
+            result.append(out)
         return result
 
-    def _central_values(self, level, theta) -> tuple[list, np.ndarray]:
+    def _prob_greater_items(self, x: float) -> list:
+        # the location rows without the study effects: no list of k theta names to filter
+        return [(n, self._prob(n, ">", float(x))) for n in self._coef_rows() + ["pred"]]
+
+    def _central_values(self, level, theta, theta_events=()) -> tuple[list, np.ndarray]:
         """Row names and the columns mean, sd and the central interval (``interval_columns(level)``)
-        of :meth:`_table`, without pandas: the posterior's rows, then ``I2``."""
+        of :meth:`_table`, without pandas: the posterior's rows, then ``I2``. ``theta_events``: the
+        study effects' probabilities :meth:`_probs` will ask for, computed in the same pass."""
         post = self.posterior
         saved = post.level
         post.level = level
         try:
-            names, _, values = post.summary_values(theta=theta, pred=True)
+            names, _, values = post.summary_values(theta=theta, pred=True, theta_events=theta_events)
         finally:
             post.level = saved
         # I2 = tau^2 / (tau^2 + s^2), an increasing function of tau: its quantiles are tau's mapped
@@ -253,16 +271,18 @@ class ExactFit(Fit):
             return super()._summary_dict(level, interval)
         # Fit.summary's rows and columns, as _rows_dict writes them, without a DataFrame
         level = check_level(self.level if level is None else level)
-        names, values = self._central_values(level, theta=True)
+        s = self.smallest_effect
+        events = [(">", s), ("<", -s)] if s is not None else []
+        names, values = self._central_values(level, theta=True, theta_events=events)
         cols = interval_columns(level, "central")
         cols = ["mean", "sd", cols[0], "q50", cols[2]]
-        s = self.smallest_effect
         if s is not None:
             cols += list(probability_columns(s))
-            values = np.column_stack([values, *self._probs(names, [(">", s), ("<", -s)])])
-        cells = values.astype(object)
-        cells[~np.isfinite(values)] = None
-        return level, {str(name): dict(zip(cols, row)) for name, row in zip(names, cells.tolist())}
+            values = np.column_stack([values, *self._probs(names, events)])
+        rows = values.tolist()
+        for i in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():  # NaN and inf become None
+            rows[i] = [v if math.isfinite(v) else None for v in rows[i]]
+        return level, dict(zip(map(str, names), map(dict, map(zip, itertools.repeat(cols), rows))))
 
     def _headline(self) -> str:
         kind = "meta-regression" if self.X is not None else "random-effects model"

@@ -47,7 +47,8 @@ from bayes_se.lazy import LazyModule
 
 pd = LazyModule("pandas")  # only where a DataFrame is built: reading a file needs none (issue 17)
 
-__all__ = ["Table", "TextCells", "ColumnInfo", "read_table", "parse_number", "is_missing", "label", "number_column",
+__all__ = ["Table", "TextCells", "ColumnInfo", "read_table", "parse_number", "is_missing", "label", "label_column",
+           "number_column",
            "infer_column", "NotANumber", "check_options", "MISSING_MARKERS", "DELIMITERS", "DECIMALS",
            "MAX_FILE_BYTES"]
 
@@ -69,6 +70,8 @@ _NON_FINITE = {"inf", "infinity", "nan"}
 _MISSING_LOOKALIKES = {"-", "--", "n/a", "n.a.", "null", "none", "missing", "?", "na.", "#na", "nil", "—", "–"}
 _EXCEL_ERRORS = {"#n/a", "#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#n/a!"}
 _GROUP_MARKS = {".": (",", " ", "\u00a0", "\u202f", "'"), ",": (".", " ", "\u00a0", "\u202f", "'")}
+_PLAIN_DELETE = str.maketrans("", "", "0123456789+-.eE")  # the characters of plain numbers (decimal '.')
+_MAY_GROUP = re.compile(r"[+-]?[1-9]").match  # how every number with thousands separators starts (_grouped)
 
 
 class NotANumber(ValueError):
@@ -229,8 +232,16 @@ def _plain_numbers(values: list, decimal: str) -> np.ndarray:
     """Floats of the text cells that are plain numbers of the grammar (``[+-]digits[D digits][e..]``),
     NaN elsewhere: the common case at C speed (NumPy parses the text with Python's own
     correctly rounded reader), so 200,000 rows do not go through :func:`parse_number` one by one."""
-    match = _NUMBER[decimal].match
     texts = [cell.strip() if type(cell) is str else "" for cell in values]
+    if decimal == "." and texts and not "".join(texts).translate(_PLAIN_DELETE):
+        # only digits, signs, points and exponent letters: there Python's float() reads exactly the
+        # strings of the grammar (it refuses the rest: "", ".", "1e", "+-1"), so one pass of float()
+        # decides the whole column; a cell it refuses sends the column down the path below
+        try:
+            return np.fromiter(map(float, texts), dtype=float, count=len(texts))
+        except ValueError:
+            pass
+    match = _NUMBER[decimal].match
     plain = np.array([match(t) is not None for t in texts], dtype=bool)
     out = np.full(len(values), np.nan)
     if plain.any():
@@ -272,6 +283,15 @@ def label(cell):
     return str(cell).strip()
 
 
+def label_column(values) -> list:
+    """``[label(cell) for cell in values]``: a column's cells as text labels (None where missing)."""
+    cells = list(values)
+    if cells and set(map(type, cells)) == {str}:  # a file's text cells, at C speed
+        stripped = [cell.strip() for cell in cells]
+        return [None if text.casefold() in _MISSING_FOLDED else text for text in stripped]
+    return [label(cell) for cell in cells]
+
+
 def infer_column(values, name: str, decimal: str, where=None, *, series: bool = True) -> ColumnInfo:
     """Numbers when every present cell is a number, else text labels.
 
@@ -285,6 +305,8 @@ def infer_column(values, name: str, decimal: str, where=None, *, series: bool = 
     """
     where = where or (lambda i: i + 1)
     cells = list(values)
+    if cells and set(map(type, cells)) == {str}:  # a file's text cells: the same answer, faster
+        return _infer_text_column(cells, name, decimal, where, series)
     present = [i for i, v in enumerate(cells) if not is_missing(v)]
     missing = len(cells) - len(present)
     if not present:
@@ -312,6 +334,54 @@ def infer_column(values, name: str, decimal: str, where=None, *, series: bool = 
     note = ""
     n_numbers = int(np.isfinite(numbers).sum())
     if n_numbers:
+        note = (f"column '{name}' mixes numbers with text (first text {texts[first_text]!r} on row "
+                f"{where(first_text)}): read as text labels; missing cells are written empty, NA, NaN or '.'")
+    return ColumnInfo(name, "text", labels, missing, note)
+
+
+def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool) -> ColumnInfo:
+    """:func:`infer_column` of a column of text cells (a file's): the same result, the same errors
+    and notes, for 200,000 rows in a fraction of the time. The plain numbers of the grammar are read
+    in one pass (:func:`_plain_numbers`); only the other present cells go through
+    :func:`parse_number`, in row order (so the first text and the first number-like cell are the
+    same ones), and once a text cell has decided that the column is text, the remaining cells are
+    parsed only until one number is found (which the note needs), skipping those that cannot be
+    numbers (a number with thousands separators starts ``[+-]?[1-9]``)."""
+    stripped = [cell.strip() for cell in cells]
+    missing_at = [text.casefold() in _MISSING_FOLDED for text in stripped]  # is_missing of a str
+    missing = sum(missing_at)
+    if missing == len(cells):
+        empty = np.full(len(cells), np.nan)
+        return ColumnInfo(name, "empty", pd.Series(empty, dtype=float) if series else empty, missing)
+    numbers = _plain_numbers(stripped, decimal)
+    present = ~np.array(missing_at, dtype=bool)
+    found_number = bool(np.isfinite(numbers).any())  # missing cells read as NaN: only present ones count
+    first_numberlike = first_text = None
+    for i in np.flatnonzero(present & ~np.isfinite(numbers)).tolist():
+        if first_text is not None:  # the column is text: does any other cell hold a number (for the note)?
+            if found_number:
+                break
+            if not _MAY_GROUP(stripped[i]):
+                continue
+        try:
+            numbers[i] = parse_number(cells[i], decimal)
+            found_number = True
+        except NotANumber as exc:
+            if exc.numberlike:
+                first_numberlike = first_numberlike or (i, exc)
+            elif first_text is None:
+                first_text = i
+    if first_text is None and first_numberlike is None:
+        finite = numbers[present]
+        kind = "integer" if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53) else "number"
+        return ColumnInfo(name, kind, pd.Series(numbers) if series else numbers, missing)
+    if first_text is None:
+        i, exc = first_numberlike
+        raise DataError(str(exc), row=where(i), column=name)
+    texts = [None if gone else text for text, gone in zip(stripped, missing_at)]  # label() of a str
+    labels = pd.Series(texts, dtype=object) if series else texts
+    note = ""
+    if found_number:
         note = (f"column '{name}' mixes numbers with text (first text {texts[first_text]!r} on row "
                 f"{where(first_text)}): read as text labels; missing cells are written empty, NA, NaN or '.'")
     return ColumnInfo(name, "text", labels, missing, note)
@@ -596,11 +666,13 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
             raise DataError(f"file {path} holds only the line {lines[first].strip()!r}")
     if sep is None:
         sep = _sniff_delimiter(text)
-    try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"',
-                                  doublequote=True, strict=False))
-    except csv.Error as exc:
-        raise DataError(f"file {path} is not a readable delimited text table ({exc})") from None
+    records = _split_records(text, sep)
+    if records is None:
+        try:
+            records = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"',
+                                      doublequote=True, strict=False))
+        except csv.Error as exc:
+            raise DataError(f"file {path} is not a readable delimited text table ({exc})") from None
     start = next((i for i, r in enumerate(records) if any(c.strip() for c in r)), None)
     if start is None:
         raise DataError(f"file {path} is empty")
@@ -622,6 +694,9 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
     header = [h if h else f"Unnamed: {j}" for j, h in enumerate(header)]
     _check_unique_names(header)
     kept, rows, blank, delimiters_only, short = [], [], [], [], []
+    if all(len(record) == width for record in body) and all(record[0].strip() for record in body):
+        # the common case (every row as wide as the header, none blank): what the loop below keeps
+        kept, rows, body = body, list(range(1, len(body) + 1)), []
     for number, record in enumerate(body, start=1):
         if not any(c.strip() for c in record):
             (delimiters_only if len(record) > 1 else blank).append(number)
@@ -652,6 +727,21 @@ def _parse(text: str, path: str, sep, decimal, encoding: str, encoding_sniffed: 
     return Table(TextCells(header, kept), tuple(rows), path, sep, decimal, encoding, how, tuple(notes))
 
 
+def _split_records(text: str, sep: str):
+    """The records ``csv.reader`` reads from ``text`` (line ends ``\\n``), by ``str.split`` where that
+    is the same: no quote character, no line beyond the csv module's field limit (which it refuses);
+    None otherwise. An empty line is an empty record, and the end of the text ends the last record,
+    as in ``csv.reader``."""
+    if '"' in text:
+        return None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if max(map(len, lines), default=0) > csv.field_size_limit():
+        return None
+    return [line.split(sep) if line else [] for line in lines]
+
+
 def _list(numbers) -> str:
     shown = ", ".join(map(str, numbers[:10]))
     return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
@@ -663,7 +753,7 @@ def _sniff_delimiter(text: str) -> str:
     Hand-written because csv.Sniffer guesses from character frequencies and picks ',' in
     ';'-separated files with ',' decimals.
     """
-    lines = [ln for ln in text.split("\n") if ln.strip()][:_SNIFF_LINES]
+    lines = _nonblank_lines(text, _SNIFF_LINES)
     best, best_cols = None, 1
     for delim in ("\t", ";", "|", ","):
         try:
@@ -683,6 +773,19 @@ def _sniff_delimiter(text: str) -> str:
                 return 0
         best = max(("\t", ";", "|", ","), key=width)
     return best
+
+
+def _nonblank_lines(text: str, n: int) -> list:
+    """``[ln for ln in text.split("\\n") if ln.strip()][:n]``, without splitting the whole text."""
+    out, pos, end = [], 0, len(text)
+    while len(out) < n and pos <= end:
+        stop = text.find("\n", pos)
+        stop = end if stop < 0 else stop
+        line = text[pos:stop]
+        if line.strip():
+            out.append(line)
+        pos = stop + 1
+    return out
 
 
 _COMMA_VOTE = re.compile(rf"^[+-]?(?:[0-9]*,[0-9]+){_EXP}$")

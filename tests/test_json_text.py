@@ -41,3 +41,19 @@ def test_unknown_types_fail_as_the_standard_library_does():
 
     with pytest.raises(TypeError):
         dumps({"x": object()})
+
+
+def test_many_summary_rows_in_one_batch():
+    # a dict of many rows with the same keys (bayes_se.json_text._rows_text): the same text, with
+    # None, NaN and inf cells, keys needing escapes or holding %, non-str row names, and a dict that
+    # only looks like a table (a row with other keys, a non-float value, an empty row)
+    rng = np.random.default_rng(4)
+    values = [0.1, -0.0, 1e300, 5e-324, math.nan, math.inf, -math.inf, None, 1.0, 2.5e-05]
+    for keys in (("mean", "sd", "q2.5"), ("P(>0.2)", "%s", "a%b"), ("é", "\"q\"", "x\n")):
+        rows = {(f"theta[s{i}]" if i % 3 else i): {k: values[rng.integers(len(values))] for k in keys}
+                for i in range(40)}
+        assert dumps({"parameters": rows, "k": 40}) == reference({"parameters": rows, "k": 40})
+        for odd in ({"other": 1.0}, {keys[0]: 1}, {keys[0]: "x", keys[1]: 1.0, keys[2]: 1.0}, {},
+                    dict(reversed(list(rows["theta[s1]"].items())))):
+            changed = dict(rows, **{"theta[s2]": odd})
+            assert dumps(changed) == reference(changed)

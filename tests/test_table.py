@@ -356,3 +356,48 @@ def test_escalc_reads_text_cells_by_the_same_grammar():
     np.testing.assert_allclose(escalc("ZCOR", data=table, ri="ri", ni="ni")["yi"], np.arctanh([0.3, 0.2]))
     with pytest.raises(DataError, match=r"row 2, column 'ri': .*'0_3'"):
         escalc("ZCOR", data=table.assign(ri=["0.3", "0_3"]), ri="ri", ni="ni")
+
+
+class _Cell(str):
+    """A text cell that is not exactly ``str``: infer_column then takes its cell-by-cell path."""
+
+
+@pytest.mark.parametrize("decimal", [".", ","])
+def test_text_columns_read_as_cell_by_cell(decimal):
+    # infer_column's fast path for a file's text cells gives the cell-by-cell answer: kind, values,
+    # missing count, note, and the same error
+    import random
+
+    from bayes_se.table import infer_column, label, label_column
+
+    pool = ["1", "0", "2.5", " 3 ", "", "NA", "nan", ".", "d1", "1,234", "1,234,567", "1.234,5", "1 234", "inf",
+            "1e999", "1_000", "0,5", "+1e-3", "-.5", "2.", "None", "-", "#N/A", "e5", "+-1", "007", "NaN"]
+    rng = random.Random(7)
+
+    def outcome(cells):
+        try:
+            info = infer_column(cells, "c", decimal, series=False)
+        except Exception as exc:  # noqa: BLE001 - the error is part of the answer
+            return type(exc).__name__, str(exc)
+        values = info.values.tolist() if isinstance(info.values, np.ndarray) else list(info.values)
+        return info.kind, info.missing, info.note, repr(values)
+
+    for _ in range(1500):
+        sub = rng.sample(pool, rng.randint(1, 5))
+        cells = [rng.choice(sub) for _ in range(rng.randint(1, 7))]
+        assert outcome(cells) == outcome([_Cell(c) for c in cells]), cells
+        assert label_column(cells) == [label(c) for c in cells]
+
+
+def test_rows_split_without_csv_as_csv_reads_them(tmp_path):
+    # a file without quotes is split by str.split; the same file with a quoted header cell goes
+    # through the csv module: the same table, notes and row numbers
+    body = "yi,vi,g\n0.1,0.01,a\n\n,,\n0.2,0.02\n0.3,0.03,b,\n 0.4 ,0.04,c\n"
+    for text in (body, body.rstrip("\n"), body.replace(",", ";"), body + "\n\n"):
+        plain, quoted = tmp_path / "plain.csv", tmp_path / "quoted.csv"
+        plain.write_text(text, encoding="utf-8")
+        quoted.write_text(text.replace("yi", '"yi"', 1), encoding="utf-8")
+        a, b = table.read_table(str(plain)), table.read_table(str(quoted))
+        assert (a.cells.header, a.cells.records, a.rows, a.sep, a.decimal) == \
+            (b.cells.header, b.cells.records, b.rows, b.sep, b.decimal)
+        assert [n.replace("plain", "quoted") for n in a.notes] == list(b.notes)
