@@ -280,11 +280,13 @@ def _register_numba():
     """Let PyTensor's Numba backend call the kernel directly, so that NUTS can compile the whole
     density with ``mode="NUMBA"`` (no per-node overhead of the C virtual machine)."""
     try:
-        from pytensor.link.numba.dispatch import numba_funcify
-    except ImportError:  # pragma: no cover - PyTensor without its Numba backend
+        from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+    except ImportError:  # pragma: no cover - PyTensor without its Numba backend (or before its cache)
         return
 
-    @numba_funcify.register(MasemLogLik)
+    # keyed by the Op's props (all the generated function depends on), so that PyTensor can keep
+    # the compiled density in its on-disk cache instead of compiling it in every process
+    @register_funcify_default_op_cache_key(MasemLogLik)
     def _funcify_masem_loglik(op, node=None, **kwargs):
         p, mode = op.p, MODES[op.likelihood]
         ps, pt_ = _pairs(p)

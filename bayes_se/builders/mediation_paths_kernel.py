@@ -144,11 +144,13 @@ def paths_loglik_op(pooled: bool = False) -> PathsLogLik:
 def _register_numba():
     """Let PyTensor's Numba backend call the kernel directly (no object-mode fallback)."""
     try:
-        from pytensor.link.numba.dispatch import numba_funcify
-    except ImportError:  # pragma: no cover - PyTensor without its Numba backend
+        from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+    except ImportError:  # pragma: no cover - PyTensor without its Numba backend (or before its cache)
         return
 
-    @numba_funcify.register(PathsLogLik)
+    # keyed by the Op's props (all the generated function depends on), so that PyTensor can keep
+    # the compiled density in its on-disk cache instead of compiling it in every process
+    @register_funcify_default_op_cache_key(PathsLogLik)
     def _funcify_paths_loglik(op, node=None, **kwargs):
         pooled = bool(op.pooled)
 
