@@ -322,6 +322,15 @@ def infer_column(values, name: str, decimal: str, where=None, *, series: bool = 
                 first_numberlike = first_numberlike or (i, exc)
             elif first_text is None:
                 first_text = i
+    return _decided(name, numbers, present, missing, first_text, first_numberlike,
+                    lambda: [label(v) for v in cells], bool(np.isfinite(numbers).any()), where, series)
+
+
+def _decided(name, numbers, present, missing, first_text, first_numberlike, texts, found_number, where,
+             series) -> ColumnInfo:
+    """The ColumnInfo of a scanned column: numbers (integer or not) when no cell was text, the
+    first number-like cell's error when one was malformed, else text labels (``texts()``), with a
+    note when some cells were numbers."""
     if first_text is None and first_numberlike is None:
         finite = numbers[present]
         kind = "integer" if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53) else "number"
@@ -329,14 +338,12 @@ def infer_column(values, name: str, decimal: str, where=None, *, series: bool = 
     if first_text is None:
         i, exc = first_numberlike
         raise DataError(str(exc), row=where(i), column=name)
-    texts = [label(v) for v in cells]
-    labels = pd.Series(texts, dtype=object) if series else texts
+    labels = texts()
     note = ""
-    n_numbers = int(np.isfinite(numbers).sum())
-    if n_numbers:
-        note = (f"column '{name}' mixes numbers with text (first text {texts[first_text]!r} on row "
+    if found_number:
+        note = (f"column '{name}' mixes numbers with text (first text {labels[first_text]!r} on row "
                 f"{where(first_text)}): read as text labels; missing cells are written empty, NA, NaN or '.'")
-    return ColumnInfo(name, "text", labels, missing, note)
+    return ColumnInfo(name, "text", pd.Series(labels, dtype=object) if series else labels, missing, note)
 
 
 def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool) -> ColumnInfo:
@@ -371,20 +378,9 @@ def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool
                 first_numberlike = first_numberlike or (i, exc)
             elif first_text is None:
                 first_text = i
-    if first_text is None and first_numberlike is None:
-        finite = numbers[present]
-        kind = "integer" if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53) else "number"
-        return ColumnInfo(name, kind, pd.Series(numbers) if series else numbers, missing)
-    if first_text is None:
-        i, exc = first_numberlike
-        raise DataError(str(exc), row=where(i), column=name)
-    texts = [None if gone else text for text, gone in zip(stripped, missing_at)]  # label() of a str
-    labels = pd.Series(texts, dtype=object) if series else texts
-    note = ""
-    if found_number:
-        note = (f"column '{name}' mixes numbers with text (first text {texts[first_text]!r} on row "
-                f"{where(first_text)}): read as text labels; missing cells are written empty, NA, NaN or '.'")
-    return ColumnInfo(name, "text", labels, missing, note)
+    return _decided(name, numbers, present, missing, first_text, first_numberlike,
+                    lambda: [None if gone else text for text, gone in zip(stripped, missing_at)],  # label() of a str
+                    found_number, where, series)
 
 
 # --------------------------------------------------------------------------------------- reading
