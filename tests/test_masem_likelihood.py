@@ -157,3 +157,22 @@ def test_simulator_correlations_centre_on_the_mean_matrix():
     se = 0.15 / np.sqrt(k)
     assert abs(r_xm.mean() - sim.truth["rho[intervention,self_efficacy]"]) < 4 * se + 0.003
     assert abs(r_my.mean() - sim.truth["rho[self_efficacy,symptoms]"]) < 4 * se + 0.003
+
+
+def test_builds_share_a_cached_model_and_each_samples_its_own_data():
+    """A second build with the same variables, likelihood and priors reuses the first's PyMC model
+    (so what was compiled for it is reused); each build puts its own data back before sampling."""
+    from bayes_se.builders.masem_likelihood import shared_values
+
+    first = _three_variable_data()
+    sim = simulate_mediation_trials(20, **SETTING, seed=9)
+    second = load_correlations(sim.correlations, variables=["intervention", "self_efficacy", "symptoms"])
+    b1, b2 = build_masem(first), build_masem(second)
+    assert b1.model is b2.model
+    for built, data in ((b1, first), (b2, second), (b1, first)):
+        built.set_data()
+        np.testing.assert_array_equal(built.model["y"].get_value(), shared_values(data, "pooled")["y"])
+        np.testing.assert_array_equal(built.model["n"].get_value(), np.asarray(data.n, float))
+    assert build_masem(first, likelihood="fisher_z").model is not b1.model
+    assert build_masem(first, priors={"eta": 3.0}).model is not b1.model
+    assert build_masem(first, symbolic=True).model is not build_masem(first, symbolic=True).model
