@@ -90,6 +90,7 @@ def test_path_model_samplers_agree():
     """The path model's default sampler (nutpie on the compiled density) and PyMC's NUTS give the
     same posterior of a and b within Monte Carlo error, and the fit records which one ran."""
     from bayes_se.mediation_paths import fit_mediation_paths
+    from bayes_se.report.mediation import sampler_text
     from bayes_se.reported_paths import load_paths
 
     data = load_paths(pathlib.Path(__file__).resolve().parents[1] / "data" / "self_efficacy_sim" / "mediation_paths.csv")
@@ -97,6 +98,9 @@ def test_path_model_samplers_agree():
     for sampler, fit in fits.items():
         assert fit.settings["sampler"] == sampler and fit.idata.attrs["sampler"] == sampler
         assert fit.diagnostics.divergences == 0
+        text = sampler_text(fit)  # what the report's mediation section says of the sampler
+        assert ("nutpie 0." in text) if sampler == "nutpie" else ("sampler of PyMC 5." in text)
+        assert "2 chains of 400 warm-up and 400 sampling iterations" in text and "seed 4." in text
     for var in ("a", "b", "tau_a"):
         means, errs = [], []
         for fit in fits.values():

@@ -25,6 +25,19 @@ def _listed(labels) -> str:
     return ", ".join(labels[:MAX_LISTED]) + f" and {len(labels) - MAX_LISTED} more"
 
 
+def sampler_text(fit) -> str:
+    """One sentence: which NUTS implementation sampled the fit, with its settings and seed."""
+    st = fit.settings
+    if st.get("sampler") == "nutpie":
+        which = fit.idata.attrs.get("sampler_version", "nutpie") + " (Rust NUTS on the compiled density)"
+    else:
+        import importlib.metadata
+
+        which = f"the No-U-Turn sampler of PyMC {importlib.metadata.version('pymc')}"
+    return (f"Sampled with {which}: {st.get('chains')} chains of {st.get('tune')} warm-up and {st.get('draws')} "
+            f"sampling iterations, target acceptance {st.get('target_accept')}, random seed {st.get('seed')}.")
+
+
 def sources_text(fit) -> str:
     """One paragraph: which trials gave reported paths, which gave correlation matrices, and what
     each kind contributes to the model."""
@@ -88,7 +101,7 @@ def mediation_blocks(b, mediation, level: float, table) -> list:
     fits = (MediationFit, PathMediationFit)
     blocks = []
     if isinstance(mediation, fits):
-        blocks.append(("p", sources_text(mediation)))
+        blocks.append(("p", sources_text(mediation) + " " + sampler_text(mediation)))
         verdict = mediation.diagnostics
         if verdict is not None and not verdict.passed:
             blocks.append(("alert", "The mediation fit FAILED its convergence checks: "
