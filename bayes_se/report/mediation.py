@@ -31,9 +31,9 @@ def sampler_text(fit) -> str:
     if st.get("sampler") == "nutpie":
         which = fit.idata.attrs.get("sampler_version", "nutpie") + " (Rust NUTS on the compiled density)"
     else:
-        import importlib.metadata
+        from bayes_se.outputs import package_versions  # the version record of every output
 
-        which = f"the No-U-Turn sampler of PyMC {importlib.metadata.version('pymc')}"
+        which = f"the No-U-Turn sampler of PyMC {package_versions()['pymc']}"
     return (f"Sampled with {which}: {st.get('chains')} chains of {st.get('tune')} warm-up and {st.get('draws')} "
             f"sampling iterations, target acceptance {st.get('target_accept')}, random seed {st.get('seed')}.")
 
