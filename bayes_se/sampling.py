@@ -107,12 +107,14 @@ def sample(
     if not 0.0 < target_accept < 1.0:
         raise SpecError(f"target_accept must be in (0, 1), got {target_accept}", key="target_accept")
 
+    # a builder that keeps its Numba-compiled density (and PyMC NUTS step) between fits
+    compiled_density = hasattr(built, "nuts_kwargs")
+
     def run(accept):
         kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                       progressbar=progressbar, target_accept=accept, compute_convergence_checks=False,
                       idata_kwargs={"log_likelihood": False})
-        if sampler == "nutpie" and hasattr(built, "nuts_kwargs"):
-            # a builder whose density PyTensor compiles with Numba: nutpie calls it directly
+        if sampler == "nutpie" and compiled_density:  # nutpie calls that density directly
             from bayes_se.nutpie_sampling import sample_nutpie
 
             built.set_data()
@@ -120,7 +122,7 @@ def sample(
                                  target_accept=accept)
         if sampler == "nutpie":
             kwargs["nuts_sampler"] = "nutpie"
-        elif hasattr(built, "nuts_kwargs"):  # a builder that keeps its compiled NUTS step between fits
+        elif compiled_density:
             kwargs.update(built.nuts_kwargs(accept, chains, seed))
             if "step" in kwargs:
                 del kwargs["target_accept"]
@@ -128,7 +130,7 @@ def sample(
             warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
             return _sample_keeping_interrupts(pm.sample, kwargs)
 
-    reuse = COMPILE_ONCE and sampler == "pymc" and not hasattr(built, "nuts_kwargs")
+    reuse = COMPILE_ONCE and sampler == "pymc" and not compiled_density
     with _logp_dlogp_compiled_once(pm_model) if reuse else contextlib.nullcontext():
         idata = run(target_accept)
         n_div = int(idata.sample_stats["diverging"].sum())
