@@ -207,7 +207,7 @@ def _fit_mediation(data, spec, *, draws=None, tune=None, chains=None, cores=None
     res = fit_mediation(data, paths=mediation_paths(med.paths) or None, x=med.x, m=med.m, y=med.y,
                         priors=priors, seed=spec.sampler.seed, **counts,
                         target_accept=spec.sampler.target_accept, mc_draws=med.mc_draws,
-                        likelihood=med.likelihood, cores=cores)
+                        likelihood=med.likelihood, cores=cores, sampler=spec.sampler.nuts_sampler)
     res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
     res.spec = spec
     return res
@@ -236,7 +236,7 @@ def _fit_mediation_paths(data, spec, *, draws=None, tune=None, chains=None, core
     counts = sampler_counts(spec, draws=draws, tune=tune, chains=chains)
     res = fit_mediation_paths(data, correlations=correlations, x=med.x, m=med.m, y=med.y, priors=priors,
                               seed=spec.sampler.seed, **counts, target_accept=spec.sampler.target_accept,
-                              cores=cores)
+                              cores=cores, sampler=spec.sampler.nuts_sampler)
     res.settings.update(level=spec.summary.level, spec_toml=spec.to_toml())
     if med.correlations:
         res.settings["correlations_file"] = str(med.correlations)
@@ -300,6 +300,7 @@ def fit(data, spec=None, *, priors=None, mods=None, engine=None, seed=None, draw
         return _fit_mediation_paths(data, spec, draws=draws, tune=tune, chains=chains, cores=cores)
     if cores is not None:  # MCMC fits below take it with the counts (the draws do not depend on it)
         counts = dict(counts, cores=cores)
+    counts = dict(counts, sampler=spec.sampler.nuts_sampler)  # MCMC only; the exact engine has no sampler
     data = load_data(data, spec)
     mtype = spec.model.type
     if mtype == "three_level" and data.cluster is None:
@@ -395,12 +396,13 @@ def _sample_fit(meta, priors, *, seed, draws, tune, chains, cores, target_accept
 def fit_random_effects(yi, vi, *, X=None, coef_names=None, study=None, priors=None, effects="normal",
                        nu=None, subgroup=None, seed: int, draws: int = defaults.DRAWS,
                        tune: int = defaults.TUNE, chains: int = defaults.CHAINS, cores: int | None = None,
-                       target_accept: float | None = None, sampler: str = "pymc"):
-    """Build and sample a Bayesian random-effects model or meta-regression (PyMC's NUTS).
+                       target_accept: float | None = None, sampler: str = "nutpie"):
+    """Build and sample a Bayesian random-effects model or meta-regression (NUTS: nutpie by default).
 
     Model: ``y_i ~ N(x_i' beta + u_i, v_i)``, ``u_i ~ N(0, tau^2)`` (or ``tau * t_nu``), sampled in
     the marginal form; see :func:`bayes_se.builders.random_effects.build_random_effects` for the
-    parameters and :func:`bayes_se.sampling.sample` for the sampler settings.
+    parameters and :func:`bayes_se.sampling.sample` for the sampler settings (``sampler="pymc"``:
+    PyMC's NUTS).
 
     Returns
     -------
@@ -464,8 +466,8 @@ def _fit_location_scale(data, design, spec, model_priors, settings, counts, na):
 def fit_location_scale(yi, vi, *, Z, scale_names=None, X=None, coef_names=None, study=None, priors=None,
                        seed: int, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
                        chains: int = defaults.CHAINS, cores: int | None = None, target_accept: float | None = None,
-                       sampler: str = "pymc"):
-    """Build and sample a Bayesian location-scale model (PyMC's NUTS).
+                       sampler: str = "nutpie"):
+    """Build and sample a Bayesian location-scale model (NUTS: nutpie by default).
 
     Model: ``y_i ~ N(x_i' beta, v_i + tau_i^2)``, ``log tau_i = z_i' alpha`` (study effects
     integrated out; Viechtbauer & Lopez-Lopez 2022); see
@@ -494,8 +496,8 @@ def fit_location_scale(yi, vi, *, Z, scale_names=None, X=None, coef_names=None, 
 
 def fit_three_level(yi, vi, cluster, *, X=None, coef_names=None, study=None, priors=None, seed: int,
                     draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
-                    cores: int | None = None, target_accept: float | None = None, sampler: str = "pymc"):
-    """Build and sample a Bayesian three-level model (effects within clusters, PyMC's NUTS).
+                    cores: int | None = None, target_accept: float | None = None, sampler: str = "nutpie"):
+    """Build and sample a Bayesian three-level model (effects within clusters; NUTS: nutpie by default).
 
     Model: ``y_ij = x_ij' beta + u_j + w_ij + e_ij`` with ``u_j ~ N(0, sigma_cluster^2)``,
     ``w_ij ~ N(0, sigma_effect^2)``; see :func:`bayes_se.builders.three_level.build_three_level`.

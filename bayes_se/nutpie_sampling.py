@@ -18,6 +18,7 @@ Public: :func:`sample_nutpie`.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -138,12 +139,16 @@ def sample_nutpie(model, *, draws: int, tune: int, chains: int, seed: int, targe
 
     nmodel = from_pyfunc(comp.ndim, comp.logp_callable, make_expand, [np.dtype("float64")], [(comp.ndim,)],
                          ["__x"], make_initial_point_fn=initial_point)
+    # announced on PyMC's logger, where pm.sample announces its own NUTS: one setting shows or hides both
+    logging.getLogger("pymc").info("Sampling %d chains for %d tune and %d draw iterations with nutpie %s "
+                                   "(one thread): [%s]", chains, tune, draws, nutpie.__version__,
+                                   ", ".join(rv.name for rv in model.free_RVs))
     began = time.perf_counter()
-    trace = nutpie.sample(nmodel, draws=int(draws), tune=int(tune), chains=int(chains), cores=1,
-                          seed=int(seed), save_warmup=False, progress_bar=False,
-                          target_accept=float(target_accept), **SETTINGS)
+    raw = nutpie.sample(nmodel, draws=int(draws), tune=int(tune), chains=int(chains), cores=1,
+                        seed=int(seed), save_warmup=False, progress_bar=False, return_raw_trace=True,
+                        target_accept=float(target_accept), **SETTINGS)
     elapsed = time.perf_counter() - began
-    x = np.asarray(trace.posterior["__x"].values, dtype=float)  # (chain, draw, ndim)
+    x, stats = _draws_and_stats(raw, comp.ndim, int(draws))
     flat = x.reshape(-1, comp.ndim)
     posterior = {}
     for name, values in zip(comp.names, comp.expand(flat)):
@@ -151,10 +156,29 @@ def sample_nutpie(model, *, draws: int, tune: int, chains: int, seed: int, targe
         if values.ndim == 0 or values.shape[0] != flat.shape[0]:  # a value that does not vary by draw
             values = np.broadcast_to(values, (flat.shape[0],) + np.shape(values))
         posterior[name] = values.reshape(x.shape[:2] + values.shape[1:])
-    stats = {STAT_NAMES[k]: np.asarray(v.values) for k, v in trace.sample_stats.items() if k in STAT_NAMES}
     coords, dims = coords_and_dims_for_inferencedata(model)
     idata = az.from_dict(posterior=posterior, sample_stats=stats, observed_data=find_observations(model) or None,
                          constant_data=find_constants(model) or None, coords=coords, dims=dims)
     idata.posterior.attrs["sampling_time"] = elapsed
     idata.attrs["sampler_version"] = f"nutpie {nutpie.__version__}"
     return idata
+
+
+def _draws_and_stats(raw, ndim: int, draws: int):
+    """The post-warmup draws ``(chain, draw, ndim)`` and statistics (PyMC's names) of nutpie's raw
+    trace: one Arrow record batch of draws and one of statistics per chain. Read here rather than
+    by nutpie's own conversion, which builds an InferenceData of the warmup too (0.5 s a fit)."""
+    import pyarrow as pa
+
+    draw_batches, stat_batches = raw.get_arrow_trace()
+    x, stats = [], {name: [] for name in STAT_NAMES.values()}
+    for draw_batch, stat_batch in zip(draw_batches, stat_batches):
+        keep = ~pa.array(stat_batch.column("tuning")).to_numpy(zero_copy_only=False)
+        if int(keep.sum()) != draws:  # nutpie stopped early: interrupted (bayes_se.sampling raises that)
+            raise RuntimeError(f"nutpie returned {int(keep.sum())} draws of a chain, not {draws}")
+        values = pa.array(draw_batch.column("__x")).flatten().to_numpy(zero_copy_only=False)
+        x.append(values.reshape(-1, ndim)[keep])
+        for name, ours in STAT_NAMES.items():
+            stats[ours].append(pa.array(stat_batch.column(name)).to_numpy(zero_copy_only=False)[keep])
+    return np.stack(x), {name: np.stack(v) for name, v in stats.items()}
+

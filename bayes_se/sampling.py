@@ -38,6 +38,11 @@ PRIOR_DRAWS = 500
 #: divergences reuses it (the same function, so the same draws; ``tests/test_demo_speed.py``).
 COMPILE_ONCE = True
 SAMPLERS = ("pymc", "nutpie")
+#: PyTensor mode of the prior (predictive) sampler: its 500 calls are cheap, so skipping PyTensor's
+#: graph rewrites and C code saves 1 to 1.5 s of compiling per fit. The parameters' draws are the
+#: same (numpy's generators draw either way); values computed from them, such as the Student-t
+#: model's theta and the replicates y around it, agree to rounding (``tests/test_nutpie_sampling.py``).
+PRIOR_MODE = "FAST_COMPILE"
 #: Model-specific post-processing that moved to the builders, still importable from here.
 _MOVED = {"normal_conditional": "bayes_se.builders.random_effects",
           "student_t_marginal_logpdf": "bayes_se.builders.random_effects"}
@@ -73,10 +78,10 @@ def sample(
     seed : int
         Seeds the sampler and every post-sampling draw: the same seed gives identical draws.
     sampler : {"pymc", "nutpie"}
-        ``"nutpie"``: nutpie's Rust NUTS. For a builder whose density PyTensor compiles with Numba
-        (the two mediation models: ``nuts_kwargs``) it calls that density directly, compiled once
-        per process (:func:`bayes_se.nutpie_sampling.sample_nutpie`); any other model goes
-        through ``pymc.sample(nuts_sampler="nutpie")``.
+        ``"nutpie"``: nutpie's Rust NUTS on the model's density compiled by PyTensor's Numba
+        backend, called directly and compiled once per model and process
+        (:func:`bayes_se.nutpie_sampling.sample_nutpie`; the chains run in turn on one thread, so
+        ``cores`` is unused). ``"pymc"``: PyMC's NUTS (``pymc.sample``).
     progressbar : bool
 
     Returns
@@ -100,6 +105,9 @@ def sample(
         raise SpecError(f"sampler must be one of {SAMPLERS}, got {sampler!r}", key="sampler")
     if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
         raise SpecError("sampler 'nutpie' needs the nutpie package, which is not installed", key="sampler")
+    if sampler == "nutpie" and int(tune) < 1:  # nutpie's adaptation windows need a warm-up (it panics)
+        raise SpecError("tune = 0 needs nuts_sampler = \"pymc\": nutpie adapts its step size during at least "
+                        "one warm-up iteration", key="sampler.tune")
     built = None if isinstance(model, pm.Model) else model
     pm_model = model if built is None else built.model
     if target_accept is None:
@@ -114,15 +122,15 @@ def sample(
         kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                       progressbar=progressbar, target_accept=accept, compute_convergence_checks=False,
                       idata_kwargs={"log_likelihood": False})
-        if sampler == "nutpie" and compiled_density:  # nutpie calls that density directly
+        if sampler == "nutpie":  # nutpie calls the density PyTensor compiled with Numba
             from bayes_se.nutpie_sampling import sample_nutpie
 
-            built.set_data()
-            return sample_nutpie(pm_model, draws=draws, tune=tune, chains=chains, seed=seed,
-                                 target_accept=accept)
-        if sampler == "nutpie":
-            kwargs["nuts_sampler"] = "nutpie"
-        elif compiled_density:
+            if compiled_density:  # the builder's cached model: put this fit's data back
+                built.set_data()
+            # nutpie returns the draws made so far on Ctrl-C: raised as an interrupt here too
+            return _sample_keeping_interrupts(sample_nutpie, dict(
+                model=pm_model, draws=draws, tune=tune, chains=chains, seed=seed, target_accept=accept))
+        if compiled_density:
             kwargs.update(built.nuts_kwargs(accept, chains, seed))
             if "step" in kwargs:
                 del kwargs["target_accept"]
@@ -146,7 +154,8 @@ def sample(
 
     with pm_model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Pp]otential.*")
-        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, random_seed=seed)
+        prior = pm.sample_prior_predictive(draws=PRIOR_DRAWS, random_seed=seed,
+                                           compile_kwargs={"mode": PRIOR_MODE})
     idata.extend(prior)
     if built is None:
         with pm_model:
@@ -188,9 +197,9 @@ def _logp_dlogp_compiled_once(pm_model):
 def _sample_keeping_interrupts(sample, kwargs):
     """``sample(**kwargs)``, raising KeyboardInterrupt after it returns if Ctrl-C came meanwhile.
 
-    ``pymc.sample`` catches KeyboardInterrupt and returns the draws made so far (or fails with "not
-    enough samples" during tuning), so without this a Ctrl-C would go on to post-process (or refit)
-    a truncated chain as if it were the fit asked for.
+    ``pymc.sample`` and ``nutpie.sample`` catch KeyboardInterrupt and return the draws made so far
+    (or fail with "not enough samples" during tuning), so without this a Ctrl-C would go on to
+    post-process (or refit) a truncated chain as if it were the fit asked for.
     The SIGINT handler is wrapped only in the main thread and only when it is a Python callable
     (an ignored or default SIGINT is left alone).
     """

@@ -5,7 +5,7 @@ A spec has five sections (all optional; every key has a default)::
     [model]    type, effects, mods, subgroup_tau, scale, rho
     [data]     effect, variance, se, study, cluster          (column names)
     [priors]   preset, and a prior string per parameter       ("mu" = "normal(0, 1)", ...)
-    [sampler]  engine, chains, draws, tune, target_accept, seed
+    [sampler]  engine, chains, draws, tune, target_accept, seed, nuts_sampler
     [summary]  smallest_effect, level
 
 :func:`load_spec` reads a file or TOML text into a frozen :class:`ModelSpec`; every problem is a
@@ -34,6 +34,8 @@ MODEL_TYPES = ("random_effects", "meta_regression", "three_level", "mediation", 
 MEDIATION_TYPES = ("mediation", "mediation_paths")
 EFFECTS = ("normal", "student_t")
 ENGINES = ("mcmc", "exact")
+#: NUTS implementations of the MCMC engine (``[sampler] nuts_sampler``; bayes_se.sampling.sample).
+NUTS_SAMPLERS = ("nutpie", "pymc")
 # parameters a [priors] table may name, besides "preset" and beta[NAME]
 PRIOR_KEYS = ("mu", "beta", "tau", "tau2", "sigma_cluster", "sigma_effect", "nu", "alpha")
 
@@ -85,6 +87,8 @@ class SamplerSection:
     #: so a spec either sets a number or leaves the key out.
     target_accept: float | None = dataclasses.field(default=None, metadata={"type": float})
     seed: int = defaults.SEED
+    #: "nutpie": nutpie's Rust NUTS on the density PyTensor compiles with Numba; "pymc": PyMC's NUTS.
+    nuts_sampler: str = "nutpie"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,6 +548,7 @@ def _validate(spec: ModelSpec) -> None:
     _choice("model.type", m.type, MODEL_TYPES)
     _choice("model.effects", m.effects, EFFECTS)
     _choice("sampler.engine", s.engine, ENGINES)
+    _choice("sampler.nuts_sampler", s.nuts_sampler, NUTS_SAMPLERS)
     if m.mods.strip():
         check_mods(m.mods)
     elif m.type == "meta_regression":

@@ -18,6 +18,7 @@ import pytest
 
 from bayes_se.api import fit_random_effects, fit_three_level
 from bayes_se.results import BayesianFit
+from bayes_se.sampling import REFIT_TARGET_ACCEPT
 from conftest import REFERENCE, mcse_sd
 
 pytestmark = pytest.mark.mcmc
@@ -86,7 +87,11 @@ def bcg():
 
 @pytest.fixture(scope="module")
 def bcg_fit(bcg):
-    return fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, **FIT)
+    # the default sampler, nutpie, with 2,500 draws a chain: its z-scores against the exact posterior
+    # over 40 seeds of 1,000 draws have SDs of 0.6 to 1.3 (benchmarks/results/nutpie_tails.md), so one
+    # seeded fit of 10 statistics at 3 MCSEs fails by chance now and then (SEED did, at 1,000 draws:
+    # mu's 2.5% quantile at 3.8 MCSEs); 2,500 draws cost half a second more
+    return fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, **dict(FIT, draws=2500))
 
 
 def test_bcg_matches_exact_and_brms(bcg_fit):
@@ -162,7 +167,11 @@ def test_bcg_student_t_effects_fit_and_converge(bcg):
     fit = fit_random_effects(bcg.yi, bcg.vi, study=bcg.study, priors=REFERENCE_PRIORS, effects="student_t",
                              seed=SEED, draws=1000, tune=1000, chains=4, cores=1)
     assert fit.diagnostics.passed, fit.diagnostics.problems
-    assert fit.settings["target_accept"] == 0.9  # non-centred Student-t effects keep the higher default
+    # non-centred Student-t effects keep the higher default, 0.9; a divergence there (with either
+    # sampler, about one seed in eight: benchmarks/results/nutpie_tails.md) refits once at 0.99
+    reason = fit.idata.attrs.get("refit_reason")
+    assert fit.settings["target_accept"] == (REFIT_TARGET_ACCEPT if reason else 0.9)
+    assert reason is None or "at target_accept=0.9;" in reason
     assert fit.idata.log_likelihood["y"].dims == ("chain", "draw", "study")
     # heavy-tailed effects leave the pooled estimate near the normal model's (exact: -0.688, sd 0.18)
     assert abs(float(fit.idata.posterior["mu"].median()) - (-0.688)) < 0.18

@@ -3,6 +3,7 @@ posterior known in closed form: mu ~ N(0, 1), y_i ~ N(mu, 1) gives mu | y ~ N(su
 1 / (n + 1)); sigma ~ HalfNormal(1) does not enter the likelihood, so its posterior is its prior."""
 
 import pathlib
+import warnings
 
 import numpy as np
 import pytest
@@ -108,3 +109,80 @@ def test_path_model_samplers_agree():
             means.append(float(post[var].mean()))
             errs.append(float(az.mcse(post, method="mean")[var]))
         assert abs(means[0] - means[1]) < 4 * np.hypot(*errs), var
+
+
+def _bcg():
+    from bayes_se.data import load_effects
+
+    return load_effects(pathlib.Path(__file__).resolve().parent / "reference" / "data" / "dat.bcg.csv")
+
+
+def test_prior_draws_do_not_depend_on_the_prior_sampler_mode():
+    """The prior (predictive) sampler is compiled without PyTensor's rewrites (sampling.PRIOR_MODE)
+    for speed: numpy's generators draw the same values either way."""
+    from bayes_se import sampling
+    from bayes_se.builders.random_effects import build_random_effects
+    from bayes_se.builders.three_level import build_three_level
+
+    data = _bcg()
+    cluster = [str(i // 3) for i in range(len(data.yi))]
+    for built in (build_random_effects(data.yi, data.vi, study=data.study, effects="student_t"),
+                  build_three_level(data.yi, data.vi, cluster, study=data.study)):
+        draws = []
+        for mode in ("FAST_RUN", sampling.PRIOR_MODE):
+            with built.model, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Potentials.*")
+                prior = pm.sample_prior_predictive(draws=50, random_seed=9, compile_kwargs={"mode": mode})
+            draws.append(prior)
+        assert sampling.PRIOR_MODE != "FAST_RUN"
+        free = {rv.name for rv in built.model.free_RVs}  # the parameters: the very same draws
+        for group in draws[0].groups():  # the three-level model (a Potential) has no prior predictive
+            for name in draws[0][group].data_vars:
+                a, b = np.asarray(draws[0][group][name]), np.asarray(draws[1][group][name])
+                if name in free:
+                    np.testing.assert_array_equal(a, b, err_msg=name)
+                else:  # computed from them (theta = mu + tau u; y around theta): equal to rounding
+                    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+def test_random_effects_samplers_agree_and_say_which_ran():
+    """The default NUTS of the random-effects model (nutpie) and PyMC's give the same posterior
+    within Monte Carlo error; the fit, its JSON record and the report's methods paragraph say which."""
+    from bayes_se import api
+    from bayes_se.report.methods import methods_paragraph
+
+    data = _bcg()
+    fits = {s: api.fit_random_effects(data.yi, data.vi, study=data.study, seed=3, draws=500, tune=500,
+                                      chains=2, sampler=s) for s in ("nutpie", "pymc")}
+    for sampler, fit in fits.items():
+        assert fit.settings["sampler"] == sampler and fit.idata.attrs["sampler"] == sampler
+        assert list(fit.idata.posterior["study"].values) == list(data.study)  # study effects, by label
+        text = methods_paragraph(fit=fit, k=len(data.yi), settings=fit.settings)
+        assert ("sampler of nutpie 0." in text) if sampler == "nutpie" else ("sampler of PyMC 5." in text)
+    for var in ("mu", "tau"):
+        means = [float(f.idata.posterior[var].mean()) for f in fits.values()]
+        errs = [float(az.mcse(f.idata.posterior[[var]], method="mean")[var]) for f in fits.values()]
+        assert abs(means[0] - means[1]) < 4 * np.hypot(*errs), var
+
+
+def test_spec_chooses_the_nuts_sampler_and_tune_0_needs_pymc():
+    import dataclasses
+
+    from bayes_se import api
+    from bayes_se.errors import SpecError
+    from bayes_se.resources import spec_file
+    from bayes_se.spec import load_spec
+
+    spec = load_spec(spec_file("random_effects"))
+    assert spec.sampler.nuts_sampler == "nutpie"
+    assert load_spec(spec.to_toml()) == spec and 'nuts_sampler = "nutpie"' in spec.to_toml()
+    with pytest.raises(SpecError, match="not one of nutpie, pymc") as err:
+        load_spec(spec.to_toml().replace('nuts_sampler = "nutpie"', 'nuts_sampler = "stan"'))
+    assert err.value.key == "sampler.nuts_sampler"
+    data = _bcg()
+    with pytest.raises(SpecError, match="tune = 0 needs nuts_sampler") as err:
+        api.fit(data, spec, draws=20, tune=0, chains=1)
+    assert err.value.key == "sampler.tune"
+    pymc_spec = dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler, nuts_sampler="pymc"))
+    fit = api.fit(data, pymc_spec, draws=20, tune=0, chains=1)
+    assert fit.settings["sampler"] == "pymc"

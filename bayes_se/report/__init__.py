@@ -275,7 +275,7 @@ def _model_tail(fit, blocks, priors):
                                   "write_report."))
     engine = ("exact quadrature over τ (no sampling)" if fit.engine == "exact" else
               "exact 2-D quadrature over (τ_0, τ_1) (no sampling)" if fit.engine == "exact_scale" else
-              "MCMC (NUTS, PyMC)")
+              "MCMC (NUTS, nutpie)" if fit.settings.get("sampler") == "nutpie" else "MCMC (NUTS, PyMC)")
     blocks.append(("p", f"Engine: {engine}."))
     return blocks
 

@@ -128,8 +128,12 @@ def methods_paragraph(*, fit, k: int, priors: dict | None = None, preset: str | 
                  "Chebyshev coefficients decayed below 1e-13, so no Monte Carlo error or convergence diagnostics "
                  "apply.")
     else:
-        s.append(f"The model was fitted with bayes_se {v['bayes_se']} using the No-U-Turn sampler of PyMC "
-                 f"{v['pymc']} (PyTensor {v['pytensor']}; Python {v['python']}), {st.get('chains', '?')} chains of "
+        if st.get("sampler") == "nutpie":
+            nuts = (f"the No-U-Turn sampler of nutpie {v.get('nutpie') or '?'} on the model of PyMC {v['pymc']} "
+                    f"(log density compiled by PyTensor {v['pytensor']}; Python {v['python']})")
+        else:
+            nuts = f"the No-U-Turn sampler of PyMC {v['pymc']} (PyTensor {v['pytensor']}; Python {v['python']})"
+        s.append(f"The model was fitted with bayes_se {v['bayes_se']} using {nuts}, {st.get('chains', '?')} chains of "
                  f"{st.get('tune', '?')} warm-up and {st.get('draws', '?')} sampling iterations, target acceptance "
                  f"{st.get('target_accept', '?')}, random seed {st.get('seed', '?')}.")
         if diagnostics is not None:
