@@ -1,7 +1,7 @@
 """The one interface of every Bayesian fit, whatever engine made it.
 
 :class:`Fit` is the base of :class:`bayes_se.exact_fit.ExactFit` (quadrature over tau),
-:class:`bayes_se.results.BayesianFit` (PyMC's NUTS) and :class:`bayes_se.mediation.MediationFit`
+:class:`bayes_se.results.BayesianFit` (NUTS) and :class:`bayes_se.mediation.MediationFit`
 (the MASEM path model). Like metafor's ``rma`` object, a fit answers the same questions whatever
 produced it:
 

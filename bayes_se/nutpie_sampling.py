@@ -1,8 +1,8 @@
 """NUTS by nutpie (Rust) on a PyMC model whose density PyTensor compiles with its Numba backend.
 
 PyMC's own NUTS runs its tree building in Python: about 60-100 us of interpreter work per
-leapfrog step, which is most of a mediation fit when one density-and-gradient evaluation costs
-tens of microseconds (docs/performance.md). nutpie runs the same algorithm (multinomial NUTS with
+leapfrog step, which is most of a fit when one density-and-gradient evaluation costs a few to
+tens of microseconds (the random-effects model: 7 us at k = 81; docs/performance.md). nutpie runs the same algorithm (multinomial NUTS with
 a diagonal mass matrix; Hoffman & Gelman 2014, Betancourt 2017) in Rust, with its own step-size
 and mass-matrix adaptation (Seyboldt et al., nutpie). Its PyMC route (``pm.sample(nuts_sampler=
 "nutpie")``) wraps the density in a Numba C callback, which Numba compiles anew in every process
@@ -11,7 +11,8 @@ Python callable instead, nutpie's route for JAX-compiled models (``nutpie.compil
 from_pyfunc``). The callable calls the Numba function PyTensor compiled (``Function.vm.jit_fn``,
 what nutpie's own Numba route calls), which Numba caches on disk, and this module caches per
 process with the model: a later fit of the same model on new data (``pm.set_data``) compiles
-nothing. The GIL serialises the callbacks, so the chains run on one thread.
+nothing. The GIL serialises the callbacks, so the chains run on one thread. Every MCMC fit of
+the package samples here by default (``[sampler] nuts_sampler``).
 
 Public: :func:`sample_nutpie`.
 """

@@ -45,7 +45,7 @@ def _flat(arr):
 
 @dataclass(repr=False)
 class BayesianFit(Fit):
-    """A sampled Bayesian meta-analysis (PyMC's NUTS), behind the common fit interface.
+    """A sampled Bayesian meta-analysis (NUTS: nutpie or PyMC), behind the common fit interface.
 
     Attributes
     ----------
