@@ -23,6 +23,7 @@ import numpy as np
 from bayes_se import defaults
 from bayes_se.fits import (Fit, check_level, interval_columns, probability_columns, stored_priors, stored_settings,
                            typical_within_variance)
+from bayes_se.gc_pause import paused_gc
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -279,10 +280,11 @@ class ExactFit(Fit):
         if s is not None:
             cols += list(probability_columns(s))
             values = np.column_stack([values, *self._probs(names, events)])
-        rows = values.tolist()
-        for i in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():  # NaN and inf become None
-            rows[i] = [v if math.isfinite(v) else None for v in rows[i]]
-        return level, dict(zip(map(str, names), map(dict, map(zip, itertools.repeat(cols), rows))))
+        with paused_gc():  # k rows: k lists and dicts, no cycles
+            rows = values.tolist()
+            for i in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():  # NaN and inf become None
+                rows[i] = [v if math.isfinite(v) else None for v in rows[i]]
+            return level, dict(zip(map(str, names), map(dict, map(zip, itertools.repeat(cols), rows))))
 
     def _headline(self) -> str:
         kind = "meta-regression" if self.X is not None else "random-effects model"

@@ -232,7 +232,10 @@ def _plain_numbers(values: list, decimal: str) -> np.ndarray:
     """Floats of the text cells that are plain numbers of the grammar (``[+-]digits[D digits][e..]``),
     NaN elsewhere: the common case at C speed (NumPy parses the text with Python's own
     correctly rounded reader), so 200,000 rows do not go through :func:`parse_number` one by one."""
-    texts = [cell.strip() if type(cell) is str else "" for cell in values]
+    if set(map(type, values)) == {str}:  # a file's text cells: stripped at C speed
+        texts = list(map(str.strip, values))
+    else:
+        texts = [cell.strip() if type(cell) is str else "" for cell in values]
     if decimal == "." and texts and not "".join(texts).translate(_PLAIN_DELETE):
         # only digits, signs, points and exponent letters: there Python's float() reads exactly the
         # strings of the grammar (it refuses the rest: "", ".", "1e", "+-1"), so one pass of float()
@@ -287,7 +290,7 @@ def label_column(values) -> list:
     """``[label(cell) for cell in values]``: a column's cells as text labels (None where missing)."""
     cells = list(values)
     if cells and set(map(type, cells)) == {str}:  # a file's text cells, at C speed
-        stripped = [cell.strip() for cell in cells]
+        stripped = list(map(str.strip, cells))
         return [None if text.casefold() in _MISSING_FOLDED else text for text in stripped]
     return [label(cell) for cell in cells]
 
@@ -354,7 +357,7 @@ def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool
     same ones), and once a text cell has decided that the column is text, the remaining cells are
     parsed only until one number is found (which the note needs), skipping those that cannot be
     numbers (a number with thousands separators starts ``[+-]?[1-9]``)."""
-    stripped = [cell.strip() for cell in cells]
+    stripped = list(map(str.strip, cells))
     missing_at = [text.casefold() in _MISSING_FOLDED for text in stripped]  # is_missing of a str
     missing = sum(missing_at)
     if missing == len(cells):
@@ -462,10 +465,16 @@ class TextCells:
     def __init__(self, header: list, records: list):
         self.header = list(header)
         self.records = records
+        self._columns = None  # the records transposed, on the first column asked for
 
     def column(self, name) -> list:
         j = self.header.index(name)
-        return [record[j] for record in self.records]
+        if self._columns is None:
+            width = len(self.header)
+            if not all(len(record) == width for record in self.records):  # as read: padded to the header
+                return [record[j] for record in self.records]
+            self._columns = list(zip(*self.records)) if self.records else [()] * width
+        return list(self._columns[j])
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.records, columns=self.header, dtype=object)
