@@ -103,10 +103,7 @@ def _rows_text(obj: dict, level: int) -> str | None:
     prefixes = _prefixes(keys, "\n" + INDENT * (level + 2))
     if prefixes is None:
         return None
-    text = repr(values)[1:-1]
-    if "n" in text or "N" in text:  # None, nan, inf, -inf (a finite float's repr has no letter but e)
-        text = text.replace("None", "null").replace("nan", "null").replace("-inf", "null").replace("inf", "null")
-    texts = text.split(", ")
+    texts = _value_texts(values)
     n, m = len(rows), len(keys)
     pad = "\n" + INDENT * (level + 1)
     width = 2 * m + 3  # per row: separator, name, then (": {" or ",") + key and value m times, "}"
@@ -118,6 +115,77 @@ def _rows_text(obj: dict, level: int) -> str | None:
         pieces[3 + 2 * j::width] = texts[j::m]
     pieces[width - 1::width] = [pad + "}"] * n
     return "{" + "".join(pieces) + "\n" + INDENT * level + "}"
+
+
+#: From this many values on, :func:`_value_texts` formats floats with Apache Arrow's compiled cast
+#: (where pyarrow is installed, as it is with nutpie): 4 to 5 times faster than ``repr``.
+ARROW_MIN_VALUES = 50_000
+ARROW_PIECE = 1 << 16
+_ARROW_OK = None  # whether Arrow's cast writes repr's digits here (checked once, on first use)
+
+
+def _value_texts(values: list) -> list:
+    """The JSON text of each value of a list of floats and None: a finite float's ``repr`` (what
+    ``json`` writes), ``null`` for None, NaN and inf."""
+    if len(values) >= ARROW_MIN_VALUES:
+        texts = _arrow_texts(values)
+        if texts is not None:
+            return texts
+    text = repr(values)[1:-1]
+    if "n" in text or "N" in text:  # None, nan, inf, -inf (a finite float's repr has no letter but e)
+        text = text.replace("None", "null").replace("nan", "null").replace("-inf", "null").replace("inf", "null")
+    return text.split(", ")
+
+
+def _arrow_texts(values: list):
+    """:func:`_value_texts` by Arrow's cast of float64 to text, None where pyarrow is missing or
+    writes other digits than ``repr`` (checked once on a fixed sample).
+
+    Both write the shortest digits that read back as the same double (Arrow: the double-conversion
+    library's ``ToShortest``; Python: David Gay's ``dtoa`` mode 0), and both write them positionally
+    for the non-integral values with ``1e-4 <= |x| < 1e16``; Arrow's text is kept only there (and
+    where it has no exponent); integral values (``1.0``, which Arrow writes ``1``), the smaller and
+    larger magnitudes (exponent notation, written differently) and None, NaN, inf go to ``repr``.
+    """
+    global _ARROW_OK
+    if _ARROW_OK is False:
+        return None
+    try:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        _ARROW_OK = False
+        return None
+
+    def cast(x):
+        strings = pc.cast(pa.array(x, type=pa.float64()), pa.string())
+        a = np.abs(x)
+        with np.errstate(invalid="ignore"):
+            plain = (a >= 1e-4) & (a < 1e16) & (x != np.floor(x))  # False for NaN
+        plain &= ~pc.match_substring(strings, "e").to_numpy(zero_copy_only=False)
+        return strings.to_pylist(), np.flatnonzero(~plain).tolist()
+
+    if _ARROW_OK is None:  # repr's digits, and Arrow's, on a sample of every magnitude kept
+        rng = np.random.default_rng(20261130)
+        sample = np.concatenate([
+            [0.1, 0.2, 0.3, 0.1 + 0.2, 1 / 3, 2 / 3, 2.675, 1.005, 0.015, 4.35, 1e-4, 1.5e-4, 0.5, 123.456,
+             3.141592653589793, 2.718281828459045, 9007199254740.993, 1e15 + 0.5, 5e-324, 1e300, -0.0],
+            rng.normal(size=500) * 10.0 ** rng.uniform(-5, 17, 500), rng.random(500)])
+        texts, redo = cast(sample)
+        keep = set(range(sample.size)) - set(redo)
+        _ARROW_OK = bool(keep) and all(texts[i] == float.__repr__(float(sample[i])) for i in keep)
+        if not _ARROW_OK:
+            return None
+    x = np.array(values, dtype=float)  # None: NaN
+    texts = []
+    for start in range(0, x.size, ARROW_PIECE):  # Arrow's buffers a few MB at a time
+        piece, redo = cast(x[start:start + ARROW_PIECE])
+        for i in redo:
+            v = values[start + i]
+            piece[i] = "null" if v is None or not math.isfinite(v) else float.__repr__(v)
+        texts += piece
+    return texts
 
 
 def _write(obj, level: int, out: list) -> None:
