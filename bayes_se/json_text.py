@@ -159,11 +159,15 @@ def _arrow_texts(values: list):
         return None
 
     def cast(x):
-        strings = pc.cast(pa.array(x, type=pa.float64()), pa.string())
+        x = np.ascontiguousarray(x, dtype=float)
+        # from the array's buffer: pa.array() and BooleanArray.to_numpy() would import pandas
+        strings = pc.cast(pa.Array.from_buffers(pa.float64(), x.size, [None, pa.py_buffer(x)]), pa.string())
+        exponent = pc.match_substring(strings, "e")
+        bits = np.unpackbits(np.frombuffer(exponent.buffers()[1], dtype=np.uint8), bitorder="little")
         a = np.abs(x)
         with np.errstate(invalid="ignore"):
             plain = (a >= 1e-4) & (a < 1e16) & (x != np.floor(x))  # False for NaN
-        plain &= ~pc.match_substring(strings, "e").to_numpy(zero_copy_only=False)
+        plain &= bits[exponent.offset:exponent.offset + x.size] == 0
         return strings.to_pylist(), np.flatnonzero(~plain).tolist()
 
     if _ARROW_OK is None:  # repr's digits, and Arrow's, on a sample of every magnitude kept

@@ -83,3 +83,17 @@ def test_large_tables_formatted_by_arrow_as_repr_does(monkeypatch):
     assert json_text._ARROW_OK is True  # the Arrow path ran
     texts = json_text._value_texts(values)
     assert texts == ["null" if v is None or not math.isfinite(v) else repr(v) for v in values]
+
+
+def test_the_arrow_path_imports_no_pandas():
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("pyarrow")
+    code = ("import sys; from bayes_se import json_text; "
+            "rows = {f's{i}': {'a': i / 7, 'b': None} for i in range(30000)}; "
+            "json_text.dumps(rows); assert json_text._ARROW_OK is True; print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
