@@ -72,6 +72,10 @@ _EXCEL_ERRORS = {"#n/a", "#div/0!", "#value!", "#ref!", "#name?", "#num!", "#nul
 _GROUP_MARKS = {".": (",", " ", "\u00a0", "\u202f", "'"), ",": (".", " ", "\u00a0", "\u202f", "'")}
 _PLAIN_DELETE = str.maketrans("", "", "0123456789+-.eE")  # the characters of plain numbers (decimal '.')
 _MAY_GROUP = re.compile(r"[+-]?[1-9]").match  # how every number with thousands separators starts (_grouped)
+# ... and whether any cell of a column joined by NUL (a file holds none) starts so, or as a plain number does
+# (searched in "\x00" + the joined cells: a literal first character, which the regex engine finds fast)
+_ANY_MAY_GROUP = re.compile(r"\x00[+-]?[1-9]").search
+_ANY_MAY_BE_PLAIN = {d: re.compile(rf"\x00[+-]?[0-9{re.escape(d)}]").search for d in DECIMALS}
 
 
 class NotANumber(ValueError):
@@ -244,9 +248,11 @@ def _plain_numbers(values: list, decimal: str) -> np.ndarray:
             return np.fromiter(map(float, texts), dtype=float, count=len(texts))
         except ValueError:
             pass
+    out = np.full(len(values), np.nan)
+    if _ANY_MAY_BE_PLAIN[decimal]("\x00" + "\x00".join(texts)) is None:  # no cell starts as a number (text labels)
+        return out
     match = _NUMBER[decimal].match
     plain = np.array([match(t) is not None for t in texts], dtype=bool)
-    out = np.full(len(values), np.nan)
     if plain.any():
         chosen = [t for t, ok in zip(texts, plain) if ok]
         if decimal != ".":
@@ -358,7 +364,9 @@ def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool
     parsed only until one number is found (which the note needs), skipping those that cannot be
     numbers (a number with thousands separators starts ``[+-]?[1-9]``)."""
     stripped = list(map(str.strip, cells))
-    missing_at = [text.casefold() in _MISSING_FOLDED for text in stripped]  # is_missing of a str
+    # is_missing of a str, decided once per distinct cell (a moderator has few)
+    gone = {text for text in set(stripped) if text.casefold() in _MISSING_FOLDED}
+    missing_at = [text in gone for text in stripped] if gone else [False] * len(stripped)
     missing = sum(missing_at)
     if missing == len(cells):
         empty = np.full(len(cells), np.nan)
@@ -367,9 +375,14 @@ def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool
     present = ~np.array(missing_at, dtype=bool)
     found_number = bool(np.isfinite(numbers).any())  # missing cells read as NaN: only present ones count
     first_numberlike = first_text = None
+    may_group = None  # whether any cell starts as a number with thousands separators does
     for i in np.flatnonzero(present & ~np.isfinite(numbers)).tolist():
         if first_text is not None:  # the column is text: does any other cell hold a number (for the note)?
             if found_number:
+                break
+            if may_group is None:
+                may_group = _ANY_MAY_GROUP("\x00" + "\x00".join(stripped)) is not None
+            if not may_group:  # no cell left can be a number
                 break
             if not _MAY_GROUP(stripped[i]):
                 continue
