@@ -865,15 +865,40 @@ class ExactPosterior:
         of beta_j's posterior, which a tight prior far from 0 puts beyond the grid)."""
         key = ("log_z_without", j)  # memoised: the Bayes factor and its log ask for the same quadrature
         if key not in self._mixtures:
-            md = self._model
-            keep = np.arange(md.X.shape[1]) != j
-            model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
-            null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
-                                  self._newx[keep], self._logprior, self._scale, self.level, False,
-                                  self._log_tau2_prior,
-                                  self._tail_power)  # coefficient j is proper: the tail is unchanged
-            self._mixtures[key] = null._log_z
-        return self._mixtures[key]
+            self._mixtures[key] = self._null_log_z(j)
+        value = self._mixtures[key]
+        if hasattr(value, "result"):  # started by prefetch_bayes_factor: wait for it (its error is raised here)
+            value = self._mixtures[key] = value.result()
+        return value
+
+    def _null_log_z(self, j):
+        md = self._model
+        keep = np.arange(md.X.shape[1]) != j
+        model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
+        null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
+                              self._newx[keep], self._logprior, self._scale, self.level, False,
+                              self._log_tau2_prior,
+                              self._tail_power)  # coefficient j is proper: the tail is unchanged
+        return null._log_z
+
+    def prefetch_bayes_factor(self, hypothesis: str) -> None:
+        """Start the quadrature of the null model that a point-null Bayes factor (``"mu0"``,
+        ``"beta[NAME]=0"``) needs in a thread, so that it runs beside other work (a large k's study
+        effects); :meth:`log_bayes_factor` then waits for it: the same numbers. Nothing is started for
+        ``"tau0"`` (no quadrature), a flat coefficient (NaN) or a null already computed or started."""
+        h = hypothesis.replace(" ", "")
+        h = h[:-2] + "0" if h.endswith("=0") else h
+        if h == "tau0" or not h.endswith("0"):
+            return
+        kind, j = self._resolve(h[:-1])
+        key = ("log_z_without", j)
+        if kind != "coef" or self._model.prec[j] == 0 or key in self._mixtures:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
+        self._mixtures[key] = pool.submit(self._null_log_z, j)
+        pool.shutdown(wait=False)
 
     def subset(self, keep) -> "ExactPosterior":
         """The posterior of the same model and priors given only the studies in ``keep`` (a mask

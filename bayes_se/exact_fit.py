@@ -26,6 +26,7 @@ from bayes_se.fits import (Fit, check_level, interval_columns, probability_colum
 from bayes_se.gc_pause import paused_gc
 
 LOG_2PI = math.log(2.0 * math.pi)
+PREFETCH_MIN_K = 50_000  # from this many studies on, to_dict starts BF01's null quadrature in a thread
 
 
 def exact_verdict():
@@ -398,6 +399,9 @@ class ExactFit(Fit):
         return cumulative(self.posterior, order, level=level)
 
     def to_dict(self, level=None, interval="central") -> dict:
+        if self.k >= PREFETCH_MIN_K and self._coef_rows() == ["mu"]:
+            # the null model's quadrature of BF01 (mu = 0) beside the study effects' summary (threads)
+            self.posterior.prefetch_bayes_factor("mu0")
         out = super().to_dict(level=level, interval=interval)
         out["log_marginal_likelihood"] = self.log_marginal_likelihood
         out["bayes_factors"] = self.bayes_factors()
