@@ -204,12 +204,17 @@ class ExactFit(Fit):
     def _probs(self, names, events):
         # the study effects in one vectorised pass (at k = 200,000 one call per study took minutes)
         names = list(names)
-        at = [i for i, n in enumerate(names) if not n.startswith("theta[")]
-        others = [names[i] for i in at]
         labels = [f"theta[{s}]" for s in self.posterior.study]
-        locs = set(self._coef_rows() + ["pred"])  # location_names() without the study effects
         block = next((i for i, n in enumerate(names) if n.startswith("theta[")), len(names))
-        in_order = len(at) + len(labels) == len(names) and names[block:block + len(labels)] == labels
+        rest = names[:block] + names[block + len(labels):]
+        # the studies in order in one block (the summary's rows), no study effect outside it
+        in_order = names[block:block + len(labels)] == labels and not any(n.startswith("theta[") for n in rest)
+        if in_order:
+            at = list(range(block)) + list(range(block + len(labels), len(names)))
+        else:
+            at = [i for i, n in enumerate(names) if not n.startswith("theta[")]
+        others = [names[i] for i in at]
+        locs = set(self._coef_rows() + ["pred"])  # location_names() without the study effects
         heads = [[self._prob(n, op, x) if n in locs else np.nan for n in others] for op, x in events]
         result = []
         for head, theta in zip(heads, self.posterior.theta_probs(events)):
