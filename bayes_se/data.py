@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayes_se.errors import DataError, DataWarning
+from bayes_se.gc_pause import paused_gc
 from bayes_se.lazy import LazyModule
 from bayes_se.table import MAX_FILE_BYTES, Table, infer_column, label, label_column, number_column, read_table
 
@@ -217,7 +218,8 @@ class EffectData:
         Canonical: no index, ``\\n`` line ends, floats written with 17 significant digits.
         """
         if isinstance(self.cells, FrameColumns):  # the same text, without pandas
-            text = self.cells.canonical_csv()
+            with paused_gc():
+                text = self.cells.canonical_csv()
         else:
             text = self.frame.to_csv(index=False, lineterminator="\n", float_format="%.17g")
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -309,8 +311,9 @@ def load_effects(
     ----------
     Hedges, L. V. & Olkin, I. (1985). *Statistical Methods for Meta-Analysis*. Academic Press.
     """
-    table = read_table(source, sep=sep, decimal=decimal, encoding=encoding)
-    data, notes = _build(table, effect, variance, se, study, cluster, moderators)
+    with paused_gc():  # a large table is millions of small lists and strings, and no cycles
+        table = read_table(source, sep=sep, decimal=decimal, encoding=encoding)
+        data, notes = _build(table, effect, variance, se, study, cluster, moderators)
     table.warn()
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)
@@ -391,7 +394,7 @@ def _build(source: Table, effect, variance, se, study, cluster, moderators):
                 raise DataError("the cluster id is missing", row=where(i), column=cluster)
             cluster_ids.append(cid)
         labels = _number_repeats(labels, study_col, source.rows)
-    else:
+    elif len(set(labels)) != len(labels):  # some label repeats: name the first repeat
         first = {}
         for i, lab in enumerate(labels):
             if lab in first:

@@ -160,7 +160,14 @@ class _NormalModel:
         rows = max(1, CHUNK_ELEMENTS // max(1, self.y.size))
         if tau.size <= rows:
             return self._conditional(tau)
-        parts = [self._conditional(tau[i:i + rows]) for i in range(0, tau.size, rows)]
+        chunks = [tau[i:i + rows] for i in range(0, tau.size, rows)]
+        if THETA_THREADS < 2:
+            parts = [self._conditional(chunk) for chunk in chunks]
+        else:  # the same chunks, THETA_THREADS at a time in threads (NumPy and BLAS release the GIL)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(THETA_THREADS, len(chunks))) as pool:
+                parts = list(pool.map(self._conditional, chunks))
         return tuple(np.concatenate(blocks) for blocks in zip(*parts))
 
     def _conditional(self, tau):
@@ -858,15 +865,40 @@ class ExactPosterior:
         of beta_j's posterior, which a tight prior far from 0 puts beyond the grid)."""
         key = ("log_z_without", j)  # memoised: the Bayes factor and its log ask for the same quadrature
         if key not in self._mixtures:
-            md = self._model
-            keep = np.arange(md.X.shape[1]) != j
-            model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
-            null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
-                                  self._newx[keep], self._logprior, self._scale, self.level, False,
-                                  self._log_tau2_prior,
-                                  self._tail_power)  # coefficient j is proper: the tail is unchanged
-            self._mixtures[key] = null._log_z
-        return self._mixtures[key]
+            self._mixtures[key] = self._null_log_z(j)
+        value = self._mixtures[key]
+        if hasattr(value, "result"):  # started by prefetch_bayes_factor: wait for it (its error is raised here)
+            value = self._mixtures[key] = value.result()
+        return value
+
+    def _null_log_z(self, j):
+        md = self._model
+        keep = np.arange(md.X.shape[1]) != j
+        model = _NormalModel(md.y, md.v, md.X[:, keep], md.m[keep], md.s[keep])
+        null = ExactPosterior(model, [n for n, k in zip(self.coef_names, keep) if k], self.study,
+                              self._newx[keep], self._logprior, self._scale, self.level, False,
+                              self._log_tau2_prior,
+                              self._tail_power)  # coefficient j is proper: the tail is unchanged
+        return null._log_z
+
+    def prefetch_bayes_factor(self, hypothesis: str) -> None:
+        """Start the quadrature of the null model that a point-null Bayes factor (``"mu0"``,
+        ``"beta[NAME]=0"``) needs in a thread, so that it runs beside other work (a large k's study
+        effects); :meth:`log_bayes_factor` then waits for it: the same numbers. Nothing is started for
+        ``"tau0"`` (no quadrature), a flat coefficient (NaN) or a null already computed or started."""
+        h = hypothesis.replace(" ", "")
+        h = h[:-2] + "0" if h.endswith("=0") else h
+        if h == "tau0" or not h.endswith("0"):
+            return
+        kind, j = self._resolve(h[:-1])
+        key = ("log_z_without", j)
+        if kind != "coef" or self._model.prec[j] == 0 or key in self._mixtures:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
+        self._mixtures[key] = pool.submit(self._null_log_z, j)
+        pool.shutdown(wait=False)
 
     def subset(self, keep) -> "ExactPosterior":
         """The posterior of the same model and priors given only the studies in ``keep`` (a mask
@@ -944,31 +976,15 @@ class ExactPosterior:
             rows_out = np.empty((len(self.study), 2 + len(probs)))
             events = self._events(theta_events)
             events_out = [np.empty(len(self.study)) for _ in events]
-            # large k: each quantile starts from the same quantile of a START_NODES-point Gauss rule
-            # for tau's posterior, so one Newton pass over the whole mixture is enough (_gauss_mixture)
-            reduced = None if self._theta_cached() else self._gauss_mixture(START_NODES)
-
-            for rows, w, m, s in self._theta_blocks():
-                # the moments and probabilities as before, block by block (the same BLAS calls, the
-                # same numbers); the quantiles in cache-sized pieces of the block, two at a time
-                mean = w @ m
-                sd = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
-                rows_out[rows, 0], rows_out[rows, 1] = mean, sd
-                self._event_probs(events, events_out, rows, w, m, s)
-                if reduced is None:
+            if self._theta_cached():
+                for rows, w, m, s in self._theta_blocks():
+                    mean = w @ m
+                    rows_out[rows, 0] = mean
+                    rows_out[rows, 1] = np.sqrt(w @ (np.square(s) + np.square(m - mean)))
+                    self._event_probs(events, events_out, rows, w, m, s)
                     rows_out[rows, 2:] = np.column_stack([self._quantiles_all(m, s, p, w) for p in probs])
-                    continue
-
-                def piece(cols, rows=rows, w=w, m=m, s=s, mean=mean, sd=sd):
-                    tau_r, w_r, b_r, Ainv_r = reduced
-                    part = slice(rows.start + cols.start, rows.start + cols.stop)
-                    m_r, s_r = self._normal_moments("theta", part, tau_r, b_r, Ainv_r)
-                    mc, sc = m[:, cols], s[:, cols]
-                    rows_out[part, 2:] = np.column_stack([
-                        self._quantiles_all(mc, sc, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
-                                            moments=(mean[cols], sd[cols])) for p in probs])
-
-                self._pieces(piece, m.shape[1], max(64, BLOCK_ELEMENTS // w.size))
+            else:
+                self._theta_summary_large(probs, events, rows_out, events_out)
             if events:
                 self._mixtures[("theta_probs", tuple(events))] = [np.clip(p, 0.0, 1.0) for p in events_out]
             blocks.append(rows_out)
@@ -977,6 +993,58 @@ class ExactPosterior:
             blocks.append(np.array([list(self._moments("pred")) + list(self.quantile("pred", probs))]))
             names.append("pred")
         return names, cols, np.vstack(blocks)
+
+    def _theta_summary_large(self, probs, events, rows_out, events_out) -> None:
+        """:meth:`summary_values`' study effects beyond the cached size: the rows of ``rows_out`` (mean,
+        sd, the quantiles ``probs``) and ``events_out`` (the events' probabilities, unclipped).
+
+        Block by block (:meth:`_theta_blocks`' blocks and pruned grid), every elementwise pass over
+        (grid x block) in cache-sized pieces of the block, ``THETA_THREADS`` at a time in threads: the
+        conditional moments of each study, the normal cdf of the events, the terms of the variance and
+        the quantiles. Every product over the grid (``w @ ...``) is still taken over the whole block, so
+        the numbers are those of computing each block whole. Each quantile starts from the same
+        quantile of a ``START_NODES``-point Gauss rule for tau's posterior, so one Newton pass over the
+        whole mixture is enough (:meth:`_gauss_mixture`)."""
+        tau_r, w_r, b_r, Ainv_r = self._gauss_mixture(START_NODES)
+        w, tau, b, Ainv, size = self._theta_pruned()
+        k, G = len(self.study), w.size
+        step = max(64, BLOCK_ELEMENTS // G)
+        for start in range(0, k, size):
+            rows = slice(start, min(k, start + size))
+            n = rows.stop - rows.start
+            m, s, t = np.empty((G, n)), np.empty((G, n)), np.empty((G, n))
+            cdfs = [np.empty((G, n)) for _ in events]
+
+            def moments(cols, start=start, m=m, s=s, cdfs=cdfs):
+                mc, sc = self._normal_moments("theta", slice(start + cols.start, start + cols.stop), tau, b, Ainv)
+                m[:, cols], s[:, cols] = mc, sc
+                for (op, value), cdf in zip(events, cdfs):
+                    z = (value - mc) / sc
+                    cdf[:, cols] = ndtr(-z if op.startswith(">") else z)
+
+            self._pieces(moments, n, step)
+            mean = w @ m
+            for cdf, target in zip(cdfs, events_out):
+                target[rows] = w @ cdf
+            del cdfs
+
+            def spread(cols, m=m, s=s, t=t, mean=mean):
+                t[:, cols] = np.square(s[:, cols]) + np.square(m[:, cols] - mean[cols])
+
+            self._pieces(spread, n, step)
+            sd = np.sqrt(w @ t)
+            del t
+            rows_out[rows, 0], rows_out[rows, 1] = mean, sd
+
+            def quantiles(cols, start=start, m=m, s=s, mean=mean, sd=sd):
+                part = slice(start + cols.start, start + cols.stop)
+                m_r, s_r = self._normal_moments("theta", part, tau_r, b_r, Ainv_r)
+                mc, sc = m[:, cols], s[:, cols]
+                rows_out[part, 2:] = np.column_stack([
+                    self._quantiles_all(mc, sc, p, w, start=self._quantiles_all(m_r, s_r, p, w_r),
+                                        moments=(mean[cols], sd[cols])) for p in probs])
+
+            self._pieces(quantiles, n, step)
 
     def draws(self, n: int, rng=None) -> dict:
         """``n`` exact iid posterior draws: tau by inverting its cdf, then ``beta | tau, y``, then

@@ -23,8 +23,10 @@ import numpy as np
 from bayes_se import defaults
 from bayes_se.fits import (Fit, check_level, interval_columns, probability_columns, stored_priors, stored_settings,
                            typical_within_variance)
+from bayes_se.gc_pause import paused_gc
 
 LOG_2PI = math.log(2.0 * math.pi)
+PREFETCH_MIN_K = 50_000  # from this many studies on, to_dict starts BF01's null quadrature in a thread
 
 
 def exact_verdict():
@@ -202,12 +204,17 @@ class ExactFit(Fit):
     def _probs(self, names, events):
         # the study effects in one vectorised pass (at k = 200,000 one call per study took minutes)
         names = list(names)
-        at = [i for i, n in enumerate(names) if not n.startswith("theta[")]
-        others = [names[i] for i in at]
         labels = [f"theta[{s}]" for s in self.posterior.study]
-        locs = set(self._coef_rows() + ["pred"])  # location_names() without the study effects
         block = next((i for i, n in enumerate(names) if n.startswith("theta[")), len(names))
-        in_order = len(at) + len(labels) == len(names) and names[block:block + len(labels)] == labels
+        rest = names[:block] + names[block + len(labels):]
+        # the studies in order in one block (the summary's rows), no study effect outside it
+        in_order = names[block:block + len(labels)] == labels and not any(n.startswith("theta[") for n in rest)
+        if in_order:
+            at = list(range(block)) + list(range(block + len(labels), len(names)))
+        else:
+            at = [i for i, n in enumerate(names) if not n.startswith("theta[")]
+        others = [names[i] for i in at]
+        locs = set(self._coef_rows() + ["pred"])  # location_names() without the study effects
         heads = [[self._prob(n, op, x) if n in locs else np.nan for n in others] for op, x in events]
         result = []
         for head, theta in zip(heads, self.posterior.theta_probs(events)):
@@ -279,10 +286,11 @@ class ExactFit(Fit):
         if s is not None:
             cols += list(probability_columns(s))
             values = np.column_stack([values, *self._probs(names, events)])
-        rows = values.tolist()
-        for i in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():  # NaN and inf become None
-            rows[i] = [v if math.isfinite(v) else None for v in rows[i]]
-        return level, dict(zip(map(str, names), map(dict, map(zip, itertools.repeat(cols), rows))))
+        with paused_gc():  # k rows: k lists and dicts, no cycles
+            rows = values.tolist()
+            for i in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():  # NaN and inf become None
+                rows[i] = [v if math.isfinite(v) else None for v in rows[i]]
+            return level, dict(zip(map(str, names), map(dict, map(zip, itertools.repeat(cols), rows))))
 
     def _headline(self) -> str:
         kind = "meta-regression" if self.X is not None else "random-effects model"
@@ -396,6 +404,9 @@ class ExactFit(Fit):
         return cumulative(self.posterior, order, level=level)
 
     def to_dict(self, level=None, interval="central") -> dict:
+        if self.k >= PREFETCH_MIN_K and self._coef_rows() == ["mu"]:
+            # the null model's quadrature of BF01 (mu = 0) beside the study effects' summary (threads)
+            self.posterior.prefetch_bayes_factor("mu0")
         out = super().to_dict(level=level, interval=interval)
         out["log_marginal_likelihood"] = self.log_marginal_likelihood
         out["bayes_factors"] = self.bayes_factors()

@@ -72,6 +72,10 @@ _EXCEL_ERRORS = {"#n/a", "#div/0!", "#value!", "#ref!", "#name?", "#num!", "#nul
 _GROUP_MARKS = {".": (",", " ", "\u00a0", "\u202f", "'"), ",": (".", " ", "\u00a0", "\u202f", "'")}
 _PLAIN_DELETE = str.maketrans("", "", "0123456789+-.eE")  # the characters of plain numbers (decimal '.')
 _MAY_GROUP = re.compile(r"[+-]?[1-9]").match  # how every number with thousands separators starts (_grouped)
+# ... and whether any cell of a column joined by NUL (a file holds none) starts so, or as a plain number does
+# (searched in "\x00" + the joined cells: a literal first character, which the regex engine finds fast)
+_ANY_MAY_GROUP = re.compile(r"\x00[+-]?[1-9]").search
+_ANY_MAY_BE_PLAIN = {d: re.compile(rf"\x00[+-]?[0-9{re.escape(d)}]").search for d in DECIMALS}
 
 
 class NotANumber(ValueError):
@@ -232,7 +236,10 @@ def _plain_numbers(values: list, decimal: str) -> np.ndarray:
     """Floats of the text cells that are plain numbers of the grammar (``[+-]digits[D digits][e..]``),
     NaN elsewhere: the common case at C speed (NumPy parses the text with Python's own
     correctly rounded reader), so 200,000 rows do not go through :func:`parse_number` one by one."""
-    texts = [cell.strip() if type(cell) is str else "" for cell in values]
+    if set(map(type, values)) == {str}:  # a file's text cells: stripped at C speed
+        texts = list(map(str.strip, values))
+    else:
+        texts = [cell.strip() if type(cell) is str else "" for cell in values]
     if decimal == "." and texts and not "".join(texts).translate(_PLAIN_DELETE):
         # only digits, signs, points and exponent letters: there Python's float() reads exactly the
         # strings of the grammar (it refuses the rest: "", ".", "1e", "+-1"), so one pass of float()
@@ -241,9 +248,11 @@ def _plain_numbers(values: list, decimal: str) -> np.ndarray:
             return np.fromiter(map(float, texts), dtype=float, count=len(texts))
         except ValueError:
             pass
+    out = np.full(len(values), np.nan)
+    if _ANY_MAY_BE_PLAIN[decimal]("\x00" + "\x00".join(texts)) is None:  # no cell starts as a number (text labels)
+        return out
     match = _NUMBER[decimal].match
     plain = np.array([match(t) is not None for t in texts], dtype=bool)
-    out = np.full(len(values), np.nan)
     if plain.any():
         chosen = [t for t, ok in zip(texts, plain) if ok]
         if decimal != ".":
@@ -287,7 +296,7 @@ def label_column(values) -> list:
     """``[label(cell) for cell in values]``: a column's cells as text labels (None where missing)."""
     cells = list(values)
     if cells and set(map(type, cells)) == {str}:  # a file's text cells, at C speed
-        stripped = [cell.strip() for cell in cells]
+        stripped = list(map(str.strip, cells))
         return [None if text.casefold() in _MISSING_FOLDED else text for text in stripped]
     return [label(cell) for cell in cells]
 
@@ -354,8 +363,10 @@ def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool
     same ones), and once a text cell has decided that the column is text, the remaining cells are
     parsed only until one number is found (which the note needs), skipping those that cannot be
     numbers (a number with thousands separators starts ``[+-]?[1-9]``)."""
-    stripped = [cell.strip() for cell in cells]
-    missing_at = [text.casefold() in _MISSING_FOLDED for text in stripped]  # is_missing of a str
+    stripped = list(map(str.strip, cells))
+    # is_missing of a str, decided once per distinct cell (a moderator has few)
+    gone = {text for text in set(stripped) if text.casefold() in _MISSING_FOLDED}
+    missing_at = [text in gone for text in stripped] if gone else [False] * len(stripped)
     missing = sum(missing_at)
     if missing == len(cells):
         empty = np.full(len(cells), np.nan)
@@ -364,9 +375,14 @@ def _infer_text_column(cells: list, name: str, decimal: str, where, series: bool
     present = ~np.array(missing_at, dtype=bool)
     found_number = bool(np.isfinite(numbers).any())  # missing cells read as NaN: only present ones count
     first_numberlike = first_text = None
+    may_group = None  # whether any cell starts as a number with thousands separators does
     for i in np.flatnonzero(present & ~np.isfinite(numbers)).tolist():
         if first_text is not None:  # the column is text: does any other cell hold a number (for the note)?
             if found_number:
+                break
+            if may_group is None:
+                may_group = _ANY_MAY_GROUP("\x00" + "\x00".join(stripped)) is not None
+            if not may_group:  # no cell left can be a number
                 break
             if not _MAY_GROUP(stripped[i]):
                 continue
@@ -462,10 +478,16 @@ class TextCells:
     def __init__(self, header: list, records: list):
         self.header = list(header)
         self.records = records
+        self._columns = None  # the records transposed, on the first column asked for
 
     def column(self, name) -> list:
         j = self.header.index(name)
-        return [record[j] for record in self.records]
+        if self._columns is None:
+            width = len(self.header)
+            if not all(len(record) == width for record in self.records):  # as read: padded to the header
+                return [record[j] for record in self.records]
+            self._columns = list(zip(*self.records)) if self.records else [()] * width
+        return list(self._columns[j])
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.records, columns=self.header, dtype=object)

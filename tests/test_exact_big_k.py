@@ -76,3 +76,19 @@ def test_threads_give_the_same_numbers(monkeypatch):
         out[threads] = post.summary_values(theta_events=[(">", 0.1)])[2], post.theta_probs([(">", 0.1)])[0]
     np.testing.assert_array_equal(out[1][0], out[2][0])
     np.testing.assert_array_equal(out[1][1], out[2][1])
+
+
+def test_prefetched_bayes_factor_is_the_same_number():
+    y, v = simulated(300, seed=3)
+    want = exact_posterior(y, v).log_bayes_factor("mu0")
+    post = exact_posterior(y, v)
+    post.prefetch_bayes_factor("mu0")
+    post.prefetch_bayes_factor("mu0")  # started once
+    post.prefetch_bayes_factor("tau0")  # nothing to start
+    assert post.log_bayes_factor("mu0") == want
+    assert post.bayes_factor("mu = 0") == np.exp(want)
+    X = np.column_stack([np.ones(300), np.linspace(-1, 1, 300)])
+    reg = exact_posterior(y, v, X=X, coef_names=["intercept", "x"])
+    want_x = exact_posterior(y, v, X=X, coef_names=["intercept", "x"]).log_bayes_factor("beta[x]=0")
+    reg.prefetch_bayes_factor("beta[x]=0")
+    assert reg.log_bayes_factor("beta[x]=0") == want_x
