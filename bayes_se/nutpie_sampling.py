@@ -2,9 +2,10 @@
 
 PyMC's own NUTS runs its tree building in Python: about 60-100 us of interpreter work per
 leapfrog step, which is most of a fit when one density-and-gradient evaluation costs a few to
-tens of microseconds (the random-effects model: 7 us at k = 81; docs/performance.md). nutpie runs the same algorithm (multinomial NUTS with
-a diagonal mass matrix; Hoffman & Gelman 2014, Betancourt 2017) in Rust, with its own step-size
-and mass-matrix adaptation (Seyboldt et al., nutpie). Its PyMC route (``pm.sample(nuts_sampler=
+tens of microseconds (the random-effects model: 7 us at k = 81; docs/performance.md). nutpie
+runs the same algorithm (multinomial NUTS with a diagonal mass matrix; Hoffman & Gelman 2014,
+Betancourt 2017) in Rust, with its own step-size and mass-matrix adaptation (Seyboldt et al.,
+nutpie). Its PyMC route (``pm.sample(nuts_sampler=
 "nutpie")``) wraps the density in a Numba C callback, which Numba compiles anew in every process
 and for every fit (15-30 s for the mediation models); this module hands nutpie the density as a
 Python callable instead, nutpie's route for JAX-compiled models (``nutpie.compiled_pyfunc.
@@ -182,4 +183,3 @@ def _draws_and_stats(raw, ndim: int, draws: int):
         for name, ours in STAT_NAMES.items():
             stats[ours].append(pa.array(stat_batch.column(name)).to_numpy(zero_copy_only=False)[keep])
     return np.stack(x), {name: np.stack(v) for name, v in stats.items()}
-
