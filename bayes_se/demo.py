@@ -184,7 +184,9 @@ def run_demo(data_dir=None, out_dir="bayes_se_demo", *, seed: int = DEMO_SEED, q
     guidance = api.fit(between, spec, cores=cores, **sampler)
     baseline = api.fit(between, engine="exact", mods="baseline_c")
     # 4. three-level model
-    three = api.fit(between, inputs["three_level"], seed=seed, cores=cores, **sampler)
+    # the three-level spec's own draws (2,000 a chain): its SDs' tails need them (docs/performance.md)
+    three_sampler = sampler if quick else {k: v for k, v in sampler.items() if k != "draws"}
+    three = api.fit(between, inputs["three_level"], seed=seed, cores=cores, **three_sampler)
     # 5. mediation
     corr = load_correlations(inputs["mediation_correlations.csv"],
                              variables=("intervention", "self_efficacy", "symptoms"))
