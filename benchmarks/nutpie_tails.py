@@ -60,19 +60,21 @@ def main(argv=None):
                     az.mcse(ds, method="mean")["x"])
                 for key, prob in (("q2.5", 0.025), ("q97.5", 0.975)):
                     q = float(np.quantile(draws.values.ravel(), prob))
-                    row[f"{var}_{key}_z"] = (q - exact[var][key]) / float(az.mcse(ds, method="quantile", prob=prob)["x"])
+                    mcse = float(az.mcse(ds, method="quantile", prob=prob)["x"])
+                    row[f"{var}_{key}_z"] = (q - exact[var][key]) / mcse
             rows.append(row)
             print(", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     with open(opts.out, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\n| sampler | fits | fits with divergences | " + " | ".join(k for k in rows[0] if k.endswith("_z")) + " |")
+    zs = [k for k in rows[0] if k.endswith("_z")]
+    print("\n| sampler | fits | fits with divergences | " + " | ".join(zs) + " |")
     for sampler in opts.samplers:
         sub = [r for r in rows if r["sampler"] == sampler]
-        cells = [f"{np.mean([r[k] for r in sub]):+.2f} ({np.std([r[k] for r in sub], ddof=1):.2f})"
-                 for k in rows[0] if k.endswith("_z")]
-        print(f"| {sampler} | {len(sub)} | {sum(r['divergences_first_run'] > 0 for r in sub)} | " + " | ".join(cells) + " |")
+        cells = [f"{np.mean([r[k] for r in sub]):+.2f} ({np.std([r[k] for r in sub], ddof=1):.2f})" for k in zs]
+        diverged = sum(r["divergences_first_run"] > 0 for r in sub)
+        print(f"| {sampler} | {len(sub)} | {diverged} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

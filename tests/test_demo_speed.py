@@ -47,7 +47,8 @@ def _groups_equal(a, b):
 
 @pytest.mark.parametrize("spec", ["guidance_moderator", "three_level"])
 def test_parallel_chains_give_the_same_draws(between, spec):
-    fits = [api.fit(between, _pymc_nuts(spec), seed=DEMO_SEED, draws=60, tune=60, chains=2, cores=cores) for cores in (1, 2)]
+    fits = [api.fit(between, _pymc_nuts(spec), seed=DEMO_SEED, draws=60, tune=60, chains=2, cores=cores)
+            for cores in (1, 2)]
     _groups_equal(fits[0].idata, fits[1].idata)
     pd.testing.assert_frame_equal(fits[0].summary(), fits[1].summary())
     assert fits[0].diagnostics.passed == fits[1].diagnostics.passed
