@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 
 import numpy as np
 
@@ -38,8 +39,10 @@ STAT_NAMES = {"diverging": "diverging", "energy": "energy", "energy_error": "ene
 #: tail ESS of 357-831 with nutpie's default (one seed failing the check of 400), 620-1311 with
 #: this, 891-1389 with PyMC's NUTS.
 SETTINGS = {"use_grad_based_mass_matrix": False}
-#: Compiled functions by PyMC model (the builders cache their models per process).
-_COMPILED: dict = {}
+#: Compiled functions by PyMC model, held only as long as the model lives: the mediation builders
+#: keep their models for the process (so a later fit compiles nothing); a model built for one fit
+#: (random effects, three-level) goes with its compiled functions when the fit drops it.
+_COMPILED = weakref.WeakKeyDictionary()
 
 
 class _Compiled:
@@ -99,12 +102,10 @@ class _Compiled:
 
 def compiled(model) -> _Compiled:
     """The model's compiled functions, made on first use in a process."""
-    key = id(model)
-    entry = _COMPILED.get(key)
-    if entry is None or entry[0] is not model:
-        entry = (model, _Compiled(model))
-        _COMPILED[key] = entry
-    return entry[1]
+    entry = _COMPILED.get(model)
+    if entry is None:
+        entry = _COMPILED[model] = _Compiled(model)
+    return entry
 
 
 def sample_nutpie(model, *, draws: int, tune: int, chains: int, seed: int, target_accept: float):

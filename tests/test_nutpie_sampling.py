@@ -186,3 +186,19 @@ def test_spec_chooses_the_nuts_sampler_and_tune_0_needs_pymc():
     pymc_spec = dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler, nuts_sampler="pymc"))
     fit = api.fit(data, pymc_spec, draws=20, tune=0, chains=1)
     assert fit.settings["sampler"] == "pymc"
+
+
+def test_compiled_functions_do_not_keep_a_model_alive():
+    """A model built for one fit (random effects, three-level) goes, with its compiled functions,
+    when nothing else holds it: simulation studies fit thousands of them in one process."""
+    import gc
+    import weakref
+
+    with pm.Model() as m:
+        pm.Normal("x", 0.0, 1.0)
+    first = compiled(m)
+    assert compiled(m) is first  # cached while the model lives
+    ref = weakref.ref(m)
+    del m, first
+    gc.collect()
+    assert ref() is None
