@@ -65,8 +65,10 @@ def sample(
     Parameters
     ----------
     model : built model or pymc.Model
-        A built model: an object with the PyMC model as ``.model``, a ``postprocess(idata, seed)``
-        method (adds its exact draws, log-likelihood and ``y_rep``) and optionally a ``.kind``
+        A built model: an object with the PyMC model as ``.model``, a ``set_data()`` method (puts
+        its data into that model, which builders may share between data sets), a
+        ``postprocess(idata, seed)`` method (adds its exact draws, log-likelihood and ``y_rep``)
+        and optionally a ``.kind``
         (picks the default target_accept), such as a bayes_se builder's ``MetaModel``; or any PyMC
         model (gets PyMC's own log-likelihood and posterior predictive).
     draws, tune, chains, cores : int
@@ -117,6 +119,8 @@ def sample(
 
     # a builder that keeps its Numba-compiled density (and PyMC NUTS step) between fits
     compiled_density = hasattr(built, "nuts_kwargs")
+    if built is not None:  # builders may share one PyMC model between data sets: this fit's data
+        built.set_data()
 
     def run(accept):
         kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
@@ -125,8 +129,6 @@ def sample(
         if sampler == "nutpie":  # nutpie calls the density PyTensor compiled with Numba
             from bayes_se.nutpie_sampling import sample_nutpie
 
-            if compiled_density:  # the builder's cached model: put this fit's data back
-                built.set_data()
             # nutpie returns the draws made so far on Ctrl-C: raised as an interrupt here too
             return _sample_keeping_interrupts(sample_nutpie, dict(
                 model=pm_model, draws=draws, tune=tune, chains=chains, seed=seed, target_accept=accept))

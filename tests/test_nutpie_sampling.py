@@ -202,3 +202,28 @@ def test_compiled_functions_do_not_keep_a_model_alive():
     del m, first
     gc.collect()
     assert ref() is None
+
+
+def test_random_effects_model_is_reused_for_new_data_with_the_draws_of_a_fresh_build(monkeypatch):
+    """A second data set of the same shape reuses the built model (and nutpie's compiled density);
+    its draws are those of a model built afresh, and a model built earlier still samples its own
+    data after another data set was put in."""
+    from bayes_se import sampling
+    from bayes_se.builders import random_effects as builder
+
+    data = _bcg()
+    y2 = np.asarray(data.yi) + 0.3
+    first = builder.build_random_effects(data.yi, data.vi, study=data.study)
+    second = builder.build_random_effects(y2, data.vi, study=data.study)
+    assert second.model is first.model
+    assert builder.build_random_effects(data.yi, data.vi, study=list(data.study)[::-1]).model is not first.model
+    kw = dict(draws=200, tune=200, chains=2, seed=8)
+    reused = {"first": sampling.sample(first, **kw), "second": sampling.sample(second, **kw)}
+    monkeypatch.setattr(builder, "MODEL_CACHE_SIZE", 0)  # build every model afresh
+    for name, y in (("first", data.yi), ("second", y2)):
+        fresh = builder.build_random_effects(y, data.vi, study=data.study)
+        assert fresh.model is not first.model
+        again = sampling.sample(fresh, **kw)
+        for var in ("mu", "tau"):
+            np.testing.assert_array_equal(reused[name].posterior[var], again.posterior[var], err_msg=name)
+        np.testing.assert_array_equal(reused[name].posterior["theta"], again.posterior["theta"])

@@ -27,6 +27,7 @@ study effects in the normal-normal model).
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,12 @@ from bayes_se.errors import DataError, SpecError
 
 #: Degrees of freedom of Student-t random effects when no prior is given for nu.
 DEFAULT_NU = 4.0
+#: Built random-effects models kept per process, by everything that shapes the graph (k, study
+#: labels, moderator names, effects, subgroups, priors): a new data set of the same shape (a
+#: simulation study, SBC) reuses the model, and with it the density nutpie compiled for it, with its
+#: data put in by ``pm.set_data``. The least recently used goes beyond this many.
+MODEL_CACHE_SIZE = 8
+_MODELS: "collections.OrderedDict" = collections.OrderedDict()
 
 EFFECTS = ("normal", "student_t")
 
@@ -92,6 +99,15 @@ class MetaModel:
     group_labels: list | None = None
     nu: float | None = None
     settings: dict = field(default_factory=dict)
+
+    def set_data(self):
+        """Put this model's data (``yi``, ``vi``, ``X``) into the PyMC model, which
+        :func:`build_random_effects` may share between data sets (called by
+        :func:`bayes_se.sampling.sample` before sampling)."""
+        data = {"yi": self.yi, "vi": self.vi}
+        if self.X is not None:
+            data["X"] = self.X
+        pm.set_data(data, model=self.model)
 
     def location(self, posterior) -> np.ndarray:
         """Fixed-effects part ``x_i' beta`` per draw, shape (chain, draw, study)."""
@@ -416,6 +432,8 @@ def build_random_effects(
     Returns
     -------
     MetaModel
+        Its PyMC model is reused from an earlier build of the same shape (:data:`MODEL_CACHE_SIZE`),
+        with this data set put in.
 
     References
     ----------
@@ -443,26 +461,22 @@ def build_random_effects(
 
     priors = dict(priors or {})
     chosen = {key: resolve_prior(priors, key) for key in ("mu", "beta", "tau", "nu")}
-    with pm.Model(coords=coords) as model:
-        yi_data, vi_data, loc = data_and_location(yi, vi, X, coef_names, priors, chosen["mu"])
-        if group_index is None:
-            tau = scale_rv(chosen["tau"], "tau")
-        else:
-            tau = scale_rv(chosen["tau"], "tau", dims="subgroup")[group_index]
-        if effects == "normal":
-            pm.Normal("y", mu=loc, sigma=pt.sqrt(vi_data + pt.square(tau)), observed=yi_data, dims="study")
-            nu_fixed = None
-        else:
-            if priors.get("nu") is not None:
-                nu_rv = make_rv(priors["nu"], "nu")
-                nu_fixed = None
-            else:
-                nu_rv = nu_fixed = float(DEFAULT_NU if nu is None else nu)
-                if nu_fixed <= 0:
-                    raise SpecError(f"nu must be > 0, got {nu_fixed}", key="nu")
-            u = pm.StudentT("u", nu=nu_rv, mu=0.0, sigma=1.0, dims="study")
-            theta = pm.Deterministic("theta", loc + tau * u, dims="study")
-            pm.Normal("y", mu=theta, sigma=pt.sqrt(vi_data), observed=yi_data, dims="study")
+    nu_fixed = None  # Student-t effects without a prior on nu: fixed degrees of freedom
+    if effects == "student_t" and priors.get("nu") is None:
+        nu_fixed = float(DEFAULT_NU if nu is None else nu)
+        if nu_fixed <= 0:
+            raise SpecError(f"nu must be > 0, got {nu_fixed}", key="nu")
+    key = _model_key(study, coef_names if X is not None else None, effects, nu_fixed, priors, chosen,
+                     None if group_index is None else (tuple(group_index.tolist()), tuple(group_labels)))
+    model = _MODELS.get(key) if key is not None and MODEL_CACHE_SIZE > 0 else None
+    if model is not None:
+        _MODELS.move_to_end(key)
+    else:
+        model = _new_model(yi, vi, X, coef_names, coords, priors, chosen, effects, nu_fixed, group_index)
+        if key is not None:
+            _MODELS[key] = model
+            while len(_MODELS) > MODEL_CACHE_SIZE:
+                _MODELS.popitem(last=False)
 
     settings = {
         "model": "random_effects" if effects == "normal" else "student_t",
@@ -475,7 +489,7 @@ def build_random_effects(
     }
     if effects == "student_t":
         settings["nu"] = nu_fixed if nu_fixed is not None else prior_text(priors.get("nu"))
-    return MetaModel(
+    meta = MetaModel(
         model=model,
         kind="random_effects" if effects == "normal" else "student_t",
         yi=yi,
@@ -488,6 +502,38 @@ def build_random_effects(
         nu=nu_fixed,
         settings=settings,
     )
+    meta.set_data()  # a reused model holds the previous data set's until now
+    return meta
+
+
+def _model_key(study, coef_names, effects, nu_fixed, priors, chosen, groups):
+    """What shapes the graph of :func:`build_random_effects`, or None when a prior cannot be
+    compared (then the model is built anew). The data are not in it: they are shared variables."""
+    key = (tuple(study), None if coef_names is None else tuple(coef_names), effects, nu_fixed,
+           tuple(sorted(priors.items(), key=lambda item: item[0])), tuple(chosen.items()), groups)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _new_model(yi, vi, X, coef_names, coords, priors, chosen, effects, nu_fixed, group_index):
+    """The PyMC model of :func:`build_random_effects` (marginal normal, or non-centred Student-t)."""
+    with pm.Model(coords=coords) as model:
+        yi_data, vi_data, loc = data_and_location(yi, vi, X, coef_names, priors, chosen["mu"])
+        if group_index is None:
+            tau = scale_rv(chosen["tau"], "tau")
+        else:
+            tau = scale_rv(chosen["tau"], "tau", dims="subgroup")[group_index]
+        if effects == "normal":
+            pm.Normal("y", mu=loc, sigma=pt.sqrt(vi_data + pt.square(tau)), observed=yi_data, dims="study")
+        else:
+            nu_rv = make_rv(priors["nu"], "nu") if nu_fixed is None else nu_fixed
+            u = pm.StudentT("u", nu=nu_rv, mu=0.0, sigma=1.0, dims="study")
+            theta = pm.Deterministic("theta", loc + tau * u, dims="study")
+            pm.Normal("y", mu=theta, sigma=pt.sqrt(vi_data), observed=yi_data, dims="study")
+    return model
 
 
 def normal_conditional(y, v, m, s2):
