@@ -433,7 +433,8 @@ def build_random_effects(
     -------
     MetaModel
         Its PyMC model is reused from an earlier build of the same shape (:data:`MODEL_CACHE_SIZE`),
-        with this data set put in.
+        with this data set put in; so add no variables to it (set ``MODEL_CACHE_SIZE = 0`` for a
+        model of one's own).
 
     References
     ----------
