@@ -84,7 +84,6 @@ class MasemModel:
     def nuts_kwargs(self, target_accept: float, chains: int, seed: int) -> dict:
         """Extra ``pymc.sample`` arguments (called by :func:`bayes_se.sampling.sample`): compile the
         density with PyTensor's Numba backend (the likelihood kernel is registered with it)."""
-        self.set_data()
         return {"compile_kwargs": dict(COMPILE_KWARGS)}
 
 

@@ -208,7 +208,6 @@ class PathMediationModel:
             if self.cache_key is not None:
                 _STEP_CACHE[key] = cached
         step, constrain = cached
-        self.set_data()
         rng = np.random.default_rng([int(seed), 16017])
         start = self.model.initial_point()
         names = [rv.name for rv in self.model.free_RVs]
