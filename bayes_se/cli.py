@@ -48,7 +48,33 @@ def _print_json(obj) -> None:
     print(dumps(obj))
 
 
+def cmd_freq_paths(args) -> int:
+    """``bayes-se freq PATHS.csv --paths``: reported mediation paths pooled by the bivariate
+    random-effects model of (a, b) (metafor's ``rma.mv``, ``struct = "UN"``), c' by ``rma``."""
+    from bayes_se.frequentist.mediation_paths import paths_rma
+    from bayes_se.reported_paths import load_paths
+
+    given = [flag for flag, value in (("--mods", args.mods), ("--scale", args.scale), ("--cluster", args.cluster),
+                                      ("--robust", args.robust), ("--influence", args.influence),
+                                      ("--cumul", args.cumul), ("--test knha", args.test == "knha"))
+             if value]
+    if given:
+        raise BayesSEError(f"--paths pools reported mediation paths; {', '.join(given)} does not apply to it")
+    method = args.method.upper()
+    if method not in ("REML", "ML"):
+        raise BayesSEError(f"--paths estimates the between-study covariance of (a, b) by REML or ML, not {args.method}")
+    data = load_paths(args.data, study=args.study or "study", **_reading_options(args))
+    res = paths_rma(data, method=method, level=args.level)
+    if args.json:
+        _print_json(res.to_dict())
+    else:
+        print(res.summary())
+    return 0
+
+
 def cmd_freq(args) -> int:
+    if args.paths:
+        return cmd_freq_paths(args)
     data = _load(args)
     if args.cluster:
         # effects nested in studies: metafor's rma.mv(yi, vi, random = ~ 1 | cluster/effect)
@@ -576,15 +602,15 @@ def _add_check_parser(sub) -> None:
 @contextlib.contextmanager
 def _data_warnings_as_lines():
     """Print each of bayes_se's own warnings (:class:`~bayes_se.errors.DataWarning`,
-    ``PriorScaleWarning``, ``ConvergenceWarning``) once, as one ``bayes-se: warning:`` line on
+    ``PriorScaleWarning``, ``ConvergenceWarning``, ``MethodWarning``) once, as one ``bayes-se: warning:`` line on
     stderr; other warnings as Python prints them."""
-    from bayes_se.errors import ConvergenceWarning, DataWarning, PriorScaleWarning
+    from bayes_se.errors import ConvergenceWarning, DataWarning, MethodWarning, PriorScaleWarning
 
     with warnings.catch_warnings():
         default, shown = warnings.showwarning, set()
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, (DataWarning, PriorScaleWarning, ConvergenceWarning)):
+            if issubclass(category, (DataWarning, PriorScaleWarning, ConvergenceWarning, MethodWarning)):
                 if str(message) in shown:  # once, however many engines read the same rows
                     return
                 shown.add(str(message))
@@ -626,6 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cumulative meta-analysis (metafor's cumul; JSON key 'cumul')")
     p.add_argument("--order", default=None, metavar="COLUMN",
                    help="with --cumul: add the studies in the order of this column (default: data order)")
+    p.add_argument("--paths", action="store_true",
+                   help="DATA holds reported mediation paths (study, a, se_a, b, se_b[, cov_ab, c_prime, se_c_prime]): "
+                        "the bivariate random-effects model of (a, b) (metafor's rma.mv, struct UN), c' by rma, and "
+                        "the indirect effect a*b with delta-method and Monte Carlo intervals (REML or ML)")
     _add_column_args(p)
     _add_reading_args(p)
     p.set_defaults(func=cmd_freq)

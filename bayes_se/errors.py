@@ -60,6 +60,11 @@ class DataWarning(UserWarning):
     prints it as one ``bayes-se: warning:`` line."""
 
 
+class MethodWarning(UserWarning):
+    """A method option that the package's own calibration studies found biased or miscalibrated
+    (the message says how, and where the study is documented); kept for comparison only."""
+
+
 class PriorScaleWarning(UserWarning):
     """The effects sit far outside the scale the priors on mu and tau allow (a prior-data conflict:
     the prior, not the data, then decides the estimates)."""

@@ -127,6 +127,21 @@ def test_fisher_z_fit_records_its_likelihood(tmp_path):
     assert again.settings["likelihood"] == "fisher_z"
 
 
+def test_own_likelihood_warns_that_it_is_biased():
+    """'own' is kept for comparison, but the calibration study found it biased: choosing it warns
+    (a MethodWarning, which the CLI prints as one line) before anything is sampled."""
+    import warnings
+
+    from bayes_se.errors import MethodWarning
+    from bayes_se.mediation import fit_mediation
+
+    sim = simulate_mediation_trials(6, **SETTING, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MethodWarning)
+        with pytest.raises(MethodWarning, match="biased away from 0.*docs/calibration.md"):
+            fit_mediation(sim.correlations, seed=3, likelihood="own")
+
+
 def test_simulator_tables_and_truths():
     sim = simulate_mediation_trials(40, **SETTING, rho_ab=0.3, missing_my=0.5, seed=1)
     assert list(sim.paths.columns) == list(PATH_COLUMNS)

@@ -361,3 +361,33 @@ def test_top_level_name():
     import bayes_se
 
     assert bayes_se.paths_rma is paths_rma
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_cli_freq_paths_matches_metafor(capsys, method):
+    """`bayes-se freq PATHS.csv --paths --json` reads the table and gives metafor's bivariate fit."""
+    from bayes_se import cli
+
+    assert cli.main(["freq", str(REF / "paths_k20.csv"), "--paths", "--method", method.lower(), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = REFERENCE["datasets"]["paths_k20"][method]
+    assert out["model"] == "paths_rma" and out["method"] == method and out["k"] == 20
+    coef = out["coefficients"]
+    np.testing.assert_allclose([coef["a"]["estimate"], coef["b"]["estimate"]], ref["beta"], rtol=ITER)
+    np.testing.assert_allclose([coef["a"]["se"], coef["b"]["se"]], ref["se"], rtol=ITER)
+    np.testing.assert_allclose([out["tau2"]["a"], out["tau2"]["b"]], ref["tau2"], rtol=ITER)
+    np.testing.assert_allclose(out["rho_ab"], ref["rho"], rtol=ITER)
+    for key in ("estimate", "se", "ci_lower", "ci_upper"):
+        assert out["effects"]["indirect"][key] == pytest.approx(ref["indirect"][key], rel=ITER), key
+
+
+def test_cli_freq_paths_refuses_what_does_not_apply(capsys):
+    from bayes_se import cli
+
+    for extra, words in ((["--method", "DL"], "REML or ML, not DL"), (["--mods", "n"], "--mods"),
+                         (["--test", "knha", "--influence"], "--influence, --test knha")):
+        assert cli.main(["freq", str(REF / "paths_k20.csv"), "--paths", *extra]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and words in captured.err, captured.err
+    assert cli.main(["freq", str(REF / "paths_k20.csv"), "--paths"]) == 0
+    assert "Bivariate random-effects model of reported paths (k = 20" in capsys.readouterr().out
