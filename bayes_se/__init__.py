@@ -42,6 +42,7 @@ _LAZY = {
     "BayesianFit": "bayes_se.results",
     "sensitivity": "bayes_se.prior_sensitivity",
     "compare_frequentist": "bayes_se.compare",
+    "compare_paths": "bayes_se.compare_paths",
     "load_correlations": "bayes_se.correlations",
     "CorrelationData": "bayes_se.correlations",
     "fit_mediation": "bayes_se.mediation",

@@ -4,6 +4,7 @@ trials' correlation matrices): forest of per-trial a, b, a*b, path diagram, repo
 import pathlib
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import ndtri
 
@@ -107,3 +108,44 @@ def test_report_section_says_who_gave_what(mixed_fit, tmp_path):
     for name in ("paths", "indirect", "mediation_forest"):
         assert (out / "figures" / f"{name}.png").exists()
     assert (out / "tables" / "mediation.csv").exists()
+    # the frequentist twin beside it, the same table as compare_paths
+    assert "frequentist bivariate random-effects model of (a, b)" in section
+    twin = pd.read_csv(out / "tables" / "mediation_frequentist.csv", index_col=0)
+    from bayes_se.compare_paths import compare_paths
+
+    pd.testing.assert_frame_equal(twin, compare_paths(mixed_fit, level=0.95).table, check_names=False, rtol=1e-12)
+
+
+def test_compare_paths_is_the_posterior_beside_paths_rma(mixed_fit):
+    """compare_paths: Bayesian columns are the draws' quantiles, REML columns paths_rma's numbers
+    on the same (mixed) trials; a posterior moved away from REML is named in the notes."""
+    from bayes_se.compare_paths import compare_paths
+    from bayes_se.frequentist.mediation_paths import paths_rma
+
+    cmp = compare_paths(mixed_fit, level=0.9, seed=4)
+    freq = paths_rma(mixed_fit.data, method="REML", level=0.9, seed=4)
+    t = cmp.table
+    assert list(t.index) == ["a", "b", "c_prime", "indirect", "indirect_avg", "total", "tau_a", "tau_b", "rho_ab"]
+    for name in ("a", "indirect", "tau_b", "rho_ab"):
+        np.testing.assert_allclose(t.loc[name, ["bayes_lower", "bayes_estimate", "bayes_upper"]],
+                                   np.quantile(mixed_fit.draws(name), [0.05, 0.5, 0.95]), rtol=1e-12)
+    for name in ("a", "b", "c_prime", "indirect", "indirect_avg", "total"):
+        e = freq.effects.loc[name]
+        np.testing.assert_allclose(t.loc[name, ["reml_estimate", "reml_lower", "reml_upper"]],
+                                   [e["estimate"], e["ci_lower"], e["ci_upper"]], rtol=1e-12)
+    np.testing.assert_allclose(t.loc["indirect", ["reml_mc_lower", "reml_mc_upper"]],
+                               freq.effects.loc["indirect", ["mc_lower", "mc_upper"]].to_numpy(float), rtol=1e-12)
+    np.testing.assert_allclose(t.loc[["tau_a", "tau_b", "rho_ab"], "reml_estimate"],
+                               [freq.tau_a, freq.tau_b, freq.rho_ab], rtol=1e-12)
+    assert t.loc["tau_a", ["reml_lower", "reml_upper"]].isna().all()
+    assert not any(n.startswith(("a:", "b:", "indirect:")) for n in cmp.notes), cmp.notes
+    # shift the posterior of a by one posterior SD: the note names the gap
+    import dataclasses
+
+    moved = dataclasses.replace(mixed_fit, idata=mixed_fit.idata.copy())
+    eff = moved.idata.posterior["effects"]
+    sd = float(eff.sel(effect="a").std())
+    eff.loc[{"effect": "a"}] = eff.sel(effect="a") + sd
+    notes = compare_paths(moved, level=0.9).notes
+    assert any(n.startswith("a: the posterior median") and "differ by 1.0" in n for n in notes), notes
+    assert np.median(mixed_fit.draws("a")) == t.loc["a", "bayes_estimate"]  # the fixture is untouched

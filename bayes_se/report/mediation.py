@@ -79,6 +79,28 @@ def sources_text(fit) -> str:
     return ""
 
 
+def frequentist_blocks(b, fit, level: float) -> list:
+    """The path fit beside its frequentist twin (bivariate REML, :mod:`bayes_se.compare_paths`)."""
+    from bayes_se.compare_paths import compare_paths
+    from bayes_se.errors import BayesSEError
+
+    try:
+        cmp = compare_paths(fit, level=level)
+    except BayesSEError as exc:
+        return [("missing", f"No frequentist comparison of the paths ({exc}).")]
+    pct = f"{100 * level:g}%"
+    blocks = [("p", f"The same trials pooled by the frequentist bivariate random-effects model of (a, b) "
+                    f"(REML; metafor's rma.mv with struct = \"UN\"; c' by rma): Wald {pct} intervals, the "
+                    f"indirect effect's by the delta method with its Monte Carlo interval beside it "
+                    f"(MacKinnon, Lockwood & Williams 2004); REML gives the between-study SDs and rho_ab as "
+                    f"points."),
+              b.table("mediation_frequentist", cmp.table, f"Bayesian (posterior median, {pct} CrI) vs REML")]
+    blocks.append(("list", cmp.notes) if cmp.notes else
+                  ("p", "The two agree within the thresholds of bayes_se.compare (estimates within a quarter "
+                        "posterior SD, intervals within 20%, the same conclusion about 0)."))
+    return blocks
+
+
 def mediation_blocks(b, mediation, level: float, table) -> list:
     """Blocks of the "Mediation" section.
 
@@ -118,6 +140,7 @@ def mediation_blocks(b, mediation, level: float, table) -> list:
         blocks.append(b.figure("indirect", "Indirect effect: posterior against prior", "plot_indirect", mediation,
                                width="double"))
     if isinstance(mediation, PathMediationFit):
+        blocks += frequentist_blocks(b, mediation, level)
         blocks.append(b.figure("mediation_forest", "Per-trial paths a, b and a*b", "plot_mediation_forest",
                                mediation, width="double"))
     return blocks
