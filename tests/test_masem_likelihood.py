@@ -20,6 +20,7 @@ from bayes_se.errors import SpecError  # noqa: E402
 from bayes_se.mediation_simulation import PATH_COLUMNS, simulate_mediation_trials  # noqa: E402
 
 REFERENCE = Path(__file__).parent / "reference"
+SIM = Path(__file__).resolve().parent.parent / "data" / "self_efficacy_sim"
 SETTING = dict(a=0.25, b=-0.35, c_prime=-0.10, tau_a=0.10, tau_b=0.08, tau_c=0.05)
 
 
@@ -191,3 +192,28 @@ def test_builds_share_a_cached_model_and_each_samples_its_own_data():
     assert build_masem(first, likelihood="fisher_z").model is not b1.model
     assert build_masem(first, priors={"eta": 3.0}).model is not b1.model
     assert build_masem(first, symbolic=True).model is not build_masem(first, symbolic=True).model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_same_draws_with_empty_and_filled_compile_caches(tmp_path, sampler):
+    """The first process after installing (empty Numba and PyTensor caches, the MASEM kernel
+    compiled afresh) gives the draws of every later process (caches filled). About 40 s."""
+    import subprocess
+    import sys
+
+    script = ("import hashlib, numpy as np\n"
+              "from bayes_se.mediation import fit_mediation\n"
+              f"fit = fit_mediation({str(SIM / 'mediation_correlations.csv')!r}, seed=11, draws=200, tune=200, "
+              f"chains=2, cores=1, mc_draws=4, sampler={sampler!r})\n"
+              "post = fit.idata.posterior\n"
+              "print(hashlib.sha256(np.asarray(post['rho']).tobytes() + np.asarray(post['tau']).tobytes())"
+              ".hexdigest())\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PYTENSOR_FLAGS": f"compiledir={tmp_path / 'pytensor'}"}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    first, second = (run.stdout.strip().splitlines()[-1] for run in runs)
+    assert first == second
