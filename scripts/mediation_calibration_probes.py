@@ -1,0 +1,207 @@
+"""Probes of the MASEM's coverage of rho[X,Y] (docs/calibration.md, "What limits rho[X,Y]").
+
+Three probes on the data of ``scripts/mediation_calibration.py`` (the ``base`` setting, k trials of
+60-300 participants, r_MY unreported with probability 0.1):
+
+* ``variants``: refit the calibration run's own data sets (same ``--seed``, so the same trials and
+  fit seeds as that run's rows) with another prior or likelihood: ``eta1`` (LKJ(1) on Omega),
+  ``tau05`` (tau ~ HalfNormal(0.5)), ``own`` (Olkin-Siotani at each trial's own r);
+  ``--normal-x`` instead draws the participants' intervention from N(0, 1) rather than +-1
+  (new data, same truths). One row per (replicate, k, parameter), as the calibration CSV, plus the
+  posterior medians of tau and Omega.
+* ``gls``: the generalised least squares estimate of the pooled correlations with the *true*
+  between-trial covariance T (Monte Carlo over the trial paths) and the Olkin-Siotani sampling
+  covariance at the true pooled matrix: the coverage of its 90% Wald interval separates the
+  within-trial model from the estimation of T.
+* ``reml``: the same with T estimated by REML (unstructured, Cholesky-parametrised, BFGS), the
+  sampling covariance at the current pooled estimate (three passes), Wald intervals from the
+  GLS information at the estimate: the frequentist counterpart of the Bayesian fit.
+
+    nice python scripts/mediation_calibration_probes.py variants --variants eta1 own --k 70 --reps 150 --seed 20261201 --out RUN.csv
+    nice python scripts/mediation_calibration_probes.py variants --normal-x --variants default --k 70 --reps 150 --out RUN.csv
+    nice python scripts/mediation_calibration_probes.py gls --reps 2000 --k 70 --seed 5
+    nice python scripts/mediation_calibration_probes.py reml --reps 600 --k 70 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mediation_calibration as calibration  # noqa: E402
+
+VARIABLES = ["intervention", "self_efficacy", "symptoms"]
+VARIANTS = {"default": {}, "eta1": {"priors": {"eta": 1.0}}, "tau05": {"priors": {"tau": "half_normal(0.5)"}},
+            "own": {"likelihood": "own"}, "fisher_z": {"likelihood": "fisher_z"}}
+SIM = dict(n_range=(60, 300), missing_my=0.1)
+Z90 = 1.6448536269514722
+
+
+class NormalIntervention(np.random.Generator):
+    """A generator whose ``choice`` (the simulator's +-1 intervention) draws N(0, 1) instead."""
+
+    def choice(self, values, size=None, **kwargs):
+        return self.standard_normal(size)
+
+
+def _matrix(r):
+    R = np.eye(3)
+    R[1, 0] = R[0, 1] = r[0]
+    R[2, 0] = R[0, 2] = r[1]
+    R[2, 1] = R[1, 2] = r[2]
+    return R
+
+
+def _truth():
+    s = calibration.SETTINGS["base"]
+    return np.array([s["a"], s["c_prime"] + s["a"] * s["b"], s["b"] + s["a"] * s["c_prime"]])
+
+
+def variants(args):
+    from bayes_se.correlations import load_correlations
+    from bayes_se.mediation import fit_mediation
+    from bayes_se.mediation_simulation import simulate_mediation_trials
+
+    rng = NormalIntervention(np.random.PCG64(args.seed)) if args.normal_x else np.random.default_rng(args.seed)
+    for rep in range(args.reps):
+        for k in (15, 70):  # the calibration script's order, so that the data sets are its own
+            sim = simulate_mediation_trials(k, **calibration.SETTINGS["base"], **SIM, seed=rng)
+            fit_seed = int(rng.integers(2**31))
+            if k not in args.k:
+                continue
+            data = load_correlations(sim.correlations, variables=VARIABLES)
+            for name in args.variants:
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit = fit_mediation(data, seed=fit_seed, draws=500, tune=500, chains=2, cores=1, mc_draws=8,
+                                        **VARIANTS[name])
+                seconds = time.perf_counter() - start
+                post, rows = fit.idata.posterior, []
+                for param, key in calibration.PARAMS.items():
+                    draws = np.asarray(post["rho"].sel(pair=param[4:-1]) if param.startswith("rho[")
+                                       else post["effects"].sel(effect=param)).ravel()
+                    lo, hi = np.quantile(draws, [0.05, 0.95])
+                    t = sim.truth[key]
+                    rows.append(dict(parameter=param, truth=t, median=np.median(draws), sd=draws.std(),
+                                     covered=int(lo <= t <= hi)))
+                for pair in post["tau"].pair.values:
+                    rows.append(dict(parameter=f"tau[{pair}]", median=float(post["tau"].sel(pair=pair).median())))
+                pairs = list(post["Omega"].pair.values)
+                for i in range(3):
+                    for j in range(i):
+                        rows.append(dict(parameter=f"Omega[{pairs[i]}|{pairs[j]}]",
+                                         median=float(post["Omega"].isel(pair=i, pair2=j).median())))
+                frame = pd.DataFrame(rows)
+                frame.insert(0, "replicate", rep)
+                frame.insert(0, "k", k)
+                frame.insert(0, "variant", name + ("+normal_x" if args.normal_x else ""))
+                frame["seconds"] = seconds
+                frame.to_csv(args.out, mode="a", header=not os.path.exists(args.out), index=False)
+                print(f"rep {rep} k {k} {name}: {seconds:.1f}s", file=sys.stderr, flush=True)
+
+
+def _studies(correlations):
+    ys, idx, ns = [], [], []
+    for _, g in correlations.groupby("study", sort=False):
+        ns.append(float(g["n"].iloc[0]))
+        ys.append(g["r"].to_numpy(float))
+        idx.append([0, 1] + ([2] if len(g) == 3 else []))
+    return ys, idx, ns
+
+
+def _gls(ys, idx, ns, P, T):
+    """GLS estimate, its information matrix and the REML terms, for sampling covariances P/(n-1)."""
+    A, b, logdet, blocks = np.zeros((3, 3)), np.zeros(3), 0.0, []
+    for y, ii, n in zip(ys, idx, ns):
+        V = (P / (n - 1.0) + T)[np.ix_(ii, ii)]
+        W = np.linalg.inv(V)
+        X = np.eye(3)[ii]
+        A += X.T @ W @ X
+        b += X.T @ W @ y
+        logdet += np.linalg.slogdet(V)[1]
+        blocks.append((W, X, y))
+    mu = np.linalg.solve(A, b)
+    quad = sum((y - X @ mu) @ W @ (y - X @ mu) for W, X, y in blocks)
+    return mu, A, 0.5 * (logdet + quad + np.linalg.slogdet(A)[1])
+
+
+def _true_T(rng, draws=10**6):
+    s = calibration.SETTINGS["base"]
+    a = s["a"] + s["tau_a"] * rng.standard_normal(draws)
+    b = s["b"] + s["tau_b"] * rng.standard_normal(draws)
+    c = s["c_prime"] + s["tau_c"] * rng.standard_normal(draws)
+    return np.cov(np.column_stack([a, c + a * b, b + a * c]).T)
+
+
+def gls_or_reml(args, reml: bool):
+    from scipy import optimize
+
+    from bayes_se.correlations import olkin_siotani
+    from bayes_se.mediation_simulation import simulate_mediation_trials
+
+    rng = np.random.default_rng(args.seed)
+    truth = _truth()
+    T_true = _true_T(rng)
+    z, taus = [], []
+    for _ in range(args.reps):
+        sim = simulate_mediation_trials(args.k[0], **calibration.SETTINGS["base"], **SIM, seed=rng)
+        ys, idx, ns = _studies(sim.correlations)
+        if not reml:
+            mu, A, _ = _gls(ys, idx, ns, olkin_siotani(_matrix(truth)), T_true)
+            tau = np.sqrt(np.diag(T_true))
+        else:
+            rho = np.array([np.mean([y[j] for y, ii in zip(ys, idx) if j in ii]) for j in range(3)])
+            theta = np.array([0.08, 0.0, 0.06, 0.0, 0.0, 0.07])  # lower triangle of chol(T)
+
+            def cov(th):
+                L = np.zeros((3, 3))
+                L[np.tril_indices(3)] = th
+                return L @ L.T
+
+            for _ in range(3):  # the sampling covariance at the current pooled matrix
+                P = olkin_siotani(_matrix(rho))
+                theta = optimize.minimize(lambda th: _gls(ys, idx, ns, P, cov(th))[2], theta, method="BFGS").x
+                rho, A, _ = _gls(ys, idx, ns, P, cov(theta))
+            mu, tau = rho, np.sqrt(np.diag(cov(theta)))
+        z.append((mu - truth) / np.sqrt(np.diag(np.linalg.inv(A))))
+        taus.append(tau)
+    z = np.array(z)
+    label = "REML (T estimated)" if reml else "GLS (true T)"
+    print(f"{label}, k = {args.k[0]}, {len(z)} replicates; pairs (X,M), (X,Y), (M,Y)")
+    print("  90% Wald coverage:", np.round(np.mean(np.abs(z) < Z90, axis=0), 4))
+    print("  SD of z:", np.round(z.std(axis=0), 3), " mean z:", np.round(z.mean(axis=0), 3))
+    print("  mean tau:", np.round(np.mean(taus, axis=0), 4), " true tau:", np.round(np.sqrt(np.diag(T_true)), 4))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("probe", choices=["variants", "gls", "reml"])
+    p.add_argument("--reps", type=int, default=100)
+    p.add_argument("--k", type=int, nargs="+", default=[70])
+    p.add_argument("--seed", type=int, default=20261201)
+    p.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS))
+    p.add_argument("--normal-x", action="store_true")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    if args.probe == "variants":
+        if not args.out:
+            p.error("variants needs --out")
+        variants(args)
+    else:
+        gls_or_reml(args, reml=args.probe == "reml")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
