@@ -269,11 +269,27 @@ def check_args(args) -> None:
         check_out_file(args.csv, force=args.force, inputs=_inputs(args))
 
 
+def _check_readable(path) -> None:
+    """Refuse a missing path or a folder with the reader's own message (None passes)."""
+    import os
+
+    from bayes_se.errors import DataError
+
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise DataError(f"file not found: {path}")
+    if os.path.isdir(path):
+        raise DataError(f"not a file: {path} is a folder")
+
+
 def cmd_fit(args) -> int:
     from bayes_se import api
     from bayes_se.outputs import write_fit_outputs
 
     spec = _spec_from_args(args)
+    for path in (args.data, args.correlations):  # a mistyped name is told before PyMC is imported
+        _check_readable(path)
     if args.correlations is not None:  # --correlations: the spec's [mediation] correlations
         import dataclasses
 

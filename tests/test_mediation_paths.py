@@ -398,6 +398,14 @@ def test_cli_mixed_input_and_bad_input(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "priors.tau_a" in err
 
 
+def test_cli_missing_files_are_told_first(capsys, tmp_path):
+    """A mistyped --data or --correlations is one line, before any model is built."""
+    for argv, words in ((("--data", tmp_path / "nothere.csv"), "file not found"),
+                        (("--data", PATHS_CSV, "--correlations", tmp_path), "is a folder")):
+        code, out, err = run_cli(capsys, "fit", SPEC, *argv)
+        assert code == 2 and out == "" and err.count("\n") == 1 and words in err, err
+
+
 def test_spec_keys_are_validated():
     from bayes_se.spec import load_spec
 
