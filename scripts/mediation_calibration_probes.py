@@ -20,7 +20,7 @@ Three probes on the data of ``scripts/mediation_calibration.py`` (the ``base`` s
     nice python scripts/mediation_calibration_probes.py variants --variants eta1 own --k 70 --reps 150 --seed 20261201 --out RUN.csv
     nice python scripts/mediation_calibration_probes.py variants --normal-x --variants default --k 70 --reps 150 --out RUN.csv
     nice python scripts/mediation_calibration_probes.py gls --reps 2000 --k 70 --seed 5
-    nice python scripts/mediation_calibration_probes.py reml --reps 600 --k 70 --seed 7
+    nice python scripts/mediation_calibration_probes.py reml --reps 200 --k 70 --seed 7 --out RUN.csv
 """
 
 from __future__ import annotations
@@ -176,12 +176,20 @@ def gls_or_reml(args, reml: bool):
             mu, tau = rho, np.sqrt(np.diag(cov(theta)))
         z.append((mu - truth) / np.sqrt(np.diag(np.linalg.inv(A))))
         taus.append(tau)
-    z = np.array(z)
-    label = "REML (T estimated)" if reml else "GLS (true T)"
-    print(f"{label}, k = {args.k[0]}, {len(z)} replicates; pairs (X,M), (X,Y), (M,Y)")
+        if args.out:  # one row per replicate: z of each pair and the tau used
+            row = pd.DataFrame([dict(probe="reml" if reml else "gls", k=args.k[0], seed=args.seed, replicate=len(z) - 1,
+                                     **{f"z{j}": z[-1][j] for j in range(3)}, **{f"tau{j}": tau[j] for j in range(3)})])
+            row.to_csv(args.out, mode="a", header=not os.path.exists(args.out), index=False)
+        if len(z) % 50 == 0 or len(z) == args.reps:  # a summary every 50 replicates, so a cut run keeps its result
+            _report(np.array(z), taus, T_true, args.k[0], "REML (T estimated)" if reml else "GLS (true T)")
+
+
+def _report(z, taus, T_true, k, label):
+    print(f"{label}, k = {k}, {len(z)} replicates; pairs (X,M), (X,Y), (M,Y)")
     print("  90% Wald coverage:", np.round(np.mean(np.abs(z) < Z90, axis=0), 4))
     print("  SD of z:", np.round(z.std(axis=0), 3), " mean z:", np.round(z.mean(axis=0), 3))
-    print("  mean tau:", np.round(np.mean(taus, axis=0), 4), " true tau:", np.round(np.sqrt(np.diag(T_true)), 4))
+    print("  mean tau:", np.round(np.mean(taus, axis=0), 4), " true tau:", np.round(np.sqrt(np.diag(T_true)), 4),
+          flush=True)
 
 
 def main(argv=None):
