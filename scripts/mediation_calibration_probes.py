@@ -5,7 +5,8 @@ Three probes on the data of ``scripts/mediation_calibration.py`` (the ``base`` s
 
 * ``variants``: refit the calibration run's own data sets (same ``--seed``, so the same trials and
   fit seeds as that run's rows) with another prior or likelihood: ``eta1`` (LKJ(1) on Omega),
-  ``tau05`` (tau ~ HalfNormal(0.5)), ``own`` (Olkin-Siotani at each trial's own r);
+  ``tau05`` (tau ~ HalfNormal(0.5)), ``own`` (Olkin-Siotani at each trial's own r), ``plugin``
+  (Olkin-Siotani at the n-weighted mean r, fixed data: a probe-only patch of the ``own`` data);
   ``--normal-x`` instead draws the participants' intervention from N(0, 1) rather than +-1
   (new data, same truths). One row per (replicate, k, parameter), as the calibration CSV, plus the
   posterior medians of tau and Omega.
@@ -42,7 +43,8 @@ import mediation_calibration as calibration  # noqa: E402
 
 VARIABLES = ["intervention", "self_efficacy", "symptoms"]
 VARIANTS = {"default": {}, "eta1": {"priors": {"eta": 1.0}}, "tau05": {"priors": {"tau": "half_normal(0.5)"}},
-            "own": {"likelihood": "own"}, "fisher_z": {"likelihood": "fisher_z"}}
+            "own": {"likelihood": "own"}, "fisher_z": {"likelihood": "fisher_z"},
+            "plugin": {"likelihood": "own"}}  # with the 'own' data replaced: see _use_plugin_covariance
 SIM = dict(n_range=(60, 300), missing_my=0.1)
 Z90 = 1.6448536269514722
 
@@ -67,11 +69,41 @@ def _truth():
     return np.array([s["a"], s["c_prime"] + s["a"] * s["b"], s["b"] + s["a"] * s["c_prime"]])
 
 
+def _use_plugin_covariance():
+    """Probe only: make the ``own`` likelihood take, for every trial, the Olkin-Siotani covariance at
+    the n-weighted mean of the observed correlations (fixed data, as REML's plug-in), so that the
+    sampling covariance no longer depends on the pooled matrix being sampled."""
+    import bayes_se.builders.masem as masem
+    import bayes_se.builders.masem_likelihood as likelihoods
+    from bayes_se.correlations import pair_index
+
+    own_values = likelihoods.shared_values
+
+    def plugin_values(data, likelihood):
+        out = own_values(data, likelihood)
+        if likelihood == "own":
+            obs, p = np.asarray(data.observed, bool), data.p
+            w = np.asarray(data.n, float)[:, None] * obs
+            rbar = (np.where(obs, data.r, 0.0) * w).sum(0) / w.sum(0)
+            flat, mask = np.zeros(p * p), np.ones(p * p)
+            mask[::p + 1] = 0.0  # the unit diagonal comes from the pooled matrix
+            for c, (i, j) in enumerate(pair_index(p)):
+                flat[i * p + j] = flat[j * p + i] = rbar[c]
+            out["own"], out["own_mask"] = np.tile(flat, (data.k, 1)), np.tile(mask, (data.k, 1))
+        return out
+
+    likelihoods.shared_values = masem.shared_values = plugin_values
+
+
 def variants(args):
     from bayes_se.correlations import load_correlations
     from bayes_se.mediation import fit_mediation
     from bayes_se.mediation_simulation import simulate_mediation_trials
 
+    if "plugin" in args.variants:
+        if len(args.variants) > 1:
+            raise SystemExit("--variants plugin replaces the 'own' likelihood's data: run it on its own")
+        _use_plugin_covariance()
     rng = NormalIntervention(np.random.PCG64(args.seed)) if args.normal_x else np.random.default_rng(args.seed)
     for rep in range(args.reps):
         for k in (15, 70):  # the calibration script's order, so that the data sets are its own
