@@ -14,6 +14,8 @@ Three probes on the data of ``scripts/mediation_calibration.py`` (the ``base`` s
   between-trial covariance T (Monte Carlo over the trial paths) and the Olkin-Siotani sampling
   covariance at the true pooled matrix: the coverage of its 90% Wald interval separates the
   within-trial model from the estimation of T.
+* ``fixed-t``: the Bayesian fit with T fixed at its REML estimate (only the pooled matrix
+  sampled) beside REML's Wald interval, on the calibration run's own data sets (paired).
 * ``reml``: the same with T estimated by REML (unstructured, Cholesky-parametrised, BFGS), the
   sampling covariance at the current pooled estimate (three passes), Wald intervals from the
   GLS information at the estimate: the frequentist counterpart of the Bayesian fit.
@@ -22,6 +24,7 @@ Three probes on the data of ``scripts/mediation_calibration.py`` (the ``base`` s
     nice python scripts/mediation_calibration_probes.py variants --normal-x --variants default --k 70 --reps 150 --out RUN.csv
     nice python scripts/mediation_calibration_probes.py gls --reps 2000 --k 70 --seed 5
     nice python scripts/mediation_calibration_probes.py reml --reps 200 --k 70 --seed 7 --out RUN.csv
+    nice python scripts/mediation_calibration_probes.py fixed-t --reps 150 --k 70 --seed 20261201 --out RUN.csv
 """
 
 from __future__ import annotations
@@ -177,8 +180,6 @@ def _true_T(rng, draws=10**6):
 
 
 def gls_or_reml(args, reml: bool):
-    from scipy import optimize
-
     from bayes_se.correlations import olkin_siotani
     from bayes_se.mediation_simulation import simulate_mediation_trials
 
@@ -193,19 +194,8 @@ def gls_or_reml(args, reml: bool):
             mu, A, _ = _gls(ys, idx, ns, olkin_siotani(_matrix(truth)), T_true)
             tau = np.sqrt(np.diag(T_true))
         else:
-            rho = np.array([np.mean([y[j] for y, ii in zip(ys, idx) if j in ii]) for j in range(3)])
-            theta = np.array([0.08, 0.0, 0.06, 0.0, 0.0, 0.07])  # lower triangle of chol(T)
-
-            def cov(th):
-                L = np.zeros((3, 3))
-                L[np.tril_indices(3)] = th
-                return L @ L.T
-
-            for _ in range(3):  # the sampling covariance at the current pooled matrix
-                P = olkin_siotani(_matrix(rho))
-                theta = optimize.minimize(lambda th: _gls(ys, idx, ns, P, cov(th))[2], theta, method="BFGS").x
-                rho, A, _ = _gls(ys, idx, ns, P, cov(theta))
-            mu, tau = rho, np.sqrt(np.diag(cov(theta)))
+            mu, T, A = _reml(ys, idx, ns)
+            tau = np.sqrt(np.diag(T))
         z.append((mu - truth) / np.sqrt(np.diag(np.linalg.inv(A))))
         taus.append(tau)
         if args.out:  # one row per replicate: z of each pair and the tau used
@@ -224,9 +214,74 @@ def _report(z, taus, T_true, k, label):
           flush=True)
 
 
+def _reml(ys, idx, ns):
+    """REML estimate (pooled matrix, T, GLS information A) with the sampling covariance at the
+    current pooled matrix, held fixed while T is estimated (three passes)."""
+    from scipy import optimize
+
+    from bayes_se.correlations import olkin_siotani
+
+    rho = np.array([np.mean([y[j] for y, ii in zip(ys, idx) if j in ii]) for j in range(3)])
+    theta = np.array([0.08, 0.0, 0.06, 0.0, 0.0, 0.07])  # lower triangle of chol(T)
+
+    def cov(th):
+        L = np.zeros((3, 3))
+        L[np.tril_indices(3)] = th
+        return L @ L.T
+
+    for _ in range(3):
+        P = olkin_siotani(_matrix(rho))
+        theta = optimize.minimize(lambda th: _gls(ys, idx, ns, P, cov(th))[2], theta, method="BFGS").x
+        rho, A, _ = _gls(ys, idx, ns, P, cov(theta))
+    return rho, cov(theta), A
+
+
+def fixed_t(args):
+    """The Bayesian MASEM with T fixed at its REML estimate (``pymc.do`` on tau and Omega's partial
+    correlations), only the pooled matrix sampled, beside REML's Wald interval, on the calibration
+    run's own k = 70 data sets: one row per replicate."""
+    import pymc as pm
+
+    from bayes_se.builders.masem import build_masem
+    from bayes_se.correlations import load_correlations
+    from bayes_se.mediation_simulation import simulate_mediation_trials
+    from bayes_se.nutpie_sampling import sample_nutpie
+
+    rng = np.random.default_rng(args.seed)
+    truth = _truth()
+    for rep in range(args.reps):
+        for k in (15, 70):
+            sim = simulate_mediation_trials(k, **calibration.SETTINGS["base"], **SIM, seed=rng)
+            fit_seed = int(rng.integers(2**31))
+            if k not in args.k:
+                continue
+            rho, T, A = _reml(*_studies(sim.correlations))
+            tau = np.sqrt(np.diag(T))
+            L = np.linalg.cholesky(T / np.outer(tau, tau))
+            cpc = np.array([L[1, 0], L[2, 0], L[2, 1] / np.sqrt(1.0 - L[2, 0] ** 2)])  # lkj_corr_cpc's order
+            built = build_masem(load_correlations(sim.correlations, variables=VARIABLES))
+            built.set_data()
+            fixed = pm.do(built.model, {"tau": tau, "Omega_cpc": (cpc + 1.0) / 2.0})
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                idata = sample_nutpie(fixed, draws=500, tune=500, chains=2, seed=fit_seed, target_accept=0.9)
+            draws = np.asarray(idata.posterior["rho"]).reshape(-1, 3)
+            lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+            se = np.sqrt(np.diag(np.linalg.inv(A)))
+            row = dict(k=k, replicate=rep, **{f"cov{j}": int(lo[j] <= truth[j] <= hi[j]) for j in range(3)},
+                       **{f"sd{j}": draws[:, j].std() for j in range(3)},
+                       **{f"med{j}": np.median(draws[:, j]) for j in range(3)},
+                       **{f"reml_se{j}": se[j] for j in range(3)},
+                       **{f"reml_z{j}": (rho[j] - truth[j]) / se[j] for j in range(3)},
+                       **{f"tau{j}": tau[j] for j in range(3)}, seconds=time.perf_counter() - start)
+            pd.DataFrame([row]).to_csv(args.out, mode="a", header=not os.path.exists(args.out), index=False)
+            print(f"rep {rep} k {k}: {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("probe", choices=["variants", "gls", "reml"])
+    p.add_argument("probe", choices=["variants", "gls", "reml", "fixed-t"])
     p.add_argument("--reps", type=int, default=100)
     p.add_argument("--k", type=int, nargs="+", default=[70])
     p.add_argument("--seed", type=int, default=20261201)
@@ -234,10 +289,12 @@ def main(argv=None):
     p.add_argument("--normal-x", action="store_true")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    if args.probe in ("variants", "fixed-t") and not args.out:
+        p.error(f"{args.probe} needs --out")
     if args.probe == "variants":
-        if not args.out:
-            p.error("variants needs --out")
         variants(args)
+    elif args.probe == "fixed-t":
+        fixed_t(args)
     else:
         gls_or_reml(args, reml=args.probe == "reml")
     return 0
