@@ -63,7 +63,7 @@ def cmd_freq_paths(args) -> int:
     method = args.method.upper()
     if method not in ("REML", "ML"):
         raise BayesSEError(f"--paths estimates the between-study covariance of (a, b) by REML or ML, not {args.method}")
-    data = load_paths(args.data, study=args.study or "study", **_reading_options(args))
+    data = load_paths(args.data, study=args.study, **_reading_options(args))
     res = paths_rma(data, method=method, level=args.level)
     if args.json:
         _print_json(res.to_dict())
@@ -269,27 +269,15 @@ def check_args(args) -> None:
         check_out_file(args.csv, force=args.force, inputs=_inputs(args))
 
 
-def _check_readable(path) -> None:
-    """Refuse a missing path or a folder with the reader's own message (None passes)."""
-    import os
-
-    from bayes_se.errors import DataError
-
-    if path is None:
-        return
-    if not os.path.exists(path):
-        raise DataError(f"file not found: {path}")
-    if os.path.isdir(path):
-        raise DataError(f"not a file: {path} is a folder")
-
-
 def cmd_fit(args) -> int:
     from bayes_se import api
     from bayes_se.outputs import write_fit_outputs
+    from bayes_se.table import check_readable
 
     spec = _spec_from_args(args)
     for path in (args.data, args.correlations):  # a mistyped name is told before PyMC is imported
-        _check_readable(path)
+        if path is not None:
+            check_readable(path)
     if args.correlations is not None:  # --correlations: the spec's [mediation] correlations
         import dataclasses
 

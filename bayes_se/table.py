@@ -47,8 +47,8 @@ from bayes_se.lazy import LazyModule
 
 pd = LazyModule("pandas")  # only where a DataFrame is built: reading a file needs none (issue 17)
 
-__all__ = ["Table", "TextCells", "ColumnInfo", "read_table", "parse_number", "is_missing", "label", "label_column",
-           "number_column",
+__all__ = ["Table", "TextCells", "ColumnInfo", "read_table", "check_readable", "parse_number", "is_missing", "label",
+           "label_column", "number_column",
            "infer_column", "NotANumber", "check_options", "MISSING_MARKERS", "DELIMITERS", "DECIMALS",
            "MAX_FILE_BYTES"]
 
@@ -558,7 +558,10 @@ def read_table(source, *, sep=None, decimal=None, encoding=None) -> Table:
     return _parse(text, path, sep, decimal, used_encoding, encoding is None, notes)
 
 
-def _read_bytes(path: str) -> bytes:
+def check_readable(path: str) -> None:
+    """Refuse, with one :class:`DataError` line, a path that is missing, a folder, not a regular
+    file, or larger than :data:`MAX_FILE_BYTES` (the checks made before a table is read; the CLI
+    calls it early so that a mistyped name is told before the model stack is imported)."""
     if not os.path.exists(path):
         raise DataError(f"file not found: {path}")
     if os.path.isdir(path):
@@ -571,6 +574,10 @@ def _read_bytes(path: str) -> bytes:
             f"file {path} is {size / 1024**2:.0f} MB; data tables over "
             f"{MAX_FILE_BYTES // 1024**2} MB are refused (is this the right file?)"
         )
+
+
+def _read_bytes(path: str) -> bytes:
+    check_readable(path)
     try:
         with open(path, "rb") as handle:
             return handle.read()
